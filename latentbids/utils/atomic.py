@@ -1,0 +1,80 @@
+"""Atomic file writes: write under a temporary name in the same folder, then rename.
+
+A rename within one file system is atomic on POSIX, so a reader (or a rerun after an interrupted
+job) sees either the old complete file or the new complete file, never a half-written one.  Many
+participant jobs may write into one output folder at once; each temporary name is unique.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it onto ``target`` on success.
+
+    On any exception the temporary file is removed and ``target`` is left untouched.
+    ``suffix`` defaults to the target's full suffix (e.g. ``.nii.gz``) so that libraries that
+    infer the format from the extension (nibabel, matplotlib) write the right format.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if suffix is None:
+        suffix = "".join(target.suffixes)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{suffix}", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.chmod(tmp_path, 0o644)
+        os.replace(tmp_path, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            if tmp_path.is_dir():
+                shutil.rmtree(tmp_path)
+            else:
+                tmp_path.unlink()
+        raise
+
+
+def write_text(target: str | os.PathLike, text: str) -> Path:
+    """Atomically write ``text`` (UTF-8) to ``target``."""
+    with atomic_path(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(target)
+
+
+def write_json(target: str | os.PathLike, data, indent: int = 2) -> Path:
+    """Atomically write ``data`` as pretty JSON (sorted keys are not forced: order is meaningful)."""
+    return write_text(target, json.dumps(data, indent=indent, default=str) + "\n")
+
+
+def write_bytes(target: str | os.PathLike, data: bytes) -> Path:
+    """Atomically write raw bytes to ``target``."""
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+    return Path(target)
+
+
+def save_nifti(img, target: str | os.PathLike) -> Path:
+    """Atomically save a nibabel image to ``target`` (format from its extension)."""
+    import nibabel as nib
+
+    with atomic_path(target) as tmp:
+        nib.save(img, str(tmp))
+    return Path(target)
+
+
+def write_tsv(df, target: str | os.PathLike, **kwargs) -> Path:
+    """Atomically write a pandas DataFrame as a BIDS TSV (tab separated, ``n/a`` for missing)."""
+    kwargs.setdefault("index", False)
+    kwargs.setdefault("na_rep", "n/a")
+    with atomic_path(target) as tmp:
+        df.to_csv(tmp, sep="\t", **kwargs)
+    return Path(target)
