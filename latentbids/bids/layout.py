@@ -1,0 +1,217 @@
+"""The input BIDS dataset: a persistent pybids index and the selection of T1w images.
+
+Many participant jobs (a SLURM array, say) start at once against one dataset and one
+``--bids-database-dir``.  The index is built once under an exclusive file lock into a temporary
+folder, then renamed into place; every other job waits for the lock and then only reads it.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from latentbids.bids.jobs import T1wJob
+from latentbids.bids.naming import strip_prefix
+from latentbids.errors import MissingInputError, NoDataError, UsageError
+
+LOGGER = logging.getLogger("latentbids")
+
+T1W_QUERY = {"datatype": "anat", "suffix": "T1w", "extension": [".nii", ".nii.gz"]}
+_INDEX_VERSION = "1"
+
+
+def read_labels(values: Iterable[str] | None, prefix: str) -> list[str]:
+    """Expand ``--participant-label``/``--session-label`` values.
+
+    Each value is a label (``01`` or ``sub-01``) or a path to a text file with one label per line
+    (blank lines and ``#`` comments ignored).  Order is kept, duplicates dropped.
+    """
+    labels: list[str] = []
+    for value in values or []:
+        value = str(value).strip()
+        path = Path(value)
+        if os.sep in value or value.endswith((".txt", ".tsv", ".csv")) or (path.is_file() and not value.startswith(prefix + "-")):
+            if not path.is_file():
+                raise MissingInputError(f"Label file {value} not found: give labels or an existing file with one per line")
+            items = [ln.split("#", 1)[0].strip() for ln in path.read_text().splitlines()]
+            items = [i for item in items for i in item.replace(",", " ").split()]
+        else:
+            items = [value]
+        for item in items:
+            label = strip_prefix(item, prefix)
+            if not label or not label.isalnum():
+                raise UsageError(f"'{item}' is not a valid {prefix} label: use letters and digits only (e.g. {prefix}-01)")
+            if label not in labels:
+                labels.append(label)
+    return labels
+
+
+def load_filter_file(path: str | os.PathLike | None) -> dict:
+    """Read a ``--bids-filter-file`` (fMRIPrep format: ``{"t1w": {"session": "1", ...}}``).
+
+    Only the ``t1w`` query is used by latentbids; other keys are accepted (so one filter file can
+    serve several BIDS Apps) and logged.  JSON ``null`` means "entity absent" and ``"*"`` means
+    "any value", as in fMRIPrep.
+    """
+    if not path:
+        return {}
+    path = Path(path)
+    if not path.is_file():
+        raise MissingInputError(f"--bids-filter-file {path} not found: pass an existing JSON file")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--bids-filter-file {path} is not valid JSON ({exc.msg} at line {exc.lineno}): fix it") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise UsageError(f"--bids-filter-file {path} must map query names to objects, e.g. {{\"t1w\": {{\"session\": \"1\"}}}}")
+    ignored = sorted(set(data) - {"t1w"})
+    if ignored:
+        LOGGER.info("bids-filter-file: ignoring queries %s (latentbids uses only 't1w')", ", ".join(ignored))
+    return data
+
+
+def _pybids_filters(filters: dict) -> dict:
+    from bids.layout import Query
+
+    out = {}
+    for key, value in filters.items():
+        if value is None:
+            out[key] = Query.NONE
+        elif value == "*":
+            out[key] = Query.ANY
+        else:
+            out[key] = value
+    return out
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _dataset_signature(bids_dir: Path) -> str:
+    """Cheap fingerprint of the dataset's file list (names, sizes, mtimes) to detect stale indexes."""
+    digest = hashlib.sha256(_INDEX_VERSION.encode())
+    for root, dirs, files in os.walk(bids_dir):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in ("derivatives", "sourcedata", "code"))
+        for name in sorted(files):
+            full = Path(root) / name
+            try:
+                st = full.stat()
+            except OSError:
+                continue
+            digest.update(f"{full.relative_to(bids_dir)}:{st.st_size}:{int(st.st_mtime)}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def get_layout(bids_dir: str | os.PathLike, database_dir: str | os.PathLike | None = None):
+    """Return a pybids ``BIDSLayout`` for ``bids_dir``, indexed once and reused from ``database_dir``.
+
+    The index folder is keyed by the dataset's file-list fingerprint, so a changed dataset gets a
+    fresh index and a stale one is never trusted.
+    """
+    from bids import BIDSLayout, BIDSLayoutIndexer
+
+    bids_dir = Path(bids_dir).resolve()
+    indexer = BIDSLayoutIndexer(validate=False, index_metadata=False)
+    if not database_dir:
+        return BIDSLayout(str(bids_dir), validate=False, indexer=indexer)
+    database_dir = Path(database_dir).resolve()
+    key = hashlib.sha256(str(bids_dir).encode()).hexdigest()[:12]
+    target = database_dir / f"{bids_dir.name}-{key}-{_dataset_signature(bids_dir)}"
+    with _locked(database_dir / f".{bids_dir.name}-{key}.lock"):
+        if not (target / "layout_index.sqlite").is_file():
+            tmp = Path(tempfile.mkdtemp(prefix=".tmp-index-", dir=database_dir))
+            try:
+                BIDSLayout(str(bids_dir), validate=False, indexer=indexer, database_path=str(tmp))
+                if target.exists():
+                    shutil.rmtree(target)
+                os.replace(tmp, target)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            LOGGER.info("Indexed %s into %s", bids_dir, target)
+    return BIDSLayout(str(bids_dir), validate=False, database_path=str(target))
+
+
+def select_t1w(
+    layout,
+    participant_label: list[str] | None = None,
+    session_label: list[str] | None = None,
+    filters: dict | None = None,
+) -> list[T1wJob]:
+    """The T1w images to process, one :class:`T1wJob` each, sorted by subject and session.
+
+    Raises :class:`NoDataError` (exit 18) when a requested participant/session does not exist or
+    when the selection is empty.
+    """
+    bids_dir = Path(layout.root)
+    subjects = sorted(layout.get_subjects())
+    if participant_label:
+        missing = [s for s in participant_label if s not in subjects]
+        if missing:
+            raise NoDataError(
+                f"Participant(s) {', '.join('sub-' + m for m in missing)} not found in {bids_dir}: "
+                f"check --participant-label (found {len(subjects)} subjects)"
+            )
+    query = dict(T1W_QUERY)
+    query.update(_pybids_filters((filters or {}).get("t1w", {})))
+    if participant_label:
+        query["subject"] = participant_label
+    if session_label:
+        query["session"] = session_label
+    try:
+        files = layout.get(return_type="object", **query)
+    except Exception as exc:  # pybids raises ValueError/TypeError on unknown entities
+        raise UsageError(f"--bids-filter-file query {query} is invalid for pybids ({exc}): fix the entity names") from None
+    jobs = []
+    for f in files:
+        ents = f.get_entities()
+        path = Path(f.path)
+        jobs.append(
+            T1wJob(
+                subject=str(ents["subject"]),
+                session=str(ents["session"]) if ents.get("session") else None,
+                path=path,
+                relpath=path.relative_to(bids_dir).as_posix(),
+            )
+        )
+    jobs.sort(key=lambda j: (j.subject, j.session or "", j.relpath))
+    if not jobs:
+        what = []
+        if participant_label:
+            what.append("participants " + ", ".join(participant_label))
+        if session_label:
+            what.append("sessions " + ", ".join(session_label))
+        if filters and filters.get("t1w"):
+            what.append(f"filter {filters['t1w']}")
+        raise NoDataError(
+            f"No T1w image in {bids_dir} matches {' and '.join(what) or 'the dataset'}: "
+            "check the labels/filters (T1w images must be sub-*/[ses-*/]anat/*_T1w.nii[.gz])"
+        )
+    return jobs
+
+
+def read_participants(bids_dir: str | os.PathLike):
+    """``participants.tsv`` as a DataFrame indexed by ``participant_id`` (empty when absent)."""
+    import pandas as pd
+
+    path = Path(bids_dir) / "participants.tsv"
+    if not path.is_file():
+        return pd.DataFrame(columns=["participant_id"]).set_index("participant_id")
+    df = pd.read_csv(path, sep="\t", na_values=["n/a"], dtype={"participant_id": str})
+    if "participant_id" not in df.columns:
+        raise UsageError(f"{path} has no participant_id column: add one (sub-<label> per row)")
+    return df.set_index("participant_id")

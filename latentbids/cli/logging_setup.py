@@ -1,0 +1,37 @@
+"""Logging for a run: one line per event on stderr and in ``logs/<run_id>/latentbids.log``."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+LOGGER = logging.getLogger("latentbids")
+_FORMAT = "%(asctime)s | %(levelname)-7s | %(message)s"
+_DATEFMT = "%y%m%d-%H:%M:%S"
+
+
+def setup_logging(verbose: int = 0) -> logging.Logger:
+    """Configure the ``latentbids`` logger for the console (idempotent)."""
+    level = logging.DEBUG if verbose >= 2 else logging.INFO
+    LOGGER.setLevel(level)
+    LOGGER.propagate = False
+    if not any(getattr(h, "_latentbids_console", False) for h in LOGGER.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(_FORMAT, _DATEFMT))
+        handler._latentbids_console = True  # type: ignore[attr-defined]
+        LOGGER.addHandler(handler)
+    for handler in LOGGER.handlers:
+        handler.setLevel(level)
+    # Nipype is chatty at INFO; keep its workflow messages unless asked for debug.
+    logging.getLogger("nipype.workflow").setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("nipype.interface").setLevel(logging.WARNING)
+    return LOGGER
+
+
+def add_log_file(path: str | Path) -> logging.Handler:
+    """Also log to ``path`` (appending)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter(_FORMAT, _DATEFMT))
+    LOGGER.addHandler(handler)
+    return handler

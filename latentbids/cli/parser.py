@@ -1,0 +1,181 @@
+"""The ``latentbids`` command line (BIDS Apps convention; see docs/usage.md).
+
+Options default to "not given" (``argparse.SUPPRESS``) so that the precedence
+defaults < ``--config-file`` < command line can be applied in :mod:`latentbids.cli.run`.
+``OPTION_TO_CONFIG`` is the single map from an option to the config field it sets.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from latentbids import __version__
+from latentbids.errors import UnknownAnalysisLevel, UsageError
+
+ANALYSIS_LEVELS = ("participant", "group")
+
+#: argparse dest -> (config section, config key)
+OPTION_TO_CONFIG = {
+    "participant_label": ("execution", "participant_label"),
+    "session_label": ("execution", "session_label"),
+    "skip_bids_validation": ("execution", "skip_bids_validation"),
+    "work_dir": ("execution", "work_dir"),
+    "bids_database_dir": ("execution", "bids_database_dir"),
+    "nprocs": ("execution", "nprocs"),
+    "omp_nthreads": ("execution", "omp_nthreads"),
+    "mem_gb": ("execution", "mem_gb"),
+    "use_plugin": ("execution", "use_plugin"),
+    "stop_on_first_crash": ("execution", "stop_on_first_crash"),
+    "sloppy": ("execution", "sloppy"),
+    "notrack": ("execution", "notrack"),
+    "verbose": ("execution", "verbose"),
+    "device": ("execution", "device"),
+    "random_seed": ("execution", "random_seed"),
+    "deterministic": ("execution", "deterministic"),
+    "templateflow_home": ("execution", "templateflow_home"),
+    "nilearn_data": ("execution", "nilearn_data"),
+    "output_spaces": ("spatial", "output_spaces"),
+    "atlas": ("spatial", "atlas"),
+    "atlas_labels": ("spatial", "atlas_labels"),
+    "model": ("model", "model"),
+    "latent_dim": ("model", "latent_dim"),
+    "n_folds": ("model", "n_folds"),
+    "fit_all": ("model", "fit_all"),
+    "max_epochs": ("model", "max_epochs"),
+    "batch_size": ("model", "batch_size"),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors raised as :class:`UsageError` (exit 64, not argparse's 2)."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        raise UsageError(f"{message} (see 'latentbids --help')")
+
+
+def parse_mem(value: str) -> float:
+    """``--mem``: memory in GB; accepts ``16``, ``16G``, ``16GB``, ``16000MB``, ``0.5T``."""
+    text = str(value).strip().upper().removesuffix("B")
+    factor = 1.0
+    if text and text[-1] in "KMGT":
+        factor = {"K": 1e-6, "M": 1e-3, "G": 1.0, "T": 1e3}[text[-1]]
+        text = text[:-1]
+    try:
+        gb = float(text) * factor
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a memory size: write e.g. 16 or 16GB") from None
+    if gb <= 0:
+        raise argparse.ArgumentTypeError(f"'{value}' must be positive")
+    return gb
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{value}' is not an integer") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"'{value}' must be at least 1")
+    return number
+
+
+def _device(value: str) -> str:
+    text = value.strip().lower()
+    if text in ("auto", "cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(f"'{value}' is not one of auto, cpu, cuda, cuda:N")
+
+
+def _derivative(value: str) -> tuple[str, str]:
+    name, sep, path = value.partition("=")
+    if not sep:
+        path, name = value, value.rstrip("/").split("/")[-1]
+    if not path:
+        raise argparse.ArgumentTypeError(f"'{value}' is not NAME=PATH")
+    return name, path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="latentbids",
+        description=(
+            "latentbids: gray-matter maps from T1w MRI (participant level), then a 3D convolutional "
+            "autoencoder and the interpretation of its latent space (group level), as BIDS-Derivatives."
+        ),
+        argument_default=argparse.SUPPRESS,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("bids_dir", help="root of the input BIDS dataset")
+    parser.add_argument("output_dir", help="output folder; use <bids_dir>/derivatives/latentbids")
+    parser.add_argument("analysis_level", help="'participant' (per subject, parallel) or 'group'")
+    parser.add_argument("--version", action="version", version=f"latentbids {__version__}")
+
+    sel = parser.add_argument_group("selecting data")
+    sel.add_argument("--participant-label", "--participant_label", dest="participant_label", nargs="+",
+                     metavar="LABEL", help="subjects to process (with or without 'sub-'), or a file with one label per line")
+    sel.add_argument("--session-label", "--session_label", dest="session_label", nargs="+", metavar="LABEL",
+                     help="sessions to process (with or without 'ses-')")
+    sel.add_argument("--bids-filter-file", "--bids_filter_file", dest="bids_filter_file", metavar="FILE",
+                     help='JSON of pybids queries, e.g. {"t1w": {"acquisition": "mprage"}}')
+    sel.add_argument("--skip-bids-validation", "--skip_bids_validation", "--skip_bids_validator",
+                     dest="skip_bids_validation", action="store_true", help="do not run the BIDS validator")
+    sel.add_argument("--bids-database-dir", dest="bids_database_dir", metavar="DIR",
+                     help="folder for the persistent pybids index (default: <work-dir>/bids_db)")
+    sel.add_argument("-d", "--derivatives", dest="derivatives", nargs="+", type=_derivative, metavar="NAME=PATH",
+                     help="existing derivatives to reuse GM maps from (sMRIPrep/fMRIPrep probseg or CAT12 mwp1)")
+
+    spa = parser.add_argument_group("template, atlas and resources")
+    spa.add_argument("--output-spaces", dest="output_spaces", nargs="+", metavar="SPACE[:res-N]",
+                     help="template space and resolution of the GM maps, e.g. MNI152NLin2009aSym:res-2")
+    spa.add_argument("--atlas", dest="atlas", metavar="NAME|PATH",
+                     help="AAL (default), AAL3, AAL-SPM8/SPM12 (nilearn cache) or a label NIfTI in template space")
+    spa.add_argument("--atlas-labels", dest="atlas_labels", metavar="TSV",
+                     help="'index name' table for an --atlas PATH (default: the atlas path with .tsv)")
+    spa.add_argument("--templateflow-home", dest="templateflow_home", metavar="DIR",
+                     help="TemplateFlow cache (default: $TEMPLATEFLOW_HOME); never downloads")
+    spa.add_argument("--nilearn-data", dest="nilearn_data", metavar="DIR",
+                     help="nilearn data cache for AAL-SPM* atlases (default: $NILEARN_DATA)")
+
+    mod = parser.add_argument_group("model (group level; --model also at participant level)")
+    mod.add_argument("--model", dest="model", metavar="DIR", help="encode with an existing trained model folder")
+    mod.add_argument("--latent-dim", dest="latent_dim", type=_positive_int, metavar="K", help="latent units (default 32)")
+    mod.add_argument("--n-folds", dest="n_folds", type=_positive_int, metavar="K", help="cross-validation folds (default 5)")
+    mod.add_argument("--fit-all", dest="fit_all", action="store_true", help="train one model on all subjects")
+    mod.add_argument("--max-epochs", dest="max_epochs", type=_positive_int, metavar="N", help="epoch limit (default 200)")
+    mod.add_argument("--batch-size", dest="batch_size", type=_positive_int, metavar="N", help="batch size (default 8)")
+
+    run = parser.add_argument_group("running")
+    run.add_argument("-w", "--work-dir", dest="work_dir", metavar="DIR",
+                     help="working folder for intermediate files (default: ./work); must be outside bids_dir")
+    run.add_argument("--nprocs", "--n-cpus", "--n_cpus", dest="nprocs", type=_positive_int, metavar="N",
+                     help="processes for MultiProc (default: all CPUs)")
+    run.add_argument("--omp-nthreads", dest="omp_nthreads", type=_positive_int, metavar="N",
+                     help="threads per process (ITK/torch; default: min(8, nprocs))")
+    run.add_argument("--mem", "--mem-gb", "--mem_gb", dest="mem_gb", type=parse_mem, metavar="GB",
+                     help="memory limit in GB (units M/G/T accepted, e.g. 16GB)")
+    run.add_argument("--use-plugin", "--use_plugin", dest="use_plugin", metavar="YAML",
+                     help="Nipype plugin file, e.g. {plugin: SLURM, plugin_args: {sbatch_args: ...}}")
+    run.add_argument("--config-file", dest="config_file", metavar="TOML",
+                     help="run configuration (TOML, as written to logs/); options on the command line win")
+    run.add_argument("--random-seed", dest="random_seed", type=int, metavar="N", help="seed for every random step (default 42)")
+    run.add_argument("--deterministic", dest="deterministic", action="store_true",
+                     help="bit-identical results on the same device (slower)")
+    run.add_argument("--device", dest="device", type=_device, metavar="{auto,cpu,cuda,cuda:N}",
+                     help="where the autoencoder runs (default auto: CUDA when present)")
+    run.add_argument("--sloppy", dest="sloppy", action="store_true", help="tiny fast settings, for tests only")
+    run.add_argument("--stop-on-first-crash", dest="stop_on_first_crash", action="store_true",
+                     help="stop at the first failed participant instead of going on")
+    run.add_argument("--notrack", dest="notrack", action="store_true", help="accepted for compatibility; there is no telemetry")
+    run.add_argument("-v", "--verbose", dest="verbose", action="count", help="more log output (-vv for debug)")
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv``; unknown analysis level raises :class:`UnknownAnalysisLevel` (exit 17)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    if args.analysis_level not in ANALYSIS_LEVELS:
+        raise UnknownAnalysisLevel(
+            f"Unknown analysis level '{args.analysis_level}': use 'participant' or 'group'"
+        )
+    return args

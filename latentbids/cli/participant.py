@@ -1,0 +1,73 @@
+"""The participant level as the CLI runs it: select, check, then run the Nipype workflow.
+
+Exit-code policy for several subjects (docs/usage.md): bad inputs are reported and skipped, the
+good ones are processed; the run ends with 0 when every selected image was processed, 66 when some
+inputs were rejected (and nothing crashed), 1 when a processing step failed for any subject.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from latentbids.errors import EXIT_FAILURE, EXIT_MISSING_INPUT, EXIT_OK, MissingInputError
+
+LOGGER = logging.getLogger("latentbids")
+
+
+def collect_jobs(config):
+    """The T1w jobs of this run (with reusable GM maps attached) and the inputs rejected."""
+    from latentbids.bids.input_checks import check_jobs
+    from latentbids.bids.layout import get_layout, select_t1w
+
+    ex = config.execution
+    layout = get_layout(ex.bids_dir, ex.bids_database_dir)
+    jobs = select_t1w(layout, ex.participant_label, ex.session_label, ex.bids_filters)
+    if ex.derivatives:
+        jobs = [_attach_existing_gm(job, ex.derivatives) for job in jobs]
+    LOGGER.info("Selected %d T1w image(s) from %d subject(s)", len(jobs), len({j.subject for j in jobs}))
+    good, bad = check_jobs(jobs)
+    if not good:
+        raise MissingInputError(
+            f"None of the {len(jobs)} selected T1w image(s) is usable (first: {bad[0]}); fix or remove them"
+        )
+    return good, bad
+
+
+def _attach_existing_gm(job, derivatives):
+    try:
+        from latentbids.workflows.participant import find_existing_gm_map
+    except ImportError:  # pragma: no cover - until the reuse branch exists
+        return job
+    found = find_existing_gm_map(derivatives, job.subject, job.session)
+    if not found:
+        return job
+    path, kind = found
+    LOGGER.info("%s: reusing GM map %s (%s)", job.label, path, kind)
+    return dataclasses.replace(job, gm_map=path, gm_map_kind=kind)
+
+
+def run_participant_level(config, templates, atlas) -> int:
+    """Process every selected T1w; return the exit code per the policy above."""
+    from latentbids.cli.run import load_plugin
+
+    good, bad = collect_jobs(config)
+    if config.model.model:
+        LOGGER.info("--model given: subjects will also be encoded with %s", config.model.model)
+    from latentbids.workflows.participant import run_participant_wf
+
+    plugin, plugin_args = load_plugin(config)
+    results = run_participant_wf(config, good, plugin=plugin, plugin_args=plugin_args)
+    failed = {label: status for label, status in results.items() if status != "ok"}
+    for label, status in sorted(results.items()):
+        LOGGER.info("%s: %s", label, status)
+    for problem in bad:
+        LOGGER.info("%s: input rejected: %s", problem.job.label, problem.reason)
+    LOGGER.info(
+        "Participant level finished: %d processed, %d failed, %d input(s) rejected; outputs in %s",
+        len(results) - len(failed), len(failed), len(bad), config.execution.output_dir,
+    )
+    if failed:
+        return EXIT_FAILURE
+    if bad:
+        return EXIT_MISSING_INPUT
+    return EXIT_OK

@@ -1,0 +1,190 @@
+"""``latentbids`` entry point: build the run configuration, check inputs, dispatch a level.
+
+This module only turns arguments into a :class:`~latentbids.config.RunConfig` and calls the
+participant or group level; the science lives elsewhere.  User errors end as one line on stderr
+with the exit code documented in :mod:`latentbids.errors`.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from latentbids import __version__
+from latentbids.errors import EXIT_FAILURE, LatentbidsError, MissingInputError, UsageError
+
+LOGGER = logging.getLogger("latentbids")
+
+
+def build_config(args):
+    """Defaults < ``--config-file`` < command line, then paths resolved and checked."""
+    from latentbids.bids.layout import load_filter_file, read_labels
+    from latentbids.cli.parser import OPTION_TO_CONFIG
+    from latentbids.config import RunConfig, load_toml, new_run_id
+
+    config = RunConfig()
+    given = vars(args)
+    if "config_file" in given:
+        file_values = load_toml(given["config_file"])
+        # Paths and level always come from the command line, not from a recorded config.
+        execution = file_values.get("execution", {})
+        for key in ("bids_dir", "output_dir", "analysis_level", "run_id"):
+            execution.pop(key, None)
+        file_values.pop("environment", None)
+        config.update(file_values, origin=str(given["config_file"]))
+    updates: dict = {}
+    for dest, value in given.items():
+        if dest in OPTION_TO_CONFIG:
+            section, key = OPTION_TO_CONFIG[dest]
+            updates.setdefault(section, {})[key] = value
+    config.update(updates, origin="command line")
+
+    ex = config.execution
+    ex.bids_dir = str(Path(args.bids_dir).expanduser().absolute())
+    ex.output_dir = str(Path(args.output_dir).expanduser().absolute())
+    ex.analysis_level = args.analysis_level
+    ex.run_id = new_run_id()
+    ex.participant_label = read_labels(ex.participant_label, "sub")
+    ex.session_label = read_labels(ex.session_label, "ses")
+    if "bids_filter_file" in given:
+        ex.bids_filters = load_filter_file(given["bids_filter_file"])
+    if "derivatives" in given:
+        ex.derivatives = {name: str(Path(path).absolute()) for name, path in given["derivatives"]}
+    ex.work_dir = str(Path(ex.work_dir or "work").expanduser().absolute())
+    if not ex.bids_database_dir:
+        ex.bids_database_dir = str(Path(ex.work_dir) / "bids_db")
+    ex.nprocs = ex.nprocs or (os.cpu_count() or 1)
+    ex.omp_nthreads = ex.omp_nthreads or min(8, ex.nprocs)
+    ex.verbose = ex.verbose or 0
+    check_paths(config)
+    return config
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    try:
+        child.resolve().relative_to(parent.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def check_paths(config) -> None:
+    """Refuse paths that would lose data or mix inputs and outputs."""
+    ex = config.execution
+    bids_dir, output_dir, work_dir = Path(ex.bids_dir), Path(ex.output_dir), Path(ex.work_dir)
+    if not bids_dir.exists():
+        raise MissingInputError(f"bids_dir {bids_dir} does not exist: check the path (and the -B/-v mounts in a container)")
+    if not bids_dir.is_dir():
+        raise UsageError(f"bids_dir {bids_dir} is not a folder: pass the root of a BIDS dataset")
+    if not (bids_dir / "dataset_description.json").is_file():
+        raise MissingInputError(
+            f"{bids_dir} has no dataset_description.json: pass the root of a BIDS dataset (the folder holding sub-*/)"
+        )
+    if output_dir.resolve() == bids_dir.resolve():
+        raise UsageError(f"output_dir is bids_dir ({bids_dir}): write to {bids_dir / 'derivatives' / 'latentbids'}")
+    if _inside(bids_dir, output_dir):
+        raise UsageError(f"output_dir {output_dir} contains bids_dir: write to {bids_dir / 'derivatives' / 'latentbids'}")
+    if _inside(output_dir, bids_dir) and not _inside(output_dir, bids_dir / "derivatives"):
+        raise UsageError(f"output_dir {output_dir} is inside bids_dir but not under derivatives/: use {bids_dir / 'derivatives' / 'latentbids'}")
+    if _inside(work_dir, bids_dir):
+        raise UsageError(f"--work-dir {work_dir} is inside bids_dir: put it outside the dataset (e.g. /tmp/work)")
+    if _inside(work_dir, output_dir):
+        raise UsageError(f"--work-dir {work_dir} is inside output_dir: put it outside the derivatives (e.g. /tmp/work)")
+    if config.execution.use_plugin and not Path(config.execution.use_plugin).is_file():
+        raise MissingInputError(f"--use-plugin {config.execution.use_plugin} not found: pass a Nipype plugin YAML file")
+    if config.model.model and not Path(config.model.model).is_dir():
+        raise MissingInputError(f"--model {config.model.model} not found: pass a model folder written by the group level (output_dir/models/...)")
+    for name, path in config.execution.derivatives.items():
+        if not Path(path).is_dir():
+            raise MissingInputError(f"--derivatives {name}={path}: folder not found; check the path")
+    for folder, option in ((output_dir, "output_dir"), (work_dir, "--work-dir")):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"{option} {folder} cannot be created ({exc.strerror}): choose a writable folder") from None
+        if not os.access(folder, os.W_OK):
+            raise UsageError(f"{option} {folder} is not writable: choose a writable folder")
+
+
+def load_plugin(config) -> tuple[str, dict]:
+    """Nipype plugin name and arguments: ``--use-plugin`` YAML or MultiProc with ``--nprocs``."""
+    ex = config.execution
+    plugin_args = {"n_procs": ex.nprocs, "raise_insufficient": False}
+    if ex.mem_gb:
+        plugin_args["memory_gb"] = ex.mem_gb
+    if not ex.use_plugin:
+        return ("Linear" if ex.nprocs == 1 else "MultiProc"), plugin_args
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(ex.use_plugin).read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UsageError(f"--use-plugin {ex.use_plugin} is not valid YAML ({exc}): fix it") from None
+    if not isinstance(data, dict) or "plugin" not in data:
+        raise UsageError(f"--use-plugin {ex.use_plugin} must contain 'plugin: NAME' (e.g. MultiProc, SLURM)")
+    args = data.get("plugin_args") or {}
+    if data["plugin"] in ("MultiProc", "LegacyMultiProc"):
+        args = {**plugin_args, **args}
+    return str(data["plugin"]), args
+
+
+def prepare_run(config):
+    """Resources, validation and the output dataset skeleton shared by both levels."""
+    from latentbids.bids.derivatives import init_output_dataset, write_run_config
+    from latentbids.bids.validation import validate_dataset
+    from latentbids.cli.logging_setup import add_log_file
+    from latentbids.config import container_kind
+    from latentbids.resources import get_atlas, get_template
+    from latentbids.resources.templates import parse_output_space
+
+    ex = config.execution
+    add_log_file(Path(ex.output_dir) / "logs" / ex.run_id / "latentbids.log")
+    LOGGER.info("latentbids %s, %s level, run %s", __version__, ex.analysis_level, ex.run_id)
+    if ex.templateflow_home:
+        os.environ["TEMPLATEFLOW_HOME"] = ex.templateflow_home
+    spaces = [parse_output_space(s) for s in config.spatial.output_spaces]
+    templates = [get_template(space, res, ex.templateflow_home or None) for space, res in spaces]
+    atlas = get_atlas(config.spatial.atlas, config.spatial.atlas_labels or None, ex.nilearn_data or None)
+    LOGGER.info("Template %s (%s); atlas %s with %d regions (%s)", templates[0].name, templates[0].source,
+                atlas.name, atlas.n_regions, atlas.source)
+    if ex.skip_bids_validation:
+        LOGGER.info("BIDS validation skipped (--skip-bids-validation)")
+    else:
+        validate_dataset(ex.bids_dir, Path(ex.work_dir) / "logs" / f"bids-validator_{ex.run_id}.json")
+    init_output_dataset(ex.output_dir, ex.bids_dir, container_kind(), atlas)
+    write_run_config(ex.output_dir, ex.run_id, config)
+    return templates, atlas
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run latentbids; return the exit code (the console script exits with it)."""
+    from latentbids.cli.logging_setup import setup_logging
+    from latentbids.cli.parser import parse_args
+
+    setup_logging(0)
+    try:
+        args = parse_args(argv)
+        setup_logging(getattr(args, "verbose", 0) or 0)
+        config = build_config(args)
+        templates, atlas = prepare_run(config)
+        if config.execution.analysis_level == "participant":
+            from latentbids.cli.participant import run_participant_level
+
+            return run_participant_level(config, templates, atlas)
+        from latentbids.cli.group import run_group_level_cli
+
+        return run_group_level_cli(config, templates, atlas)
+    except LatentbidsError as exc:
+        LOGGER.error("%s", exc.message)
+        return exc.exit_code
+    except MemoryError:
+        LOGGER.error("Out of memory: lower --nprocs, raise --mem / the container's memory limit, or use --batch-size")
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        LOGGER.error("Interrupted: files already written are complete; rerun with the same --work-dir to resume")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
