@@ -1,1 +1,15 @@
-"""latentbids.model"""
+"""The 3D convolutional autoencoder: network, grid fitting, data cache, training, encoding, bundles.
+
+One module, one job (METHOD.md section 3):
+
+* :mod:`.network`   the ``nn.Module`` (hierarchical conv encoder, linear bottleneck, mirrored decoder)
+* :mod:`.grid`      crop/pad a template grid to a shape divisible by ``2**levels`` and restore it
+* :mod:`.cache`     every GM map read once into one contiguous memory-mapped ``.npy`` in the work dir
+* :mod:`.device`    ``--device auto|cpu|cuda|cuda:N`` resolution and determinism switches
+* :mod:`.splits`    subject-level stratified k-fold with a validation subset inside each training set
+* :mod:`.training`  training loop: early stopping, per-epoch checkpoints, resume, OOM fallback
+* :mod:`.encoding`  batched encoding, reconstruction, voxelwise/scalar/regional error
+* :mod:`.bundle`    the self-describing model folder and :func:`encode_with_model`
+
+Nothing here knows about BIDS layouts or Nipype; :mod:`latentbids.workflows.group` wires it.
+"""

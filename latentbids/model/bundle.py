@@ -1,0 +1,323 @@
+"""The self-describing model folder ``<output_dir>/models/<name>/`` and :func:`encode_with_model`.
+
+Layout::
+
+    model.json              architecture, K, template space/resolution/grid, working grid and crop
+                            box, atlas, intensity scale, seeds, folds (weights + sha256), versions
+    config.toml             the whole run configuration that trained it
+    weights/fold-<k>.pt     one state dict per fold (``fold-all.pt`` in fit-all mode)
+    splits/fold-<k>_split.tsv   participant_id, group, role (train | validation | test)
+    mask.nii.gz             loss mask on the working grid
+    atlas.nii.gz, atlas.tsv atlas on the working grid and its labels (regional errors)
+    SHA256SUMS              checksums of every file above but itself
+
+A model refuses an input on another grid or template (:class:`~latentbids.errors.UsageError` naming
+both).  A subject the model has seen in training is labelled ``in_training`` (or refused with
+``refuse_training=True``); in k-fold mode a subject of the training cohort is encoded by the fold
+that held it out, so it is *not* in training for that model.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import torch
+
+from latentbids.errors import MissingInputError, UsageError
+from latentbids.model.cache import grid_description, same_grid
+from latentbids.model.grid import GridFit, block_reduce
+from latentbids.model.network import AutoEncoder3D
+
+LOGGER = logging.getLogger("latentbids.model")
+FORMAT = "latentbids-model"
+FORMAT_VERSION = 1
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_bundle(
+    model_dir: str | os.PathLike,
+    *,
+    models: dict[str, AutoEncoder3D],
+    meta: dict,
+    fold_info: dict[str, dict],
+    splits: pd.DataFrame,
+    mask: nib.Nifti1Image,
+    atlas: nib.Nifti1Image,
+    atlas_labels: pd.DataFrame,
+    config_toml: str = "",
+) -> Path:
+    """Write the model folder atomically (built beside it, then renamed into place).
+
+    ``meta`` must hold ``name, template, grid, atlas, intensity, seeds, training`` (see
+    :mod:`latentbids.workflows.group`); ``fold_info[fold]`` holds per-fold facts (scale, best
+    epoch, losses, counts) and gets the weights path and sha256 added.
+    """
+    model_dir = Path(model_dir)
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{model_dir.name}.", suffix=".tmp", dir=model_dir.parent))
+    try:
+        (tmp / "weights").mkdir()
+        (tmp / "splits").mkdir()
+        folds = []
+        for fold, model in models.items():
+            rel = f"weights/fold-{fold}.pt"
+            state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            torch.save(state, tmp / rel)
+            split_rel = f"splits/fold-{fold}_split.tsv"
+            part = splits[splits["fold"] == str(fold)][["participant_id", "group", "role"]]
+            part.to_csv(tmp / split_rel, sep="\t", index=False, na_rep="n/a")
+            folds.append({"fold": str(fold), "weights": rel, "sha256": sha256_file(tmp / rel),
+                          "split": split_rel, **fold_info.get(str(fold), {})})
+        first = next(iter(models.values()))
+        doc = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta,
+               "architecture": first.architecture(), "latent_dim": first.latent_dim, "folds": folds}
+        doc.setdefault("default_fold", folds[0]["fold"])
+        nib.save(mask, str(tmp / "mask.nii.gz"))
+        nib.save(atlas, str(tmp / "atlas.nii.gz"))
+        atlas_labels[["index", "name"]].to_csv(tmp / "atlas.tsv", sep="\t", index=False)
+        (tmp / "config.toml").write_text(config_toml, encoding="utf-8")
+        (tmp / "model.json").write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
+        sums = [f"{sha256_file(p)}  {p.relative_to(tmp).as_posix()}"
+                for p in sorted(tmp.rglob("*")) if p.is_file()]
+        (tmp / "SHA256SUMS").write_text("\n".join(sums) + "\n", encoding="utf-8")
+        for p in tmp.rglob("*"):
+            os.chmod(p, 0o755 if p.is_dir() else 0o644)
+        os.chmod(tmp, 0o755)
+        old = None
+        if model_dir.exists():
+            old = model_dir.with_name(f".{model_dir.name}.old-{os.getpid()}")
+            os.replace(model_dir, old)
+        os.replace(tmp, model_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return model_dir
+
+
+@dataclass
+class ModelBundle:
+    """A loaded model folder (weights are loaded per fold on demand)."""
+
+    path: Path
+    meta: dict
+    splits: pd.DataFrame
+    mask: np.ndarray  # working grid
+    atlas: np.ndarray  # working grid
+    atlas_labels: pd.DataFrame
+
+    @property
+    def fit(self) -> GridFit:
+        return GridFit.from_dict(self.meta["grid"]["fit"])
+
+    @property
+    def folds(self) -> list[str]:
+        return [f["fold"] for f in self.meta["folds"]]
+
+    def fold_entry(self, fold: str) -> dict:
+        for entry in self.meta["folds"]:
+            if entry["fold"] == str(fold):
+                return entry
+        raise UsageError(f"Model {self.path} has no fold '{fold}': it has {', '.join(self.folds)}")
+
+    def load_model(self, fold: str, device="cpu") -> AutoEncoder3D:
+        """The network of ``fold`` with its weights (checksum verified)."""
+        entry = self.fold_entry(fold)
+        wpath = self.path / entry["weights"]
+        if not wpath.is_file():
+            raise MissingInputError(f"Model weights {wpath} are missing: copy the whole model folder")
+        if sha256_file(wpath) != entry["sha256"]:
+            raise MissingInputError(f"Model weights {wpath} do not match their sha256 in model.json: "
+                                    f"the file is corrupt or was changed; retrain or recopy the model")
+        model = AutoEncoder3D.from_architecture(self.meta["architecture"])
+        model.load_state_dict(torch.load(wpath, map_location="cpu", weights_only=True))
+        return model.to(device).eval()
+
+    def template_grid(self) -> tuple[tuple, np.ndarray]:
+        tpl = self.meta["template"]
+        return tuple(tpl["shape"]), np.asarray(tpl["affine"], dtype=float)
+
+    def grid_name(self) -> str:
+        tpl = self.meta["template"]
+        shape, affine = self.template_grid()
+        return f"{tpl['space']} at {tpl['resolution']:g} mm ({grid_description(shape, affine)})"
+
+    def check_input(self, img: nib.Nifti1Image, space: str | None = None, name: str = "input") -> None:
+        """Refuse an input on another template or grid than the one the model was trained on."""
+        tpl = self.meta["template"]
+        if space is not None and str(space) != tpl["space"]:
+            raise UsageError(
+                f"Model {self.path} was trained on template {self.grid_name()}; the {name} is in "
+                f"template space {space}: use a model trained on {space} or GM maps in {tpl['space']}"
+            )
+        shape, affine = self.template_grid()
+        if not same_grid(img.shape, img.affine, shape, affine):
+            raise UsageError(
+                f"Model {self.path} was trained on grid {self.grid_name()}; the {name} is on "
+                f"{grid_description(img.shape, img.affine)}: resample the GM map to the model's grid "
+                f"or use a model trained on this grid"
+            )
+
+    def role_of(self, participant_id: str) -> tuple[str, bool, str]:
+        """``(fold, in_training, role)`` to encode ``participant_id`` with.
+
+        k-fold: a cohort subject uses the fold that held it out (``in_training`` False); a new
+        subject uses ``default_fold``.  Fit-all: a cohort subject is ``in_training`` True.
+        """
+        rows = self.splits[self.splits["participant_id"] == str(participant_id)]
+        if rows.empty:
+            return str(self.meta.get("default_fold", self.folds[0])), False, "new"
+        held = rows[rows["role"] == "test"]
+        if not held.empty:
+            return str(held["fold"].iloc[0]), False, "test"
+        row = rows.iloc[0]
+        return str(row["fold"]), True, str(row["role"])
+
+    def prepare(self, img: nib.Nifti1Image) -> np.ndarray:
+        """A template-grid image -> the network's box (downsampled and cropped), float32."""
+        data = np.asarray(img.get_fdata(dtype=np.float32), dtype=np.float32)
+        if data.ndim == 4 and data.shape[3] == 1:
+            data = data[..., 0]
+        data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
+        data = block_reduce(data, int(self.meta["grid"]["downsample"]), "mean")
+        return self.fit.crop(data).astype(np.float32)
+
+
+def load_bundle(model_dir: str | os.PathLike) -> ModelBundle:
+    """Read a model folder (one-line errors when it is missing or not a latentbids model)."""
+    path = Path(model_dir)
+    meta_path = path / "model.json"
+    if not meta_path.is_file():
+        raise MissingInputError(f"--model {path} is not a latentbids model folder (no model.json): "
+                                f"pass <output_dir>/models/<name> from a group-level run")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise MissingInputError(f"--model {meta_path} is not valid JSON ({exc}): recopy the model") from None
+    if meta.get("format") != FORMAT:
+        raise MissingInputError(f"--model {path}: model.json is not a {FORMAT} description")
+    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+        raise UsageError(f"--model {path} has format version {meta['format_version']}; this latentbids "
+                         f"reads up to {FORMAT_VERSION}: upgrade latentbids")
+    frames = []
+    for entry in meta["folds"]:
+        split = pd.read_csv(path / entry["split"], sep="\t", dtype=str, keep_default_na=False)
+        split.insert(0, "fold", entry["fold"])
+        frames.append(split)
+    splits = pd.concat(frames, ignore_index=True)
+    try:
+        mask = np.asarray(nib.load(str(path / "mask.nii.gz")).dataobj) > 0
+        atlas = np.asarray(nib.load(str(path / "atlas.nii.gz")).dataobj).astype(np.int32)
+        labels = pd.read_csv(path / "atlas.tsv", sep="\t")
+    except Exception as exc:
+        raise MissingInputError(f"--model {path}: mask/atlas files unreadable ({exc}): recopy the model") from None
+    return ModelBundle(path=path, meta=meta, splits=splits, mask=mask, atlas=atlas, atlas_labels=labels)
+
+
+def encode_with_model(
+    model_dir: str | os.PathLike,
+    gm_img,
+    *,
+    participant_id: str,
+    session_id: str | None = None,
+    output_dir: str | os.PathLike | None = None,
+    space: str | None = None,
+    device="auto",
+    fold: str | None = None,
+    refuse_training: bool = False,
+    source: str | None = None,
+) -> dict:
+    """Encode one template-space GM map with a trained model (participant-level ``--model PATH``).
+
+    Parameters
+    ----------
+    model_dir : the model folder (``<output_dir>/models/<name>``).
+    gm_img : path or nibabel image of the GM map on the model's template grid.
+    participant_id : ``sub-XX`` (decides the fold and the ``in_training`` label).
+    session_id : ``ses-YY``/``YY`` or None.
+    output_dir : when given, the latent TSV, reconstruction, error map and regional error TSV are
+        written under ``sub-<l>/[ses-<s>/]anat/`` there (each job writes only its own files).
+    space : the template space of ``gm_img``; refused when it differs from the model's.
+    device : ``auto|cpu|cuda|cuda:N``.
+    fold : force a fold's model (default: see :meth:`ModelBundle.role_of`).
+    refuse_training : raise :class:`UsageError` instead of labelling a training subject.
+    source : recorded in the sidecars (e.g. the GM map's path relative to the dataset).
+
+    Returns a dict with ``latent`` (one-row DataFrame: participant_id, session_id, fold,
+    in_training, z0..zK-1, error), ``regions`` (DataFrame), ``recon`` and ``error_map`` (arrays on the
+    working grid), ``affine`` and, when written, ``paths``.
+    """
+    from latentbids.model.device import resolve_device
+    from latentbids.model.encoding import iter_encode, regional_error
+    from latentbids.model.outputs import clean_session, latent_columns, write_subject_outputs
+
+    bundle = load_bundle(model_dir)
+    name = str(gm_img) if not isinstance(gm_img, nib.spatialimages.SpatialImage) else "input GM map"
+    if not isinstance(gm_img, nib.spatialimages.SpatialImage):
+        path = Path(gm_img)
+        if not path.is_file():
+            raise MissingInputError(f"GM map {path} not found: run the participant level first")
+        try:
+            gm_img = nib.load(str(path))
+        except Exception as exc:
+            raise MissingInputError(f"GM map {path} cannot be read ({exc})") from None
+    bundle.check_input(gm_img, space=space, name=f"GM map {name}")
+    pid = participant_id if str(participant_id).startswith("sub-") else f"sub-{participant_id}"
+    auto_fold, in_training, role = bundle.role_of(pid)
+    if fold is not None:
+        fold = str(fold)
+        rows = bundle.splits[(bundle.splits["fold"] == fold) & (bundle.splits["participant_id"] == pid)]
+        role = str(rows["role"].iloc[0]) if len(rows) else "new"
+        in_training = role in ("train", "validation")
+    else:
+        fold = auto_fold
+    if in_training and refuse_training:
+        raise UsageError(f"{pid} was a {role} subject of model {bundle.path} (fold {fold}): its "
+                         f"reconstruction error would not be held-out; use a model that did not train on it")
+    entry = bundle.fold_entry(fold)
+    dev = resolve_device(device)
+    model = bundle.load_model(fold, dev)
+    vol = bundle.prepare(gm_img)[None]
+    scale = float(entry.get("scale", 1.0))
+    mask_box = bundle.fit.crop(bundle.mask.astype(np.float32))
+    batch = next(iter_encode(model, vol, [0], mask_box, dev, scale, batch_size=1))
+    ses = clean_session(session_id)
+    latent = pd.DataFrame([[pid, f"ses-{ses}" if ses else "n/a", fold, in_training]
+                           + batch.z[0].tolist() + [float(batch.error[0])]],
+                          columns=["participant_id", "session_id", "fold", "in_training"]
+                          + latent_columns(model.latent_dim) + ["error"])
+    fit = bundle.fit
+    recon = fit.restore(batch.recon[0] * scale)
+    error_map = fit.restore(batch.error_map[0])
+    regions = regional_error(error_map, bundle.atlas, bundle.atlas_labels, bundle.mask)
+    affine = np.asarray(bundle.meta["grid"]["affine"], dtype=float)
+    result = {"latent": latent, "regions": regions, "recon": recon, "error_map": error_map,
+              "affine": affine, "fold": fold, "in_training": in_training, "role": role}
+    if output_dir is not None:
+        sidecar = {"Model": bundle.meta.get("name", bundle.path.name), "ModelFold": fold,
+                   "ModelWeightsSHA256": entry["sha256"], "InTraining": bool(in_training),
+                   "IntensityScale": scale, "Sources": [source or name]}
+        result["paths"] = write_subject_outputs(
+            output_dir, pid, session_id, space=bundle.meta["template"]["space"],
+            resolution=float(bundle.meta["grid"]["resolution"]), atlas_name=bundle.meta["atlas"]["bids_name"],
+            latent_row=latent, recon=recon, error_map=error_map, affine=affine, regions=regions,
+            sidecar=sidecar,
+        )
+    return result
