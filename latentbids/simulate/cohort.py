@@ -78,6 +78,11 @@ def simulate_subject(spec: SimulationSpec, index: int, label: str | None = None)
     # shape
     deform = random_deformation(rng, head, scale, spec.deformation_mm)
     jac = deform.jacobian()
+    # the nonlinear part changes the volume too: rescale so that TIV is the drawn target
+    tiv = float((jac * head.mask).sum() * voxel_ml)
+    factor = max(target_tiv, 600.0) / tiv
+    deform.scale = scale = scale * factor ** (1.0 / 3.0)
+    jac = jac * np.float32(factor)
     tiv = float((jac * head.mask).sum() * voxel_ml)
     # GM: individual variation, age, planted loss
     gm_field = smooth_field(rng, head.shape, GM_VARIATION_ORDER, spec.gm_variability, within=head.gm > 0.2)
