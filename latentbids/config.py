@@ -48,6 +48,7 @@ class ExecutionConfig:
     notrack: bool = False
     verbose: int = 0
     device: str = "auto"
+    resolved_device: str = ""  # what --device resolved to on this host (set at run start)
     random_seed: int = 42
     deterministic: bool = False
     templateflow_home: str = ""

@@ -29,7 +29,7 @@ def build_config(args):
         file_values = load_toml(given["config_file"])
         # Paths and level always come from the command line, not from a recorded config.
         execution = file_values.get("execution", {})
-        for key in ("bids_dir", "output_dir", "analysis_level", "run_id"):
+        for key in ("bids_dir", "output_dir", "analysis_level", "run_id", "resolved_device"):
             execution.pop(key, None)
         file_values.pop("environment", None)
         config.update(file_values, origin=str(given["config_file"]))
@@ -138,9 +138,14 @@ def prepare_run(config):
     from latentbids.resources import get_atlas, get_template
     from latentbids.resources.templates import parse_output_space
 
+    from latentbids.model.device import describe_device, resolve_device
+
     ex = config.execution
     add_log_file(Path(ex.output_dir) / "logs" / ex.run_id / "latentbids.log")
     LOGGER.info("latentbids %s, %s level, run %s", __version__, ex.analysis_level, ex.run_id)
+    # Resolve the device before any work, so '--device cuda' without a GPU fails in one line at once.
+    device = resolve_device(ex.device)
+    ex.resolved_device = f"{device} ({describe_device(device)})"
     if ex.templateflow_home:
         os.environ["TEMPLATEFLOW_HOME"] = ex.templateflow_home
     spaces = [parse_output_space(s) for s in config.spatial.output_spaces]

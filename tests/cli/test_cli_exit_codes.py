@@ -145,3 +145,13 @@ def test_group_without_participant_outputs_exits_66(ixi_dir, tmp_path):
     proc = run_cli(ixi_dir, tmp_path / "out", "group", "-w", tmp_path / "w", "--skip-bids-validation")
     assert proc.returncode == 66
     assert "run 'latentbids" in _one_line_error(proc)
+
+
+def test_cuda_without_gpu_exits_64_before_any_work(ixi_dir, tmp_path):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    proc = run_cli(ixi_dir, tmp_path / "out", "participant", "-w", tmp_path / "w", "--device", "cuda")
+    assert proc.returncode == 64
+    assert "CUDA is not available" in _one_line_error(proc) and "--device cpu" in _one_line_error(proc)
+    assert not list((tmp_path / "out").glob("sub-*"))
