@@ -1,0 +1,121 @@
+"""GM cache reuse, training determinism, early stopping, and resume after an interruption."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from model_testdata import make_cohort, toy_template  # noqa: E402
+
+from latentbids.errors import MissingInputError, UsageError  # noqa: E402
+from latentbids.model.cache import load_volumes  # noqa: E402
+from latentbids.model.grid import fit_grid  # noqa: E402
+from latentbids.model.training import TrainSettings, train_autoencoder  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cohort")
+    tpl = toy_template()
+    rec = make_cohort(tmp / "gm", tpl, n_subjects=6, two_sessions=())
+    mask = np.asarray(tpl.mask.dataobj) > 0
+    fit = fit_grid(mask, levels=4)
+    return tpl, rec, fit, fit.crop(mask.astype(np.float32))
+
+
+def test_cache_built_once_then_reused(cohort, tmp_path):
+    tpl, rec, fit, _ = cohort
+    paths = rec.gm_path.tolist()
+    first = load_volumes(paths, tmp_path, tpl.shape, tpl.affine, 1, fit)
+    assert not first.reused and first.data.shape == (len(paths),) + fit.size
+    assert first.data.flags["C_CONTIGUOUS"] and first.data.dtype == np.float32
+    ref = fit.crop(nib.load(paths[2]).get_fdata(dtype=np.float32))
+    np.testing.assert_array_equal(first.data[2], ref)
+    second = load_volumes(paths, tmp_path, tpl.shape, tpl.affine, 1, fit)
+    assert second.reused and second.path == first.path
+    # another grid (no crop) or a touched file gives another cache
+    assert not load_volumes(paths, tmp_path, tpl.shape, tpl.affine, 2, None).reused
+    st = os.stat(paths[0])
+    os.utime(paths[0], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    third = load_volumes(paths, tmp_path, tpl.shape, tpl.affine, 1, fit)
+    assert not third.reused and third.key != first.key
+
+
+def test_cache_refuses_other_grid_and_missing_file(cohort, tmp_path):
+    tpl, rec, fit, _ = cohort
+    bad = tmp_path / "bad.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((10, 12, 10), np.float32), np.diag([8, 8, 8, 1.0])), str(bad))
+    with pytest.raises(UsageError, match="not on the template grid"):
+        load_volumes([rec.gm_path[0], bad], tmp_path / "c1", tpl.shape, tpl.affine, 1, fit)
+    with pytest.raises(MissingInputError, match="not found"):
+        load_volumes([tmp_path / "nope.nii.gz"], tmp_path / "c2", tpl.shape, tpl.affine, 1, fit)
+
+
+def _settings(**kw):
+    base = dict(latent_dim=3, channels=(2, 4, 4, 4), batch_size=2, max_epochs=4, patience=10,
+                learning_rate=1e-3, seed=5, deterministic=True)
+    base.update(kw)
+    return TrainSettings(**base)
+
+
+def _data(cohort, tmp):
+    tpl, rec, fit, mask_box = cohort
+    return load_volumes(rec.gm_path.tolist(), tmp, tpl.shape, tpl.affine, 1, fit).data, mask_box
+
+
+def test_training_is_deterministic_and_learns(cohort, tmp_path):
+    data, mask = _data(cohort, tmp_path)
+    a = train_autoencoder(data, mask, [0, 1, 2, 3], [4], _settings(), "cpu")
+    b = train_autoencoder(data, mask, [0, 1, 2, 3], [4], _settings(), "cpu")
+    assert list(a.history.train_loss) == list(b.history.train_loss)
+    for (k, va), vb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.equal(va, vb), k
+    assert a.history.train_loss.iloc[-1] < a.history.train_loss.iloc[0]
+    assert a.placement == "cpu" and 0 <= a.data_wait_share < 1
+
+
+def test_early_stopping(cohort, tmp_path):
+    data, mask = _data(cohort, tmp_path)
+    res = train_autoencoder(data, mask, [0, 1, 2, 3], [4], _settings(max_epochs=30, patience=1,
+                                                                       learning_rate=0.05), "cpu")
+    assert res.stopped_early and len(res.history) < 30
+    assert res.best_val_loss == pytest.approx(res.history.val_loss.min())
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interruption_matches_uninterrupted(cohort, tmp_path):
+    data, mask = _data(cohort, tmp_path)
+    settings = _settings(max_epochs=5)
+    full = train_autoencoder(data, mask, [0, 1, 2, 3], [4, 5], settings, "cpu", checkpoint_dir=tmp_path / "a")
+
+    def stop_after_two(epoch, row):
+        if epoch == 2:
+            raise Interrupt()
+
+    with pytest.raises(Interrupt):
+        train_autoencoder(data, mask, [0, 1, 2, 3], [4, 5], settings, "cpu", checkpoint_dir=tmp_path / "b",
+                          on_epoch_end=stop_after_two)
+    resumed = train_autoencoder(data, mask, [0, 1, 2, 3], [4, 5], settings, "cpu", checkpoint_dir=tmp_path / "b")
+    assert resumed.resumed_from == 3
+    assert list(resumed.history.train_loss) == list(full.history.train_loss)
+    assert list(resumed.history.val_loss) == list(full.history.val_loss)
+    for (k, va), vb in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(va, vb), k
+    # a finished run resumes as "done" without training again
+    again = train_autoencoder(data, mask, [0, 1, 2, 3], [4, 5], settings, "cpu", checkpoint_dir=tmp_path / "b")
+    assert again.resumed_from == 6 and len(again.history) == 5
+    # other settings ignore the checkpoint
+    other = train_autoencoder(data, mask, [0, 1, 2, 3], [4, 5], _settings(max_epochs=2), "cpu",
+                              checkpoint_dir=tmp_path / "b")
+    assert other.resumed_from is None
