@@ -22,7 +22,7 @@ from latentbids import __version__
 from latentbids.bids.naming import raw_uri
 from latentbids.errors import UsageError
 from latentbids.simulate import bids_writer
-from latentbids.simulate.anatomy import head_model, random_deformation, smooth_field
+from latentbids.simulate.anatomy import Deformation, head_model, random_deformation, smooth_field
 from latentbids.simulate.effects import get_atlas_grid, loss_map, subject_tissues
 from latentbids.simulate.spec import (
     Effect,
@@ -52,6 +52,7 @@ class Subject:
     modulated: np.ndarray  # truth GM times Jacobian
     loss: np.ndarray
     t1w: nib.Nifti1Image | None = None
+    deformation: Deformation | None = None  # template -> scanner map (for tests and QC)
 
 
 def subject_label(index: int, n_subjects: int) -> str:
@@ -111,7 +112,7 @@ def simulate_subject(spec: SimulationSpec, index: int, label: str | None = None)
         "TIV": tiv,
         "severity": severity,
     }
-    return Subject(label, row, hidden, tissues.gm, tissues.gm * jac, loss, t1w)
+    return Subject(label, row, hidden, tissues.gm, tissues.gm * jac, loss, t1w, deform)
 
 
 def _coerce_effects(effects) -> list:
