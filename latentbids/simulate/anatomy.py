@@ -118,8 +118,18 @@ def eval_series(coef: np.ndarray, bx: np.ndarray, by: np.ndarray, bz: np.ndarray
 
 
 def eval_series_points(coef: np.ndarray, bx: np.ndarray, by: np.ndarray, bz: np.ndarray) -> np.ndarray:
-    """The same series at scattered points (one row of each basis per point)."""
-    return np.einsum("ijk,pi,pj,pk->p", coef, bx, by, bz, optimize=True)
+    """Series at scattered points (row ``p`` of each basis is point ``p``).
+
+    ``coef`` is ``(K, K, K)`` or ``(C, K, K, K)`` for C series at once; returns ``(P,)`` or ``(P, C)``.
+    """
+    single = coef.ndim == 3
+    coef = coef[None] if single else coef
+    n_series, order = coef.shape[0], coef.shape[1]
+    flat = np.moveaxis(coef, 0, 1).reshape(order, n_series, order * order)  # (K, C, K*K)
+    t = np.tensordot(bx, flat, axes=(1, 0))  # (P, C, K*K)
+    yz = (by[:, :, None] * bz[:, None, :]).reshape(len(by), order * order)
+    out = np.einsum("pcq,pq->pc", t, yz)
+    return out[:, 0] if single else out
 
 
 def random_coefficients(rng: np.random.Generator, order: int, decay: float = 1.0) -> np.ndarray:
@@ -163,7 +173,7 @@ class Deformation:
         vox = (np.linalg.inv(self.affine) @ np.c_[xyz_mm, np.ones(len(xyz_mm))].T)[:3].T
         order = self.coef.shape[1]
         bases = [cosine_basis(n, order, vox[:, a]) for a, n in enumerate(self.shape)]
-        return np.stack([eval_series_points(self.coef[c], *bases) for c in range(3)], axis=1)
+        return eval_series_points(self.coef, *bases)
 
     def jacobian(self) -> np.ndarray:
         """Volume change of the forward map at every template voxel: s^3 det(I + grad u)."""
@@ -185,7 +195,7 @@ class Deformation:
         )
         return (det * self.scale**3).astype(np.float32)
 
-    def inverse(self, xyz_scanner: np.ndarray, iterations: int = 8) -> np.ndarray:
+    def inverse(self, xyz_scanner: np.ndarray, iterations: int = 6) -> np.ndarray:
         """Template mm of scanner-mm points ``(P, 3)``: solve x + u(x) = y by fixed point."""
         y = ((xyz_scanner - self.translation) @ self.rotation) / self.scale + self.center
         x = y.copy()
