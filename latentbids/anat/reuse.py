@@ -1,0 +1,131 @@
+"""Reuse GM maps that another pipeline already computed (``-d/--derivatives NAME=PATH``).
+
+Recognised layouts:
+
+* sMRIPrep / fMRIPrep: ``sub-<s>/[ses-<t>/]anat/sub-<s>[_ses-<t>][_...]_space-<tpl>[_res-<r>]_label-GM_probseg.nii[.gz]``
+  (template-space GM probability; kind ``smriprep``).  Native-space ``label-GM_probseg`` files
+  (no ``space-``) are ignored: they would need our own registration.
+* CAT12: ``mri/mwp1<name>.nii`` (modulated, template-space GM; kind ``cat12``), searched anywhere
+  under the subject's folder or under ``mri/`` of the derivative root with the subject label in the
+  file name.  A ``wp1<name>.nii`` beside it (unmodulated) is used for the probability map.
+
+Template-space maps are resampled onto the analysis grid (linear interpolation); they are assumed to
+be in an MNI152 space close to the analysis template (both are "MNI"), which is recorded.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+#: Preferred template spaces when a derivative holds several (closest to ours first).
+SPACE_PREFERENCE = ("MNI152NLin2009aSym", "MNI152NLin2009aAsym", "MNI152NLin2009cSym",
+                    "MNI152NLin2009cAsym", "MNI152NLin6Asym", "MNI152NLin6Sym", "MNI152Lin")
+
+
+def _space_rank(name: str) -> tuple[int, int]:
+    match = re.search(r"_space-([A-Za-z0-9]+)", name)
+    space = match.group(1) if match else ""
+    rank = SPACE_PREFERENCE.index(space) if space in SPACE_PREFERENCE else len(SPACE_PREFERENCE)
+    res = re.search(r"_res-([0-9a-z]+)", name)
+    return rank, 0 if (res and res.group(1) in ("2", "02")) else 1
+
+
+def _entity_ok(name: str, key: str, value: str | None) -> bool:
+    """``name`` carries ``key-value`` (or no ``key-`` at all when value is None)."""
+    found = re.search(rf"(?:^|_){key}-([A-Za-z0-9]+)", name)
+    if value is None:
+        return found is None
+    return found is not None and found.group(1) == value
+
+
+def _find_smriprep(root: Path, subject: str, session: str | None) -> Path | None:
+    sub_dir = root / f"sub-{subject}"
+    if not sub_dir.is_dir():
+        return None
+    hits = []
+    for path in sub_dir.rglob("*_label-GM_probseg.nii*"):
+        name = path.name
+        if not name.startswith(f"sub-{subject}_") or "_space-" not in name:
+            continue
+        if not _entity_ok(name, "ses", session):
+            continue
+        if "_desc-" in name:  # e.g. desc-modulated variants of other tools
+            continue
+        hits.append(path)
+    return sorted(hits, key=lambda p: (_space_rank(p.name), p.name))[0] if hits else None
+
+
+def _find_cat12(root: Path, subject: str, session: str | None) -> Path | None:
+    candidates = []
+    sub_dir = root / f"sub-{subject}"
+    if sub_dir.is_dir():
+        candidates += list(sub_dir.rglob("mwp1*.nii")) + list(sub_dir.rglob("mwp1*.nii.gz"))
+    mri = root / "mri"
+    if mri.is_dir():
+        candidates += [p for p in list(mri.glob("mwp1*.nii")) + list(mri.glob("mwp1*.nii.gz"))]
+    hits = []
+    for path in candidates:
+        name = path.name
+        if f"sub-{subject}" not in name and f"sub-{subject}" not in path.as_posix():
+            continue
+        if not re.search(rf"sub-{re.escape(subject)}(?![A-Za-z0-9])", path.as_posix()):
+            continue
+        if session is not None and f"ses-{session}" not in path.as_posix():
+            continue
+        if session is None and "ses-" in name:
+            continue
+        hits.append(path)
+    return sorted(hits)[0] if hits else None
+
+
+def find_existing_gm_map(derivatives: dict[str, str], subject: str, session: str | None = None
+                         ) -> tuple[str, str] | None:
+    """Look for an existing GM map of ``subject``/``session`` in the given derivative folders.
+
+    ``derivatives`` maps a name to a folder (``-d NAME=PATH``), searched in the given order.
+    Returns ``(path, kind)`` with kind ``smriprep`` or ``cat12``, or ``None``.
+    """
+    for _name, folder in (derivatives or {}).items():
+        root = Path(folder)
+        if not root.is_dir():
+            continue
+        hit = _find_smriprep(root, subject, session)
+        if hit is not None:
+            return str(hit), "smriprep"
+        hit = _find_cat12(root, subject, session)
+        if hit is not None:
+            return str(hit), "cat12"
+    return None
+
+
+def unmodulated_partner(path: str | os.PathLike) -> str | None:
+    """For a CAT12 ``mwp1*`` file, the ``wp1*`` file beside it (unmodulated), if present."""
+    path = Path(path)
+    if not path.name.startswith("mwp1"):
+        return None
+    partner = path.with_name(path.name[1:])
+    return str(partner) if partner.is_file() else None
+
+
+def resample_to_grid(in_file: str | os.PathLike, reference: nib.Nifti1Image | str, out_file: str | os.PathLike,
+                     clip01: bool = True) -> str:
+    """Resample a template-space map onto the analysis grid (linear; NaN -> 0)."""
+    from nilearn.image import resample_to_img
+
+    ref = nib.load(str(reference)) if isinstance(reference, (str, os.PathLike)) else reference
+    img = nib.load(str(in_file))
+    if img.ndim == 4:
+        img = img.slicer[..., 0]
+    data = np.nan_to_num(np.asarray(img.dataobj, dtype=np.float32))
+    img = nib.Nifti1Image(data, img.affine)
+    res = resample_to_img(img, ref, interpolation="continuous", force_resample=True, copy_header=True)
+    out = np.asarray(res.dataobj, dtype=np.float32)
+    out = np.clip(out, 0, 1) if clip01 else np.clip(out, 0, None)
+    new = nib.Nifti1Image(out, ref.affine)
+    new.header.set_xyzt_units("mm")
+    nib.save(new, str(out_file))
+    return str(out_file)

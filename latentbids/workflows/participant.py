@@ -1,0 +1,368 @@
+"""Participant level: one sub-workflow per T1w job, writing BIDS-Derivatives (CONVENTIONS.md).
+
+``init_participant_wf(config, jobs)`` returns a Nipype workflow (``base_dir`` = the work dir) holding
+one ``single_subject_<label>_wf`` per job, so a failing subject only stops its own nodes.
+``run_participant_wf`` runs it and reports ``{job.label: "ok" | "failed: <reason>"}``.
+
+Outputs per job (``sub-<l>/[ses-<s>/]anat/``), names from :mod:`latentbids.bids.naming`:
+
+* ``sub-<l>_label-GM_probseg.nii.gz`` (native, RAS-reoriented T1w grid)
+* ``sub-<l>_space-<tpl>_res-<r>_label-GM_probseg.nii.gz`` and ``..._desc-modulated_...``
+* ``sub-<l>_space-<tpl>_res-<r>_desc-brain_mask.nii.gz``
+* ``sub-<l>_from-T1w_to-<tpl>_mode-image_xfm.h5`` and ``sub-<l>_from-<tpl>_to-T1w_mode-image_xfm.h5``
+* ``sub-<l>_space-<tpl>_atlas-<atlas>_desc-gm_stats.tsv``, ``sub-<l>_volumes.json``, ``sub-<l>_qc.tsv``
+* ``sub-<l>[_ses-<s>].html`` at the output root.
+
+Jobs with ``gm_map`` set (``-d/--derivatives``) take the reuse branch: resample + tables only.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import nibabel as nib
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from latentbids.bids.jobs import T1wJob
+from latentbids.bids.naming import res_label
+from latentbids.interfaces.bids import DerivativesSink
+from latentbids.interfaces.reports import ParticipantReport
+from latentbids.workflows.anat import AnatSettings, TemplateFiles, init_anat_wf, init_reuse_wf
+
+LOGGER = logging.getLogger("latentbids")
+
+
+# ------------------------------------------------------------------------------------------------
+# configuration -> workflow settings
+def anat_settings(config) -> AnatSettings:
+    """The anatomical settings of a run (``--sloppy`` switches to quick registration/iterations)."""
+    ex, an = config.execution, config.anat
+    sloppy = bool(ex.sloppy)
+    registration = "SyNQuick" if sloppy else an.registration
+    return AnatSettings(
+        brain_extraction=an.brain_extraction,
+        registration=registration,
+        prior_weight=float(an.atropos_prior_weight),
+        mrf=float(an.atropos_mrf),
+        atropos_iterations=3 if sloppy else 5,
+        n4_iterations=(50, 50, 30) if sloppy else (50, 50, 50, 50),
+        seed=int(ex.random_seed),
+        device=resolve_device(ex.device),
+        qc_min_max=float(an.qc_min_max),
+        qc_nonzero_range=tuple(float(v) for v in an.qc_nonzero_range),
+        qc_min_template_corr=float(an.qc_min_template_corr),
+    )
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; other values pass through."""
+    device = (device or "auto").lower()
+    if device != "auto":
+        return device
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except Exception:  # pragma: no cover
+        return "cpu"
+
+
+def work_dir_of(config) -> Path:
+    """The Nipype work dir: ``config.execution.work_dir`` or ``./work`` (fMRIPrep's default)."""
+    return Path(config.execution.work_dir or Path.cwd() / "work").absolute()
+
+
+def prepare_resources(config, space_spec: str | None = None) -> TemplateFiles:
+    """Write the template images and the resampled atlas once into ``<work_dir>/resources``.
+
+    Templates come only from :func:`latentbids.resources.get_template`, the atlas from
+    :func:`get_atlas` + :func:`resample_atlas`.  Existing files are kept (their timestamps are part of
+    Nipype's cache keys, so rewriting them would rerun every subject).
+    """
+    from latentbids.resources import get_atlas, get_template, resample_atlas
+    from latentbids.resources.templates import parse_output_space
+    from latentbids.utils.atomic import save_nifti, write_tsv
+
+    spec = space_spec or (config.spatial.output_spaces or ["MNI152NLin2009aSym:res-2"])[0]
+    space, resolution = parse_output_space(spec)
+    tpl = get_template(space, resolution, templateflow_home=config.execution.templateflow_home or None)
+    atlas = get_atlas(config.spatial.atlas, labels_path=config.spatial.atlas_labels or None,
+                      nilearn_data=config.execution.nilearn_data or None)
+    res = res_label(resolution)
+    folder = work_dir_of(config) / "resources" / f"tpl-{space}_res-{res}"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for key in ("t1w", "mask", "csf", "gm", "wm"):
+        path = folder / f"tpl-{space}_res-{res}_{key}.nii.gz"
+        if not path.is_file():
+            save_nifti(getattr(tpl, key), path)
+        paths[key] = str(path)
+    atlas_path = folder / f"atlas-{atlas.bids_name}_res-{res}_dseg.nii.gz"
+    labels_path = folder / f"atlas-{atlas.bids_name}_dseg.tsv"
+    if not atlas_path.is_file():
+        save_nifti(resample_atlas(atlas, tpl.t1w), atlas_path)
+    if not labels_path.is_file():
+        write_tsv(atlas.label_table(), labels_path)
+    shape = "x".join(str(s) for s in tpl.shape)
+    return TemplateFiles(
+        space=space, resolution=resolution, res_entity=res, atlas=str(atlas_path), atlas_labels=str(labels_path),
+        atlas_name=atlas.bids_name,
+        resolution_text=f"{resolution:g} mm isotropic grid of {space} ({shape} voxels; {tpl.source})",
+        **paths,
+    )
+
+
+def _node_name(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]", "_", label)
+
+
+def subject_wf_name(job: T1wJob) -> str:
+    """Name of a job's sub-workflow, e.g. ``single_subject_sub_01_ses_1_wf``."""
+    return f"single_subject_{_node_name(job.label)}_wf"
+
+
+def crash_dir(config, job: T1wJob) -> Path:
+    """``<output_dir>/sub-<l>/log/<run_id>/`` (CONVENTIONS.md)."""
+    run_id = config.execution.run_id or "run"
+    return Path(config.execution.output_dir).absolute() / f"sub-{job.subject}" / "log" / run_id
+
+
+# ------------------------------------------------------------------------------------------------
+def _sink(name: str, job: T1wJob, output_dir: str, **kwargs) -> pe.Node:
+    sink = DerivativesSink(base_directory=output_dir, subject=job.subject, session=job.session or "",
+                           source_files=[job.relpath], **kwargs)
+    return pe.Node(sink, name=name, run_without_submitting=True)
+
+
+def init_single_subject_wf(job: T1wJob, config, template: TemplateFiles, settings: AnatSettings,
+                           omp_nthreads: int = 1, name: str | None = None) -> pe.Workflow:
+    """One job's workflow: the anatomical (or reuse) workflow plus derivative sinks and the report."""
+    out = str(Path(config.execution.output_dir).absolute())
+    wf = pe.Workflow(name=name or subject_wf_name(job))
+    sub_label = f"sub-{job.subject}"
+    ses_label = f"ses-{job.session}" if job.session else ""
+    tpl, res = template.space, template.res_entity
+    report = pe.Node(ParticipantReport(label=job.label, template_t1w=template.t1w), name="report")
+    ds_report = _sink("ds_report", job, out, root_name=f"{job.label}.html", sidecar=False)
+    wf.connect(report, "out_report", ds_report, "in_file")
+
+    common_tpl = dict(space=tpl, res=res, resolution=template.resolution_text)
+    ds_stats = _sink("ds_stats", job, out, space=tpl, atlas=template.atlas_name, desc="gm", suffix="stats",
+                     extension=".tsv")
+    ds_qc = _sink("ds_qc", job, out, suffix="qc", extension=".tsv")
+    ds_gm_tpl = _sink("ds_gm_template", job, out, label="GM", suffix="probseg", **common_tpl)
+
+    if job.gm_map is not None:
+        kind = job.gm_map_kind or "smriprep"
+        reuse = init_reuse_wf(template, settings, kind=kind, subject_label=sub_label, session_label=ses_label)
+        reuse.inputs.inputnode.gm_map = str(job.gm_map)
+        meta = {"Description": f"GM map reused from an existing {kind} derivative, resampled to the grid",
+                "ReusedFrom": str(job.gm_map)}
+        ds_gm_tpl.inputs.metadata = meta
+        report.inputs.notes = [f"GM map reused from {job.gm_map} ({kind}); no segmentation was run."]
+        # fmt: off
+        wf.connect([
+            (reuse, ds_gm_tpl, [("outputnode.gm_template", "in_file")]),
+            (reuse, ds_stats, [("outputnode.stats", "in_file")]),
+            (reuse, ds_qc, [("outputnode.qc", "in_file")]),
+            (reuse, report, [("outputnode.gm_template", "gm_template"), ("outputnode.qc", "qc_tsv")]),
+        ])
+        # fmt: on
+        if kind == "cat12":
+            ds_mod = _sink("ds_modulated", job, out, label="GM", desc="modulated", suffix="probseg",
+                           metadata=dict(meta, Modulated=True), **common_tpl)
+            wf.connect(reuse, "outputnode.modulated", ds_mod, "in_file")
+        return _with_crash_dir(wf, config, job)
+
+    anat = init_anat_wf(template, settings, subject_label=sub_label, session_label=ses_label,
+                        omp_nthreads=omp_nthreads)
+    anat.inputs.inputnode.t1w = str(job.path)
+    seg_meta = {
+        "Description": "Gray-matter posterior probability from 3-class Atropos segmentation guided by "
+                       "template CSF/GM/WM priors",
+        "BrainExtraction": settings.brain_extraction,
+        "Registration": settings.registration,
+        "AtroposPriorWeight": settings.prior_weight,
+        "AtroposMRF": settings.mrf,
+    }
+    ds_gm = _sink("ds_gm", job, out, label="GM", suffix="probseg", metadata=seg_meta)
+    ds_gm_tpl.inputs.metadata = seg_meta
+    ds_mod = _sink("ds_modulated", job, out, label="GM", desc="modulated", suffix="probseg",
+                   metadata=dict(seg_meta, Modulated=True,
+                                 ModulationDescription="GM probability times the Jacobian determinant of "
+                                                       "the template-to-subject mapping; values may exceed 1"),
+                   **common_tpl)
+    ds_mask = _sink("ds_mask_template", job, out, desc="brain", suffix="mask",
+                    metadata={"Type": "Brain", "BrainExtraction": settings.brain_extraction}, **common_tpl)
+    ds_fwd = _sink("ds_xfm_forward", job, out, from_space="T1w", to_space=tpl, mode="image", suffix="xfm",
+                   extension=".h5")
+    ds_inv = _sink("ds_xfm_inverse", job, out, from_space=tpl, to_space="T1w", mode="image", suffix="xfm",
+                   extension=".h5")
+    ds_vol = _sink("ds_volumes", job, out, suffix="volumes", extension=".json")
+    # fmt: off
+    wf.connect([
+        (anat, ds_gm, [("outputnode.gm", "in_file")]),
+        (anat, ds_gm_tpl, [("outputnode.gm_template", "in_file")]),
+        (anat, ds_mod, [("outputnode.modulated", "in_file")]),
+        (anat, ds_mask, [("outputnode.mask_template", "in_file")]),
+        (anat, ds_fwd, [("outputnode.forward", "in_file")]),
+        (anat, ds_inv, [("outputnode.inverse", "in_file")]),
+        (anat, ds_stats, [("outputnode.stats", "in_file")]),
+        (anat, ds_vol, [("outputnode.volumes", "in_file")]),
+        (anat, ds_qc, [("outputnode.qc", "in_file")]),
+        (anat, report, [("outputnode.t1w_preproc", "t1w"), ("outputnode.gm", "gm"),
+                        ("outputnode.brain_mask", "mask"), ("outputnode.warped", "warped"),
+                        ("outputnode.qc", "qc_tsv"), ("outputnode.volumes", "volumes_json")]),
+    ])
+    # fmt: on
+    return _with_crash_dir(wf, config, job)
+
+
+def _with_crash_dir(wf: pe.Workflow, config, job: T1wJob) -> pe.Workflow:
+    """Send the crash files of every node of ``wf`` to the job's ``sub-<l>/log/<run_id>/``."""
+    folder = str(crash_dir(config, job))
+    for node in wf._get_all_nodes():
+        node.config = {"execution": {"crashdump_dir": folder, "crashfile_format": "txt"}}
+    return wf
+
+
+def init_participant_wf(config, jobs: list[T1wJob], name: str = "latentbids_participant_wf") -> pe.Workflow:
+    """The participant-level workflow: one ``single_subject_*_wf`` per job, base_dir = work dir."""
+    if not jobs:
+        raise ValueError("init_participant_wf needs at least one T1w job")
+    if not config.execution.output_dir:
+        raise ValueError("config.execution.output_dir is not set")
+    spaces = config.spatial.output_spaces or ["MNI152NLin2009aSym:res-2"]
+    if len(spaces) > 1:
+        LOGGER.warning("Only the first output space (%s) is processed at the participant level; "
+                       "ignoring %s", spaces[0], ", ".join(spaces[1:]))
+    template = prepare_resources(config, spaces[0])
+    settings = anat_settings(config)
+    omp = int(config.execution.omp_nthreads or 0) or max(1, min(8, os.cpu_count() or 1))
+    wf = pe.Workflow(name=name, base_dir=str(work_dir_of(config)))
+    wf.config["execution"] = {
+        "crashfile_format": "txt",
+        "stop_on_first_crash": bool(config.execution.stop_on_first_crash),
+        "remove_unnecessary_outputs": False,
+        "parameterize_dirs": False,
+    }
+    seen = set()
+    for job in jobs:
+        sub_wf = init_single_subject_wf(job, config, template, settings, omp_nthreads=omp)
+        if sub_wf.name in seen:
+            raise ValueError(f"two jobs share the label {job.label}")
+        seen.add(sub_wf.name)
+        wf.add_nodes([sub_wf])
+    return wf
+
+
+# ------------------------------------------------------------------------------------------------
+class _Progress:
+    """Nipype ``status_callback``: one log line per finished step and per finished subject."""
+
+    def __init__(self, jobs: list[T1wJob], wf: pe.Workflow):
+        self.by_wf = {subject_wf_name(j): j for j in jobs}
+        self.total: dict[str, int] = defaultdict(int)
+        for sub_wf in wf._graph.nodes():
+            job = self.by_wf.get(sub_wf.name)
+            if job is not None and isinstance(sub_wf, pe.Workflow):
+                self.total[job.label] = len(sub_wf._get_all_nodes())
+        self.done: dict[str, int] = defaultdict(int)
+        self.failed: dict[str, str] = {}
+        self.started: dict[str, float] = {}
+        self.t0 = {j.label: None for j in jobs}
+
+    def _job(self, node) -> T1wJob | None:
+        for part in node.fullname.split("."):
+            if part in self.by_wf:
+                return self.by_wf[part]
+        return None
+
+    def __call__(self, node, status: str) -> None:
+        job = self._job(node)
+        if job is None:
+            return
+        key = node.fullname
+        if status == "start":
+            self.started[key] = time.time()
+            if self.t0[job.label] is None:
+                self.t0[job.label] = time.time()
+            return
+        step = node.name
+        began = self.started.pop(key, None)
+        if status == "end":
+            self.done[job.label] += 1
+            if not step.startswith("ds_") and not step.endswith("node"):
+                how = f"{time.time() - began:.1f} s" if began is not None else "cached"
+                LOGGER.info("%s: %s finished (%s)", job.label, step, how)
+            if self.done[job.label] == self.total[job.label] and job.label not in self.failed:
+                start = self.t0[job.label] or time.time()
+                LOGGER.info("%s: participant level finished (%.0f s)", job.label, time.time() - start)
+        elif status == "exception":
+            self.failed.setdefault(job.label, f"step {step} crashed")
+            LOGGER.error("%s: %s FAILED (see %s)", job.label, step, node.config["execution"].get("crashdump_dir"))
+
+
+def _crash_reason(folder: Path, since: float) -> str | None:
+    """Last line of the newest crash file written after ``since`` in ``folder``."""
+    if not folder.is_dir():
+        return None
+    files = sorted((p for p in folder.glob("crash-*") if p.stat().st_mtime >= since - 1),
+                   key=lambda p: p.stat().st_mtime)
+    if not files:
+        return None
+    text = files[-1].read_text(errors="replace").strip().splitlines()
+    lines = [ln.strip() for ln in text if ln.strip()]
+    node = re.search(r"crash-\d+-\d+-[^-]+-(.+?)-[0-9a-f]{8}-", files[-1].name)
+    last = next((ln for ln in reversed(lines) if "Error" in ln or "Exception" in ln), lines[-1] if lines else "")
+    return f"{node.group(1) if node else 'a step'}: {last}"[:300]
+
+
+def run_participant_wf(config, jobs: list[T1wJob], plugin: str | None = None,
+                       plugin_args: dict | None = None) -> dict[str, str]:
+    """Run the participant level; return ``{job.label: "ok" | "failed: <reason>"}``.
+
+    MultiProc with ``config.execution.nprocs`` processes by default (or ``plugin``/``plugin_args``,
+    e.g. from ``--use-plugin``).  A failed subject does not stop the others unless
+    ``config.execution.stop_on_first_crash``; crash files go to ``sub-<l>/log/<run_id>/``.
+    """
+    wf = init_participant_wf(config, jobs)
+    progress = _Progress(jobs, wf)
+    plugin = plugin or "MultiProc"
+    args = dict(plugin_args or {})
+    if plugin == "MultiProc":
+        nprocs = int(config.execution.nprocs or 0) or (os.cpu_count() or 1)
+        args.setdefault("n_procs", nprocs)
+        if config.execution.mem_gb:
+            args.setdefault("memory_gb", float(config.execution.mem_gb))
+        args.setdefault("raise_insufficient", False)
+    args.setdefault("poll_sleep_duration", 0.2)
+    if plugin in ("MultiProc", "Linear", "LegacyMultiProc"):
+        args.setdefault("status_callback", progress)
+    since = time.time()
+    error: Exception | None = None
+    LOGGER.info("Participant level: %d job(s), plugin %s", len(jobs), plugin)
+    try:
+        wf.run(plugin=plugin, plugin_args=args)
+    except Exception as exc:  # nipype raises RuntimeError listing failed nodes at the end
+        error = exc
+    results: dict[str, str] = {}
+    for job in jobs:
+        reason = progress.failed.get(job.label)
+        crash = _crash_reason(crash_dir(config, job), since)
+        if reason is None and crash is not None:
+            reason = crash
+        elif reason is not None and crash is not None:
+            reason = crash
+        if reason is None and error is not None and progress.done.get(job.label, 0) < progress.total[job.label] \
+                and plugin in ("MultiProc", "Linear", "LegacyMultiProc"):
+            reason = f"did not finish ({type(error).__name__})"
+        results[job.label] = "ok" if reason is None else f"failed: {reason}"
+    if error is not None and all(v == "ok" for v in results.values()):
+        raise error
+    return results
