@@ -57,15 +57,25 @@ def iter_encode(
     source = BatchSource(data, rows, device, scale, resident=resident, channels_last=channels_last)
     pos = 0
     while pos < len(rows):
-        chunk = np.arange(pos, min(pos + batch_size, len(rows)))
         try:
-            x = next(source.batches(chunk, len(chunk)))
-            with torch.no_grad(), _autocast(device, fast):
-                z = model.encode(x)
-                recon = model.decode(z)
-            recon = recon.float() * mask_t
-            sq = (recon - x.float() * mask_t).pow(2)
-            err = sq.flatten(1).sum(1) / n_mask
+            # one generator for all remaining batches, so the prefetch thread overlaps transfers
+            for x in source.batches(np.arange(pos, len(rows)), batch_size):
+                with torch.no_grad(), _autocast(device, fast):
+                    z = model.encode(x)
+                    recon = model.decode(z)
+                recon = recon.float() * mask_t
+                sq = (recon - x.float() * mask_t).pow(2)
+                err = sq.flatten(1).sum(1) / n_mask
+                chunk = rows[pos:pos + x.shape[0]]
+                out = EncodedBatch(
+                    rows=chunk,
+                    z=z.float().cpu().numpy(),
+                    recon=recon[:, 0].contiguous().cpu().numpy(),
+                    error_map=sq[:, 0].contiguous().cpu().numpy(),
+                    error=err.cpu().numpy(),
+                )
+                pos += len(chunk)
+                yield out
         except Exception as exc:
             if device.type != "cuda" or not _is_oom(exc):
                 raise
@@ -74,16 +84,6 @@ def iter_encode(
                 raise LatentbidsError("GPU out of memory while encoding one volume: use --device cpu") from None
             batch_size = max(1, batch_size // 2)
             LOGGER.warning("CUDA out of memory while encoding: retrying with batches of %d", batch_size)
-            continue
-        # BatchSource sorts rows inside a batch; report them in that order.
-        yield EncodedBatch(
-            rows=np.sort(rows[chunk]),
-            z=z.float().cpu().numpy(),
-            recon=recon[:, 0].contiguous().cpu().numpy(),
-            error_map=sq[:, 0].contiguous().cpu().numpy(),
-            error=err.cpu().numpy(),
-        )
-        pos += len(chunk)
 
 
 def encode_all(model, data, rows, mask, device="cpu", scale=1.0, batch_size=8, fast=True):

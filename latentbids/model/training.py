@@ -126,8 +126,8 @@ class BatchSource:
         return len(self.indices)
 
     def _host(self, positions: np.ndarray) -> torch.Tensor:
-        rows = np.sort(self.indices[positions])
-        arr = np.take(self.data, rows, axis=0) if not isinstance(self.data, np.memmap) else self.data[rows]
+        rows = self.indices[np.sort(positions)]  # same order as the resident path
+        arr = self.data[rows]
         tensor = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
         if self.device.type == "cuda":
             tensor = tensor.pin_memory()

@@ -119,3 +119,26 @@ def test_resume_after_interruption_matches_uninterrupted(cohort, tmp_path):
     other = train_autoencoder(data, mask, [0, 1, 2, 3], [4, 5], _settings(max_epochs=2), "cpu",
                               checkpoint_dir=tmp_path / "b")
     assert other.resumed_from is None
+
+
+def test_encoding_follows_row_order_and_regional_error(cohort, tmp_path):
+    from latentbids.model.encoding import encode_all, iter_encode, regional_error
+    import pandas as pd
+
+    data, mask = _data(cohort, tmp_path)
+    res = train_autoencoder(data, mask, [0, 1, 2], [3], _settings(max_epochs=1), "cpu")
+    z_all, e_all = encode_all(res.model, data, [4, 0, 2, 5, 1], mask, batch_size=2)
+    for i, r in enumerate([4, 0, 2, 5, 1]):
+        z_one, e_one = encode_all(res.model, data, [r], mask, batch_size=1)
+        np.testing.assert_allclose(z_all[i], z_one[0], rtol=1e-5, atol=1e-6)
+        assert e_all[i] == pytest.approx(e_one[0], rel=1e-5)
+    batch = next(iter_encode(res.model, data, [1], mask))
+    assert (batch.error_map[0][mask == 0] == 0).all()
+    assert batch.error[0] == pytest.approx(batch.error_map[0].sum() / mask.sum(), rel=1e-5)
+    atlas = np.zeros(mask.shape, dtype=int)
+    atlas[mask > 0] = 1
+    atlas[0, 0, 0] = 2  # a region outside the mask has no voxel
+    labels = pd.DataFrame({"index": [1, 2, 3], "name": ["a", "b", "c"]})
+    table = regional_error(batch.error_map[0], atlas, labels, mask)
+    assert table.error[0] == pytest.approx(batch.error[0], rel=1e-5)
+    assert table.n_voxels.tolist()[1:] == [0, 0] and table.error[1:].isna().all()
