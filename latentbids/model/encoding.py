@@ -77,13 +77,14 @@ def iter_encode(
                 pos += len(chunk)
                 yield out
         except Exception as exc:
-            if device.type != "cuda" or not _is_oom(exc):
+            if not _is_oom(exc):
                 raise
-            torch.cuda.empty_cache()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
             if batch_size <= 1:
-                raise LatentbidsError("GPU out of memory while encoding one volume: use --device cpu") from None
+                raise LatentbidsError("Out of memory while encoding one volume: use a smaller grid or --device cpu") from None
             batch_size = max(1, batch_size // 2)
-            LOGGER.warning("CUDA out of memory while encoding: retrying with batches of %d", batch_size)
+            LOGGER.warning("Out of memory while encoding: retrying with batches of %d", batch_size)
 
 
 def encode_all(model, data, rows, mask, device="cpu", scale=1.0, batch_size=8, fast=True):

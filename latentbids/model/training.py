@@ -85,8 +85,9 @@ def _autocast(device: torch.device, fast: bool):
 
 
 def _is_oom(exc: BaseException) -> bool:
+    """A CUDA out-of-memory error (``torch.OutOfMemoryError`` or its older RuntimeError form)."""
     oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", ())
-    return isinstance(exc, oom) or "out of memory" in str(exc).lower()
+    return isinstance(exc, oom) or (isinstance(exc, RuntimeError) and "CUDA out of memory" in str(exc))
 
 
 class BatchSource:
@@ -285,17 +286,18 @@ def train_autoencoder(
                 optimizer.step()
                 return total
             except Exception as exc:
-                if device.type != "cuda" or not _is_oom(exc):
+                if not _is_oom(exc):
                     raise
                 optimizer.zero_grad(set_to_none=True)
-                torch.cuda.empty_cache()
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
                 if micro <= 1:
                     raise LatentbidsError(
-                        "GPU out of memory even with one volume per step: use a smaller grid, fewer "
+                        "Out of memory even with one volume per step: use a smaller grid, fewer "
                         "channels, or --device cpu"
                     ) from None
                 micro = max(1, micro // 2)
-                event = f"epoch {epoch}: CUDA out of memory, retrying with micro-batches of {micro}"
+                event = f"epoch {epoch}: out of memory on {device}, retrying with micro-batches of {micro}"
                 oom_events.append(event)
                 LOGGER.warning(event)
 

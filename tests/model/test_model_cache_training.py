@@ -142,3 +142,33 @@ def test_encoding_follows_row_order_and_regional_error(cohort, tmp_path):
     table = regional_error(batch.error_map[0], atlas, labels, mask)
     assert table.error[0] == pytest.approx(batch.error[0], rel=1e-5)
     assert table.n_voxels.tolist()[1:] == [0, 0] and table.error[1:].isna().all()
+
+
+def test_out_of_memory_retries_with_smaller_batches(cohort, tmp_path, monkeypatch):
+    """The OOM fallback (written for CUDA) exercised on CPU with an injected torch.OutOfMemoryError."""
+    from latentbids.model import encoding, network
+
+    data, mask = _data(cohort, tmp_path)
+    original = network.AutoEncoder3D.forward
+
+    def small_batches_only(self, x):
+        if x.shape[0] > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original(self, x)
+
+    monkeypatch.setattr(network.AutoEncoder3D, "forward", small_batches_only)
+    res = train_autoencoder(data, mask, [0, 1, 2, 3], [4], _settings(max_epochs=2, batch_size=4), "cpu")
+    assert res.micro_batch == 1 and len(res.oom_events) == 2  # 4 -> 2 -> 1, reported
+    assert "retrying with micro-batches of 1" in res.oom_events[-1]
+    assert len(res.history) == 2 and np.isfinite(res.history.train_loss).all()
+
+    original_encode = network.AutoEncoder3D.encode
+
+    def encode_small(self, x):
+        if x.shape[0] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory.")
+        return original_encode(self, x)
+
+    monkeypatch.setattr(network.AutoEncoder3D, "encode", encode_small)
+    z, _ = encoding.encode_all(res.model, data, [0, 1, 2, 3, 4], mask, batch_size=4)
+    assert z.shape == (5, 3) and np.isfinite(z).all()
