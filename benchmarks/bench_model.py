@@ -20,6 +20,7 @@ Example (GPU target, one H100 at 96x112x96: >= 350 train vol/s, >= 900 encode vo
     python benchmarks/bench_model.py --device cuda --shape 96 112 96 --n 512 --epochs 3
     python benchmarks/bench_model.py --device cpu --shape 48 64 48 --n 24 --epochs 2 --threads 2
 """
+
 from __future__ import annotations
 
 import argparse
@@ -105,8 +106,13 @@ def run_loader_baseline(name, dataset, mask, settings, device, epochs, encode_ba
     opt = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
     mask_t = torch.as_tensor(mask, device=device)[None, None]
     gen = torch.Generator().manual_seed(0)
-    loader = DataLoader(dataset, batch_size=settings.batch_size, shuffle=True, generator=gen,
-                        pin_memory=device.type == "cuda")
+    loader = DataLoader(
+        dataset,
+        batch_size=settings.batch_size,
+        shuffle=True,
+        generator=gen,
+        pin_memory=device.type == "cuda",
+    )
     n_vol, t_steady, wait = 0, 0.0, 0.0
     with PeakRSS() as mem:
         for epoch in range(epochs):
@@ -132,7 +138,9 @@ def run_loader_baseline(name, dataset, mask, settings, device, epochs, encode_ba
             if epoch:
                 t_steady += time.perf_counter() - t0
         model.eval()
-        enc_loader = DataLoader(dataset, batch_size=encode_batch, shuffle=False, pin_memory=device.type == "cuda")
+        enc_loader = DataLoader(
+            dataset, batch_size=encode_batch, shuffle=False, pin_memory=device.type == "cuda"
+        )
         _sync(device)
         t0 = time.perf_counter()
         n_enc = 0
@@ -145,9 +153,13 @@ def run_loader_baseline(name, dataset, mask, settings, device, epochs, encode_ba
                 n_enc += x.shape[0]
         _sync(device)
         t_enc = time.perf_counter() - t0
-    return {"config": name, "train_vol_s": n_vol / max(t_steady, 1e-9), "encode_vol_s": n_enc / t_enc,
-            "data_wait_share": wait / max(t_steady, 1e-9),
-            "peak_mib": _peak_gpu(device) if device.type == "cuda" else mem.mib}
+    return {
+        "config": name,
+        "train_vol_s": n_vol / max(t_steady, 1e-9),
+        "encode_vol_s": n_enc / t_enc,
+        "data_wait_share": wait / max(t_steady, 1e-9),
+        "peak_mib": _peak_gpu(device) if device.type == "cuda" else mem.mib,
+    }
 
 
 def run_fast(data, mask, settings, device, epochs, encode_batch):
@@ -167,16 +179,31 @@ def run_fast(data, mask, settings, device, epochs, encode_batch):
         _sync(device)
         t0 = time.perf_counter()
         n_enc = 0
-        for batch in iter_encode(res.model, data, np.arange(n), mask, device, 1.0, encode_batch,
-                                 fast=settings.fast, resident=settings.resident):
+        for batch in iter_encode(
+            res.model,
+            data,
+            np.arange(n),
+            mask,
+            device,
+            1.0,
+            encode_batch,
+            fast=settings.fast,
+            resident=settings.resident,
+        ):
             n_enc += len(batch.rows)
         _sync(device)
         t_enc = time.perf_counter() - t0
     seconds = float(hist["seconds"].sum())
-    return {"config": "fast" if settings.fast else "fast-fp32", "train_vol_s": len(train) * len(hist) / seconds,
-            "encode_vol_s": n_enc / t_enc, "data_wait_share": float(hist["data_wait_s"].sum()) / seconds,
-            "peak_mib": _peak_gpu(device) if device.type == "cuda" else mem.mib,
-            "placement": res.placement, "micro_batch": res.micro_batch, "oom_events": len(res.oom_events)}
+    return {
+        "config": "fast" if settings.fast else "fast-fp32",
+        "train_vol_s": len(train) * len(hist) / seconds,
+        "encode_vol_s": n_enc / t_enc,
+        "data_wait_share": float(hist["data_wait_s"].sum()) / seconds,
+        "peak_mib": _peak_gpu(device) if device.type == "cuda" else mem.mib,
+        "placement": res.placement,
+        "micro_batch": res.micro_batch,
+        "oom_events": len(res.oom_events),
+    }
 
 
 def main(argv=None):
@@ -190,8 +217,12 @@ def main(argv=None):
     parser.add_argument("--latent", type=int, default=32)
     parser.add_argument("--channels", type=int, nargs="+", default=[16, 32, 64, 128])
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave)")
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="run the configs this many times, interleaved; report the median of each")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="run the configs this many times, interleaved; report the median of each",
+    )
     parser.add_argument("--skip-nifti", action="store_true", help="skip the per-item NIfTI loader")
     args = parser.parse_args(argv)
 
@@ -206,8 +237,14 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     shape = tuple(args.shape)
-    settings = TrainSettings(latent_dim=args.latent, channels=args.channels, batch_size=args.batch,
-                             max_epochs=args.epochs, patience=args.epochs + 1, seed=0)
+    settings = TrainSettings(
+        latent_dim=args.latent,
+        channels=args.channels,
+        batch_size=args.batch,
+        max_epochs=args.epochs,
+        patience=args.epochs + 1,
+        seed=0,
+    )
     mask = np.zeros(shape, dtype=np.float32)
     sl = tuple(slice(s // 8, s - s // 8) for s in shape)
     mask[sl] = 1.0
@@ -215,7 +252,9 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="latentbids-bench-") as tmp:
         tmp = Path(tmp)
         vols = make_volumes(args.n, shape)
-        cache = np.lib.format.open_memmap(tmp / "cache.npy", mode="w+", dtype=np.float32, shape=vols.shape)
+        cache = np.lib.format.open_memmap(
+            tmp / "cache.npy", mode="w+", dtype=np.float32, shape=vols.shape
+        )
         cache[:] = vols
         cache.flush()
         del cache
@@ -242,15 +281,35 @@ def main(argv=None):
             def __getitem__(self, i):
                 return torch.from_numpy(nib.load(str(self.paths[i])).get_fdata(dtype=np.float32))
 
-        base_settings = TrainSettings(**{**settings.fingerprint(), "fast": False, "resident": False})
+        base_settings = TrainSettings(
+            **{**settings.fingerprint(), "fast": False, "resident": False}
+        )
         nifti = None if args.skip_nifti else NiftiSet()
         runs = []
         for _ in range(max(1, args.repeats)):
-            one = [run_loader_baseline("fp32-default", MemmapSet(), mask, base_settings, device, args.epochs,
-                                       args.encode_batch)]
+            one = [
+                run_loader_baseline(
+                    "fp32-default",
+                    MemmapSet(),
+                    mask,
+                    base_settings,
+                    device,
+                    args.epochs,
+                    args.encode_batch,
+                )
+            ]
             if nifti is not None:
-                one.append(run_loader_baseline("nifti-loader", nifti, mask, base_settings, device, args.epochs,
-                                               args.encode_batch))
+                one.append(
+                    run_loader_baseline(
+                        "nifti-loader",
+                        nifti,
+                        mask,
+                        base_settings,
+                        device,
+                        args.epochs,
+                        args.encode_batch,
+                    )
+                )
             one.append(run_fast(data, mask, settings, device, args.epochs, args.encode_batch))
             runs.append(one)
         rows = []
@@ -261,21 +320,42 @@ def main(argv=None):
             rows.append(row)
 
     base = rows[0]
-    print(f"# latentbids bench_model: device {device} ({describe_device(device)}), host {platform.node()}, "
-          f"{os.cpu_count()} CPUs, torch {torch.__version__}")
-    print(f"# shape {shape}, {args.n} volumes, batch {args.batch}, K {args.latent}, channels {args.channels}, "
-          f"{args.epochs} epochs (first = warm-up), median of {max(1, args.repeats)} interleaved repeats")
-    header = ("config", "train vol/s", "x base", "encode vol/s", "x base", "data wait", "peak MiB", "x base")
+    print(
+        f"# latentbids bench_model: device {device} ({describe_device(device)}), host {platform.node()}, "
+        f"{os.cpu_count()} CPUs, torch {torch.__version__}"
+    )
+    print(
+        f"# shape {shape}, {args.n} volumes, batch {args.batch}, K {args.latent}, channels {args.channels}, "
+        f"{args.epochs} epochs (first = warm-up), median of {max(1, args.repeats)} interleaved repeats"
+    )
+    header = (
+        "config",
+        "train vol/s",
+        "x base",
+        "encode vol/s",
+        "x base",
+        "data wait",
+        "peak MiB",
+        "x base",
+    )
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for r in rows:
-        peak_ratio = r["peak_mib"] / base["peak_mib"] if base["peak_mib"] and base["peak_mib"] > 0 else float("nan")
-        print(f"| {r['config']} | {r['train_vol_s']:.2f} | {r['train_vol_s'] / base['train_vol_s']:.2f} | "
-              f"{r['encode_vol_s']:.2f} | {r['encode_vol_s'] / base['encode_vol_s']:.2f} | "
-              f"{100 * r['data_wait_share']:.1f} % | {r['peak_mib']:.0f} | {peak_ratio:.2f} |")
+        peak_ratio = (
+            r["peak_mib"] / base["peak_mib"]
+            if base["peak_mib"] and base["peak_mib"] > 0
+            else float("nan")
+        )
+        print(
+            f"| {r['config']} | {r['train_vol_s']:.2f} | {r['train_vol_s'] / base['train_vol_s']:.2f} | "
+            f"{r['encode_vol_s']:.2f} | {r['encode_vol_s'] / base['encode_vol_s']:.2f} | "
+            f"{100 * r['data_wait_share']:.1f} % | {r['peak_mib']:.0f} | {peak_ratio:.2f} |"
+        )
     fast = rows[-1]
-    print(f"# fast path: data placement {fast['placement']}, micro-batch {fast['micro_batch']}, "
-          f"OOM retries {fast['oom_events']}")
+    print(
+        f"# fast path: data placement {fast['placement']}, micro-batch {fast['micro_batch']}, "
+        f"OOM retries {fast['oom_events']}"
+    )
     return rows
 
 

@@ -16,6 +16,7 @@ both).  A subject the model has seen in training is labelled ``in_training`` (or
 ``refuse_training=True``); in k-fold mode a subject of the training cohort is encoded by the fold
 that held it out, so it is *not* in training for that model.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -82,19 +83,37 @@ def save_bundle(
             split_rel = f"splits/fold-{fold}_split.tsv"
             part = splits[splits["fold"] == str(fold)][["participant_id", "group", "role"]]
             part.to_csv(tmp / split_rel, sep="\t", index=False, na_rep="n/a")
-            folds.append({"fold": str(fold), "weights": rel, "sha256": sha256_file(tmp / rel),
-                          "split": split_rel, **fold_info.get(str(fold), {})})
+            folds.append(
+                {
+                    "fold": str(fold),
+                    "weights": rel,
+                    "sha256": sha256_file(tmp / rel),
+                    "split": split_rel,
+                    **fold_info.get(str(fold), {}),
+                }
+            )
         first = next(iter(models.values()))
-        doc = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta,
-               "architecture": first.architecture(), "latent_dim": first.latent_dim, "folds": folds}
+        doc = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            **meta,
+            "architecture": first.architecture(),
+            "latent_dim": first.latent_dim,
+            "folds": folds,
+        }
         doc.setdefault("default_fold", folds[0]["fold"])
         nib.save(mask, str(tmp / "mask.nii.gz"))
         nib.save(atlas, str(tmp / "atlas.nii.gz"))
         atlas_labels[["index", "name"]].to_csv(tmp / "atlas.tsv", sep="\t", index=False)
         (tmp / "config.toml").write_text(config_toml, encoding="utf-8")
-        (tmp / "model.json").write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
-        sums = [f"{sha256_file(p)}  {p.relative_to(tmp).as_posix()}"
-                for p in sorted(tmp.rglob("*")) if p.is_file()]
+        (tmp / "model.json").write_text(
+            json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8"
+        )
+        sums = [
+            f"{sha256_file(p)}  {p.relative_to(tmp).as_posix()}"
+            for p in sorted(tmp.rglob("*"))
+            if p.is_file()
+        ]
         (tmp / "SHA256SUMS").write_text("\n".join(sums) + "\n", encoding="utf-8")
         for p in tmp.rglob("*"):
             os.chmod(p, 0o755 if p.is_dir() else 0o644)
@@ -142,10 +161,14 @@ class ModelBundle:
         entry = self.fold_entry(fold)
         wpath = self.path / entry["weights"]
         if not wpath.is_file():
-            raise MissingInputError(f"Model weights {wpath} are missing: copy the whole model folder")
+            raise MissingInputError(
+                f"Model weights {wpath} are missing: copy the whole model folder"
+            )
         if sha256_file(wpath) != entry["sha256"]:
-            raise MissingInputError(f"Model weights {wpath} do not match their sha256 in model.json: "
-                                    f"the file is corrupt or was changed; retrain or recopy the model")
+            raise MissingInputError(
+                f"Model weights {wpath} do not match their sha256 in model.json: "
+                f"the file is corrupt or was changed; retrain or recopy the model"
+            )
         model = AutoEncoder3D.from_architecture(self.meta["architecture"])
         model.load_state_dict(torch.load(wpath, map_location="cpu", weights_only=True))
         return model.to(device).eval()
@@ -159,7 +182,9 @@ class ModelBundle:
         shape, affine = self.template_grid()
         return f"{tpl['space']} at {tpl['resolution']:g} mm ({grid_description(shape, affine)})"
 
-    def check_input(self, img: nib.Nifti1Image, space: str | None = None, name: str = "input") -> None:
+    def check_input(
+        self, img: nib.Nifti1Image, space: str | None = None, name: str = "input"
+    ) -> None:
         """Refuse an input on another template or grid than the one the model was trained on."""
         tpl = self.meta["template"]
         if space is not None and str(space) != tpl["space"]:
@@ -205,17 +230,23 @@ def load_bundle(model_dir: str | os.PathLike) -> ModelBundle:
     path = Path(model_dir)
     meta_path = path / "model.json"
     if not meta_path.is_file():
-        raise MissingInputError(f"--model {path} is not a latentbids model folder (no model.json): "
-                                f"pass <output_dir>/models/<name> from a group-level run")
+        raise MissingInputError(
+            f"--model {path} is not a latentbids model folder (no model.json): "
+            f"pass <output_dir>/models/<name> from a group-level run"
+        )
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise MissingInputError(f"--model {meta_path} is not valid JSON ({exc}): recopy the model") from None
+        raise MissingInputError(
+            f"--model {meta_path} is not valid JSON ({exc}): recopy the model"
+        ) from None
     if meta.get("format") != FORMAT:
         raise MissingInputError(f"--model {path}: model.json is not a {FORMAT} description")
     if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-        raise UsageError(f"--model {path} has format version {meta['format_version']}; this latentbids "
-                         f"reads up to {FORMAT_VERSION}: upgrade latentbids")
+        raise UsageError(
+            f"--model {path} has format version {meta['format_version']}; this latentbids "
+            f"reads up to {FORMAT_VERSION}: upgrade latentbids"
+        )
     frames = []
     for entry in meta["folds"]:
         split = pd.read_csv(path / entry["split"], sep="\t", dtype=str, keep_default_na=False)
@@ -227,8 +258,12 @@ def load_bundle(model_dir: str | os.PathLike) -> ModelBundle:
         atlas = np.asarray(nib.load(str(path / "atlas.nii.gz")).dataobj).astype(np.int32)
         labels = pd.read_csv(path / "atlas.tsv", sep="\t")
     except Exception as exc:
-        raise MissingInputError(f"--model {path}: mask/atlas files unreadable ({exc}): recopy the model") from None
-    return ModelBundle(path=path, meta=meta, splits=splits, mask=mask, atlas=atlas, atlas_labels=labels)
+        raise MissingInputError(
+            f"--model {path}: mask/atlas files unreadable ({exc}): recopy the model"
+        ) from None
+    return ModelBundle(
+        path=path, meta=meta, splits=splits, mask=mask, atlas=atlas, atlas_labels=labels
+    )
 
 
 def encode_with_model(
@@ -283,14 +318,18 @@ def encode_with_model(
     auto_fold, in_training, role = bundle.role_of(pid)
     if fold is not None:
         fold = str(fold)
-        rows = bundle.splits[(bundle.splits["fold"] == fold) & (bundle.splits["participant_id"] == pid)]
+        rows = bundle.splits[
+            (bundle.splits["fold"] == fold) & (bundle.splits["participant_id"] == pid)
+        ]
         role = str(rows["role"].iloc[0]) if len(rows) else "new"
         in_training = role in ("train", "validation")
     else:
         fold = auto_fold
     if in_training and refuse_training:
-        raise UsageError(f"{pid} was a {role} subject of model {bundle.path} (fold {fold}): its "
-                         f"reconstruction error would not be held-out; use a model that did not train on it")
+        raise UsageError(
+            f"{pid} was a {role} subject of model {bundle.path} (fold {fold}): its "
+            f"reconstruction error would not be held-out; use a model that did not train on it"
+        )
     entry = bundle.fold_entry(fold)
     dev = resolve_device(device)
     model = bundle.load_model(fold, dev)
@@ -299,25 +338,52 @@ def encode_with_model(
     mask_box = bundle.fit.crop(bundle.mask.astype(np.float32))
     batch = next(iter_encode(model, vol, [0], mask_box, dev, scale, batch_size=1))
     ses = clean_session(session_id)
-    latent = pd.DataFrame([[pid, f"ses-{ses}" if ses else "n/a", fold, in_training]
-                           + batch.z[0].tolist() + [float(batch.error[0])]],
-                          columns=["participant_id", "session_id", "fold", "in_training"]
-                          + latent_columns(model.latent_dim) + ["error"])
+    latent = pd.DataFrame(
+        [
+            [pid, f"ses-{ses}" if ses else "n/a", fold, in_training]
+            + batch.z[0].tolist()
+            + [float(batch.error[0])]
+        ],
+        columns=["participant_id", "session_id", "fold", "in_training"]
+        + latent_columns(model.latent_dim)
+        + ["error"],
+    )
     fit = bundle.fit
     recon = fit.restore(batch.recon[0] * scale)
     error_map = fit.restore(batch.error_map[0])
     regions = regional_error(error_map, bundle.atlas, bundle.atlas_labels, bundle.mask)
     affine = np.asarray(bundle.meta["grid"]["affine"], dtype=float)
-    result = {"latent": latent, "regions": regions, "recon": recon, "error_map": error_map,
-              "affine": affine, "fold": fold, "in_training": in_training, "role": role}
+    result = {
+        "latent": latent,
+        "regions": regions,
+        "recon": recon,
+        "error_map": error_map,
+        "affine": affine,
+        "fold": fold,
+        "in_training": in_training,
+        "role": role,
+    }
     if output_dir is not None:
-        sidecar = {"Model": bundle.meta.get("name", bundle.path.name), "ModelFold": fold,
-                   "ModelWeightsSHA256": entry["sha256"], "InTraining": bool(in_training),
-                   "IntensityScale": scale, "Sources": [source or name]}
+        sidecar = {
+            "Model": bundle.meta.get("name", bundle.path.name),
+            "ModelFold": fold,
+            "ModelWeightsSHA256": entry["sha256"],
+            "InTraining": bool(in_training),
+            "IntensityScale": scale,
+            "Sources": [source or name],
+        }
         result["paths"] = write_subject_outputs(
-            output_dir, pid, session_id, space=bundle.meta["template"]["space"],
-            resolution=float(bundle.meta["grid"]["resolution"]), atlas_name=bundle.meta["atlas"]["bids_name"],
-            latent_row=latent, recon=recon, error_map=error_map, affine=affine, regions=regions,
+            output_dir,
+            pid,
+            session_id,
+            space=bundle.meta["template"]["space"],
+            resolution=float(bundle.meta["grid"]["resolution"]),
+            atlas_name=bundle.meta["atlas"]["bids_name"],
+            latent_row=latent,
+            recon=recon,
+            error_map=error_map,
+            affine=affine,
+            regions=regions,
             sidecar=sidecar,
         )
     return result

@@ -5,6 +5,7 @@ The cache file is keyed by the maps' absolute paths, modification times and size
 (no NIfTI decoding at all) and any changed input makes a new one.  Volumes are stored already
 downsampled and cropped to the network's box, so the training loop only slices this array.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -59,7 +60,9 @@ def cache_key(paths: Sequence[str | os.PathLike], grid: dict) -> str:
         try:
             st = path.stat()
         except OSError:
-            raise MissingInputError(f"GM map {path} not found: rerun the participant level for it") from None
+            raise MissingInputError(
+                f"GM map {path} not found: rerun the participant level for it"
+            ) from None
         items.append([str(path), st.st_mtime_ns, st.st_size])
     blob = json.dumps({"version": CACHE_VERSION, "files": items, "grid": grid}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -79,9 +82,13 @@ def read_volume(
     try:
         img = nib.load(str(path))
     except FileNotFoundError:
-        raise MissingInputError(f"GM map {path} not found: rerun the participant level for it") from None
+        raise MissingInputError(
+            f"GM map {path} not found: rerun the participant level for it"
+        ) from None
     except Exception as exc:
-        raise MissingInputError(f"GM map {path} cannot be read ({exc}): delete it and rerun the participant level") from None
+        raise MissingInputError(
+            f"GM map {path} cannot be read ({exc}): delete it and rerun the participant level"
+        ) from None
     if not same_grid(img.shape, img.affine, source_shape, source_affine):
         raise UsageError(
             f"GM map {path} is on {grid_description(img.shape, img.affine)}, not on the template grid "
@@ -90,7 +97,9 @@ def read_volume(
     try:
         data = np.asarray(img.get_fdata(dtype=np.float32), dtype=np.float32)
     except Exception as exc:
-        raise MissingInputError(f"GM map {path} is corrupt ({exc}): delete it and rerun the participant level") from None
+        raise MissingInputError(
+            f"GM map {path} is corrupt ({exc}): delete it and rerun the participant level"
+        ) from None
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
@@ -149,9 +158,11 @@ def load_volumes(
     LOGGER.info("Building GM cache %s: %d maps of %s", target, len(paths), vol_shape)
     cache_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(target) as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(paths),) + vol_shape)
+        out = np.lib.format.open_memmap(
+            tmp, mode="w+", dtype=np.float32, shape=(len(paths),) + vol_shape
+        )
 
-        def _one(i):
+        def _one(i, out=out):
             out[i] = read_volume(paths[i], source_shape, source_affine, downsample, fit)
 
         if n_threads > 1:
@@ -162,6 +173,9 @@ def load_volumes(
                 _one(i)
         out.flush()
         del out
-    write_json(target.with_suffix(".json"), {"key": key, "grid": grid, "files": [str(p.resolve()) for p in paths]})
+    write_json(
+        target.with_suffix(".json"),
+        {"key": key, "grid": grid, "files": [str(p.resolve()) for p in paths]},
+    )
     data = np.load(target, mmap_mode="r")
     return CachedVolumes(data=data, path=target, key=key, reused=False)

@@ -1,4 +1,5 @@
 """Resolve ``--device auto|cpu|cuda|cuda:N`` to a :class:`torch.device`, and set determinism."""
+
 from __future__ import annotations
 
 import logging
@@ -24,7 +25,9 @@ def resolve_device(spec: str | None = "auto"):
     spec = (str(spec) if spec is not None else "auto").strip().lower() or "auto"
     match = _PATTERN.match(spec)
     if not match or (match.group(2) is not None and match.group(1) != "cuda"):
-        raise UsageError(f"--device '{spec}' is not valid: use auto, cpu, cuda or cuda:N (e.g. cuda:0)")
+        raise UsageError(
+            f"--device '{spec}' is not valid: use auto, cpu, cuda or cuda:N (e.g. cuda:0)"
+        )
     kind, index = match.group(1), match.group(2)
     if kind == "auto":
         device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")

@@ -5,6 +5,7 @@ All arrays here live on the network's box (see :mod:`latentbids.model.grid`) and
 error ``e`` is their mean over the mask (the training loss of that volume); the regional error of an
 atlas region is their mean over the region's voxels.
 """
+
 from __future__ import annotations
 
 import logging
@@ -66,7 +67,7 @@ def iter_encode(
                 recon = recon.float() * mask_t
                 sq = (recon - x.float() * mask_t).pow(2)
                 err = sq.flatten(1).sum(1) / n_mask
-                chunk = rows[pos:pos + x.shape[0]]
+                chunk = rows[pos : pos + x.shape[0]]
                 out = EncodedBatch(
                     rows=chunk,
                     z=z.float().cpu().numpy(),
@@ -82,7 +83,9 @@ def iter_encode(
             if device.type == "cuda":
                 torch.cuda.empty_cache()
             if batch_size <= 1:
-                raise LatentbidsError("Out of memory while encoding one volume: use a smaller grid or --device cpu") from None
+                raise LatentbidsError(
+                    "Out of memory while encoding one volume: use a smaller grid or --device cpu"
+                ) from None
             batch_size = max(1, batch_size // 2)
             LOGGER.warning("Out of memory while encoding: retrying with batches of %d", batch_size)
 
@@ -100,8 +103,9 @@ def encode_all(model, data, rows, mask, device="cpu", scale=1.0, batch_size=8, f
     return z_out, e_out
 
 
-def regional_error(error_map: np.ndarray, atlas: np.ndarray, labels: pd.DataFrame,
-                   mask: np.ndarray | None = None) -> pd.DataFrame:
+def regional_error(
+    error_map: np.ndarray, atlas: np.ndarray, labels: pd.DataFrame, mask: np.ndarray | None = None
+) -> pd.DataFrame:
     """Mean squared error per atlas region (inside ``mask`` when given).
 
     Returns ``index, name, n_voxels, error`` (one row per region in ``labels``; ``error`` is NaN for
@@ -118,5 +122,6 @@ def regional_error(error_map: np.ndarray, atlas: np.ndarray, labels: pd.DataFram
     idx = labels["index"].to_numpy(dtype=np.int64)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(counts[idx] > 0, sums[idx] / np.maximum(counts[idx], 1), np.nan)
-    return pd.DataFrame({"index": idx, "name": labels["name"].to_numpy(), "n_voxels": counts[idx],
-                         "error": mean})
+    return pd.DataFrame(
+        {"index": idx, "name": labels["name"].to_numpy(), "n_voxels": counts[idx], "error": mean}
+    )

@@ -8,6 +8,7 @@ array back on the original grid (zeros outside the box).
 Also here: integer block downsampling (``--sloppy`` uses a 4 mm grid built from a 2 mm template),
 which keeps a voxel's centre where the block's centre is, so the new affine is exact.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass

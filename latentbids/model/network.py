@@ -8,6 +8,7 @@ divided by one training-set constant before they enter, see :mod:`latentbids.wor
 
 The input shape must be divisible by ``2**len(channels)`` (see :mod:`latentbids.model.grid`).
 """
+
 from __future__ import annotations
 
 import math
@@ -100,7 +101,9 @@ class AutoEncoder3D(nn.Module):
         rev = list(reversed(self.channels))
         for cin, cout in zip(rev, rev[1:] + [self.channels[0]]):
             blocks += [
-                nn.ConvTranspose3d(cin, cout, kernel_size=4, stride=2, padding=1, bias=norm == "none"),
+                nn.ConvTranspose3d(
+                    cin, cout, kernel_size=4, stride=2, padding=1, bias=norm == "none"
+                ),
                 _norm(norm, cout),
                 nn.LeakyReLU(self.negative_slope, inplace=True),
             ]

@@ -3,6 +3,7 @@
 Written under ``sub-<l>/[ses-<s>/]anat/`` with names from :mod:`latentbids.bids.naming`, every file
 atomically and with a JSON sidecar (``Resolution`` and the model that made it).
 """
+
 from __future__ import annotations
 
 import os
@@ -57,19 +58,36 @@ def write_subject_outputs(
     resolution_text = f"Template grid at {resolution:g} mm"
     write_tsv(latent_row, paths["latent"])
     for kind, data, desc in (
-        ("recon", recon, "Autoencoder reconstruction of the GM map (input units; 0 outside the mask)"),
-        ("error", error_map, "Squared reconstruction error per voxel (model units: input divided by "
-                             "IntensityScale; 0 outside the mask)"),
+        (
+            "recon",
+            recon,
+            "Autoencoder reconstruction of the GM map (input units; 0 outside the mask)",
+        ),
+        (
+            "error",
+            error_map,
+            "Squared reconstruction error per voxel (model units: input divided by "
+            "IntensityScale; 0 outside the mask)",
+        ),
     ):
         img = nib.Nifti1Image(np.asarray(data, dtype=np.float32), affine)
         img.header.set_xyzt_units("mm")
         save_nifti(img, paths[kind])
-        write_json(Path(str(paths[kind])[: -len(".nii.gz")] + ".json"),
-                   {"Description": desc, "Resolution": resolution_text, **sidecar})
+        write_json(
+            Path(str(paths[kind])[: -len(".nii.gz")] + ".json"),
+            {"Description": desc, "Resolution": resolution_text, **sidecar},
+        )
     write_tsv(regions, paths["regionerror"])
-    for kind, desc in (("latent", "Latent code z0..zK-1 and scalar reconstruction error (mean squared "
-                                  "error inside the mask, model units)"),
-                       ("regionerror", "Mean squared reconstruction error per atlas region (model units)")):
-        write_json(paths[kind].with_suffix(".json"),
-                   {"Description": desc, "Resolution": resolution_text, **sidecar})
+    for kind, desc in (
+        (
+            "latent",
+            "Latent code z0..zK-1 and scalar reconstruction error (mean squared "
+            "error inside the mask, model units)",
+        ),
+        ("regionerror", "Mean squared reconstruction error per atlas region (model units)"),
+    ):
+        write_json(
+            paths[kind].with_suffix(".json"),
+            {"Description": desc, "Resolution": resolution_text, **sidecar},
+        )
     return paths

@@ -5,6 +5,7 @@ All sessions of a subject share one role in a fold.  In fold ``k`` the subjects 
 a stratified share of the rest is ``validation`` (early stopping) and the others are ``train``.
 ``fit_all`` gives one fold named ``all`` with ``train`` and ``validation`` only.
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,11 +32,17 @@ def subject_table(records: pd.DataFrame, group_col: str = "group") -> pd.DataFra
     """One row per subject: ``participant_id`` and ``group`` (first non-missing label of its rows)."""
     if "participant_id" not in records:
         raise UsageError("records need a participant_id column")
-    groups = records[group_col].map(_label) if group_col in records else pd.Series("n/a", index=records.index)
+    groups = (
+        records[group_col].map(_label)
+        if group_col in records
+        else pd.Series("n/a", index=records.index)
+    )
     frame = pd.DataFrame({"participant_id": records["participant_id"].astype(str), "group": groups})
     frame["_known"] = frame["group"] != "n/a"
     frame = frame.sort_values(["participant_id", "_known"], ascending=[True, False], kind="stable")
-    return frame.drop_duplicates("participant_id")[["participant_id", "group"]].reset_index(drop=True)
+    return frame.drop_duplicates("participant_id")[["participant_id", "group"]].reset_index(
+        drop=True
+    )
 
 
 def _stratified_parts(labels: np.ndarray, n_parts: int, seed: int) -> np.ndarray:
@@ -49,9 +56,12 @@ def _stratified_parts(labels: np.ndarray, n_parts: int, seed: int) -> np.ndarray
     if len(values) > 1 and not use_strata:
         LOGGER.warning(
             "Cannot stratify %d parts by group (smallest group has %d subjects): plain shuffled split",
-            n_parts, counts.min(),
+            n_parts,
+            counts.min(),
         )
-    splitter = (StratifiedKFold if use_strata else KFold)(n_splits=n_parts, shuffle=True, random_state=seed)
+    splitter = (StratifiedKFold if use_strata else KFold)(
+        n_splits=n_parts, shuffle=True, random_state=seed
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for k, (_, idx) in enumerate(splitter.split(np.zeros(n), labels if use_strata else None)):
@@ -67,7 +77,9 @@ def _validation_pick(labels: np.ndarray, fraction: float, seed: int) -> np.ndarr
     n_val = min(n - 1, max(1, int(round(fraction * n))))
     values, counts = np.unique(labels, return_counts=True)
     stratify = labels if len(values) > 1 and counts.min() >= 2 and n_val >= len(values) else None
-    _, val = train_test_split(np.arange(n), test_size=n_val, random_state=seed, shuffle=True, stratify=stratify)
+    _, val = train_test_split(
+        np.arange(n), test_size=n_val, random_state=seed, shuffle=True, stratify=stratify
+    )
     pick = np.zeros(n, dtype=bool)
     pick[val] = True
     return pick
@@ -94,7 +106,9 @@ def make_splits(
     if fit_all:
         if n < 2:
             raise UsageError(f"Training needs at least 2 subjects (train + validation); got {n}")
-        roles = np.where(_validation_pick(labels, validation_fraction, rng_seed), "validation", "train")
+        roles = np.where(
+            _validation_pick(labels, validation_fraction, rng_seed), "validation", "train"
+        )
         rows += [("all", pid, g, r) for pid, g, r in zip(subjects["participant_id"], labels, roles)]
     else:
         if n_folds < 2:
@@ -112,7 +126,10 @@ def make_splits(
             role = np.full(n, "train", dtype=object)
             role[test] = "test"
             role[rest[pick]] = "validation"
-            rows += [(str(k + 1), pid, g, r) for pid, g, r in zip(subjects["participant_id"], labels, role)]
+            rows += [
+                (str(k + 1), pid, g, r)
+                for pid, g, r in zip(subjects["participant_id"], labels, role)
+            ]
     splits = pd.DataFrame(rows, columns=["fold", "participant_id", "group", "role"])
     check_splits(splits)
     return splits
@@ -122,7 +139,9 @@ def check_splits(splits: pd.DataFrame) -> None:
     """Fold hygiene: one role per subject per fold, train/validation non-empty, each subject held out
     exactly once across k folds.  Raises ``AssertionError`` (a bug, not a user error) otherwise."""
     dup = splits.duplicated(["fold", "participant_id"])
-    assert not dup.any(), f"subjects with two roles in one fold: {splits[dup].participant_id.tolist()}"
+    assert not dup.any(), (
+        f"subjects with two roles in one fold: {splits[dup].participant_id.tolist()}"
+    )
     for fold, part in splits.groupby("fold"):
         roles = set(part["role"])
         assert {"train", "validation"} <= roles, f"fold {fold} lacks train or validation subjects"
@@ -135,4 +154,6 @@ def check_splits(splits: pd.DataFrame) -> None:
 
 def fold_split_table(splits: pd.DataFrame, fold: str) -> pd.DataFrame:
     """The split TSV of one fold: ``participant_id, group, role``."""
-    return splits[splits["fold"] == str(fold)][["participant_id", "group", "role"]].reset_index(drop=True)
+    return splits[splits["fold"] == str(fold)][["participant_id", "group", "role"]].reset_index(
+        drop=True
+    )

@@ -16,9 +16,9 @@ early-stopping state, history and every RNG state, so an interrupted run resumed
 checkpoint reaches the same result as an uninterrupted one (bit-identical on CPU with
 ``deterministic=True``).
 """
+
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 import time
@@ -87,14 +87,24 @@ def _autocast(device: torch.device, fast: bool):
 def _is_oom(exc: BaseException) -> bool:
     """A CUDA out-of-memory error (``torch.OutOfMemoryError`` or its older RuntimeError form)."""
     oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", ())
-    return isinstance(exc, oom) or (isinstance(exc, RuntimeError) and "CUDA out of memory" in str(exc))
+    return isinstance(exc, oom) or (
+        isinstance(exc, RuntimeError) and "CUDA out of memory" in str(exc)
+    )
 
 
 class BatchSource:
     """Serve scaled ``(B, 1, X, Y, Z)`` float32 batches of ``data[indices[pos]]`` on ``device``."""
 
-    def __init__(self, data: np.ndarray, indices: Sequence[int], device: torch.device, scale: float,
-                 resident: bool = True, channels_last: bool = False, memory_share: float = 0.5):
+    def __init__(
+        self,
+        data: np.ndarray,
+        indices: Sequence[int],
+        device: torch.device,
+        scale: float,
+        resident: bool = True,
+        channels_last: bool = False,
+        memory_share: float = 0.5,
+    ):
         self.data = data
         self.indices = np.asarray(indices, dtype=np.int64)
         self.device = device
@@ -107,21 +117,29 @@ class BatchSource:
             free, _ = torch.cuda.mem_get_info(device)
             if need <= memory_share * free:
                 try:
-                    self.store = torch.empty((len(self.indices),) + tuple(data.shape[1:]),
-                                             dtype=torch.float32, device=device)
+                    self.store = torch.empty(
+                        (len(self.indices),) + tuple(data.shape[1:]),
+                        dtype=torch.float32,
+                        device=device,
+                    )
                     for lo in range(0, len(self.indices), 32):
-                        part = np.ascontiguousarray(data[self.indices[lo:lo + 32]])
-                        self.store[lo:lo + 32].copy_(torch.from_numpy(part))
+                        part = np.ascontiguousarray(data[self.indices[lo : lo + 32]])
+                        self.store[lo : lo + 32].copy_(torch.from_numpy(part))
                     self.placement = "gpu"
                 except Exception as exc:  # pragma: no cover - needs a GPU
                     if not _is_oom(exc):
                         raise
                     self.store = None
                     torch.cuda.empty_cache()
-                    LOGGER.warning("Training set did not fit on the GPU: using pinned-memory batches")
+                    LOGGER.warning(
+                        "Training set did not fit on the GPU: using pinned-memory batches"
+                    )
             else:
-                LOGGER.info("Training set (%.1f GiB) exceeds %.0f%% of free GPU memory: pinned batches",
-                            need / 2**30, memory_share * 100)
+                LOGGER.info(
+                    "Training set (%.1f GiB) exceeds %.0f%% of free GPU memory: pinned batches",
+                    need / 2**30,
+                    memory_share * 100,
+                )
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -145,7 +163,7 @@ class BatchSource:
     def batches(self, order: np.ndarray, batch_size: int, wait: list | None = None):
         """Yield batches in ``order`` (positions into ``indices``); ``wait[0]`` accumulates seconds
         spent blocked on data."""
-        chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
         if self.store is not None:
             for chunk in chunks:
                 t0 = time.perf_counter()
@@ -169,7 +187,11 @@ class BatchSource:
 
 
 def _rng_state(gen: torch.Generator, device: torch.device) -> dict:
-    state = {"torch": torch.get_rng_state(), "shuffle": gen.get_state(), "numpy": np.random.get_state()}
+    state = {
+        "torch": torch.get_rng_state(),
+        "shuffle": gen.get_state(),
+        "numpy": np.random.get_state(),
+    }
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -190,7 +212,9 @@ def _cpu_state(model: torch.nn.Module) -> dict:
 def build_model(settings: TrainSettings, input_shape, output: str = "sigmoid") -> AutoEncoder3D:
     """A freshly initialised network (seeded by ``settings.seed``)."""
     torch.manual_seed(int(settings.seed))
-    return AutoEncoder3D(input_shape, settings.latent_dim, settings.channels, norm=settings.norm, output=output)
+    return AutoEncoder3D(
+        input_shape, settings.latent_dim, settings.channels, norm=settings.norm, output=output
+    )
 
 
 def train_autoencoder(
@@ -227,8 +251,14 @@ def train_autoencoder(
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise ValueError("training needs at least one training and one validation volume")
     channels_last = device.type == "cuda" and settings.fast
-    fingerprint = {"settings": settings.fingerprint(), "scale": float(scale), "shape": list(data.shape[1:]),
-                   "train": train_idx.tolist(), "val": val_idx.tolist(), **(extra_fingerprint or {})}
+    fingerprint = {
+        "settings": settings.fingerprint(),
+        "scale": float(scale),
+        "shape": list(data.shape[1:]),
+        "train": train_idx.tolist(),
+        "val": val_idx.tolist(),
+        **(extra_fingerprint or {}),
+    }
 
     model = build_model(settings, data.shape[1:]).to(device)
     if channels_last:
@@ -250,7 +280,9 @@ def train_autoencoder(
         try:
             ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         except Exception as exc:
-            LOGGER.warning("Checkpoint %s is unreadable (%s): training from scratch", ckpt_path, exc)
+            LOGGER.warning(
+                "Checkpoint %s is unreadable (%s): training from scratch", ckpt_path, exc
+            )
             ckpt = None
         if ckpt is not None and ckpt.get("fingerprint") == fingerprint:
             model.load_state_dict(ckpt["model"])
@@ -263,10 +295,16 @@ def train_autoencoder(
             start_epoch = resumed_from = int(ckpt["epoch"]) + 1
             LOGGER.info("Resuming training from %s (epoch %d done)", ckpt_path, ckpt["epoch"])
         elif ckpt is not None:
-            LOGGER.warning("Checkpoint %s was made by other settings or data: training from scratch", ckpt_path)
+            LOGGER.warning(
+                "Checkpoint %s was made by other settings or data: training from scratch", ckpt_path
+            )
 
-    train_src = BatchSource(data, train_idx, device, scale, settings.resident, channels_last, settings.gpu_memory_share)
-    val_src = BatchSource(data, val_idx, device, scale, settings.resident, channels_last, settings.gpu_memory_share)
+    train_src = BatchSource(
+        data, train_idx, device, scale, settings.resident, channels_last, settings.gpu_memory_share
+    )
+    val_src = BatchSource(
+        data, val_idx, device, scale, settings.resident, channels_last, settings.gpu_memory_share
+    )
     n_mask = float(mask_t.sum())
     if n_mask == 0:
         raise ValueError("the loss mask is empty")
@@ -333,18 +371,41 @@ def train_autoencoder(
         else:
             bad_epochs += 1
         done = bad_epochs >= settings.patience or epoch >= settings.max_epochs
-        row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "best": improved,
-               "seconds": round(seconds, 4), "data_wait_s": round(wait[0], 4), "micro_batch": micro,
-               "volumes_per_s": round(len(train_src) / max(seconds, 1e-9), 3)}
+        row = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "best": improved,
+            "seconds": round(seconds, 4),
+            "data_wait_s": round(wait[0], 4),
+            "micro_batch": micro,
+            "volumes_per_s": round(len(train_src) / max(seconds, 1e-9), 3),
+        }
         history.append(row)
-        LOGGER.info("epoch %d: train %.6f val %.6f%s (%.1fs)", epoch, train_loss, val_loss,
-                    " *" if improved else "", seconds)
+        LOGGER.info(
+            "epoch %d: train %.6f val %.6f%s (%.1fs)",
+            epoch,
+            train_loss,
+            val_loss,
+            " *" if improved else "",
+            seconds,
+        )
         if ckpt_path is not None:
-            ckpt = {"fingerprint": fingerprint, "epoch": epoch, "model": _cpu_state(model),
-                    "optimizer": optimizer.state_dict(), "rng": _rng_state(gen, device),
-                    "best_state": best_state, "best_val": best_val, "best_epoch": best_epoch,
-                    "bad_epochs": bad_epochs, "history": history, "micro": micro,
-                    "oom_events": oom_events, "done": done}
+            ckpt = {
+                "fingerprint": fingerprint,
+                "epoch": epoch,
+                "model": _cpu_state(model),
+                "optimizer": optimizer.state_dict(),
+                "rng": _rng_state(gen, device),
+                "best_state": best_state,
+                "best_val": best_val,
+                "best_epoch": best_epoch,
+                "bad_epochs": bad_epochs,
+                "history": history,
+                "micro": micro,
+                "oom_events": oom_events,
+                "done": done,
+            }
             ckpt_path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(ckpt_path) as tmp:
                 torch.save(ckpt, tmp)
@@ -355,8 +416,23 @@ def train_autoencoder(
     model.load_state_dict(best_state)
     model.eval()
     hist = pd.DataFrame(history)
-    share = float(hist["data_wait_s"].sum() / max(hist["seconds"].sum(), 1e-9)) if len(hist) else 0.0
-    stopped = bool(len(hist)) and bad_epochs >= settings.patience and int(hist["epoch"].iloc[-1]) < settings.max_epochs
-    return TrainResult(model=model, history=hist, best_epoch=best_epoch, best_val_loss=best_val,
-                       stopped_early=stopped, resumed_from=resumed_from, micro_batch=micro,
-                       oom_events=list(oom_events), placement=train_src.placement, data_wait_share=share)
+    share = (
+        float(hist["data_wait_s"].sum() / max(hist["seconds"].sum(), 1e-9)) if len(hist) else 0.0
+    )
+    stopped = (
+        bool(len(hist))
+        and bad_epochs >= settings.patience
+        and int(hist["epoch"].iloc[-1]) < settings.max_epochs
+    )
+    return TrainResult(
+        model=model,
+        history=hist,
+        best_epoch=best_epoch,
+        best_val_loss=best_val,
+        stopped_early=stopped,
+        resumed_from=resumed_from,
+        micro_batch=micro,
+        oom_events=list(oom_events),
+        placement=train_src.placement,
+        data_wait_share=share,
+    )

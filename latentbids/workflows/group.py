@@ -11,12 +11,12 @@
 5. write the group latent table and training curves under ``group/`` and the model folder under
    ``models/<name>/``.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-import os
 import tempfile
 from pathlib import Path
 
@@ -38,8 +38,11 @@ SCALE_MAX_VOLUMES = 128
 
 
 def _na(value) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip().lower() in (
-        "", "n/a", "nan", "none")
+    return (
+        value is None
+        or (isinstance(value, float) and np.isnan(value))
+        or str(value).strip().lower() in ("", "n/a", "nan", "none")
+    )
 
 
 def _settings(config):
@@ -54,9 +57,16 @@ def _settings(config):
         patience = min(patience, SLOPPY["patience"])
     if int(mc.batch_size) < 1 or int(mc.latent_dim) < 1 or float(mc.learning_rate) <= 0:
         raise UsageError("model batch_size, latent_dim and learning_rate must be positive")
-    return TrainSettings(latent_dim=int(mc.latent_dim), channels=channels, learning_rate=float(mc.learning_rate),
-                         batch_size=int(mc.batch_size), max_epochs=max_epochs, patience=patience,
-                         seed=int(ex.random_seed), deterministic=bool(ex.deterministic))
+    return TrainSettings(
+        latent_dim=int(mc.latent_dim),
+        channels=channels,
+        learning_rate=float(mc.learning_rate),
+        batch_size=int(mc.batch_size),
+        max_epochs=max_epochs,
+        patience=patience,
+        seed=int(ex.random_seed),
+        deterministic=bool(ex.deterministic),
+    )
 
 
 def _check_records(records: pd.DataFrame) -> pd.DataFrame:
@@ -64,22 +74,31 @@ def _check_records(records: pd.DataFrame) -> pd.DataFrame:
         if col not in records:
             raise UsageError(f"group level: records lack the '{col}' column")
     records = records.copy().reset_index(drop=True)
-    records["participant_id"] = [p if str(p).startswith("sub-") else f"sub-{p}" for p in records["participant_id"].astype(str)]
+    records["participant_id"] = [
+        p if str(p).startswith("sub-") else f"sub-{p}"
+        for p in records["participant_id"].astype(str)
+    ]
     if "session_id" not in records:
         records["session_id"] = "n/a"
-    records["session_id"] = ["n/a" if _na(s) else (str(s) if str(s).startswith("ses-") else f"ses-{s}")
-                             for s in records["session_id"]]
+    records["session_id"] = [
+        "n/a" if _na(s) else (str(s) if str(s).startswith("ses-") else f"ses-{s}")
+        for s in records["session_id"]
+    ]
     if "group" not in records:
         records["group"] = "n/a"
     records["group"] = ["n/a" if _na(g) else str(g) for g in records["group"]]
     dup = records.duplicated(["participant_id", "session_id"])
     if dup.any():
         first = records[dup].iloc[0]
-        raise UsageError(f"group level: {first.participant_id} {first.session_id} appears twice in the records")
+        raise UsageError(
+            f"group level: {first.participant_id} {first.session_id} appears twice in the records"
+        )
     missing = [p for p in records["gm_path"] if not Path(str(p)).is_file()]
     if missing:
-        raise MissingInputError(f"GM map {missing[0]} not found ({len(missing)} missing): rerun the "
-                                f"participant level for those subjects")
+        raise MissingInputError(
+            f"GM map {missing[0]} not found ({len(missing)} missing): rerun the "
+            f"participant level for those subjects"
+        )
     return records
 
 
@@ -87,7 +106,11 @@ def _scale(config, data: np.ndarray, rows: np.ndarray, mask: np.ndarray) -> floa
     """1 for probability maps; else the 99.9th percentile of in-mask training values."""
     if config.model.input_map == "probseg":
         return 1.0
-    pick = rows if len(rows) <= SCALE_MAX_VOLUMES else rows[np.linspace(0, len(rows) - 1, SCALE_MAX_VOLUMES).astype(int)]
+    pick = (
+        rows
+        if len(rows) <= SCALE_MAX_VOLUMES
+        else rows[np.linspace(0, len(rows) - 1, SCALE_MAX_VOLUMES).astype(int)]
+    )
     values = np.concatenate([np.asarray(data[r])[mask] for r in np.sort(pick)])
     scale = float(np.percentile(values, SCALE_PERCENTILE))
     return scale if scale > 0 else 1.0
@@ -101,8 +124,14 @@ def _plot_curves(curves: pd.DataFrame, target: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     for fold, part in curves.groupby("fold", sort=False):
-        line, = ax.plot(part["epoch"], part["train_loss"], label=f"fold {fold} train")
-        ax.plot(part["epoch"], part["val_loss"], "--", color=line.get_color(), label=f"fold {fold} validation")
+        (line,) = ax.plot(part["epoch"], part["train_loss"], label=f"fold {fold} train")
+        ax.plot(
+            part["epoch"],
+            part["val_loss"],
+            "--",
+            color=line.get_color(),
+            label=f"fold {fold} validation",
+        )
     ax.set_xlabel("epoch")
     ax.set_ylabel("masked MSE")
     ax.set_yscale("log")
@@ -171,91 +200,190 @@ def run_group_level(config, records: pd.DataFrame, template, atlas) -> dict:
     mask_work = (block_reduce(mask_tpl.astype(np.uint8), factor, "max") > 0) | (atlas_work > 0)
     fit = fit_grid(mask_work, levels=len(settings.channels))
     mask_box = fit.crop(mask_work.astype(np.float32))
-    LOGGER.info("Group level: %d maps, grid %s -> box %s (factor %d), device %s",
-                len(records), work_shape, fit.size, factor, device)
+    LOGGER.info(
+        "Group level: %d maps, grid %s -> box %s (factor %d), device %s",
+        len(records),
+        work_shape,
+        fit.size,
+        factor,
+        device,
+    )
 
     # 2. every map once, into the memory-mapped cache.
-    cached = load_volumes(records["gm_path"].tolist(), work / "model_cache", template.shape, template.affine,
-                          factor, fit, n_threads=max(1, int(ex.nprocs or 1)))
+    cached = load_volumes(
+        records["gm_path"].tolist(),
+        work / "model_cache",
+        template.shape,
+        template.affine,
+        factor,
+        fit,
+        n_threads=max(1, int(ex.nprocs or 1)),
+    )
     data = cached.data
 
     # 3. splits and training, one model per fold.
-    splits = make_splits(records, n_folds=int(mc.n_folds), seed=int(ex.random_seed), fit_all=bool(mc.fit_all))
-    role = {(f, p): r for f, p, r in splits[["fold", "participant_id", "role"]].itertuples(index=False)}
+    splits = make_splits(
+        records, n_folds=int(mc.n_folds), seed=int(ex.random_seed), fit_all=bool(mc.fit_all)
+    )
+    role = {
+        (f, p): r for f, p, r in splits[["fold", "participant_id", "role"]].itertuples(index=False)
+    }
     folds = list(dict.fromkeys(splits["fold"]))
-    run_key = hashlib.sha256(json.dumps({"cache": cached.key, "settings": settings.fingerprint(),
-                                         "splits": splits.to_dict("list"), "input_map": mc.input_map,
-                                         "device": str(device)}, sort_keys=True).encode()).hexdigest()[:16]
+    run_key = hashlib.sha256(
+        json.dumps(
+            {
+                "cache": cached.key,
+                "settings": settings.fingerprint(),
+                "splits": splits.to_dict("list"),
+                "input_map": mc.input_map,
+                "device": str(device),
+            },
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()[:16]
     models, fold_info, curves, latent_rows, subjects = {}, {}, [], [], {}
     K = settings.latent_dim
     space, atlas_bids = template.space, atlas.bids_name
     model_name = f"ae-K{K}"
     for fold in folds:
-        rows_of = {r: np.array([i for i, p in enumerate(records["participant_id"]) if role[(fold, p)] == r],
-                               dtype=np.int64) for r in ("train", "validation", "test")}
+        rows_of = {
+            r: np.array(
+                [i for i, p in enumerate(records["participant_id"]) if role[(fold, p)] == r],
+                dtype=np.int64,
+            )
+            for r in ("train", "validation", "test")
+        }
         scale = _scale(config, data, rows_of["train"], mask_box > 0)
-        LOGGER.info("Fold %s: %d train, %d validation, %d held-out maps; intensity scale %.4g", fold,
-                    len(rows_of["train"]), len(rows_of["validation"]), len(rows_of["test"]), scale)
+        LOGGER.info(
+            "Fold %s: %d train, %d validation, %d held-out maps; intensity scale %.4g",
+            fold,
+            len(rows_of["train"]),
+            len(rows_of["validation"]),
+            len(rows_of["test"]),
+            scale,
+        )
         result = train_autoencoder(
-            data, mask_box, rows_of["train"], rows_of["validation"], settings, device, scale,
+            data,
+            mask_box,
+            rows_of["train"],
+            rows_of["validation"],
+            settings,
+            device,
+            scale,
             checkpoint_dir=work / "model_training" / run_key / f"fold-{fold}",
             extra_fingerprint={"cache": cached.key, "fold": fold},
         )
         models[fold] = result.model
-        fold_info[fold] = {"scale": scale, "best_epoch": result.best_epoch,
-                           "best_val_loss": result.best_val_loss, "epochs_run": len(result.history),
-                           "stopped_early": result.stopped_early, "n_train": int(len(rows_of["train"])),
-                           "n_validation": int(len(rows_of["validation"])),
-                           "n_test": int(len(rows_of["test"])), "micro_batch": result.micro_batch,
-                           "oom_events": result.oom_events, "data_placement": result.placement}
+        fold_info[fold] = {
+            "scale": scale,
+            "best_epoch": result.best_epoch,
+            "best_val_loss": result.best_val_loss,
+            "epochs_run": len(result.history),
+            "stopped_early": result.stopped_early,
+            "n_train": int(len(rows_of["train"])),
+            "n_validation": int(len(rows_of["validation"])),
+            "n_test": int(len(rows_of["test"])),
+            "micro_batch": result.micro_batch,
+            "oom_events": result.oom_events,
+            "data_placement": result.placement,
+        }
         hist = result.history.copy()
         hist.insert(0, "fold", fold)
         curves.append(hist)
 
         # 4. encode the held-out maps (fit-all: every map, labelled in_training).
         encode_rows = rows_of["test"] if fold != "all" else np.arange(len(records))
-        for batch in iter_encode(result.model, data, encode_rows, mask_box, device, scale,
-                                 batch_size=settings.batch_size):
+        for batch in iter_encode(
+            result.model, data, encode_rows, mask_box, device, scale, batch_size=settings.batch_size
+        ):
             for j, r in enumerate(batch.rows):
                 rec = records.iloc[int(r)]
                 in_training = role[(fold, rec.participant_id)] in ("train", "validation")
-                latent = pd.DataFrame([[rec.participant_id, rec.session_id, fold, in_training]
-                                       + batch.z[j].tolist() + [float(batch.error[j])]],
-                                      columns=["participant_id", "session_id", "fold", "in_training"]
-                                      + latent_columns(K) + ["error"])
+                latent = pd.DataFrame(
+                    [
+                        [rec.participant_id, rec.session_id, fold, in_training]
+                        + batch.z[j].tolist()
+                        + [float(batch.error[j])]
+                    ],
+                    columns=["participant_id", "session_id", "fold", "in_training"]
+                    + latent_columns(K)
+                    + ["error"],
+                )
                 latent_rows.append(latent)
                 recon = fit.restore(batch.recon[j] * scale)
                 error_map = fit.restore(batch.error_map[j])
                 regions = regional_error(error_map, atlas_work, atlas.labels, mask_work)
-                sidecar = {"Model": model_name, "ModelFold": fold, "InTraining": bool(in_training),
-                           "IntensityScale": scale, "Sources": [str(rec.gm_path)]}
-                label = rec.participant_id + ("" if rec.session_id == "n/a" else f"_{rec.session_id}")
+                sidecar = {
+                    "Model": model_name,
+                    "ModelFold": fold,
+                    "InTraining": bool(in_training),
+                    "IntensityScale": scale,
+                    "Sources": [str(rec.gm_path)],
+                }
+                label = rec.participant_id + (
+                    "" if rec.session_id == "n/a" else f"_{rec.session_id}"
+                )
                 subjects[label] = write_subject_outputs(
-                    out, rec.participant_id, rec.session_id, space=space, resolution=work_res,
-                    atlas_name=atlas_bids, latent_row=latent, recon=recon, error_map=error_map,
-                    affine=work_affine, regions=regions, sidecar=sidecar)
+                    out,
+                    rec.participant_id,
+                    rec.session_id,
+                    space=space,
+                    resolution=work_res,
+                    atlas_name=atlas_bids,
+                    latent_row=latent,
+                    recon=recon,
+                    error_map=error_map,
+                    affine=work_affine,
+                    regions=regions,
+                    sidecar=sidecar,
+                )
 
     # 5. model folder, group table, curves.
     table = pd.concat(latent_rows, ignore_index=True)
-    order = {(p, s): i for i, (p, s) in enumerate(zip(records["participant_id"], records["session_id"]))}
-    table = table.iloc[np.argsort([order[(p, s)] for p, s in zip(table.participant_id, table.session_id)],
-                                  kind="stable")].reset_index(drop=True)
+    order = {
+        (p, s): i for i, (p, s) in enumerate(zip(records["participant_id"], records["session_id"]))
+    }
+    table = table.iloc[
+        np.argsort(
+            [order[(p, s)] for p, s in zip(table.participant_id, table.session_id)], kind="stable"
+        )
+    ].reset_index(drop=True)
     meta = {
         "name": model_name,
         "mode": "fit_all" if mc.fit_all else "kfold",
         "n_folds": len(folds),
         "default_fold": folds[0],
-        "template": {"space": template.space, "resolution": float(template.resolution),
-                     "shape": list(template.shape), "affine": np.asarray(template.affine).tolist(),
-                     "source": template.source},
-        "grid": {"downsample": factor, "resolution": float(work_res), "shape": list(work_shape),
-                 "affine": work_affine.tolist(), "fit": fit.to_dict()},
-        "atlas": {"name": atlas.name, "bids_name": atlas_bids, "n_regions": atlas.n_regions,
-                  "source": atlas.source},
-        "intensity": {"input_map": mc.input_map,
-                      "rule": "probseg: 1; modulated: percentile %g of in-mask training values" % SCALE_PERCENTILE},
-        "seeds": {"random_seed": int(ex.random_seed), "model_init": int(ex.random_seed),
-                  "shuffle": int(ex.random_seed) + 1, "splits": int(ex.random_seed)},
+        "template": {
+            "space": template.space,
+            "resolution": float(template.resolution),
+            "shape": list(template.shape),
+            "affine": np.asarray(template.affine).tolist(),
+            "source": template.source,
+        },
+        "grid": {
+            "downsample": factor,
+            "resolution": float(work_res),
+            "shape": list(work_shape),
+            "affine": work_affine.tolist(),
+            "fit": fit.to_dict(),
+        },
+        "atlas": {
+            "name": atlas.name,
+            "bids_name": atlas_bids,
+            "n_regions": atlas.n_regions,
+            "source": atlas.source,
+        },
+        "intensity": {
+            "input_map": mc.input_map,
+            "rule": "probseg: 1; modulated: percentile %g of in-mask training values"
+            % SCALE_PERCENTILE,
+        },
+        "seeds": {
+            "random_seed": int(ex.random_seed),
+            "model_init": int(ex.random_seed),
+            "shuffle": int(ex.random_seed) + 1,
+            "splits": int(ex.random_seed),
+        },
         "deterministic": bool(ex.deterministic),
         "sloppy": bool(ex.sloppy),
         "training": settings.fingerprint(),
@@ -268,15 +396,38 @@ def run_group_level(config, records: pd.DataFrame, template, atlas) -> dict:
         LOGGER.warning("Could not serialise the run config to TOML (%s)", exc)
         config_toml = ""
     model_dir = save_bundle(
-        out / "models" / model_name, models=models, meta=meta, fold_info=fold_info, splits=splits,
+        out / "models" / model_name,
+        models=models,
+        meta=meta,
+        fold_info=fold_info,
+        splits=splits,
         mask=nib.Nifti1Image(mask_work.astype(np.uint8), work_affine),
-        atlas=nib.Nifti1Image(atlas_work, work_affine), atlas_labels=atlas.labels, config_toml=config_toml)
+        atlas=nib.Nifti1Image(atlas_work, work_affine),
+        atlas_labels=atlas.labels,
+        config_toml=config_toml,
+    )
     group_dir = out / "group"
     ent = {"space": space, "res": res_label(work_res)}
-    latent_tsv = write_tsv(table, group_dir / bids_name("latent", ".tsv", desc=model_name.replace("-", ""), **ent))
+    latent_tsv = write_tsv(
+        table, group_dir / bids_name("latent", ".tsv", desc=model_name.replace("-", ""), **ent)
+    )
     curves_df = pd.concat(curves, ignore_index=True)
-    curves_tsv = write_tsv(curves_df, group_dir / bids_name("curves", ".tsv", desc="training", **ent))
-    curves_png = _plot_curves(curves_df, group_dir / bids_name("curves", ".png", desc="training", **ent))
-    return {"latent_table": table, "latent_tsv": latent_tsv, "curves_tsv": curves_tsv, "curves_png": curves_png,
-            "model_dir": model_dir, "subjects": subjects, "splits": splits, "device": str(device),
-            "cache": cached.path, "cache_reused": cached.reused, "fold_info": fold_info}
+    curves_tsv = write_tsv(
+        curves_df, group_dir / bids_name("curves", ".tsv", desc="training", **ent)
+    )
+    curves_png = _plot_curves(
+        curves_df, group_dir / bids_name("curves", ".png", desc="training", **ent)
+    )
+    return {
+        "latent_table": table,
+        "latent_tsv": latent_tsv,
+        "curves_tsv": curves_tsv,
+        "curves_png": curves_png,
+        "model_dir": model_dir,
+        "subjects": subjects,
+        "splits": splits,
+        "device": str(device),
+        "cache": cached.path,
+        "cache_reused": cached.reused,
+        "fold_info": fold_info,
+    }

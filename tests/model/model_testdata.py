@@ -1,4 +1,5 @@
 """Synthetic cohorts for the model tests: a tiny template grid, a 4-region atlas, smooth GM blobs."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,8 +22,16 @@ def toy_template(shape=(20, 24, 20), resolution=4.0, space="MNI152NLin2009aSym")
     mask = inside.astype(np.uint8)
     gm = (mask * 0.5).astype(np.float32)
     img = lambda d: nib.Nifti1Image(np.asarray(d, dtype=np.float32), affine)  # noqa: E731
-    return Template(space=space, resolution=float(resolution), t1w=img(mask), mask=nib.Nifti1Image(mask, affine),
-                    csf=img(mask * 0.1), gm=img(gm), wm=img(mask * 0.4), source="synthetic")
+    return Template(
+        space=space,
+        resolution=float(resolution),
+        t1w=img(mask),
+        mask=nib.Nifti1Image(mask, affine),
+        csf=img(mask * 0.1),
+        gm=img(gm),
+        wm=img(mask * 0.4),
+        source="synthetic",
+    )
 
 
 def toy_atlas(template: Template) -> Atlas:
@@ -34,8 +43,12 @@ def toy_atlas(template: Template) -> Atlas:
     lab[mask & (x >= shape[0] // 2) & (y < shape[1] // 2)] = 2
     lab[mask & (x < shape[0] // 2) & (y >= shape[1] // 2)] = 3
     lab[mask & (x >= shape[0] // 2) & (y >= shape[1] // 2)] = 4
-    labels = pd.DataFrame({"index": [1, 2, 3, 4], "name": ["LeftFront", "RightFront", "LeftBack", "RightBack"]})
-    return Atlas(name="toy", img=nib.Nifti1Image(lab, template.affine), labels=labels, source="synthetic")
+    labels = pd.DataFrame(
+        {"index": [1, 2, 3, 4], "name": ["LeftFront", "RightFront", "LeftBack", "RightBack"]}
+    )
+    return Atlas(
+        name="toy", img=nib.Nifti1Image(lab, template.affine), labels=labels, source="synthetic"
+    )
 
 
 def smooth_blobs(shape, rng, n_blobs=6, sigma=2.5) -> np.ndarray:
@@ -44,11 +57,13 @@ def smooth_blobs(shape, rng, n_blobs=6, sigma=2.5) -> np.ndarray:
     for _ in range(n_blobs):
         c = rng.uniform(0.25, 0.75, size=3) * np.asarray(shape)
         d2 = sum((grid[i] - c[i]) ** 2 for i in range(3))
-        out += rng.uniform(0.3, 1.0) * np.exp(-d2 / (2 * sigma ** 2))
+        out += rng.uniform(0.3, 1.0) * np.exp(-d2 / (2 * sigma**2))
     return out
 
 
-def make_cohort(root: Path, template: Template, n_subjects=9, seed=0, two_sessions=("sub-01",)) -> pd.DataFrame:
+def make_cohort(
+    root: Path, template: Template, n_subjects=9, seed=0, two_sessions=("sub-01",)
+) -> pd.DataFrame:
     """GM maps (probabilities in [0, 1], 0 outside the mask) and a records table."""
     rng = np.random.default_rng(seed)
     mask = np.asarray(template.mask.dataobj) > 0
@@ -69,8 +84,15 @@ def make_cohort(root: Path, template: Template, n_subjects=9, seed=0, two_sessio
             name = f"{pid}" + ("" if ses == "n/a" else f"_{ses}") + "_gm.nii.gz"
             path = root / name
             nib.save(nib.Nifti1Image(vol.astype(np.float32), template.affine), str(path))
-            rows.append({"participant_id": pid, "session_id": ses, "gm_path": str(path), "group": group,
-                         "age": 60 + i})
+            rows.append(
+                {
+                    "participant_id": pid,
+                    "session_id": ses,
+                    "gm_path": str(path),
+                    "group": group,
+                    "age": 60 + i,
+                }
+            )
     return pd.DataFrame(rows)
 
 

@@ -1,4 +1,5 @@
 """GM cache reuse, training determinism, early stopping, and resume after an interruption."""
+
 from __future__ import annotations
 
 import os
@@ -60,8 +61,16 @@ def test_cache_refuses_other_grid_and_missing_file(cohort, tmp_path):
 
 
 def _settings(**kw):
-    base = dict(latent_dim=3, channels=(2, 4, 4, 4), batch_size=2, max_epochs=4, patience=10,
-                learning_rate=1e-3, seed=5, deterministic=True)
+    base = dict(
+        latent_dim=3,
+        channels=(2, 4, 4, 4),
+        batch_size=2,
+        max_epochs=4,
+        patience=10,
+        learning_rate=1e-3,
+        seed=5,
+        deterministic=True,
+    )
     base.update(kw)
     return TrainSettings(**base)
 
@@ -84,8 +93,14 @@ def test_training_is_deterministic_and_learns(cohort, tmp_path):
 
 def test_early_stopping(cohort, tmp_path):
     data, mask = _data(cohort, tmp_path)
-    res = train_autoencoder(data, mask, [0, 1, 2, 3], [4], _settings(max_epochs=30, patience=1,
-                                                                       learning_rate=0.05), "cpu")
+    res = train_autoencoder(
+        data,
+        mask,
+        [0, 1, 2, 3],
+        [4],
+        _settings(max_epochs=30, patience=1, learning_rate=0.05),
+        "cpu",
+    )
     assert res.stopped_early and len(res.history) < 30
     assert res.best_val_loss == pytest.approx(res.history.val_loss.min())
 
@@ -97,27 +112,48 @@ class Interrupt(Exception):
 def test_resume_after_interruption_matches_uninterrupted(cohort, tmp_path):
     data, mask = _data(cohort, tmp_path)
     settings = _settings(max_epochs=5)
-    full = train_autoencoder(data, mask, [0, 1, 2, 3], [4, 5], settings, "cpu", checkpoint_dir=tmp_path / "a")
+    full = train_autoencoder(
+        data, mask, [0, 1, 2, 3], [4, 5], settings, "cpu", checkpoint_dir=tmp_path / "a"
+    )
 
     def stop_after_two(epoch, row):
         if epoch == 2:
             raise Interrupt()
 
     with pytest.raises(Interrupt):
-        train_autoencoder(data, mask, [0, 1, 2, 3], [4, 5], settings, "cpu", checkpoint_dir=tmp_path / "b",
-                          on_epoch_end=stop_after_two)
-    resumed = train_autoencoder(data, mask, [0, 1, 2, 3], [4, 5], settings, "cpu", checkpoint_dir=tmp_path / "b")
+        train_autoencoder(
+            data,
+            mask,
+            [0, 1, 2, 3],
+            [4, 5],
+            settings,
+            "cpu",
+            checkpoint_dir=tmp_path / "b",
+            on_epoch_end=stop_after_two,
+        )
+    resumed = train_autoencoder(
+        data, mask, [0, 1, 2, 3], [4, 5], settings, "cpu", checkpoint_dir=tmp_path / "b"
+    )
     assert resumed.resumed_from == 3
     assert list(resumed.history.train_loss) == list(full.history.train_loss)
     assert list(resumed.history.val_loss) == list(full.history.val_loss)
     for (k, va), vb in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(va, vb), k
     # a finished run resumes as "done" without training again
-    again = train_autoencoder(data, mask, [0, 1, 2, 3], [4, 5], settings, "cpu", checkpoint_dir=tmp_path / "b")
+    again = train_autoencoder(
+        data, mask, [0, 1, 2, 3], [4, 5], settings, "cpu", checkpoint_dir=tmp_path / "b"
+    )
     assert again.resumed_from == 6 and len(again.history) == 5
     # other settings ignore the checkpoint
-    other = train_autoencoder(data, mask, [0, 1, 2, 3], [4, 5], _settings(max_epochs=2), "cpu",
-                              checkpoint_dir=tmp_path / "b")
+    other = train_autoencoder(
+        data,
+        mask,
+        [0, 1, 2, 3],
+        [4, 5],
+        _settings(max_epochs=2),
+        "cpu",
+        checkpoint_dir=tmp_path / "b",
+    )
     assert other.resumed_from is None
 
 
@@ -157,7 +193,9 @@ def test_out_of_memory_retries_with_smaller_batches(cohort, tmp_path, monkeypatc
         return original(self, x)
 
     monkeypatch.setattr(network.AutoEncoder3D, "forward", small_batches_only)
-    res = train_autoencoder(data, mask, [0, 1, 2, 3], [4], _settings(max_epochs=2, batch_size=4), "cpu")
+    res = train_autoencoder(
+        data, mask, [0, 1, 2, 3], [4], _settings(max_epochs=2, batch_size=4), "cpu"
+    )
     assert res.micro_batch == 1 and len(res.oom_events) == 2  # 4 -> 2 -> 1, reported
     assert "retrying with micro-batches of 1" in res.oom_events[-1]
     assert len(res.history) == 2 and np.isfinite(res.history.train_loss).all()

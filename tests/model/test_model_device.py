@@ -1,4 +1,5 @@
 """--device resolution: cpu, auto, and one-line UsageErrors when CUDA is asked for and absent."""
+
 from __future__ import annotations
 
 import pytest

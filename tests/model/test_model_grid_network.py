@@ -1,4 +1,5 @@
 """Grid fitting (crop/pad/restore), block downsampling, and the network's shapes."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,6 @@
 """Group level end to end on a synthetic cohort: outputs, fold hygiene, model folder, encode_with_model
 and its refusals, fit-all labelling, determinism and cache reuse."""
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,17 @@ def trained(tmp_path_factory):
 def test_group_outputs(trained):
     tmp, tpl, atlas, rec, config, res = trained
     table = res["latent_table"]
-    assert list(table.columns) == ["participant_id", "session_id", "fold", "in_training",
-                                   "z0", "z1", "z2", "z3", "error"]
+    assert list(table.columns) == [
+        "participant_id",
+        "session_id",
+        "fold",
+        "in_training",
+        "z0",
+        "z1",
+        "z2",
+        "z3",
+        "error",
+    ]
     assert len(table) == len(rec)  # every map once (sub-01 has two sessions)
     assert not table["in_training"].any()
     on_disk = pd.read_csv(res["latent_tsv"], sep="\t")
@@ -53,10 +63,14 @@ def test_group_outputs(trained):
     ses = out / "sub-01" / "ses-2" / "anat"
     recon = nib.load(str(ses / "sub-01_ses-2_space-MNI152NLin2009aSym_res-4_recon.nii.gz"))
     assert recon.shape == tpl.shape and np.allclose(recon.affine, tpl.affine)  # box restored
-    err = nib.load(str(ses / "sub-01_ses-2_space-MNI152NLin2009aSym_res-4_error.nii.gz")).get_fdata()
+    err = nib.load(
+        str(ses / "sub-01_ses-2_space-MNI152NLin2009aSym_res-4_error.nii.gz")
+    ).get_fdata()
     mask = np.asarray(tpl.mask.dataobj) > 0
     assert (err[~mask] == 0).all() and err[mask].mean() > 0
-    regions = pd.read_csv(ses / "sub-01_ses-2_space-MNI152NLin2009aSym_atlas-toy_res-4_regionerror.tsv", sep="\t")
+    regions = pd.read_csv(
+        ses / "sub-01_ses-2_space-MNI152NLin2009aSym_atlas-toy_res-4_regionerror.tsv", sep="\t"
+    )
     assert list(regions["index"]) == [1, 2, 3, 4] and regions["error"].notna().all()
     side = json.loads((ses / "sub-01_ses-2_space-MNI152NLin2009aSym_res-4_recon.json").read_text())
     assert side["Resolution"] and side["InTraining"] is False
@@ -83,40 +97,75 @@ def test_model_folder_is_self_describing(trained):
 def test_encode_with_model_matches_group_and_writes(trained, tmp_path):
     tmp, tpl, atlas, rec, config, res = trained
     row = rec.iloc[3]
-    out = encode_with_model(res["model_dir"], row.gm_path, participant_id=row.participant_id,
-                            session_id=row.session_id, output_dir=tmp_path, device="cpu", space=tpl.space)
+    out = encode_with_model(
+        res["model_dir"],
+        row.gm_path,
+        participant_id=row.participant_id,
+        session_id=row.session_id,
+        output_dir=tmp_path,
+        device="cpu",
+        space=tpl.space,
+    )
     group_row = res["latent_table"].query("participant_id == @row.participant_id").iloc[0]
     assert out["fold"] == group_row.fold and out["in_training"] is False
-    np.testing.assert_allclose(out["latent"][["z0", "z1", "z2", "z3"]].to_numpy()[0],
-                               group_row[["z0", "z1", "z2", "z3"]].to_numpy(dtype=float), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        out["latent"][["z0", "z1", "z2", "z3"]].to_numpy()[0],
+        group_row[["z0", "z1", "z2", "z3"]].to_numpy(dtype=float),
+        rtol=1e-5,
+        atol=1e-6,
+    )
     assert all(p.is_file() for p in out["paths"].values())
     # a subject the model never saw uses the default fold and is not in training
     new = encode_with_model(res["model_dir"], row.gm_path, participant_id="sub-99", device="cpu")
     assert new["role"] == "new" and not new["in_training"]
     # forcing a fold where the subject trained labels it, or refuses it on request
-    train_fold = res["splits"].query("participant_id == @row.participant_id and role == 'train'").fold.iloc[0]
-    forced = encode_with_model(res["model_dir"], row.gm_path, participant_id=row.participant_id,
-                               fold=train_fold, device="cpu")
+    train_fold = (
+        res["splits"]
+        .query("participant_id == @row.participant_id and role == 'train'")
+        .fold.iloc[0]
+    )
+    forced = encode_with_model(
+        res["model_dir"],
+        row.gm_path,
+        participant_id=row.participant_id,
+        fold=train_fold,
+        device="cpu",
+    )
     assert forced["in_training"] and bool(forced["latent"]["in_training"].iloc[0])
     with pytest.raises(UsageError, match="train subject"):
-        encode_with_model(res["model_dir"], row.gm_path, participant_id=row.participant_id,
-                          fold=train_fold, device="cpu", refuse_training=True)
+        encode_with_model(
+            res["model_dir"],
+            row.gm_path,
+            participant_id=row.participant_id,
+            fold=train_fold,
+            device="cpu",
+            refuse_training=True,
+        )
 
 
 def test_model_refuses_other_grid_and_template(trained, tmp_path):
     tmp, tpl, atlas, rec, config, res = trained
     other = tmp_path / "other.nii.gz"
-    nib.save(nib.Nifti1Image(np.zeros((24, 28, 24), np.float32), np.diag([3.0, 3, 3, 1])), str(other))
+    nib.save(
+        nib.Nifti1Image(np.zeros((24, 28, 24), np.float32), np.diag([3.0, 3, 3, 1])), str(other)
+    )
     with pytest.raises(UsageError) as info:
         encode_with_model(res["model_dir"], other, participant_id="sub-01", device="cpu")
     msg = info.value.message
     assert "20x24x20" in msg and "24x28x24" in msg  # both grids named
     with pytest.raises(UsageError, match="MNI152NLin2009cAsym"):
-        encode_with_model(res["model_dir"], rec.gm_path[0], participant_id="sub-01",
-                          space="MNI152NLin2009cAsym", device="cpu")
+        encode_with_model(
+            res["model_dir"],
+            rec.gm_path[0],
+            participant_id="sub-01",
+            space="MNI152NLin2009cAsym",
+            device="cpu",
+        )
     if not torch.cuda.is_available():
         with pytest.raises(UsageError, match="CUDA"):
-            encode_with_model(res["model_dir"], rec.gm_path[0], participant_id="sub-01", device="cuda")
+            encode_with_model(
+                res["model_dir"], rec.gm_path[0], participant_id="sub-01", device="cuda"
+            )
 
 
 def test_rerun_reuses_cache_and_is_deterministic(trained):
@@ -144,7 +193,9 @@ def test_fit_all_labels_training_subjects_and_modulated_scale(tmp_path):
     assert set(table.fold) == {"all"} and table.in_training.all() and len(table) == 5
     meta = json.loads((res["model_dir"] / "model.json").read_text())
     assert meta["mode"] == "fit_all" and 0 < meta["folds"][0]["scale"] <= 1
-    out = encode_with_model(res["model_dir"], rec.gm_path[0], participant_id=rec.participant_id[0], device="cpu")
+    out = encode_with_model(
+        res["model_dir"], rec.gm_path[0], participant_id=rec.participant_id[0], device="cpu"
+    )
     assert out["in_training"]
 
 

@@ -1,4 +1,5 @@
 """Subject-level stratified k-fold: no participant in two roles, sessions together, each held out once."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -13,7 +14,7 @@ def _records(n=20):
     for i in range(n):
         pid = f"sub-{i:02d}"
         group = ["CN", "AD"][i % 2] if i != 5 else "n/a"
-        for ses in (["ses-1", "ses-2"] if i % 3 == 0 else ["n/a"]):
+        for ses in ["ses-1", "ses-2"] if i % 3 == 0 else ["n/a"]:
             rows.append({"participant_id": pid, "session_id": ses, "group": group})
     return pd.DataFrame(rows)
 
@@ -35,8 +36,9 @@ def test_kfold_hygiene():
 
 
 def test_stratified_by_group():
-    rec = pd.DataFrame({"participant_id": [f"sub-{i:02d}" for i in range(30)],
-                        "group": ["AD"] * 10 + ["CN"] * 20})
+    rec = pd.DataFrame(
+        {"participant_id": [f"sub-{i:02d}" for i in range(30)], "group": ["AD"] * 10 + ["CN"] * 20}
+    )
     splits = make_splits(rec, n_folds=5, seed=3)
     counts = splits[splits.role == "test"].groupby("fold").group.value_counts().unstack()
     assert (counts["AD"] == 2).all() and (counts["CN"] == 4).all()
