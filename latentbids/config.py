@@ -93,6 +93,10 @@ class ModelConfig:
     n_folds: int = 5
     fit_all: bool = False
     input_map: str = "modulated"  # modulated | probseg
+    norm: str = "batch"  # batch | instance | group: instance norm would erase global GM differences
+    validation_fraction: float = 0.15  # share of each fold's training subjects used for early stopping
+    scale_percentile: float = 99.9  # modulated maps / this percentile of the training set (one constant)
+    model_name: str = ""  # models/<name>/; default ae-K<latent_dim>
 
 
 @dataclass

@@ -19,6 +19,7 @@ CUSTOM_PATTERNS = (
     "*_error.nii.gz",
     "*_error.json",
     "*_regionerror.tsv",
+    "*_regionerror.json",
     "*_qc.tsv",
     "*_qc.json",
     "*_volumes.json",

@@ -32,8 +32,6 @@ LOGGER = logging.getLogger("latentbids.workflows.group")
 
 #: ``--sloppy`` settings: a 4 mm grid, tiny channels and a few epochs (seconds on 2 CPU cores).
 SLOPPY = {"resolution_mm": 4.0, "channels": [4, 8, 8, 16], "max_epochs": 3, "patience": 2}
-#: Modulated maps are divided by this percentile of the training set's in-mask values [ours].
-SCALE_PERCENTILE = 99.9
 SCALE_MAX_VOLUMES = 128
 
 
@@ -66,6 +64,7 @@ def _settings(config):
         patience=patience,
         seed=int(ex.random_seed),
         deterministic=bool(ex.deterministic),
+        norm=str(mc.norm),
     )
 
 
@@ -103,7 +102,7 @@ def _check_records(records: pd.DataFrame) -> pd.DataFrame:
 
 
 def _scale(config, data: np.ndarray, rows: np.ndarray, mask: np.ndarray) -> float:
-    """1 for probability maps; else the 99.9th percentile of in-mask training values."""
+    """1 for probability maps; else one percentile (config.model.scale_percentile) of in-mask training values."""
     if config.model.input_map == "probseg":
         return 1.0
     pick = (
@@ -112,7 +111,7 @@ def _scale(config, data: np.ndarray, rows: np.ndarray, mask: np.ndarray) -> floa
         else rows[np.linspace(0, len(rows) - 1, SCALE_MAX_VOLUMES).astype(int)]
     )
     values = np.concatenate([np.asarray(data[r])[mask] for r in np.sort(pick)])
-    scale = float(np.percentile(values, SCALE_PERCENTILE))
+    scale = float(np.percentile(values, float(config.model.scale_percentile)))
     return scale if scale > 0 else 1.0
 
 
@@ -223,7 +222,8 @@ def run_group_level(config, records: pd.DataFrame, template, atlas) -> dict:
 
     # 3. splits and training, one model per fold.
     splits = make_splits(
-        records, n_folds=int(mc.n_folds), seed=int(ex.random_seed), fit_all=bool(mc.fit_all)
+        records, n_folds=int(mc.n_folds), seed=int(ex.random_seed), fit_all=bool(mc.fit_all),
+        validation_fraction=float(mc.validation_fraction),
     )
     role = {
         (f, p): r for f, p, r in splits[["fold", "participant_id", "role"]].itertuples(index=False)
@@ -244,7 +244,7 @@ def run_group_level(config, records: pd.DataFrame, template, atlas) -> dict:
     models, fold_info, curves, latent_rows, subjects = {}, {}, [], [], {}
     K = settings.latent_dim
     space, atlas_bids = template.space, atlas.bids_name
-    model_name = f"ae-K{K}"
+    model_name = mc.model_name or f"ae-K{K}"
     for fold in folds:
         rows_of = {
             r: np.array(
@@ -376,7 +376,7 @@ def run_group_level(config, records: pd.DataFrame, template, atlas) -> dict:
         "intensity": {
             "input_map": mc.input_map,
             "rule": "probseg: 1; modulated: percentile %g of in-mask training values"
-            % SCALE_PERCENTILE,
+            % float(mc.scale_percentile),
         },
         "seeds": {
             "random_seed": int(ex.random_seed),
