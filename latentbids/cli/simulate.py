@@ -60,10 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise-scale", type=float, default=1.0, metavar="F",
                    help="multiplies the random T1w noise level (default 1)")
     p.add_argument("--resolution", type=float, default=2.0, metavar="MM",
-                   help="template grid of the GM maps, and T1w voxel size unless --voxel-size (default 2)")
-    p.add_argument("--voxel-size", type=float, default=None, metavar="MM", help="T1w voxel size in mm")
+                   help="template grid of the GM maps, and T1w voxel size unless "
+                   "--voxel-size (default 2)")
+    p.add_argument("--voxel-size", type=float, default=None, metavar="MM",
+                   help="T1w voxel size in mm")
     p.add_argument("--gm-only", action="store_true",
-                   help="write a derivative dataset of GM maps on the template grid instead of T1w scans")
+                   help="write a derivative dataset of GM maps on the template grid instead "
+                   "of T1w scans")
     p.add_argument("--overwrite", action="store_true",
                    help="replace OUT_DIR if it holds an earlier latentbids-simulate output")
     p.add_argument("-v", "--verbose", action="count", default=0, help="log each subject")
@@ -112,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         counts = table["group"].value_counts().to_dict()
         kind = "GM maps" if args.gm_only else "T1w scans"
         print(
-            f"latentbids-simulate: {len(table)} subjects ({', '.join(f'{k} {v}' for k, v in counts.items())}) "
+            f"latentbids-simulate: {len(table)} subjects "
+            f"({', '.join(f'{k} {v}' for k, v in counts.items())}) "
             f"as {kind} in {args.out_dir} ({time.perf_counter() - start:.1f} s)"
         )
         return EXIT_OK
@@ -125,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         print("latentbids-simulate: interrupted; OUT_DIR was not created", file=sys.stderr)
         return 130
     except MemoryError:
-        print("latentbids-simulate: error: out of memory; lower --resolution/--voxel-size", file=sys.stderr)
+        print("latentbids-simulate: error: out of memory; lower --resolution/--voxel-size",
+              file=sys.stderr)
         return EXIT_FAILURE
 
 

@@ -117,10 +117,12 @@ def eval_series(coef: np.ndarray, bx: np.ndarray, by: np.ndarray, bz: np.ndarray
     return t
 
 
-def eval_series_points(coef: np.ndarray, bx: np.ndarray, by: np.ndarray, bz: np.ndarray) -> np.ndarray:
+def eval_series_points(coef: np.ndarray, bx: np.ndarray, by: np.ndarray,
+                       bz: np.ndarray) -> np.ndarray:
     """Series at scattered points (row ``p`` of each basis is point ``p``).
 
-    ``coef`` is ``(K, K, K)`` or ``(C, K, K, K)`` for C series at once; returns ``(P,)`` or ``(P, C)``.
+    ``coef`` is ``(K, K, K)`` or ``(C, K, K, K)`` for C series at once; returns ``(P,)`` or
+    ``(P, C)``.
     """
     single = coef.ndim == 3
     coef = coef[None] if single else coef
@@ -216,7 +218,7 @@ def random_rotation(rng: np.random.Generator, sd_deg=(6.0, 3.0, 3.0)) -> np.ndar
 def random_deformation(
     rng: np.random.Generator, head: HeadModel, scale: float, amplitude_mm: float
 ) -> Deformation:
-    """Draw a smooth displacement (RMS ``amplitude_mm`` in the brain, times U(0.6, 1.4)) and a pose."""
+    """Draw a smooth displacement (RMS ``amplitude_mm`` * U(0.6, 1.4) in the brain) and a pose."""
     coef = np.stack([random_coefficients(rng, DEFORM_ORDER) for _ in range(3)])
     amp = amplitude_mm * rng.uniform(0.6, 1.4)
     rotation = random_rotation(rng)

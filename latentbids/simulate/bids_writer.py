@@ -72,7 +72,9 @@ def dataset_description(kind: str, spec_dict: dict) -> dict:
 def readme(spec_dict: dict, kind: str) -> str:
     effects = spec_dict["effects"] or []
     planted = "; ".join(f"{','.join(e['regions'])}: {e['percent']:g} %" for e in effects) or "none"
-    groups = ", ".join(f"{g['name']} (mean severity {g['mean_severity']:g})" for g in spec_dict["groups"])
+    groups = ", ".join(
+        f"{g['name']} (mean severity {g['mean_severity']:g})" for g in spec_dict["groups"]
+    )
     lines = [
         "# Simulated cohort (latentbids-simulate)",
         "",

@@ -71,7 +71,8 @@ def simulate_subject(spec: SimulationSpec, index: int, label: str | None = None)
     age = float(rng.uniform(lo, hi))
     tiv_z = float(rng.standard_normal())
     sev_u = float(rng.random())
-    severity = group.mean_severity * (1.0 - spec.severity_spread + 2.0 * spec.severity_spread * sev_u)
+    spread = spec.severity_spread
+    severity = group.mean_severity * (1.0 - spread + 2.0 * spread * sev_u)
     target_tiv = (TIV_MEAN_ML[sex] + TIV_SD_ML * tiv_z) * (1.0 - spec.tiv_confound * severity)
     voxel_ml = abs(np.linalg.det(head.affine[:3, :3])) / 1000.0
     template_tiv = float(head.mask.sum()) * voxel_ml
@@ -86,7 +87,8 @@ def simulate_subject(spec: SimulationSpec, index: int, label: str | None = None)
     jac = jac * np.float32(factor)
     tiv = float((jac * head.mask).sum() * voxel_ml)
     # GM: individual variation, age, planted loss
-    gm_field = smooth_field(rng, head.shape, GM_VARIATION_ORDER, spec.gm_variability, within=head.gm > 0.2)
+    gm_field = smooth_field(rng, head.shape, GM_VARIATION_ORDER, spec.gm_variability,
+                            within=head.gm > 0.2)
     age_factor = 1.0 - spec.age_effect / 100.0 * (age - lo) / 10.0
     loss = loss_map(atlas, spec.effects, severity)
     tissues = subject_tissues(head, gm_field, age_factor, loss)
@@ -132,7 +134,8 @@ def _coerce_effects(effects) -> list:
     return out
 
 
-def build_spec(n_subjects: int, seed: int, effects=(), groups=("CN", "AD"), **options) -> SimulationSpec:
+def build_spec(n_subjects: int, seed: int, effects=(), groups=("CN", "AD"),
+               **options) -> SimulationSpec:
     """A checked :class:`SimulationSpec` (raises UsageError on bad options)."""
     spec = SimulationSpec(n_subjects=n_subjects, seed=seed, groups=parse_groups(groups), **options)
     check_spec(spec)
@@ -147,7 +150,10 @@ def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
         raise UsageError(f"OUT_DIR {out_dir} exists and is not a folder: choose another path")
     if out_dir.is_dir() and any(out_dir.iterdir()):
         if not overwrite:
-            raise UsageError(f"OUT_DIR {out_dir} exists and is not empty: pass --overwrite or choose another folder")
+            raise UsageError(
+                f"OUT_DIR {out_dir} exists and is not empty: "
+                "pass --overwrite or choose another folder"
+            )
         if not (out_dir / "simulation.json").is_file():
             raise UsageError(
                 f"OUT_DIR {out_dir} is not empty and holds no simulation.json: --overwrite only "
@@ -187,7 +193,8 @@ def simulate_cohort(
         ``tiv_confound``, ``deformation_mm``, ``gm_variability``, ``noise_scale``, ``voxel_size``).
 
     Layout (raw mode): ``sub-<l>/anat/sub-<l>_T1w.nii.gz`` (+ JSON), participants.tsv/json,
-    simulation.json, and ``derivatives/truth/sub-<l>/anat/sub-<l>_space-<tpl>_res-<r>_label-GM_probseg``
+    simulation.json, and
+    ``derivatives/truth/sub-<l>/anat/sub-<l>_space-<tpl>_res-<r>_label-GM_probseg``
     (+ ``desc-modulated``).  ``--gm-only``: the same GM maps at the root of a derivative dataset.
     """
     try:
@@ -196,7 +203,8 @@ def simulate_cohort(
         raise UsageError("--age-range needs two numbers MIN MAX") from None
     if len(options["age_range"]) != 2:
         raise UsageError("--age-range needs two numbers MIN MAX")
-    spec = build_spec(n_subjects, seed, effects, groups, gm_only=gm_only, resolution=resolution, **options)
+    spec = build_spec(n_subjects, seed, effects, groups, gm_only=gm_only, resolution=resolution,
+                      **options)
     out_dir = Path(out_dir).absolute()
     _prepare_out_dir(out_dir, overwrite)
     out_dir.parent.mkdir(parents=True, exist_ok=True)

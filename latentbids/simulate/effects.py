@@ -46,7 +46,8 @@ def atlas_grid(shape: tuple, affine_bytes: bytes, name: str = "AAL") -> AtlasGri
 
 def get_atlas_grid(head, name: str = "AAL") -> AtlasGrid:
     """The atlas resampled (nearest neighbour) onto the head model's template grid."""
-    return atlas_grid(tuple(head.shape), np.ascontiguousarray(head.affine, dtype=float).tobytes(), name)
+    affine = np.ascontiguousarray(head.affine, dtype=float).tobytes()
+    return atlas_grid(tuple(head.shape), affine, name)
 
 
 def loss_map(atlas: AtlasGrid, effects: tuple[Effect, ...], severity: float) -> np.ndarray:

@@ -38,7 +38,7 @@ class Group:
 
 @dataclass
 class SimulationSpec:
-    """Every parameter of a simulated cohort (defaults are ours; all recorded in simulation.json)."""
+    """Every parameter of a simulated cohort (defaults are ours; recorded in simulation.json)."""
 
     n_subjects: int
     seed: int
@@ -89,7 +89,8 @@ def parse_effect(text: str, region_names: Sequence[str] | None = None) -> Effect
     regions_part, sep, percent_part = spec.rpartition(":")
     if not sep or not regions_part.strip() or not percent_part.strip():
         raise UsageError(
-            f"--effect '{text}' is not REGION[,REGION]:PERCENT: write e.g. Hippocampus_L,Hippocampus_R:20"
+            f"--effect '{text}' is not REGION[,REGION]:PERCENT: "
+            "write e.g. Hippocampus_L,Hippocampus_R:20"
         )
     percent = _number(percent_part.strip().rstrip("%"), f"--effect '{text}': percent")
     if not 0 <= percent <= 100:
@@ -146,14 +147,17 @@ def parse_groups(groups: str | Iterable[str] | Iterable[Group]) -> tuple[Group, 
             name, sep, value = str(item).strip().partition(":")
             name = name.strip()
             if not name or not name.isalnum():
-                raise UsageError(f"--groups: group name '{item}' must be alphanumeric (e.g. CN,MCI,AD)")
+                raise UsageError(
+                    f"--groups: group name '{item}' must be alphanumeric (e.g. CN,MCI,AD)"
+                )
             names.append(name)
             sev.append(_number(value, f"--groups '{item}': severity") if sep else None)
         if len(names) < 2:
             raise UsageError("--groups needs at least two groups, e.g. CN,AD")
         n = len(names)
         parsed = tuple(
-            Group(name, s if s is not None else i / (n - 1)) for i, (name, s) in enumerate(zip(names, sev))
+            Group(name, s if s is not None else i / (n - 1))
+            for i, (name, s) in enumerate(zip(names, sev))
         )
     names = [g.name for g in parsed]
     if len(set(names)) != len(names):
@@ -171,7 +175,8 @@ def check_spec(spec: SimulationSpec) -> SimulationSpec:
     if spec.n_subjects < len(spec.groups):
         raise UsageError(
             f"--n-subjects {spec.n_subjects} is too small for {len(spec.groups)} groups "
-            f"({','.join(g.name for g in spec.groups)}): give at least {len(spec.groups)} (one per group)"
+            f"({','.join(g.name for g in spec.groups)}): "
+            f"give at least {len(spec.groups)} (one per group)"
         )
     if not 0 <= int(spec.seed) < 2**63 or int(spec.seed) != spec.seed:
         raise UsageError(f"--seed {spec.seed} must be a non-negative integer")

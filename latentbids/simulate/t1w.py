@@ -125,7 +125,8 @@ def warp_to_scanner(image: np.ndarray, head: HeadModel, deform: Deformation, vox
     for a in range(3):
         coords[a] = ndimage.zoom(coarse_vox[..., a], zoom, order=1, output=np.float32,
                                  grid_mode=False)[: shape[0], : shape[1], : shape[2]]
-    out = ndimage.map_coordinates(image, coords, order=1, mode="constant", cval=0.0, output=np.float32)
+    out = ndimage.map_coordinates(image, coords, order=1, mode="constant", cval=0.0,
+                                  output=np.float32)
     return out, affine
 
 
