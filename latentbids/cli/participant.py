@@ -46,17 +46,63 @@ def _attach_existing_gm(job, derivatives):
     return dataclasses.replace(job, gm_map=path, gm_map_kind=kind)
 
 
+def check_model_grid(config, template) -> None:
+    """Refuse a ``--model`` trained on another template or grid before any subject is processed."""
+    import nibabel as nib
+    import numpy as np
+
+    from latentbids.model.bundle import load_bundle
+
+    bundle = load_bundle(config.model.model)
+    probe = nib.Nifti1Image(np.zeros(template.shape, "uint8"), template.affine)
+    bundle.check_input(probe, space=template.space, name=f"participant grid {template.name}")
+    LOGGER.info("--model %s: subjects will be encoded with it after processing", config.model.model)
+
+
+def encode_with_existing_model(config, template, jobs, results) -> dict[str, str]:
+    """Participant-level ``--model``: each job encodes only its own subjects (map/reduce)."""
+    from pathlib import Path
+
+    from latentbids.bids.naming import subject_dir
+    from latentbids.cli.group import gm_map_name
+    from latentbids.errors import LatentbidsError
+    from latentbids.model.bundle import encode_with_model
+
+    out = Path(config.execution.output_dir)
+    modulated = config.model.input_map == "modulated"
+    for job in jobs:
+        if results.get(job.label) != "ok":
+            continue
+        gm = out / subject_dir(job.subject, job.session) / gm_map_name(job.subject, job.session, template, modulated)
+        try:
+            encoded = encode_with_model(
+                config.model.model, gm, participant_id=f"sub-{job.subject}", session_id=job.session,
+                output_dir=out, space=template.space, device=config.execution.device,
+                source=gm.relative_to(out).as_posix(),
+            )
+        except LatentbidsError as exc:
+            LOGGER.error("%s: encoding failed: %s", job.label, exc.message)
+            results[job.label] = f"failed: encoding ({exc.message})"
+            continue
+        row = encoded["latent"].iloc[0]
+        LOGGER.info("%s: encoded with fold %s (in_training=%s), error %.5f", job.label, row["fold"],
+                    bool(row["in_training"]), float(row["error"]))
+    return results
+
+
 def run_participant_level(config, templates, atlas) -> int:
     """Process every selected T1w; return the exit code per the policy above."""
     from latentbids.cli.run import load_plugin
 
     good, bad = collect_jobs(config)
     if config.model.model:
-        LOGGER.info("--model given: subjects will also be encoded with %s", config.model.model)
+        check_model_grid(config, templates[0])
     from latentbids.workflows.participant import run_participant_wf
 
     plugin, plugin_args = load_plugin(config)
     results = run_participant_wf(config, good, plugin=plugin, plugin_args=plugin_args)
+    if config.model.model:
+        results = encode_with_existing_model(config, templates[0], good, results)
     failed = {label: status for label, status in results.items() if status != "ok"}
     for label, status in sorted(results.items()):
         LOGGER.info("%s: %s", label, status)
