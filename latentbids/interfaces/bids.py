@@ -85,6 +85,7 @@ class DerivativesSink(SimpleInterface):
 
     input_spec = _SinkInputSpec
     output_spec = _SinkOutputSpec
+    _always_run = True  # a rerun must rewrite outputs deleted since (Nipype's cache would skip it)
 
     def _run_interface(self, runtime):
         from pathlib import Path

@@ -128,8 +128,10 @@ def subject_wf_name(job: T1wJob) -> str:
 
 def crash_dir(config, job: T1wJob) -> Path:
     """``<output_dir>/sub-<l>/log/<run_id>/`` (CONVENTIONS.md)."""
-    run_id = config.execution.run_id or "run"
-    return Path(config.execution.output_dir).absolute() / f"sub-{job.subject}" / "log" / run_id
+    from latentbids.bids.derivatives import crash_dir as _crash_dir
+
+    return _crash_dir(Path(config.execution.output_dir).absolute(), job.subject,
+                      config.execution.run_id or "run")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -271,7 +273,9 @@ class _Progress:
         for sub_wf in wf._graph.nodes():
             job = self.by_wf.get(sub_wf.name)
             if job is not None and isinstance(sub_wf, pe.Workflow):
-                self.total[job.label] = len(sub_wf._get_all_nodes())
+                # Nipype drops IdentityInterface nodes (inputnode/outputnode) from the run graph
+                self.total[job.label] = sum(not isinstance(n.interface, niu.IdentityInterface)
+                                            for n in sub_wf._get_all_nodes())
         self.done: dict[str, int] = defaultdict(int)
         self.failed: dict[str, str] = {}
         self.started: dict[str, float] = {}

@@ -1,0 +1,121 @@
+"""Participant workflow construction, the -d reuse branch and failure isolation (fast tests)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from latentbids.anat.reuse import find_existing_gm_map
+from latentbids.bids.jobs import T1wJob
+from latentbids.config import RunConfig
+from latentbids.resources import get_template
+from latentbids.workflows.participant import (
+    anat_settings,
+    init_participant_wf,
+    run_participant_wf,
+    subject_wf_name,
+)
+
+TPL = "MNI152NLin2009aSym"
+
+
+def config_for(tmp_path: Path, **execution) -> RunConfig:
+    cfg = RunConfig()
+    cfg.execution.output_dir = str(tmp_path / "out")
+    cfg.execution.work_dir = str(tmp_path / "work")
+    cfg.execution.run_id = "r1"
+    cfg.execution.nprocs = 1
+    cfg.execution.omp_nthreads = 1
+    for key, value in execution.items():
+        setattr(cfg.execution, key, value)
+    return cfg
+
+
+def job_for(ixi_dir: Path, sub: str, **kw) -> T1wJob:
+    rel = f"sub-{sub}/anat/sub-{sub}_T1w.nii.gz"
+    return T1wJob(subject=sub, session=kw.pop("session", None), path=ixi_dir / rel, relpath=rel, **kw)
+
+
+def test_one_subworkflow_per_job_one_node_per_step(tmp_path, ixi_dir):
+    cfg = config_for(tmp_path)
+    jobs = [job_for(ixi_dir, "IXI012"), job_for(ixi_dir, "IXI013", session="1")]
+    wf = init_participant_wf(cfg, jobs)
+    assert wf.base_dir == str(tmp_path / "work")
+    names = sorted(n.name for n in wf._graph.nodes())
+    assert names == sorted(subject_wf_name(j) for j in jobs) == [
+        "single_subject_sub_IXI012_wf", "single_subject_sub_IXI013_ses_1_wf"]
+    sub_wf = wf.get_node("single_subject_sub_IXI012_wf")
+    steps = {n.name for n in sub_wf.get_node("anat_wf")._graph.nodes()}
+    assert {"reorient", "n4", "brain_extraction", "register", "warp_priors", "atropos", "to_template",
+            "regional_stats", "volumes", "qc"} <= steps
+    # parameters walk config -> node inputs
+    anat = sub_wf.get_node("anat_wf")
+    assert anat.get_node("atropos").inputs.prior_weight == 0.25
+    assert anat.get_node("atropos").inputs.mrf == 0.1
+    assert anat.get_node("register").inputs.transform == "SyN"
+    assert anat.get_node("register").n_procs == 1
+    # crash files go to sub-<l>/log/<run_id>/
+    crash = anat.get_node("n4").config["execution"]["crashdump_dir"]
+    assert crash == str(tmp_path / "out" / "sub-IXI012" / "log" / "r1")
+    # template files written once into the work dir
+    assert (tmp_path / "work" / "resources" / f"tpl-{TPL}_res-2").is_dir()
+
+
+def test_sloppy_settings(tmp_path):
+    cfg = config_for(tmp_path, sloppy=True, random_seed=7)
+    s = anat_settings(cfg)
+    assert s.registration == "SyNQuick" and s.seed == 7 and s.atropos_iterations < 5
+    cfg.anat.brain_extraction = "template"
+    assert anat_settings(cfg).brain_extraction == "template"
+
+
+@pytest.fixture()
+def smriprep_derivative(tmp_path):
+    """A fake sMRIPrep derivative: the 3 mm template GM prior as sub-IXI012's template-space map."""
+    root = tmp_path / "smriprep"
+    anat = root / "sub-IXI012" / "anat"
+    anat.mkdir(parents=True)
+    gm = get_template(TPL, 3).gm
+    path = anat / f"sub-IXI012_space-{TPL}_res-3_label-GM_probseg.nii.gz"
+    nib.save(gm, path)
+    return root, path
+
+
+def test_reuse_branch_and_failed_subject_isolated(tmp_path, ixi_dir, smriprep_derivative):
+    root, gm_path = smriprep_derivative
+    hit = find_existing_gm_map({"smriprep": str(root)}, "IXI012", None)
+    assert hit == (str(gm_path), "smriprep")
+    bad_dir = tmp_path / "bad" / "sub-BAD" / "anat"
+    bad_dir.mkdir(parents=True)
+    (bad_dir / "sub-BAD_T1w.nii.gz").write_bytes(b"\x1f\x8b truncated")
+    jobs = [
+        job_for(ixi_dir, "IXI012", gm_map=Path(hit[0]), gm_map_kind=hit[1]),
+        T1wJob("BAD", None, bad_dir / "sub-BAD_T1w.nii.gz", "sub-BAD/anat/sub-BAD_T1w.nii.gz"),
+    ]
+    cfg = config_for(tmp_path, derivatives={"smriprep": str(root)})
+    status = run_participant_wf(cfg, jobs)
+    assert status["sub-IXI012"] == "ok"
+    assert status["sub-BAD"].startswith("failed: ") and "reorient" in status["sub-BAD"], status
+    crashes = list((tmp_path / "out" / "sub-BAD" / "log" / "r1").glob("crash-*.txt"))
+    assert crashes and "sub-BAD_T1w.nii.gz" in crashes[0].read_text()
+
+    out = tmp_path / "out" / "sub-IXI012" / "anat"
+    probseg = out / f"sub-IXI012_space-{TPL}_res-2_label-GM_probseg.nii.gz"
+    tpl2 = get_template(TPL, 2)
+    img = nib.load(probseg)
+    assert img.shape == tpl2.shape and np.allclose(img.affine, tpl2.affine)
+    # the reused map is the template prior: its correlation with the 2 mm prior is high
+    a, b = np.asarray(img.dataobj).ravel(), np.asarray(tpl2.gm.dataobj).ravel()
+    assert np.corrcoef(a, b)[0, 1] > 0.95
+    meta = json.loads(probseg.with_name(probseg.name.replace(".nii.gz", ".json")).read_text())
+    assert meta["ReusedFrom"] == str(gm_path) and "Resolution" in meta
+    table = pd.read_csv(out / f"sub-IXI012_space-{TPL}_atlas-AAL_desc-gm_stats.tsv", sep="\t")
+    assert len(table) == 116 and table["mean_gm"].notna().all()
+    qc = pd.read_csv(out / "sub-IXI012_qc.tsv", sep="\t")
+    assert "qc_pass" in qc.columns
+    assert not (out / "sub-IXI012_label-GM_probseg.nii.gz").exists()  # no segmentation was run
+    assert (tmp_path / "out" / "sub-IXI012.html").is_file()
