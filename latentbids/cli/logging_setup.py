@@ -21,10 +21,23 @@ def setup_logging(verbose: int = 0) -> logging.Logger:
         LOGGER.addHandler(handler)
     for handler in LOGGER.handlers:
         handler.setLevel(level)
-    # Nipype is chatty at INFO; keep its workflow messages unless asked for debug.
-    logging.getLogger("nipype.workflow").setLevel(logging.INFO if verbose else logging.WARNING)
-    logging.getLogger("nipype.interface").setLevel(logging.WARNING)
     return LOGGER
+
+
+def quiet_nipype(verbose: int = 0) -> None:
+    """Nipype logs every node at INFO; latentbids logs one line per finished step instead.
+
+    Nipype re-reads its own config when it runs, so the levels are set through that config.
+    """
+    from nipype import config as nipype_config
+    from nipype import logging as nipype_logging
+
+    level = "DEBUG" if verbose >= 2 else ("INFO" if verbose else "WARNING")
+    nipype_config.set("logging", "workflow_level", level)
+    nipype_config.set("logging", "interface_level", "WARNING" if verbose < 2 else "DEBUG")
+    nipype_config.set("logging", "utils_level", "WARNING" if verbose < 2 else "DEBUG")
+    nipype_config.set("execution", "check_version", "false")
+    nipype_logging.update_logging(nipype_config)
 
 
 def add_log_file(path: str | Path) -> logging.Handler:

@@ -133,7 +133,7 @@ def prepare_run(config):
     """Resources, validation and the output dataset skeleton shared by both levels."""
     from latentbids.bids.derivatives import init_output_dataset, write_run_config
     from latentbids.bids.validation import validate_dataset
-    from latentbids.cli.logging_setup import add_log_file
+    from latentbids.cli.logging_setup import add_log_file, quiet_nipype
     from latentbids.config import container_kind
     from latentbids.resources import get_atlas, get_template
     from latentbids.resources.templates import parse_output_space
@@ -142,6 +142,7 @@ def prepare_run(config):
 
     ex = config.execution
     add_log_file(Path(ex.output_dir) / "logs" / ex.run_id / "latentbids.log")
+    quiet_nipype(ex.verbose)
     LOGGER.info("latentbids %s, %s level, run %s", __version__, ex.analysis_level, ex.run_id)
     # Resolve the device before any work, so '--device cuda' without a GPU fails in one line at once.
     device = resolve_device(ex.device)
