@@ -98,3 +98,25 @@ def test_itk_threads_restores_environment(monkeypatch):
     with itk_threads(3):
         assert os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] == "3"
     assert "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS" not in os.environ
+
+
+def test_template_brain_mask_matches_dlmuse_brain(t1w, ixi_dir, tmp_path):
+    """The cheap (--brain-extraction template) mask covers the DLMUSE brain of the same scan."""
+    from latentbids.anat.measures import dice
+    from latentbids.anat.preprocess import template_brain_mask
+    from latentbids.resources import get_template
+
+    tpl = get_template("MNI152NLin2009aSym", 2)
+    nib.save(tpl.t1w, tmp_path / "tpl.nii.gz")
+    nib.save(tpl.mask, tmp_path / "tpl_mask.nii.gz")
+    ras = reorient_to_ras(t1w, tmp_path / "ras.nii.gz")
+    n4 = n4_bias_correct(ras, tmp_path / "n4.nii.gz", iterations=(50, 50, 30), nthreads=1)
+    mask = nib.load(template_brain_mask(n4, tmp_path / "mask.nii.gz", tmp_path / "tpl.nii.gz",
+                                        tmp_path / "tpl_mask.nii.gz", nthreads=1))
+    dl = nib.as_closest_canonical(nib.load(str(
+        ixi_dir / "derivatives" / "dlmuse" / "sub-IXI012" / "anat" / "sub-IXI012_desc-dlmuse_dseg.nii.gz")))
+    brain = np.asarray(dl.dataobj) > 0
+    m = np.asarray(mask.dataobj) > 0
+    score = dice(m, brain)
+    print(f"template-mask Dice vs DLMUSE brain: {score:.3f} ({m.sum() * 8 / 1000:.0f} ml vs {brain.sum() * 8 / 1000:.0f} ml)")
+    assert score > 0.88
