@@ -26,12 +26,13 @@ CUSTOM_PATTERNS = (
     "*_stats.tsv",
     "*_stats.json",
     "*.html",
-    "*_figures/",
-    "logs/",
-    "models/",
-    "group/",
+    "*_figures",
+    # Folders are listed without a trailing slash: bids-validator-deno only matches them that way.
+    "logs",
+    "models",
+    "group",
+    "log",
     "atlas-*_dseg.tsv",
-    "sub-*/log/",
 )
 
 

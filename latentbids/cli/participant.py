@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
 
 from latentbids.errors import EXIT_FAILURE, EXIT_MISSING_INPUT, EXIT_OK, MissingInputError
 
@@ -34,16 +35,14 @@ def collect_jobs(config):
 
 
 def _attach_existing_gm(job, derivatives):
-    try:
-        from latentbids.workflows.participant import find_existing_gm_map
-    except ImportError:  # pragma: no cover - until the reuse branch exists
-        return job
+    from latentbids.anat.reuse import find_existing_gm_map
+
     found = find_existing_gm_map(derivatives, job.subject, job.session)
     if not found:
         return job
     path, kind = found
     LOGGER.info("%s: reusing GM map %s (%s)", job.label, path, kind)
-    return dataclasses.replace(job, gm_map=path, gm_map_kind=kind)
+    return dataclasses.replace(job, gm_map=Path(path), gm_map_kind=kind)
 
 
 def check_model_grid(config, template) -> None:
@@ -66,10 +65,12 @@ def encode_with_existing_model(config, template, jobs, results) -> dict[str, str
     from latentbids.bids.naming import subject_dir
     from latentbids.cli.group import gm_map_name
     from latentbids.errors import LatentbidsError
-    from latentbids.model.bundle import encode_with_model
+    from latentbids.model.bundle import encode_with_model, load_bundle
 
     out = Path(config.execution.output_dir)
-    modulated = config.model.input_map == "modulated"
+    # Encode the kind of map the model was trained on, whatever this run's default is.
+    trained_on = load_bundle(config.model.model).meta.get("intensity", {}).get("input_map", config.model.input_map)
+    modulated = trained_on == "modulated"
     for job in jobs:
         if results.get(job.label) != "ok":
             continue

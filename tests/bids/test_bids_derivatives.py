@@ -29,7 +29,7 @@ def test_skeleton_for_ixi_passes_the_validator(ixi_dir, tmp_path):
     assert desc["DatasetLinks"]["raw"].startswith("file://")
     assert desc["SourceDatasets"][0]["URL"] == desc["DatasetLinks"]["raw"]
     ignore = (out / ".bidsignore").read_text().splitlines()
-    assert "*_latent.tsv" in ignore and "logs/" in ignore
+    assert "*_latent.tsv" in ignore and "logs" in ignore and "models" in ignore
     table = (out / "atlas-AAL_dseg.tsv").read_text().splitlines()
     assert table[0] == "index\tname" and len(table) == 117 and table[1] == "1\tPrecentral_L"
 
