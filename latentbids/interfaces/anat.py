@@ -367,6 +367,7 @@ class QualityMetrics(SimpleInterface):
                 vols = json.load(fh)
             row.update(TIV_ml=vols.get("TIV_ml"), GM_ml=vols.get("GM_ml"), GM_fraction=vols.get("GM_fraction"))
         row.update(m)
+        row["qc_fail_reasons"] = m["qc_fail_reasons"] or "n/a"
         out = _out(runtime, "qc.tsv")
         pd.DataFrame([row]).to_csv(out, sep="\t", index=False, na_rep="n/a", float_format="%.6g")
         self._results["out_tsv"] = out

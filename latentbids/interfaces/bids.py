@@ -80,7 +80,8 @@ class DerivativesSink(SimpleInterface):
     """Copy one file into the derivatives tree under its BIDS name, with a JSON sidecar.
 
     Sidecars (NIfTI files, when ``sidecar``) carry ``Sources`` (``bids:raw:`` URIs), ``Resolution``
-    when a ``res`` entity is set, ``SoftwareVersions`` and any ``metadata``.
+    when a ``res`` entity is set, ``SoftwareEnvironment`` (package versions; BIDS' own
+    ``SoftwareVersions`` is a string about the scanner, so it is not used) and any ``metadata``.
     """
 
     input_spec = _SinkInputSpec
@@ -124,7 +125,7 @@ class DerivativesSink(SimpleInterface):
                 meta["Sources"] = [raw_uri(p) for p in i.source_files]
             if isdefined(i.metadata):
                 meta.update(i.metadata)
-            meta["SoftwareVersions"] = software_versions()
+            meta["SoftwareEnvironment"] = software_versions()
             stem = name[: -len(".nii.gz")] if name.endswith(".nii.gz") else name[: -len(".nii")]
             sidecar = target.with_name(stem + ".json")
             write_json(sidecar, meta)

@@ -28,6 +28,7 @@ import nibabel as nib
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
+from latentbids.anat.reuse import find_existing_gm_map
 from latentbids.bids.jobs import T1wJob
 from latentbids.bids.naming import res_label
 from latentbids.interfaces.bids import DerivativesSink
@@ -35,6 +36,9 @@ from latentbids.interfaces.reports import ParticipantReport
 from latentbids.workflows.anat import AnatSettings, TemplateFiles, init_anat_wf, init_reuse_wf
 
 LOGGER = logging.getLogger("latentbids")
+
+__all__ = ["find_existing_gm_map", "init_participant_wf", "init_single_subject_wf", "prepare_resources",
+           "run_participant_wf"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -252,6 +256,9 @@ def init_participant_wf(config, jobs: list[T1wJob], name: str = "latentbids_part
         "stop_on_first_crash": bool(config.execution.stop_on_first_crash),
         "remove_unnecessary_outputs": False,
         "parameterize_dirs": False,
+        # the scheduler loop sleeps this long between polls (default 2 s): a rerun that finds every
+        # node in the cache is dominated by it
+        "poll_sleep_duration": 0.25,
     }
     seen = set()
     for job in jobs:
@@ -305,8 +312,9 @@ class _Progress:
                 how = f"{time.time() - began:.1f} s" if began is not None else "cached"
                 LOGGER.info("%s: %s finished (%s)", job.label, step, how)
             if self.done[job.label] == self.total[job.label] and job.label not in self.failed:
-                start = self.t0[job.label] or time.time()
-                LOGGER.info("%s: participant level finished (%.0f s)", job.label, time.time() - start)
+                start = self.t0[job.label]
+                how = f"{time.time() - start:.0f} s" if start is not None else "all steps cached"
+                LOGGER.info("%s: participant level finished (%s)", job.label, how)
         elif status == "exception":
             self.failed.setdefault(job.label, f"step {step} crashed")
             LOGGER.error("%s: %s FAILED (see %s)", job.label, step, node.config["execution"].get("crashdump_dir"))
@@ -345,7 +353,6 @@ def run_participant_wf(config, jobs: list[T1wJob], plugin: str | None = None,
         if config.execution.mem_gb:
             args.setdefault("memory_gb", float(config.execution.mem_gb))
         args.setdefault("raise_insufficient", False)
-    args.setdefault("poll_sleep_duration", 0.2)
     if plugin in ("MultiProc", "Linear", "LegacyMultiProc"):
         args.setdefault("status_callback", progress)
     since = time.time()

