@@ -26,6 +26,7 @@ CUSTOM_PATTERNS = (
     "*_stats.tsv",
     "*_stats.json",
     "*.html",
+    "*_xfm.h5",  # ANTs composite transforms: named as fMRIPrep does, not yet in the BIDS schema
     "*_figures",
     # Folders are listed without a trailing slash: bids-validator-deno only matches them that way.
     "logs",
