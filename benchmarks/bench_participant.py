@@ -23,10 +23,18 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 IXI = (REPO / ".." / "shared" / "data" / "ds-ixi10").resolve()
 
-SETTINGS = {
-    "default": dict(brain="hdbet", transform="SyN", n4=(50, 50, 50, 50), atropos_iter=5),
-    "sloppy": dict(brain="template", transform="SyNQuick", n4=(50, 50, 30), atropos_iter=3),
-}
+
+
+def settings(sloppy: bool) -> dict:
+    """The step settings the participant workflow uses with and without ``--sloppy``."""
+    from latentbids.config import RunConfig
+    from latentbids.workflows.participant import anat_settings
+
+    cfg = RunConfig()
+    cfg.execution.sloppy = sloppy
+    s = anat_settings(cfg)
+    return dict(brain=s.brain_extraction, transform=s.registration, n4=s.n4_iterations,
+                atropos_iter=s.atropos_iterations, prior_weight=s.prior_weight, mrf=s.mrf)
 
 
 def run_one(sub: str, setting: dict, tpl: dict, work: Path, threads: int) -> tuple[dict, float | None]:
@@ -54,7 +62,7 @@ def run_one(sub: str, setting: dict, tpl: dict, work: Path, threads: int) -> tup
     priors = step("warp_priors", lambda: [rg.apply_transform(tpl[k], n4, [reg["inverse"]], work / f"p_{k}.nii.gz",
                                                              nthreads=threads) for k in ("csf", "gm", "wm")])
     seg = step("atropos", sg.atropos_segment, n4, mask, priors, work, iterations=setting["atropos_iter"],
-               nthreads=threads)
+               prior_weight=setting["prior_weight"], mrf=setting["mrf"], nthreads=threads)
 
     def to_template():
         g = rg.apply_transform(seg["GM"], tpl["t1w"], [reg["forward"]], work / "g.nii.gz", nthreads=threads)
@@ -87,7 +95,7 @@ def main() -> None:
             tpl[key] = str(Path(tmp) / f"tpl_{key}.nii.gz")
             nib.save(getattr(template, key), tpl[key])
         results = {}
-        for name, setting in SETTINGS.items():
+        for name, setting in (("default", settings(False)), ("sloppy", settings(True))):
             for sub in args.subjects:
                 work = Path(tmp) / f"{name}_{sub}"
                 work.mkdir()

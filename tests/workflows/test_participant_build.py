@@ -68,9 +68,10 @@ def test_one_subworkflow_per_job_one_node_per_step(tmp_path, ixi_dir):
 def test_sloppy_settings(tmp_path):
     cfg = config_for(tmp_path, sloppy=True, random_seed=7)
     s = anat_settings(cfg)
-    assert s.registration == "SyNQuick" and s.seed == 7 and s.atropos_iterations < 5
-    cfg.anat.brain_extraction = "template"
-    assert anat_settings(cfg).brain_extraction == "template"
+    assert s.registration == "SyN" and s.seed == 7 and s.atropos_iterations < 5
+    assert s.brain_extraction == "template"
+    full = anat_settings(config_for(tmp_path))
+    assert full.brain_extraction == "hdbet" and full.atropos_iterations == 5
 
 
 @pytest.fixture()
