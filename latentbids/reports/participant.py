@@ -25,6 +25,46 @@ def _png(display) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def _load(img):
+    import nibabel as nib
+
+    return nib.load(str(img)) if isinstance(img, (str, os.PathLike)) else img
+
+
+def brain_cuts(img, n: int = 5) -> dict:
+    """World coordinates of ``n`` slices per axis spread over the non-zero part of ``img``
+    (15th-85th percentile of its extent), so every panel shows brain, not neck or air."""
+    import numpy as np
+
+    img = _load(img)
+    data = np.asarray(img.dataobj) > 0
+    if not data.any():
+        return {"x": np.zeros(n), "y": np.zeros(n), "z": np.zeros(n)}
+    ijk = np.argwhere(data)
+    world = ijk @ img.affine[:3, :3].T + img.affine[:3, 3]
+    cuts = {}
+    for axis, key in enumerate("xyz"):
+        lo, hi = np.percentile(world[:, axis], [15, 85])
+        cuts[key] = np.linspace(lo, hi, n)
+    return cuts
+
+
+def _clean_template(template_t1w):
+    """The template with its near-zero background set to 0 (else edge detection draws noise)."""
+    import nibabel as nib
+    import numpy as np
+
+    img = _load(template_t1w)
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    from scipy import ndimage
+
+    keep = data > 0.05 * float(data.max())
+    labels, n = ndimage.label(keep)
+    if n > 1:  # drop specks outside the brain
+        keep = labels == (int(np.argmax(np.bincount(labels.ravel())[1:])) + 1)
+    return nib.Nifti1Image(np.where(keep, data, 0).astype(np.float32), img.affine)
+
+
 def segmentation_figure(t1w, gm, mask=None, title: str = "") -> str:
     """PNG (base64) of the GM p>0.5 contour (red) and brain mask (cyan) over the T1w, 3 rows of slices."""
     import matplotlib
@@ -32,7 +72,8 @@ def segmentation_figure(t1w, gm, mask=None, title: str = "") -> str:
     matplotlib.use("Agg", force=False)
     from nilearn import plotting
 
-    display = plotting.plot_anat(t1w, display_mode="mosaic", cut_coords=5, title=title or None,
+    cuts = brain_cuts(mask if mask is not None else gm)
+    display = plotting.plot_anat(t1w, display_mode="mosaic", cut_coords=cuts, title=title or None,
                                  dim=-0.5, draw_cross=False, annotate=False)
     display.add_contours(gm, levels=[0.5], colors="r", linewidths=0.8)
     if mask is not None:
@@ -47,9 +88,10 @@ def registration_figure(warped, template_t1w, title: str = "") -> str:
     matplotlib.use("Agg", force=False)
     from nilearn import plotting
 
-    display = plotting.plot_anat(warped, display_mode="mosaic", cut_coords=5, title=title or None,
-                                 dim=-0.5, draw_cross=False, annotate=False)
-    display.add_edges(template_t1w, color="r")
+    template = _clean_template(template_t1w)
+    display = plotting.plot_anat(warped, display_mode="mosaic", cut_coords=brain_cuts(template),
+                                 title=title or None, dim=-0.5, draw_cross=False, annotate=False)
+    display.add_edges(template, color="r")
     return _png(display)
 
 
@@ -110,7 +152,7 @@ def build_participant_report(
     elif gm_template is not None and template_t1w is not None:
         parts.append("<h2>GM map on the template</h2>")
         parts.append("<img alt='gm' src='data:image/png;base64,"
-                     f"{segmentation_figure(template_t1w, gm_template)}'>")
+                     f"{segmentation_figure(template_t1w, gm_template, _clean_template(template_t1w))}'>")
     for note in notes or []:
         parts.append(f"<p>{html.escape(note)}</p>")
     parts.append("</body></html>")

@@ -68,10 +68,6 @@ def ixi10_run(tmp_path_factory, ixi_dir):
         from latentbids.resources import get_atlas
 
         init_output_dataset(out, ixi_dir, atlas=get_atlas(cfg.spatial.atlas))
-        ignore = out / ".bidsignore"
-        # the BIDS schema has no transform files yet (BEP014): fMRIPrep-style *_xfm.h5 must be ignored
-        if "*_xfm.h5" not in ignore.read_text().split():
-            ignore.write_text(ignore.read_text() + "*_xfm.h5\n")
     except ImportError:  # pragma: no cover - the lead's writer landed; kept as a fallback
         out.mkdir(parents=True)
         (out / "dataset_description.json").write_text(json.dumps({
