@@ -24,7 +24,6 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import nibabel as nib
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
