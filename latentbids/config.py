@@ -72,7 +72,7 @@ class AnatConfig:
     brain_extraction: str = "hdbet"  # hdbet | template
     registration: str = "SyN"  # SyN | SyNQuick (sloppy) | SyNAggro
     atropos_prior_weight: float = 0.25
-    atropos_mrf: float = 0.1
+    atropos_mrf: float = 0.2  # 0.1 in METHOD.md; 0.2 measured better on IXI vs DLMUSE (BENCHMARKS.md)
     modulate: bool = True
     qc_min_max: float = 0.95
     qc_nonzero_range: tuple[float, float] = (0.15, 0.50)
