@@ -61,24 +61,18 @@ def anat_settings(config) -> AnatSettings:
         atropos_iterations=3 if sloppy else 5,
         n4_iterations=(50, 50, 30) if sloppy else (50, 50, 50, 50),
         seed=int(ex.random_seed),
-        device=resolve_device(ex.device),
+        device=_device_type(ex.device),
         qc_min_max=float(an.qc_min_max),
         qc_nonzero_range=tuple(float(v) for v in an.qc_nonzero_range),
         qc_min_template_corr=float(an.qc_min_template_corr),
     )
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; other values pass through."""
-    device = (device or "auto").lower()
-    if device != "auto":
-        return device
-    try:
-        import torch
+def _device_type(spec: str) -> str:
+    """``cpu`` or ``cuda[:N]`` for HD-BET, resolved by the one rule the whole app uses."""
+    from latentbids.model.device import resolve_device
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except Exception:  # pragma: no cover
-        return "cpu"
+    return str(resolve_device(spec))
 
 
 def work_dir_of(config) -> Path:

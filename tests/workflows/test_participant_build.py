@@ -42,6 +42,7 @@ def job_for(ixi_dir: Path, sub: str, **kw) -> T1wJob:
 
 def test_one_subworkflow_per_job_one_node_per_step(tmp_path, ixi_dir):
     cfg = config_for(tmp_path)
+    cfg.anat.atropos_mrf = 0.15  # a non-default value, to see it reach the node
     jobs = [job_for(ixi_dir, "IXI012"), job_for(ixi_dir, "IXI013", session="1")]
     wf = init_participant_wf(cfg, jobs)
     assert wf.base_dir == str(tmp_path / "work")
@@ -55,7 +56,7 @@ def test_one_subworkflow_per_job_one_node_per_step(tmp_path, ixi_dir):
     # parameters walk config -> node inputs
     anat = sub_wf.get_node("anat_wf")
     assert anat.get_node("atropos").inputs.prior_weight == 0.25
-    assert anat.get_node("atropos").inputs.mrf == 0.1
+    assert anat.get_node("atropos").inputs.mrf == 0.15
     assert anat.get_node("register").inputs.transform == "SyN"
     assert anat.get_node("register").n_procs == 1
     # crash files go to sub-<l>/log/<run_id>/
