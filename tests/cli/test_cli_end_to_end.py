@@ -115,12 +115,17 @@ def test_good_and_corrupt_inputs_then_rerun(ixi_dir, tmp_path):
 
 
 def test_processing_failure_exits_1_with_crash_file(tmp_path):
+    """A step that cannot write its output (a folder squats on the file name) fails the subject."""
     rng = np.random.default_rng(0)
     data = write_minimal_dataset(tmp_path / "ds", {"noise": rng.random((12, 12, 12)).astype(np.float32)})
     out = tmp_path / "out"
+    blocker = out / "sub-noise" / "anat" / "sub-noise_label-GM_probseg.nii.gz"
+    blocker.mkdir(parents=True)
     proc = run_cli(data, out, "participant", "-w", tmp_path / "w", "--sloppy", "--nprocs", 1,
                    "--skip-bids-validation")
     assert proc.returncode == 1, proc.stderr
+    assert "sub-noise: failed: ds_gm" in proc.stderr
     crashes = list(out.glob("sub-noise/log/*/crash-*"))
     assert crashes, "crash file expected under sub-<label>/log/<run_id>/"
+    assert not list(blocker.parent.glob(".*.tmp*"))  # the failed write left no temporary file
     assert json.loads((out / "dataset_description.json").read_text())["DatasetType"] == "derivative"
