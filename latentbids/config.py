@@ -97,6 +97,7 @@ class ModelConfig:
     validation_fraction: float = 0.15  # share of each fold's training subjects used for early stopping
     scale_percentile: float = 99.9  # modulated maps / this percentile of the training set (one constant)
     model_name: str = ""  # models/<name>/; default ae-K<latent_dim>
+    exclude_qc_failures: bool = True  # maps whose participant QC failed are reported and left out
 
 
 @dataclass

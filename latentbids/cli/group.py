@@ -30,10 +30,12 @@ def _find_maps(out: Path, ex, template, modulated: bool) -> tuple[list[dict], li
         for session in sessions:
             if ex.session_label and session not in ex.session_label:
                 continue
-            path = out / subject_dir(subject, session) / gm_map_name(subject, session, template, modulated)
+            folder = out / subject_dir(subject, session)
+            path = folder / gm_map_name(subject, session, template, modulated)
             if path.is_file():
                 rows.append({"participant_id": f"sub-{subject}",
-                             "session_id": f"ses-{session}" if session else "n/a", "gm_path": str(path)})
+                             "session_id": f"ses-{session}" if session else "n/a", "gm_path": str(path),
+                             "qc_path": str(folder / bids_name("qc", ".tsv", sub=subject, ses=session))})
             else:
                 missing.append(str(path.relative_to(out)))
     return rows, missing
@@ -68,7 +70,7 @@ def collect_gm_maps(config, template):
         raise MissingInputError(
             f"No template-space GM maps in {out}: run 'latentbids {ex.bids_dir} {out} participant' first"
         )
-    records = pd.DataFrame(rows)
+    records = apply_qc_gate(pd.DataFrame(rows), out, config.model.exclude_qc_failures)
     participants = read_participants(ex.bids_dir)
     if len(participants.columns):
         records = records.join(participants, on="participant_id")
@@ -80,6 +82,55 @@ def collect_gm_maps(config, template):
         else:
             records["group"] = "n/a"
     return records
+
+
+def _qc_verdict(path: str) -> tuple[bool | None, str]:
+    """(passed, reasons) from a participant ``_qc.tsv``; ``None`` when there is no QC file."""
+    import pandas as pd
+
+    if not Path(path).is_file():
+        return None, "no QC file"
+    qc = pd.read_csv(path, sep="\t")
+    if "qc_pass" not in qc.columns or qc.empty:
+        return None, "no qc_pass column"
+    passed = str(qc["qc_pass"].iloc[0]).strip().lower() in ("true", "1")
+    reasons = qc["qc_fail_reasons"].iloc[0] if "qc_fail_reasons" in qc.columns else ""
+    return passed, "" if passed or pd.isna(reasons) else str(reasons)
+
+
+def apply_qc_gate(records, out: Path, exclude: bool):
+    """Leave out GM maps that failed participant QC (METHOD.md section 2), never silently.
+
+    The excluded maps and their reasons are logged and written to ``group/qc_excluded.tsv``.
+    Maps without a QC file (e.g. produced by an older run) are kept and said to be unchecked.
+    """
+    import pandas as pd
+
+    from latentbids.utils.atomic import write_tsv
+
+    verdicts = [_qc_verdict(p) for p in records["qc_path"]]
+    records = records.assign(qc_pass=[v[0] for v in verdicts], qc_fail_reasons=[v[1] for v in verdicts])
+    unchecked = records[records["qc_pass"].isna()]
+    if len(unchecked):
+        LOGGER.warning("%d GM map(s) have no participant QC verdict and are used unchecked: %s", len(unchecked),
+                       ", ".join(unchecked["participant_id"]))
+    failed = records[records["qc_pass"] == False]  # noqa: E712 (None means unchecked)
+    table = failed[["participant_id", "session_id", "qc_fail_reasons"]]
+    if exclude and len(failed):
+        for row in failed.itertuples():
+            LOGGER.warning("%s %s left out of the group level: participant QC failed (%s)", row.participant_id,
+                           row.session_id, row.qc_fail_reasons)
+        write_tsv(table, out / "group" / "qc_excluded.tsv")
+        records = records[records["qc_pass"] != False]  # noqa: E712
+    elif len(failed):
+        LOGGER.warning("%d GM map(s) failed participant QC and are used anyway (exclude_qc_failures = false)",
+                       len(failed))
+    if records.empty:
+        raise MissingInputError(
+            f"Every GM map in {out} failed participant QC (see group/qc_excluded.tsv): inspect the sub-*.html "
+            "reports; set exclude_qc_failures = false under [model] in a --config-file to use them anyway"
+        )
+    return records.drop(columns=["qc_path"]).reset_index(drop=True)
 
 
 def run_group_level_cli(config, templates, atlas) -> int:
