@@ -188,7 +188,7 @@ def select_t1w(
                 relpath=path.relative_to(bids_dir).as_posix(),
             )
         )
-    jobs.sort(key=lambda j: (j.subject, j.session or "", j.relpath))
+    jobs = one_t1w_per_session(jobs)
     if not jobs:
         what = []
         if participant_label:
@@ -202,6 +202,26 @@ def select_t1w(
             "check the labels/filters (T1w images must be sub-*/[ses-*/]anat/*_T1w.nii[.gz])"
         )
     return jobs
+
+
+def one_t1w_per_session(jobs: list[T1wJob]) -> list[T1wJob]:
+    """Keep one T1w per subject and session: the first by file name (e.g. ``run-1`` before ``run-2``).
+
+    Outputs are named by subject and session only, so two images of one session would overwrite each
+    other.  The others are named in a warning with the way to choose (``--bids-filter-file``).
+    """
+    jobs = sorted(jobs, key=lambda j: (j.subject, j.session or "", j.relpath))
+    kept: dict[tuple[str, str | None], T1wJob] = {}
+    for job in jobs:
+        key = (job.subject, job.session)
+        if key in kept:
+            LOGGER.warning(
+                "%s: several T1w images; using %s, ignoring %s (choose another with --bids-filter-file, "
+                'e.g. {"t1w": {"run": "2"}})', job.label, kept[key].relpath, job.relpath,
+            )
+            continue
+        kept[key] = job
+    return list(kept.values())
 
 
 def read_participants(bids_dir: str | os.PathLike):

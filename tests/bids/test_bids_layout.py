@@ -97,3 +97,23 @@ def test_changed_dataset_gets_a_fresh_index(tmp_path, ixi_dir):
 
     shutil.rmtree(data / "sub-IXI013")
     assert len(select_t1w(get_layout(data, db))) == 1
+
+
+def test_one_t1w_per_session_when_several_runs(tmp_path, ixi_dir):
+    """Two runs of one subject would overwrite each other's outputs: the first is kept, the other named."""
+    import shutil
+
+    from tests.helpers import copy_dataset
+
+    data = copy_dataset(ixi_dir, tmp_path / "ds", subjects=["IXI012"])
+    anat = data / "sub-IXI012" / "anat"
+    for run in ("1", "2"):
+        shutil.copy(anat / "sub-IXI012_T1w.nii.gz", anat / f"sub-IXI012_run-{run}_T1w.nii.gz")
+    (anat / "sub-IXI012_T1w.nii.gz").unlink()
+    (anat / "sub-IXI012_T1w.json").unlink()
+    jobs = select_t1w(get_layout(data))
+    assert [j.relpath for j in jobs] == ["sub-IXI012/anat/sub-IXI012_run-1_T1w.nii.gz"]
+    filt = tmp_path / "run2.json"
+    filt.write_text(json.dumps({"t1w": {"run": 2}}))
+    jobs = select_t1w(get_layout(data), filters=load_filter_file(filt))
+    assert [j.relpath for j in jobs] == ["sub-IXI012/anat/sub-IXI012_run-2_T1w.nii.gz"]
