@@ -163,12 +163,28 @@ def prepare_run(config):
     return templates, atlas
 
 
+INTERRUPTED: list[int] = []
+
+
+def _terminate(signum, _frame):
+    """SIGTERM (scancel, docker stop) unwinds like Ctrl-C, so temporary files are cleaned up.
+
+    The signal is also remembered: a Nipype node running in this process may swallow the
+    exception as a node failure, and the run must still end as interrupted, not as failed.
+    """
+    INTERRUPTED.append(signum)
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run latentbids; return the exit code (the console script exits with it)."""
+    import signal
+
     from latentbids.cli.logging_setup import setup_logging
     from latentbids.cli.parser import parse_args
 
     setup_logging(0)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         args = parse_args(argv)
         setup_logging(getattr(args, "verbose", 0) or 0)
@@ -177,10 +193,14 @@ def main(argv: list[str] | None = None) -> int:
         if config.execution.analysis_level == "participant":
             from latentbids.cli.participant import run_participant_level
 
-            return run_participant_level(config, templates, atlas)
-        from latentbids.cli.group import run_group_level_cli
+            code = run_participant_level(config, templates, atlas)
+        else:
+            from latentbids.cli.group import run_group_level_cli
 
-        return run_group_level_cli(config, templates, atlas)
+            code = run_group_level_cli(config, templates, atlas)
+        if INTERRUPTED:
+            raise KeyboardInterrupt
+        return code
     except LatentbidsError as exc:
         LOGGER.error("%s", exc.message)
         return exc.exit_code
