@@ -308,8 +308,11 @@ class _Progress:
         if status == "end":
             self.done[job.label] += 1
             if not step.startswith("ds_") and not step.endswith("node"):
-                how = f"{time.time() - began:.1f} s" if began is not None else "cached"
-                LOGGER.info("%s: %s finished (%s)", job.label, step, how)
+                if began is not None:
+                    LOGGER.info("%s: %s finished (%.1f s)", job.label, step, time.time() - began)
+                elif _has_result(node):  # MultiProc reports cached nodes with "end" only
+                    LOGGER.info("%s: %s finished (cached)", job.label, step)
+                # else: Linear reports "end" for nodes it skipped after a failure: they did not run
             if self.done[job.label] == self.total[job.label] and job.label not in self.failed:
                 start = self.t0[job.label]
                 how = f"{time.time() - start:.0f} s" if start is not None else "all steps cached"
@@ -317,6 +320,13 @@ class _Progress:
         elif status == "exception":
             self.failed.setdefault(job.label, f"step {step} crashed")
             LOGGER.error("%s: %s FAILED (see %s)", job.label, step, node.config["execution"].get("crashdump_dir"))
+
+
+def _has_result(node) -> bool:
+    try:
+        return (Path(node.output_dir()) / f"result_{node.name}.pklz").is_file()
+    except Exception:  # pragma: no cover - a node without an output dir
+        return False
 
 
 def _crash_reason(folder: Path, since: float) -> str | None:
