@@ -70,10 +70,9 @@ class AnatConfig:
     """Participant-level GM segmentation and registration (METHOD.md section 2) [ours]."""
 
     brain_extraction: str = "hdbet"  # hdbet | template
-    registration: str = "SyN"  # SyN | SyNQuick (sloppy) | SyNAggro
+    registration: str = "SyN"  # antspyx type_of_transform: SyN | SyNQuick | SyNAggro ...
     atropos_prior_weight: float = 0.25
     atropos_mrf: float = 0.2  # 0.1 in METHOD.md; 0.2 measured better on IXI vs DLMUSE (BENCHMARKS.md)
-    modulate: bool = True
     qc_min_max: float = 0.95
     qc_nonzero_range: tuple[float, float] = (0.15, 0.50)
     qc_min_template_corr: float = 0.5

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -42,11 +43,14 @@ def read_labels(values: Iterable[str] | None, prefix: str) -> list[str]:
                 raise MissingInputError(f"Label file {value} not found: give labels or an existing file with one per line")
             items = [ln.split("#", 1)[0].strip() for ln in path.read_text().splitlines()]
             items = [i for item in items for i in item.replace(",", " ").split()]
+            if not items:
+                # An empty list must never mean "everyone" (a SLURM array task would take the dataset).
+                raise UsageError(f"Label file {value} lists no {prefix} labels: write one label per line")
         else:
             items = [value]
         for item in items:
             label = strip_prefix(item, prefix)
-            if not label or not label.isalnum():
+            if not re.fullmatch(r"[A-Za-z0-9]+", label):
                 raise UsageError(f"'{item}' is not a valid {prefix} label: use letters and digits only (e.g. {prefix}-01)")
             if label not in labels:
                 labels.append(label)
@@ -166,6 +170,14 @@ def select_t1w(
                 f"Participant(s) {', '.join('sub-' + m for m in missing)} not found in {bids_dir}: "
                 f"check --participant-label (found {len(subjects)} subjects)"
             )
+    if session_label:
+        sessions = set(layout.get_sessions())
+        missing = [s for s in session_label if s not in sessions]
+        if missing:
+            raise NoDataError(
+                f"Session(s) {', '.join('ses-' + m for m in missing)} not found in {bids_dir}: check "
+                f"--session-label (found: {', '.join('ses-' + s for s in sorted(sessions)) or 'no sessions'})"
+            )
     query = dict(T1W_QUERY)
     query.update(_pybids_filters((filters or {}).get("t1w", {})))
     if participant_label:
@@ -189,6 +201,10 @@ def select_t1w(
             )
         )
     jobs = one_t1w_per_session(jobs)
+    without = sorted(set(participant_label or []) - {j.subject for j in jobs})
+    if jobs and without:
+        LOGGER.warning("No T1w image selected for %s: check the filters and sub-*/anat/",
+                       ", ".join("sub-" + s for s in without))
     if not jobs:
         what = []
         if participant_label:

@@ -54,11 +54,22 @@ def build_config(args):
     ex.work_dir = str(Path(ex.work_dir or "work").expanduser().absolute())
     if not ex.bids_database_dir:
         ex.bids_database_dir = str(Path(ex.work_dir) / "bids_db")
-    ex.nprocs = ex.nprocs or (os.cpu_count() or 1)
+    ex.nprocs = ex.nprocs or available_cpus()
     ex.omp_nthreads = ex.omp_nthreads or min(8, ex.nprocs)
     ex.verbose = ex.verbose or 0
     check_paths(config)
     return config
+
+
+def available_cpus() -> int:
+    """CPUs this job may use: the SLURM allocation, else the affinity mask (cgroups), else all."""
+    slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if slurm.isdigit() and int(slurm) > 0:
+        return int(slurm)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
 
 def _inside(child: Path, parent: Path) -> bool:
@@ -89,6 +100,8 @@ def check_paths(config) -> None:
         raise UsageError(f"output_dir {output_dir} is inside bids_dir but not under derivatives/: use {bids_dir / 'derivatives' / 'latentbids'}")
     if _inside(work_dir, bids_dir):
         raise UsageError(f"--work-dir {work_dir} is inside bids_dir: put it outside the dataset (e.g. /tmp/work)")
+    if _inside(Path(ex.bids_database_dir), bids_dir):
+        raise UsageError(f"--bids-database-dir {ex.bids_database_dir} is inside bids_dir: put it outside the dataset")
     if _inside(work_dir, output_dir):
         raise UsageError(f"--work-dir {work_dir} is inside output_dir: put it outside the derivatives (e.g. /tmp/work)")
     if config.execution.use_plugin and not Path(config.execution.use_plugin).is_file():

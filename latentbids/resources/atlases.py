@@ -107,7 +107,14 @@ def _from_nilearn(name: str, nilearn_data: str | os.PathLike | None) -> Atlas:
             f"nilearn.datasets.fetch_atlas_aal(version='{version}', data_dir=DIR) where there is internet "
             f"and pass --nilearn-data DIR, or use --atlas AAL (ships with the package)"
         )
-    # url=None plus an existing folder means nilearn only reads; guard against downloads anyway.
+    # nilearn downloads whatever its cache lacks: only call it when the image and labels are there.
+    has_image = any(folder.rglob("*.nii*"))
+    has_labels = any(folder.rglob("*.txt")) or any(folder.rglob("*.xml"))
+    if not (has_image and has_labels):
+        raise MissingInputError(
+            f"Atlas {name}: the nilearn cache {folder} is incomplete (no image or label file): refetch it "
+            f"with nilearn.datasets.fetch_atlas_aal(version='{version}', data_dir=DIR) where there is internet"
+        )
     try:
         bunch = datasets.fetch_atlas_aal(version=version, data_dir=str(data_dir), verbose=0)
     except Exception as exc:  # nilearn raises several types when files are missing

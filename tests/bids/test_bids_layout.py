@@ -117,3 +117,18 @@ def test_one_t1w_per_session_when_several_runs(tmp_path, ixi_dir):
     filt.write_text(json.dumps({"t1w": {"run": 2}}))
     jobs = select_t1w(get_layout(data), filters=load_filter_file(filt))
     assert [j.relpath for j in jobs] == ["sub-IXI012/anat/sub-IXI012_run-2_T1w.nii.gz"]
+
+
+def test_empty_label_file_is_an_error_not_everyone(tmp_path):
+    empty = tmp_path / "labels.txt"
+    empty.write_text("# no subjects yet\n\n")
+    with pytest.raises(UsageError, match="lists no sub labels"):
+        read_labels([str(empty)], "sub")
+    with pytest.raises(UsageError):
+        read_labels(["é1"], "sub")
+
+
+def test_unknown_session_is_no_data(bids_examples):
+    layout = get_layout(bids_examples / "ds114")
+    with pytest.raises(NoDataError, match="ses-9 not found"):
+        select_t1w(layout, session_label=["test", "9"])

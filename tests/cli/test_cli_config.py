@@ -83,3 +83,21 @@ def test_output_inside_raw_but_not_derivatives_is_refused(tmp_path, ixi_dir):
     data = copy_dataset(ixi_dir, tmp_path / "ds", subjects=["IXI012"])
     with pytest.raises(UsageError, match="derivatives"):
         build_config(parse_args([str(data), str(data / "out"), "participant"]))
+
+
+def test_cpus_follow_the_allocation(ixi_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "3")
+    assert _config(ixi_dir, tmp_path).execution.nprocs == 3
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK")
+    import os
+
+    assert _config(ixi_dir, tmp_path).execution.nprocs == len(os.sched_getaffinity(0))
+
+
+def test_database_dir_inside_bids_dir_is_refused(tmp_path, ixi_dir):
+    from tests.helpers import copy_dataset
+
+    data = copy_dataset(ixi_dir, tmp_path / "ds", subjects=["IXI012"])
+    with pytest.raises(UsageError, match="bids-database-dir"):
+        build_config(parse_args([str(data), str(tmp_path / "out"), "participant", "-w", str(tmp_path / "w"),
+                                 "--bids-database-dir", str(data / "db")]))

@@ -94,3 +94,9 @@ def test_user_atlas_errors(tmp_path):
     (tmp_path / "float.tsv").write_text("1\ta\n")
     with pytest.raises(UsageError, match="non-integer"):
         get_atlas(str(path))
+
+
+def test_incomplete_nilearn_cache_never_downloads(tmp_path):
+    (tmp_path / "aal_SPM12" / "aal").mkdir(parents=True)  # folder there, files missing
+    with pytest.raises(MissingInputError, match="incomplete"):
+        get_atlas("AAL-SPM12", nilearn_data=tmp_path)
