@@ -116,11 +116,12 @@ def apply_qc_gate(records, out: Path, exclude: bool):
                        ", ".join(unchecked["participant_id"]))
     failed = records[records["qc_pass"] == False]  # noqa: E712 (None means unchecked)
     table = failed[["participant_id", "session_id", "qc_fail_reasons"]]
+    # Written on every run (empty when nothing is excluded) so a stale list never survives a rerun.
+    write_tsv(table if exclude else table.iloc[:0], out / "group" / "qc_excluded.tsv")
     if exclude and len(failed):
         for row in failed.itertuples():
             LOGGER.warning("%s %s left out of the group level: participant QC failed (%s)", row.participant_id,
                            row.session_id, row.qc_fail_reasons)
-        write_tsv(table, out / "group" / "qc_excluded.tsv")
         records = records[records["qc_pass"] != False]  # noqa: E712
     elif len(failed):
         LOGGER.warning("%d GM map(s) failed participant QC and are used anyway (exclude_qc_failures = false)",

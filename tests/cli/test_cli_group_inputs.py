@@ -52,6 +52,7 @@ def test_qc_failures_are_left_out_and_reported(setup):
 
     config.model.exclude_qc_failures = False
     assert len(collect_gm_maps(config, template)) == 3
+    assert pd.read_csv(out / "group" / "qc_excluded.tsv", sep="\t").empty  # no stale list survives
 
 
 def test_all_failed_is_a_clear_error(setup):
