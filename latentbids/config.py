@@ -70,6 +70,9 @@ class AnatConfig:
     """Participant-level GM segmentation and registration (METHOD.md section 2) [ours]."""
 
     brain_extraction: str = "hdbet"  # hdbet | template
+    # HD-BET settings are fixed here, not by the hardware: the same scan gets the same mask on CPU and GPU.
+    hdbet_mode: str = "fast"  # fast (one network) | accurate (five networks)
+    hdbet_tta: bool = False  # test-time mirroring (8x the compute)
     registration: str = "SyN"  # antspyx type_of_transform: SyN | SyNQuick | SyNAggro ...
     atropos_prior_weight: float = 0.25
     atropos_mrf: float = 0.2  # 0.1 in METHOD.md; 0.2 measured better on IXI vs DLMUSE (BENCHMARKS.md)

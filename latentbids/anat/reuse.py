@@ -69,14 +69,14 @@ def _find_cat12(root: Path, subject: str, session: str | None) -> Path | None:
         candidates += [p for p in list(mri.glob("mwp1*.nii")) + list(mri.glob("mwp1*.nii.gz"))]
     hits = []
     for path in candidates:
-        name = path.name
-        if f"sub-{subject}" not in name and f"sub-{subject}" not in path.as_posix():
-            continue
         if not re.search(rf"sub-{re.escape(subject)}(?![A-Za-z0-9])", path.as_posix()):
             continue
-        if session is not None and f"ses-{session}" not in path.as_posix():
+        rel = path.relative_to(root).as_posix()
+        # whole-entity match: ses-1 must not match ses-10
+        sessions = set(re.findall(r"(?:^|[/_])ses-([A-Za-z0-9]+)(?=[/_.]|$)", rel))
+        if session is not None and session not in sessions:
             continue
-        if session is None and "ses-" in name:
+        if session is None and sessions:
             continue
         hits.append(path)
     return sorted(hits)[0] if hits else None

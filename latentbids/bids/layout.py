@@ -6,8 +6,6 @@ folder, then renamed into place; every other job waits for the lock and then onl
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -16,11 +14,12 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from latentbids.bids.jobs import T1wJob
 from latentbids.bids.naming import strip_prefix
 from latentbids.errors import MissingInputError, NoDataError, UsageError
+from latentbids.utils.locks import locked
 
 LOGGER = logging.getLogger("latentbids")
 
@@ -95,17 +94,6 @@ def _pybids_filters(filters: dict) -> dict:
     return out
 
 
-@contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _dataset_signature(bids_dir: Path) -> str:
     """Cheap fingerprint of the dataset's file list (names, sizes, mtimes) to detect stale indexes."""
     digest = hashlib.sha256(_INDEX_VERSION.encode())
@@ -136,7 +124,7 @@ def get_layout(bids_dir: str | os.PathLike, database_dir: str | os.PathLike | No
     database_dir = Path(database_dir).resolve()
     key = hashlib.sha256(str(bids_dir).encode()).hexdigest()[:12]
     target = database_dir / f"{bids_dir.name}-{key}-{_dataset_signature(bids_dir)}"
-    with _locked(database_dir / f".{bids_dir.name}-{key}.lock"):
+    with locked(database_dir / f".{bids_dir.name}-{key}.lock"):
         if not (target / "layout_index.sqlite").is_file():
             tmp = Path(tempfile.mkdtemp(prefix=".tmp-index-", dir=database_dir))
             try:

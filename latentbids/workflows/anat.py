@@ -58,9 +58,11 @@ class AnatSettings:
     """Everything the anatomical workflow needs from the run configuration."""
 
     brain_extraction: str = "hdbet"  # hdbet | template
+    hdbet_mode: str = "fast"
+    hdbet_tta: bool = False
     registration: str = "SyN"
     prior_weight: float = 0.25
-    mrf: float = 0.1
+    mrf: float = 0.2
     atropos_iterations: int = 5
     n4_iterations: tuple[int, ...] = (50, 50, 50, 50)
     seed: int = 42
@@ -96,8 +98,8 @@ def init_anat_wf(
                  name="n4", n_procs=omp_nthreads)
     brain = pe.Node(
         BrainExtraction(method=settings.brain_extraction, device=settings.device, use_gpu=settings.use_gpu,
-                        hdbet_mode="accurate" if settings.use_gpu else "fast",
-                        hdbet_tta=settings.use_gpu, template_t1w=template.t1w,
+                        hdbet_mode=settings.hdbet_mode, hdbet_tta=settings.hdbet_tta,
+                        template_t1w=template.t1w,
                         template_mask=template.mask, seed=settings.seed, omp_nthreads=omp_nthreads),
         name="brain_extraction", n_procs=omp_nthreads, mem_gb=2.0,
     )

@@ -17,6 +17,7 @@ Jobs with ``gm_map`` set (``-d/--derivatives``) take the reuse branch: resample 
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -24,6 +25,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
@@ -55,6 +57,8 @@ def anat_settings(config) -> AnatSettings:
     registration = "SyN" if sloppy else an.registration
     return AnatSettings(
         brain_extraction="template" if sloppy else an.brain_extraction,
+        hdbet_mode=str(an.hdbet_mode),
+        hdbet_tta=bool(an.hdbet_tta),
         registration=registration,
         prior_weight=float(an.atropos_prior_weight),
         mrf=float(an.atropos_mrf),
@@ -90,6 +94,7 @@ def prepare_resources(config, space_spec: str | None = None) -> TemplateFiles:
     from latentbids.resources import get_atlas, get_template, resample_atlas
     from latentbids.resources.templates import parse_output_space
     from latentbids.utils.atomic import save_nifti, write_tsv
+    from latentbids.utils.locks import locked
 
     spec = space_spec or (config.spatial.output_spaces or ["MNI152NLin2009aSym:res-2"])[0]
     space, resolution = parse_output_space(spec)
@@ -97,20 +102,24 @@ def prepare_resources(config, space_spec: str | None = None) -> TemplateFiles:
     atlas = get_atlas(config.spatial.atlas, labels_path=config.spatial.atlas_labels or None,
                       nilearn_data=config.execution.nilearn_data or None)
     res = res_label(resolution)
-    folder = work_dir_of(config) / "resources" / f"tpl-{space}_res-{res}"
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for key in ("t1w", "mask", "csf", "gm", "wm"):
-        path = folder / f"tpl-{space}_res-{res}_{key}.nii.gz"
-        if not path.is_file():
-            save_nifti(getattr(tpl, key), path)
-        paths[key] = str(path)
+    # The atlas folder is keyed by content, so another atlas with the same name never reuses this one.
+    digest = hashlib.sha256(np.ascontiguousarray(atlas.img.dataobj).tobytes())
+    digest.update(atlas.label_table().to_csv(sep="\t", index=False).encode())
+    folder = work_dir_of(config) / "resources" / f"tpl-{space}_res-{res}_atlas-{atlas.bids_name}-{digest.hexdigest()[:8]}"
+    paths = {key: folder / f"tpl-{space}_res-{res}_{key}.nii.gz" for key in ("t1w", "mask", "csf", "gm", "wm")}
     atlas_path = folder / f"atlas-{atlas.bids_name}_res-{res}_dseg.nii.gz"
     labels_path = folder / f"atlas-{atlas.bids_name}_dseg.tsv"
-    if not atlas_path.is_file():
-        save_nifti(resample_atlas(atlas, tpl.t1w), atlas_path)
-    if not labels_path.is_file():
-        write_tsv(atlas.label_table(), labels_path)
+    # Concurrent jobs on one work dir: one writes, the others wait and then find the files.  Existing
+    # files are never rewritten (their timestamps are part of Nipype's cache keys).
+    with locked(folder.parent / f".{folder.name}.lock"):
+        for key, path in paths.items():
+            if not path.is_file():
+                save_nifti(getattr(tpl, key), path)
+        if not atlas_path.is_file():
+            save_nifti(resample_atlas(atlas, tpl.t1w), atlas_path)
+        if not labels_path.is_file():
+            write_tsv(atlas.label_table(), labels_path)
+    paths = {key: str(path) for key, path in paths.items()}
     shape = "x".join(str(s) for s in tpl.shape)
     return TemplateFiles(
         space=space, resolution=resolution, res_entity=res, atlas=str(atlas_path), atlas_labels=str(labels_path),
@@ -195,6 +204,8 @@ def init_single_subject_wf(job: T1wJob, config, template: TemplateFiles, setting
         "AtroposPriorWeight": settings.prior_weight,
         "AtroposMRF": settings.mrf,
     }
+    if settings.brain_extraction == "hdbet":
+        seg_meta.update(HDBETMode=settings.hdbet_mode, HDBETTestTimeAugmentation=settings.hdbet_tta)
     ds_gm = _sink("ds_gm", job, out, label="GM", suffix="probseg", metadata=seg_meta)
     ds_gm_tpl.inputs.metadata = seg_meta
     ds_mod = _sink("ds_modulated", job, out, label="GM", desc="modulated", suffix="probseg",
@@ -258,6 +269,9 @@ def init_participant_wf(config, jobs: list[T1wJob], name: str = "latentbids_part
         # the scheduler loop sleeps this long between polls (default 2 s): a rerun that finds every
         # node in the cache is dominated by it
         "poll_sleep_duration": 0.25,
+        # Nipype's own HTML graph report is rewritten non-atomically at the work dir's top by every
+        # job; concurrent array jobs would race on it, and latentbids writes its own reports.
+        "create_report": False,
     }
     seen = set()
     for job in jobs:
@@ -329,11 +343,16 @@ def _has_result(node) -> bool:
         return False
 
 
-def _crash_reason(folder: Path, since: float) -> str | None:
-    """Last line of the newest crash file written after ``since`` in ``folder``."""
+def _crash_reason(folder: Path, since: float, wf_name: str) -> str | None:
+    """Last line of the newest crash file of ``wf_name`` written after ``since`` in ``folder``.
+
+    The folder is per subject, so the sessions of one subject share it: a crash file is only
+    attributed to the job whose sub-workflow name it mentions.
+    """
     if not folder.is_dir():
         return None
-    files = sorted((p for p in folder.glob("crash-*") if p.stat().st_mtime >= since - 1),
+    files = sorted((p for p in folder.glob("crash-*") if p.stat().st_mtime >= since - 1
+                    and f".{wf_name}." in p.read_text(errors="replace")),
                    key=lambda p: p.stat().st_mtime)
     if not files:
         return None
@@ -352,6 +371,40 @@ def run_participant_wf(config, jobs: list[T1wJob], plugin: str | None = None,
     e.g. from ``--use-plugin``).  A failed subject does not stop the others unless
     ``config.execution.stop_on_first_crash``; crash files go to ``sub-<l>/log/<run_id>/``.
     """
+    held, results = _lock_jobs(config, jobs)
+    jobs = [job for job in jobs if job.label in held]
+    if not jobs:
+        return results
+    try:
+        results.update(_run_locked(config, jobs, plugin, plugin_args))
+    finally:
+        for handle in held.values():
+            handle.close()
+    return results
+
+
+def _lock_jobs(config, jobs: list[T1wJob]) -> tuple[dict, dict[str, str]]:
+    """One job per subject/session at a time in a work dir (overlapping SLURM array tasks, resubmits).
+
+    Returns the held lock handles by job label and a failure result for each job already locked by
+    another running latentbids process.
+    """
+    from latentbids.utils.locks import try_lock
+
+    held, busy = {}, {}
+    for job in jobs:
+        lock = work_dir_of(config) / "locks" / f"{subject_wf_name(job)}.lock"
+        handle = try_lock(lock)
+        if handle is None:
+            LOGGER.error("%s: another latentbids job is processing it in this work dir (%s); skipped",
+                         job.label, lock)
+            busy[job.label] = "failed: another latentbids job is processing it right now; rerun when it ends"
+        else:
+            held[job.label] = handle
+    return held, busy
+
+
+def _run_locked(config, jobs: list[T1wJob], plugin: str | None, plugin_args: dict | None) -> dict[str, str]:
     wf = init_participant_wf(config, jobs)
     progress = _Progress(jobs, wf)
     plugin = plugin or "MultiProc"
@@ -374,10 +427,8 @@ def run_participant_wf(config, jobs: list[T1wJob], plugin: str | None = None,
     results: dict[str, str] = {}
     for job in jobs:
         reason = progress.failed.get(job.label)
-        crash = _crash_reason(crash_dir(config, job), since)
-        if reason is None and crash is not None:
-            reason = crash
-        elif reason is not None and crash is not None:
+        crash = _crash_reason(crash_dir(config, job), since, subject_wf_name(job))
+        if crash is not None:  # the crash file names the exception; the callback only the step
             reason = crash
         if reason is None and error is not None and progress.done.get(job.label, 0) < progress.total[job.label] \
                 and plugin in ("MultiProc", "Linear", "LegacyMultiProc"):

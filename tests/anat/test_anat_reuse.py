@@ -66,3 +66,19 @@ def test_resample_to_grid(tmp_path):
     assert np.isfinite(out.get_fdata()).all() and out.get_fdata().max() == 1.0
     mod = nib.load(resample_to_grid(tmp_path / "in.nii.gz", ref, tmp_path / "m.nii.gz", clip01=False))
     assert mod.get_fdata().max() > 1.0
+
+
+def test_cat12_sessions_match_whole_labels(tmp_path):
+    """ses-1 must not pick ses-10's map, and a session-less lookup must not pick a session's map."""
+    from latentbids.anat.reuse import find_existing_gm_map
+
+    for rel in ("sub-01/ses-10/mri/mwp1sub-01_ses-10_T1w.nii", "sub-01/ses-1/mri/mwp1sub-01_ses-1_T1w.nii",
+                "sub-02/ses-2/mri/mwp1T1.nii"):
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    cat12 = {"cat12": str(tmp_path)}
+    assert find_existing_gm_map(cat12, "01", "1")[0].endswith("ses-1/mri/mwp1sub-01_ses-1_T1w.nii")
+    assert find_existing_gm_map(cat12, "01", "10")[0].endswith("ses-10/mri/mwp1sub-01_ses-10_T1w.nii")
+    assert find_existing_gm_map(cat12, "02", None) is None
+    assert find_existing_gm_map(cat12, "02", "2") == (str(tmp_path / "sub-02/ses-2/mri/mwp1T1.nii"), "cat12")

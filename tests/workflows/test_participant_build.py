@@ -63,7 +63,30 @@ def test_one_subworkflow_per_job_one_node_per_step(tmp_path, ixi_dir):
     crash = anat.get_node("n4").config["execution"]["crashdump_dir"]
     assert crash == str(tmp_path / "out" / "sub-IXI012" / "log" / "r1")
     # template files written once into the work dir
-    assert (tmp_path / "work" / "resources" / f"tpl-{TPL}_res-2").is_dir()
+    folders = list((tmp_path / "work" / "resources").glob(f"tpl-{TPL}_res-2_atlas-AAL-*"))
+    assert len(folders) == 1 and len(list(folders[0].glob("*.nii.gz"))) == 6  # 5 template images + atlas
+
+
+def test_resources_keyed_by_atlas_content(tmp_path, ixi_dir):
+    """Two different atlases with the same file name never share the work dir's resampled copy."""
+    import nibabel as nib
+    import numpy as np
+
+    from latentbids.workflows.participant import prepare_resources
+
+    folders = []
+    for value in (1, 2):
+        src = tmp_path / f"a{value}" / "atlas-mine_dseg.nii.gz"
+        src.parent.mkdir()
+        tpl = nib.load(str(prepare_resources(config_for(tmp_path)).t1w))
+        data = np.zeros(tpl.shape, np.int16)
+        data[40:60, 40:60, 40:60] = value
+        nib.save(nib.Nifti1Image(data, tpl.affine), str(src))
+        (src.parent / "atlas-mine_dseg.tsv").write_text(f"index\tname\n{value}\tbox\n")
+        cfg = config_for(tmp_path)
+        cfg.spatial.atlas = str(src)
+        folders.append(Path(prepare_resources(cfg).atlas).parent)
+    assert folders[0] != folders[1]
 
 
 def test_sloppy_settings(tmp_path):
@@ -121,3 +144,33 @@ def test_reuse_branch_and_failed_subject_isolated(tmp_path, ixi_dir, smriprep_de
     assert "qc_pass" in qc.columns
     assert not (out / "sub-IXI012_label-GM_probseg.nii.gz").exists()  # no segmentation was run
     assert (tmp_path / "out" / "sub-IXI012.html").is_file()
+
+
+def test_a_subject_already_being_processed_is_skipped(tmp_path, ixi_dir):
+    """Overlapping array tasks: a job whose subject is locked by another process is not run twice."""
+    from latentbids.utils.locks import try_lock
+    from latentbids.workflows.participant import run_participant_wf, subject_wf_name
+
+    cfg = config_for(tmp_path)
+    job = job_for(ixi_dir, "IXI012")
+    handle = try_lock(tmp_path / "work" / "locks" / f"{subject_wf_name(job)}.lock")
+    try:
+        assert run_participant_wf(cfg, [job]) == {
+            "sub-IXI012": "failed: another latentbids job is processing it right now; rerun when it ends"}
+    finally:
+        handle.close()
+    assert not (tmp_path / "work" / "latentbids_participant_wf").exists()
+
+
+def test_crash_files_are_attributed_to_their_session(tmp_path):
+    import time
+
+    from latentbids.workflows.participant import _crash_reason
+
+    folder = tmp_path / "log"
+    folder.mkdir()
+    (folder / "crash-20260101-000000-root-n4-0123abcd-1111.txt").write_text(
+        "Node: latentbids_participant_wf.single_subject_sub_01_ses_1_wf.anat_wf.n4\n\nValueError: bad\n")
+    since = time.time()
+    assert _crash_reason(folder, since, "single_subject_sub_01_ses_2_wf") is None
+    assert "ValueError: bad" in _crash_reason(folder, since, "single_subject_sub_01_ses_1_wf")
