@@ -26,7 +26,7 @@ import pandas as pd
 
 from latentbids.bids.naming import bids_name, res_label
 from latentbids.errors import MissingInputError, UsageError
-from latentbids.utils.atomic import atomic_path, write_tsv
+from latentbids.utils.atomic import atomic_path, write_json, write_tsv
 
 LOGGER = logging.getLogger("latentbids.workflows.group")
 
@@ -411,6 +411,23 @@ def run_group_level(config, records: pd.DataFrame, template, atlas) -> dict:
     latent_tsv = write_tsv(
         table, group_dir / bids_name("latent", ".tsv", desc=model_name.replace("-", ""), **ent)
     )
+    write_json(latent_tsv.with_suffix(".json"), {
+        "Description": "Latent code of every subject/session, each from the model that held it out",
+        "participant_id": {"Description": "subject"},
+        "session_id": {"Description": "session or n/a"},
+        "fold": {"Description": "the cross-validation fold whose model encoded this subject (held out there)"},
+        "in_training": {"Description": "true only when the encoding model saw this subject in training"},
+        "z0": {"Description": (
+            "latent units z0..zK-1. In k-fold mode each fold is its own network and its units are not "
+            "aligned with other folds' units: compare or pool latent coordinates only within one fold "
+            "(fit on its training subjects, project its held-out ones), or train with --fit-all")},
+        "error": {"Description": (
+            "mean squared reconstruction error inside the brain mask, in the model's input units (the GM "
+            "map divided by the fold's intensity scale, see models/<name>/model.json); multiply by the "
+            "scale squared for GM units")},
+        "Sources": [f"bids::{Path(p).relative_to(out).as_posix()}" if Path(p).is_relative_to(out) else str(p)
+                    for p in records["gm_path"]],
+    })
     curves_df = pd.concat(curves, ignore_index=True)
     curves_tsv = write_tsv(
         curves_df, group_dir / bids_name("curves", ".tsv", desc="training", **ent)
