@@ -114,7 +114,7 @@ def test_unreadable_inputs_exit_66_when_validation_skipped(bids_examples, tmp_pa
     "extra, needle",
     [
         (["--participant-label", "sub-99"], "sub-99 not found"),
-        (["--participant-label", "01", "--session-label", "nosuch"], "No T1w image"),
+        (["--participant-label", "01", "--session-label", "nosuch"], "ses-nosuch not found"),
     ],
 )
 def test_filters_matching_nothing_exit_18(bids_examples, tmp_path, extra, needle):

@@ -208,10 +208,10 @@ def test_regional_table_and_qc(ixi10_run):
         qc["gm_template_corr"] >= cfg.qc_min_template_corr)
     assert (qc["qc_pass"] == expected).all()
     assert (qc["qc_fail_reasons"].fillna("").astype(str).str.len().gt(0) == ~qc["qc_pass"]).all()
-    # healthy adults: every map is a sharp, brain-shaped GM map registered to the template.  (The
-    # ClinicaDL max >= 0.95 gate is borderline for 2 mm Atropos maps: their template-space maxima
-    # are 0.94-0.97 on these scans, so some healthy subjects are flagged; see BENCHMARKS.md.)
-    assert qc["gm_max"].min() > 0.9
+    # healthy adults: every map is a sharp, brain-shaped GM map registered to the template, so with
+    # the default settings (Atropos MRF 0.2) every one passes the ClinicaDL-style gate (maxima
+    # 0.98-0.99 on these scans; at MRF 0.1 half of them fell just under 0.95, see BENCHMARKS.md)
+    assert qc["qc_pass"].all(), qc[~qc["qc_pass"]]
     assert qc["nonzero_fraction"].between(lo, hi).all()
     assert qc["gm_template_corr"].min() > 0.6
 
