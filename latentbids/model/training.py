@@ -8,8 +8,9 @@ Data path (no NIfTI decoding here: the caller passes the cached ``(N, X, Y, Z)``
   batch is gathered into pinned host memory by the prefetch thread and copied asynchronously;
   bf16 autocast and ``channels_last_3d`` (the ``fast`` path; ``fast=False`` is the fp32 baseline).
 * A CUDA out-of-memory error during a step is caught: the step is redone with the batch cut in
-  micro-batches of half the size (gradients accumulated, so the effective batch is unchanged) and
-  the event is logged and returned in :class:`TrainResult`.
+  micro-batches of half the size (gradients accumulated, so the optimiser step sees the same batch;
+  batch-norm statistics are then per micro-batch, so the step is close to, not identical with, the
+  full-batch one) and the event is logged and returned in :class:`TrainResult`.
 
 Checkpoints (``<checkpoint_dir>/last.pt``, written atomically each epoch) hold the model, optimizer,
 early-stopping state, history and every RNG state, so an interrupted run resumed from its last
