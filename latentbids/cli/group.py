@@ -104,8 +104,6 @@ def apply_qc_gate(records, out: Path, exclude: bool):
     The excluded maps and their reasons are logged and written to ``group/qc_excluded.tsv``.
     Maps without a QC file (e.g. produced by an older run) are kept and said to be unchecked.
     """
-    import pandas as pd
-
     from latentbids.utils.atomic import write_tsv
 
     verdicts = [_qc_verdict(p) for p in records["qc_path"]]

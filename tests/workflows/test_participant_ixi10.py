@@ -17,7 +17,9 @@ import pytest
 
 from latentbids.anat.measures import dice
 from latentbids.bids.jobs import T1wJob
+from latentbids.bids.derivatives import init_output_dataset
 from latentbids.config import RunConfig
+from latentbids.resources import get_atlas
 from latentbids.workflows.participant import run_participant_wf
 
 pytestmark = pytest.mark.slow
@@ -54,25 +56,8 @@ def make_config(out: Path, work: Path, run_id: str = "test") -> RunConfig:
     return cfg
 
 
-@pytest.fixture(scope="session")
-def ixi10_run(tmp_path_factory, ixi_dir):
-    """Run the participant level on all ten subjects once; return paths, statuses and timings."""
-    base = tmp_path_factory.mktemp("ixi10")
-    out = base / "derivatives" / "latentbids"
-    work = base / "work"
-    jobs = ixi_jobs(ixi_dir)
-    assert len(jobs) == 10
-    cfg = make_config(out, work)
-    try:
-        from latentbids.bids.derivatives import init_output_dataset
-        from latentbids.resources import get_atlas
-
-        init_output_dataset(out, ixi_dir, atlas=get_atlas(cfg.spatial.atlas))
-    except ImportError:  # pragma: no cover - the lead's writer landed; kept as a fallback
-        out.mkdir(parents=True)
-        (out / "dataset_description.json").write_text(json.dumps({
-            "Name": "latentbids test", "BIDSVersion": "1.10.0", "DatasetType": "derivative",
-            "GeneratedBy": [{"Name": "latentbids"}]}))
+def run_logged(cfg, jobs) -> tuple[dict, float, list[str]]:
+    """Run the participant level and keep the 'latentbids' log lines it wrote."""
     records: list[str] = []
 
     class _Keep(logging.Handler):
@@ -91,6 +76,20 @@ def ixi10_run(tmp_path_factory, ixi_dir):
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
+    return status, seconds, records
+
+
+@pytest.fixture(scope="session")
+def ixi10_run(tmp_path_factory, ixi_dir):
+    """Run the participant level on all ten subjects once; return paths, statuses and timings."""
+    base = tmp_path_factory.mktemp("ixi10")
+    out = base / "derivatives" / "latentbids"
+    work = base / "work"
+    jobs = ixi_jobs(ixi_dir)
+    assert len(jobs) == 10
+    cfg = make_config(out, work)
+    init_output_dataset(out, ixi_dir, atlas=get_atlas(cfg.spatial.atlas))
+    status, seconds, records = run_logged(cfg, jobs)
     print(f"\nparticipant level, 10 subjects, 2 procs x 1 thread: {seconds:.0f} s "
           f"({seconds / 10 * 2:.0f} s per subject per process)")
     return dict(out=out, work=work, jobs=jobs, status=status, seconds=seconds, config=cfg, log=records)
@@ -228,24 +227,7 @@ def test_rerun_reuses_cached_nodes(ixi10_run):
     """Same work dir, same inputs: every node comes from Nipype's cache (no recomputation)."""
     cfg = ixi10_run["config"]
     jobs = ixi10_run["jobs"][:3]
-    records: list[str] = []
-
-    class _Keep(logging.Handler):
-        def emit(self, record):
-            records.append(record.getMessage())
-
-    logger = logging.getLogger("latentbids")
-    handler = _Keep(level=logging.INFO)
-    old = logger.level
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    try:
-        t0 = time.time()
-        status = run_participant_wf(cfg, jobs)
-        seconds = time.time() - t0
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old)
+    status, seconds, records = run_logged(cfg, jobs)
     assert status == {j.label: "ok" for j in jobs}
     steps = [m for m in records if " finished (" in m and "participant level" not in m]
     assert steps and all(m.endswith("(cached)") for m in steps), steps
