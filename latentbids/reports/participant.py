@@ -12,6 +12,8 @@ import io
 import json
 import os
 
+import nibabel as nib
+import numpy as np
 import pandas as pd
 
 
@@ -65,6 +67,19 @@ def _clean_template(template_t1w):
     return nib.Nifti1Image(np.where(keep, data, 0).astype(np.float32), img.affine)
 
 
+def _bright(img, mask=None) -> float:
+    """Display ceiling: the 99th percentile inside the brain, so WM is bright and GM stays grey."""
+    img = nib.load(str(img)) if isinstance(img, (str, os.PathLike)) else img
+    data = np.asanyarray(img.dataobj, dtype=np.float32)
+    if mask is not None:
+        mask = nib.load(str(mask)) if isinstance(mask, (str, os.PathLike)) else mask
+        inside = np.asanyarray(mask.dataobj) > 0
+        if inside.shape == data.shape and inside.any():
+            data = data[inside]
+    data = data[data > 0]
+    return float(np.percentile(data, 99)) if data.size else 1.0
+
+
 def segmentation_figure(t1w, gm, mask=None, title: str = "") -> str:
     """PNG (base64) of the GM p>0.5 contour (red) and brain mask (cyan) over the T1w, 3 rows of slices."""
     import matplotlib
@@ -74,7 +89,7 @@ def segmentation_figure(t1w, gm, mask=None, title: str = "") -> str:
 
     cuts = brain_cuts(mask if mask is not None else gm)
     display = plotting.plot_anat(t1w, display_mode="mosaic", cut_coords=cuts, title=title or None,
-                                 dim=-0.5, draw_cross=False, annotate=False)
+                                 dim=0, vmin=0, vmax=_bright(t1w, mask), draw_cross=False, annotate=False)
     display.add_contours(gm, levels=[0.5], colors="r", linewidths=0.8)
     if mask is not None:
         display.add_contours(mask, levels=[0.5], colors="c", linewidths=0.8)
@@ -90,7 +105,8 @@ def registration_figure(warped, template_t1w, title: str = "") -> str:
 
     template = _clean_template(template_t1w)
     display = plotting.plot_anat(warped, display_mode="mosaic", cut_coords=brain_cuts(template),
-                                 title=title or None, dim=-0.5, draw_cross=False, annotate=False)
+                                 title=title or None, dim=0, vmin=0, vmax=_bright(warped),
+                                 draw_cross=False, annotate=False)
     display.add_edges(template, color="r")
     return _png(display)
 
