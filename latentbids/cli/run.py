@@ -122,12 +122,11 @@ def check_paths(config) -> None:
 
 def load_plugin(config) -> tuple[str, dict]:
     """Nipype plugin name and arguments: ``--use-plugin`` YAML or MultiProc with ``--nprocs``."""
+    from latentbids.workflows.participant import multiproc_args
+
     ex = config.execution
-    plugin_args = {"n_procs": ex.nprocs, "raise_insufficient": False}
-    if ex.mem_gb:
-        plugin_args["memory_gb"] = ex.mem_gb
     if not ex.use_plugin:
-        return ("Linear" if ex.nprocs == 1 else "MultiProc"), plugin_args
+        return ("Linear" if ex.nprocs == 1 else "MultiProc"), multiproc_args(config)
     import yaml
 
     try:
@@ -138,7 +137,7 @@ def load_plugin(config) -> tuple[str, dict]:
         raise UsageError(f"--use-plugin {ex.use_plugin} must contain 'plugin: NAME' (e.g. MultiProc, SLURM)")
     args = data.get("plugin_args") or {}
     if data["plugin"] in ("MultiProc", "LegacyMultiProc"):
-        args = {**plugin_args, **args}
+        args = {**multiproc_args(config), **args}
     return str(data["plugin"]), args
 
 

@@ -79,6 +79,15 @@ def _device_type(spec: str) -> str:
     return str(resolve_device(spec))
 
 
+def multiproc_args(config) -> dict:
+    """MultiProc arguments from ``--nprocs``/``--mem`` (a plugin file's own values override them)."""
+    ex = config.execution
+    args = {"n_procs": int(ex.nprocs or 0) or (os.cpu_count() or 1), "raise_insufficient": False}
+    if ex.mem_gb:
+        args["memory_gb"] = float(ex.mem_gb)
+    return args
+
+
 def work_dir_of(config) -> Path:
     """The Nipype work dir: ``config.execution.work_dir`` or ``./work`` (fMRIPrep's default)."""
     return Path(config.execution.work_dir or Path.cwd() / "work").absolute()
@@ -409,12 +418,8 @@ def _run_locked(config, jobs: list[T1wJob], plugin: str | None, plugin_args: dic
     progress = _Progress(jobs, wf)
     plugin = plugin or "MultiProc"
     args = dict(plugin_args or {})
-    if plugin == "MultiProc":
-        nprocs = int(config.execution.nprocs or 0) or (os.cpu_count() or 1)
-        args.setdefault("n_procs", nprocs)
-        if config.execution.mem_gb:
-            args.setdefault("memory_gb", float(config.execution.mem_gb))
-        args.setdefault("raise_insufficient", False)
+    if plugin in ("MultiProc", "LegacyMultiProc"):
+        args = {**multiproc_args(config), **args}
     if plugin in ("MultiProc", "Linear", "LegacyMultiProc"):
         args.setdefault("status_callback", progress)
     since = time.time()
