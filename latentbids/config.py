@@ -103,6 +103,38 @@ class ModelConfig:
 
 
 @dataclass
+class AnalysisConfig:
+    """Interpretation of the latent space at group level (METHOD.md sections 4-7) [ours unless noted]."""
+
+    enabled: bool = True  # --skip-analysis turns it off (training and encoding still run)
+    label_column: str = "group"  # participants.tsv column with the clinical labels
+    contrasts: list[str] = field(default_factory=list)  # "CN:AD" pairs; empty = every pair of labels
+    min_per_class: int = 3  # a label with fewer subjects is left out of contrasts (and said so)
+    confounds: list[str] = field(default_factory=list)  # residualise on e.g. age, sex, tiv, gm_mean
+    eta: float = 0.05  # bounds hold with probability 1 - eta
+    bound: str = "G"  # G | GZ | VC (section 6)
+    correlation: str = "pearson"  # pearson | spearman
+    correction: str = "fdr_bh"  # fdr_bh | bonferroni | permutation (max-statistic)
+    alpha: float = 0.05
+    n_permutations: int = 1000  # max-statistic null, RUB and SAR p-values
+    top_k: int = 10  # top-k overlap of rankings across folds
+    pca_components: int = 3
+    tsne_perplexity: float = 30.0
+    umap_n_neighbors: int = 15
+    umap_min_dist: float = 0.1
+    pls_components: int = 2
+    sam_top_voxels: int = 50
+    sar_resamples: int = 20
+    shap_n_estimators: int = 500
+    shap_max_depth: int = 3
+    shap_learning_rate: float = 0.05
+    shap_subsample: float = 0.8
+    shap_background: int = 200
+    shap_permutations: int = 100  # refits on shuffled errors (null for the surrogate's CV R^2)
+    shap_min_r2: float = 0.1  # below this cross-validated R^2 no SHAP claim is made
+
+
+@dataclass
 class RunConfig:
     """Everything one ``latentbids`` invocation needs and records."""
 
@@ -110,8 +142,9 @@ class RunConfig:
     spatial: SpatialConfig = field(default_factory=SpatialConfig)
     anat: AnatConfig = field(default_factory=AnatConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
 
-    SECTIONS = ("execution", "spatial", "anat", "model")
+    SECTIONS = ("execution", "spatial", "anat", "model", "analysis")
 
     def to_dict(self) -> dict[str, Any]:
         return {name: dataclasses.asdict(getattr(self, name)) for name in self.SECTIONS}

@@ -1,0 +1,115 @@
+"""Concentration-inequality bounds of the "statistical agnostic" methods (METHOD.md section 6).
+
+Each bound ``Delta`` states: with probability at least ``1 - eta`` over the draw of ``n`` samples, the
+actual risk of a classifier with ``d`` features is at most its empirical risk plus ``Delta``.  An
+in-sample accuracy ``acc`` therefore has a worst case ``acc* = acc - Delta``; a claim "this feature
+separates the classes" survives only if ``acc* > 0.5``.  The bounds grow with ``d`` and shrink with
+``n``, which is the cautionary point: a 32-unit latent vector cannot pass at the cohort sizes where
+single units can.
+
+All functions work in log space (``scipy.special.gammaln``) so that binomial sums with ``n`` in the
+thousands do not overflow.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.special import gammaln, logsumexp
+
+from latentbids.errors import UsageError
+
+BOUNDS = ("G", "GZ", "VC")
+
+#: PAC-Bayes lambda grid of METHOD.md: 0.6 .. 10 in steps of 0.01 (941 values).
+PAC_BAYES_LAMBDAS = np.round(np.arange(0.6, 10.0 + 1e-9, 0.01), 2)
+
+
+def _check(n: int, d: int, eta: float) -> None:
+    if int(n) < 2:
+        raise UsageError(f"a bound needs at least 2 samples (got n={n})")
+    if int(d) < 1:
+        raise UsageError(f"a bound needs at least 1 feature (got d={d})")
+    if not 0.0 < float(eta) < 1.0:
+        raise UsageError(f"eta must lie in (0, 1) (got {eta})")
+
+
+def _log_binom(n, k):
+    n, k = np.asarray(n, dtype=float), np.asarray(k, dtype=float)
+    return gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
+
+
+def delta_vc(n: int, d: int, eta: float = 0.05) -> float:
+    """Vapnik's bound for linear classifiers (VC dimension ``h = d + 1``)."""
+    _check(n, d, eta)
+    h = d + 1
+    return math.sqrt(abs((h * (math.log(2 * n / h) + 1) - math.log(eta / 4)) / n))
+
+
+def log_growth_g(n: int, d: int) -> float:
+    """``ln C(n, d)`` with ``C = 2 * sum_{k=1..d} binom(n-1, k-1)`` (linear dichotomies, Cover)."""
+    k = np.arange(1, min(d, n) + 1)
+    return math.log(2.0) + float(logsumexp(_log_binom(n - 1, k - 1)))
+
+
+def log_growth_gz(n: int, d: int) -> float:
+    """``ln C_Z(n, d)``: the G growth function generalised to ``z`` points on the boundary."""
+    terms = []
+    for z in range(0, min(d - 1, n) + 1):
+        k = np.arange(1, d - z + 1)
+        k = k[k - 1 <= n - 1 - z]
+        if len(k):
+            terms.append(_log_binom(n, z) + _log_binom(n - 1 - z, k - 1))
+    return math.log(2.0) + float(logsumexp(np.concatenate(terms)))
+
+
+def delta_g(n: int, d: int, eta: float = 0.05) -> float:
+    """The G bound (SAM's default): ``sqrt(ln(C(n, d) / eta) / (2 n))``; Hoeffding for ``d = 1``."""
+    _check(n, d, eta)
+    return math.sqrt((log_growth_g(n, d) - math.log(eta)) / (2 * n))
+
+
+def delta_gz(n: int, d: int, eta: float = 0.05) -> float:
+    """The GZ bound: the G bound's form with the ``C_Z`` growth function."""
+    _check(n, d, eta)
+    return math.sqrt((log_growth_gz(n, d) - math.log(eta)) / (2 * n))
+
+
+def delta(n: int, d: int, eta: float = 0.05, bound: str = "G") -> float:
+    """The bound named by ``bound`` (``G``, ``GZ`` or ``VC``), as configured in ``[analysis] bound``."""
+    name = str(bound).upper()
+    if name == "G":
+        return delta_g(n, d, eta)
+    if name == "GZ":
+        return delta_gz(n, d, eta)
+    if name == "VC":
+        return delta_vc(n, d, eta)
+    raise UsageError(f"unknown bound '{bound}': use one of {', '.join(BOUNDS)}")
+
+
+def delta_pac_bayes(
+    empirical_loss: float,
+    theta: np.ndarray,
+    n: int,
+    eta: float = 0.05,
+    dropout: float = 0.95,
+    max_loss: float = 1.0,
+    lambdas: np.ndarray = PAC_BAYES_LAMBDAS,
+) -> float:
+    """McAllester's PAC-Bayes dropout bound, minimised over the ``lambda`` grid (used by RUB).
+
+    ``theta`` are the fitted linear model's weights and bias; ``dropout`` is the dropout rate ``p``.
+    Returns the excess ``Delta_PB`` to add to ``empirical_loss``.
+    """
+    _check(n, 1, eta)
+    lam = np.asarray(lambdas, dtype=float)
+    a = 1.0 / (1.0 - 1.0 / (2.0 * lam))
+    norm2 = float(np.sum(np.square(np.asarray(theta, dtype=float))))
+    complexity = (1.0 - dropout) / 2.0 * norm2 + math.log(len(lam) / eta)
+    values = (a - 1.0) * float(empirical_loss) + a * (lam * max_loss / n) * complexity
+    return float(values.min())
+
+
+def worst_case_accuracy(accuracy: float, n: int, d: int = 1, eta: float = 0.05, bound: str = "G") -> float:
+    """``acc* = acc - Delta(n, d, eta)``: the accuracy guaranteed with probability ``1 - eta``."""
+    return float(accuracy) - delta(n, d, eta, bound)
