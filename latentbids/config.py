@@ -115,6 +115,7 @@ class AnalysisConfig:
     bound: str = "G"  # G | GZ | VC (section 6)
     correlation: str = "pearson"  # pearson | spearman
     correction: str = "fdr_bh"  # fdr_bh | bonferroni | permutation (max-statistic)
+    region_correction: str = "none"  # none (METHOD: ~eta*J regions pass by chance) | bonferroni (eta/J)
     alpha: float = 0.05
     n_permutations: int = 1000  # max-statistic null, RUB and SAR p-values
     top_k: int = 10  # top-k overlap of rankings across folds
@@ -124,6 +125,7 @@ class AnalysisConfig:
     umap_min_dist: float = 0.1
     pls_components: int = 2
     sam_top_voxels: int = 50
+    sam_permutations: int = 100  # label permutations of SAM's whole select-PLS-SVM pipeline (guards its selection bias)
     sar_resamples: int = 20
     shap_n_estimators: int = 500
     shap_max_depth: int = 3
