@@ -11,14 +11,25 @@ Runs, in one process and on the same synthetic volumes:
                     :func:`latentbids.model.encoding.iter_encode`): prefetch thread over the memmap on
                     CPU; on CUDA the training set resident on the GPU, bf16 autocast, channels_last_3d.
 
-and prints training and encoding throughput (volumes/s, steady state: the first epoch is warm-up),
-peak memory (GPU: max allocated; CPU: peak growth of the process RSS during the phase, sampled)
-and the share of step time spent waiting for data, with ratios against ``fp32-default``.
+and prints training and encoding throughput (volumes/s, steady state: the first training epoch and
+the first encoding batch are warm-up, untimed, so cuDNN autotuning and first-call costs stay out),
+peak memory (GPU: max allocated, reset before each config; CPU: peak growth of the process RSS
+during the phase, sampled) and the share of step time spent waiting for data, with ratios against
+``fp32-default``.  On CUDA every timed region starts and ends with ``torch.cuda.synchronize``; all
+configs run under the same backend flags (``set_determinism(False)``: cuDNN autotuning, TF32).
+The data-wait share is host-side time blocked on the next batch (loader / prefetch thread / the
+resident gather), a proxy for GPU idle time.
+
+``--force-fast`` runs the ``fast`` config through the CPU twin of the CUDA path on any device (bf16
+autocast, channels_last_3d, resident data; see :func:`latentbids.model.training.resolve_fast_path`):
+on CPU it checks the code path, not a speed target (CPU bf16 is slow without AMX).
 
 Example (GPU target, one H100 at 96x112x96: >= 350 train vol/s, >= 900 encode vol/s)::
 
     python benchmarks/bench_model.py --device cuda --shape 96 112 96 --n 512 --epochs 3
     python benchmarks/bench_model.py --device cpu --shape 48 64 48 --n 24 --epochs 2 --threads 2
+    python benchmarks/bench_model.py --device cpu --shape 32 32 32 --n 16 --epochs 2 --threads 2 \
+        --force-fast --skip-nifti
 """
 
 from __future__ import annotations
@@ -92,6 +103,19 @@ def _peak_gpu(device):
     return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
 
 
+def _reset_gpu(device):
+    """Per config: drop the previous config's cached blocks and restart the peak counter."""
+    import gc
+
+    import torch
+
+    if device.type == "cuda":
+        gc.collect()
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
 def run_loader_baseline(name, dataset, mask, settings, device, epochs, encode_batch):
     """Plain PyTorch: DataLoader, fp32, contiguous, model(x) / loss.backward() / step."""
     import torch
@@ -100,8 +124,8 @@ def run_loader_baseline(name, dataset, mask, settings, device, epochs, encode_ba
     from latentbids.model.network import masked_mse
     from latentbids.model.training import build_model
 
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    _reset_gpu(device)
+    pin = device.type == "cuda"
     model = build_model(settings, mask.shape).to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
     mask_t = torch.as_tensor(mask, device=device)[None, None]
@@ -111,7 +135,7 @@ def run_loader_baseline(name, dataset, mask, settings, device, epochs, encode_ba
         batch_size=settings.batch_size,
         shuffle=True,
         generator=gen,
-        pin_memory=device.type == "cuda",
+        pin_memory=pin,
     )
     n_vol, t_steady, wait = 0, 0.0, 0.0
     with PeakRSS() as mem:
@@ -125,7 +149,9 @@ def run_loader_baseline(name, dataset, mask, settings, device, epochs, encode_ba
                     x = next(it)
                 except StopIteration:
                     break
-                x = x.to(device).unsqueeze(1)
+                # pinned + non_blocking: a blocking copy would wait for the previous step's
+                # kernels and count GPU compute as data wait
+                x = x.to(device, non_blocking=pin).unsqueeze(1)
                 if epoch:
                     wait += time.perf_counter() - tw
                 opt.zero_grad(set_to_none=True)
@@ -138,19 +164,25 @@ def run_loader_baseline(name, dataset, mask, settings, device, epochs, encode_ba
             if epoch:
                 t_steady += time.perf_counter() - t0
         model.eval()
-        enc_loader = DataLoader(
-            dataset, batch_size=encode_batch, shuffle=False, pin_memory=device.type == "cuda"
-        )
+        enc_loader = DataLoader(dataset, batch_size=encode_batch, shuffle=False, pin_memory=pin)
+
+        def encode_pass(limit=None):
+            n = 0
+            with torch.no_grad():
+                for x in enc_loader:
+                    x = x.to(device, non_blocking=pin).unsqueeze(1)
+                    recon, z = model(x)
+                    err = masked_mse(recon, x, mask_t)
+                    recon.cpu(), z.cpu(), err.cpu()
+                    n += x.shape[0]
+                    if limit is not None and n >= limit:
+                        break
+            return n
+
+        encode_pass(limit=1)  # warm-up batch (autotuning for the encoding shapes), untimed
         _sync(device)
         t0 = time.perf_counter()
-        n_enc = 0
-        with torch.no_grad():
-            for x in enc_loader:
-                x = x.to(device).unsqueeze(1)
-                recon, z = model(x)
-                err = masked_mse(recon, x, mask_t)
-                recon.cpu(), z.cpu(), err.cpu()
-                n_enc += x.shape[0]
+        n_enc = encode_pass()
         _sync(device)
         t_enc = time.perf_counter() - t0
     return {
@@ -162,45 +194,51 @@ def run_loader_baseline(name, dataset, mask, settings, device, epochs, encode_ba
     }
 
 
-def run_fast(data, mask, settings, device, epochs, encode_batch):
-    import torch
+TWIN = {"precision": "bf16", "memory_format": "channels_last_3d", "placement": "resident"}
 
+
+def run_fast(data, mask, settings, device, epochs, encode_batch, force=False):
+    """latentbids' own training and encoding; ``force``: the CPU twin of the CUDA fast path."""
     from latentbids.model.encoding import iter_encode
     from latentbids.model.training import train_autoencoder
 
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    _reset_gpu(device)
     n = data.shape[0]
     val = [n - 1]
     train = list(range(n - 1))
+    path = TWIN if force else {}
     with PeakRSS() as mem:
-        res = train_autoencoder(data, mask, train, val, settings, device, scale=1.0)
+        # epoch times come from train_autoencoder: it synchronises the GPU at each epoch's end
+        res = train_autoencoder(data, mask, train, val, settings, device, scale=1.0, **path)
         hist = res.history.iloc[1:] if len(res.history) > 1 else res.history
+
+        def encode_pass(rows):
+            # as the group level encodes: streamed batches (resident only when forced)
+            return sum(
+                len(batch.rows)
+                for batch in iter_encode(
+                    res.model, data, rows, mask, device, 1.0, encode_batch, fast=settings.fast,
+                    resident=False, **path,
+                )
+            )
+
+        encode_pass(np.arange(min(n, encode_batch)))  # warm-up batch, untimed
         _sync(device)
         t0 = time.perf_counter()
-        n_enc = 0
-        for batch in iter_encode(
-            res.model,
-            data,
-            np.arange(n),
-            mask,
-            device,
-            1.0,
-            encode_batch,
-            fast=settings.fast,
-            resident=settings.resident,
-        ):
-            n_enc += len(batch.rows)
+        n_enc = encode_pass(np.arange(n))
         _sync(device)
         t_enc = time.perf_counter() - t0
     seconds = float(hist["seconds"].sum())
+    fp = res.fast_path
     return {
-        "config": "fast" if settings.fast else "fast-fp32",
+        "config": "fast (" + ", ".join([fp["precision"], fp["memory_format"]]) + ")"
+        + (" forced" if force else ""),
         "train_vol_s": len(train) * len(hist) / seconds,
         "encode_vol_s": n_enc / t_enc,
         "data_wait_share": float(hist["data_wait_s"].sum()) / seconds,
         "peak_mib": _peak_gpu(device) if device.type == "cuda" else mem.mib,
         "placement": res.placement,
+        "fast_path": fp,
         "micro_batch": res.micro_batch,
         "oom_events": len(res.oom_events),
     }
@@ -224,18 +262,27 @@ def main(argv=None):
         help="run the configs this many times, interleaved; report the median of each",
     )
     parser.add_argument("--skip-nifti", action="store_true", help="skip the per-item NIfTI loader")
+    parser.add_argument(
+        "--force-fast",
+        action="store_true",
+        help="run the fast config as bf16 + channels_last_3d + resident data on any device "
+        "(the CPU twin of the CUDA path: checks the code path on CPU, not its speed)",
+    )
     args = parser.parse_args(argv)
 
     import nibabel as nib
     import torch
     from torch.utils.data import Dataset
 
-    from latentbids.model.device import describe_device, resolve_device
+    from latentbids.model.device import describe_device, resolve_device, set_determinism
     from latentbids.model.training import TrainSettings
 
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    # same backend flags for every config (the baseline would otherwise run its first repeat
+    # without cuDNN autotuning, which train_autoencoder switches on for the later configs)
+    set_determinism(False, device)
     shape = tuple(args.shape)
     settings = TrainSettings(
         latent_dim=args.latent,
@@ -310,7 +357,11 @@ def main(argv=None):
                         args.encode_batch,
                     )
                 )
-            one.append(run_fast(data, mask, settings, device, args.epochs, args.encode_batch))
+            one.append(
+                run_fast(
+                    data, mask, settings, device, args.epochs, args.encode_batch, args.force_fast
+                )
+            )
             runs.append(one)
         rows = []
         for i, first in enumerate(runs[0]):
@@ -328,6 +379,12 @@ def main(argv=None):
         f"# shape {shape}, {args.n} volumes, batch {args.batch}, K {args.latent}, channels {args.channels}, "
         f"{args.epochs} epochs (first = warm-up), median of {max(1, args.repeats)} interleaved repeats"
     )
+    if device.type == "cuda":
+        print(
+            f"# flags: cudnn.benchmark {torch.backends.cudnn.benchmark}, "
+            f"cudnn.allow_tf32 {torch.backends.cudnn.allow_tf32}, "
+            f"matmul.allow_tf32 {torch.backends.cuda.matmul.allow_tf32}"
+        )
     header = (
         "config",
         "train vol/s",
@@ -353,7 +410,8 @@ def main(argv=None):
         )
     fast = rows[-1]
     print(
-        f"# fast path: data placement {fast['placement']}, micro-batch {fast['micro_batch']}, "
+        f"# fast path: {fast['fast_path']['precision']}, {fast['fast_path']['memory_format']}, "
+        f"data placement {fast['placement']}, micro-batch {fast['micro_batch']}, "
         f"OOM retries {fast['oom_events']}"
     )
     return rows

@@ -18,7 +18,14 @@ import torch
 
 from latentbids.errors import LatentbidsError
 from latentbids.model.network import AutoEncoder3D
-from latentbids.model.training import BatchSource, _autocast, _is_oom
+from latentbids.model.training import (
+    BatchSource,
+    FastPath,
+    _is_oom,
+    _oom_message,
+    _release_cuda_memory,
+    resolve_fast_path,
+)
 
 LOGGER = logging.getLogger("latentbids.model")
 
@@ -32,6 +39,33 @@ class EncodedBatch:
     error: np.ndarray  # (b,) mean squared error inside the mask
 
 
+def _encode_batch(
+    model: AutoEncoder3D,
+    x: torch.Tensor,
+    rows: np.ndarray,
+    mask_t: torch.Tensor,
+    n_mask: float,
+    path: FastPath,
+    device: torch.device,
+) -> EncodedBatch:
+    """One forward pass over a whole batch (its intermediate tensors die with this frame, or with
+    the traceback of an out-of-memory error)."""
+    with torch.no_grad():
+        with path.autocast(device):
+            z = model.encode(x)
+            recon = model.decode(z)
+        recon = recon.float() * mask_t
+        sq = (recon - x.float() * mask_t).pow(2)
+        err = sq.flatten(1).sum(1) / n_mask
+        return EncodedBatch(
+            rows=rows,
+            z=z.float().cpu().numpy(),
+            recon=recon[:, 0].contiguous().cpu().numpy(),
+            error_map=sq[:, 0].contiguous().cpu().numpy(),
+            error=err.cpu().numpy(),
+        )
+
+
 def iter_encode(
     model: AutoEncoder3D,
     data: np.ndarray,
@@ -42,61 +76,84 @@ def iter_encode(
     batch_size: int = 8,
     fast: bool = True,
     resident: bool = False,
+    *,
+    precision: str | None = None,
+    memory_format: str | None = None,
+    placement: str | None = None,
 ) -> Iterator[EncodedBatch]:
-    """Encode and reconstruct ``data[rows]`` in batches (``data``: ``(N, X, Y, Z)`` on the box,
-    original units; divided by ``scale`` here).  A CUDA out-of-memory error halves the batch and
-    retries (logged)."""
+    """Encode and reconstruct ``data[rows]`` in batches of ``batch_size`` volumes per forward call
+    (``data``: ``(N, X, Y, Z)`` on the box, original units; divided by ``scale`` here).
+
+    ``fast``/``resident`` and the explicit ``precision``, ``memory_format`` and ``placement``
+    overrides resolve as in :func:`latentbids.model.training.resolve_fast_path` (the overrides give
+    the CPU twin of the CUDA fast path).  The model is moved to ``device`` and to the resolved
+    memory format in place.  An out-of-memory error halves the batch and retries (logged); at one
+    volume a resident copy is dropped first, then a one-line
+    :class:`~latentbids.errors.LatentbidsError` is raised.
+    """
     device = torch.device(device)
     rows = np.asarray(rows, dtype=np.int64)
-    channels_last = device.type == "cuda" and fast
+    path = resolve_fast_path(device, fast, resident, precision, memory_format, placement)
     model = model.to(device).eval()
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last_3d)
+    model = model.to(
+        memory_format=torch.channels_last_3d if path.channels_last else torch.contiguous_format
+    )
     mask_np = np.asarray(mask, dtype=np.float32)
     mask_t = torch.as_tensor(mask_np, device=device)[None, None]
     n_mask = float(mask_np.sum())
-    source = BatchSource(data, rows, device, scale, resident=resident, channels_last=channels_last)
+    source = BatchSource(
+        data, rows, device, scale, resident=path.resident, channels_last=path.channels_last
+    )
+    batch_size = max(1, int(batch_size))
     pos = 0
     while pos < len(rows):
         try:
             # one generator for all remaining batches, so the prefetch thread overlaps transfers
             for x in source.batches(np.arange(pos, len(rows)), batch_size):
-                with torch.no_grad(), _autocast(device, fast):
-                    z = model.encode(x)
-                    recon = model.decode(z)
-                recon = recon.float() * mask_t
-                sq = (recon - x.float() * mask_t).pow(2)
-                err = sq.flatten(1).sum(1) / n_mask
-                chunk = rows[pos : pos + x.shape[0]]
-                out = EncodedBatch(
-                    rows=chunk,
-                    z=z.float().cpu().numpy(),
-                    recon=recon[:, 0].contiguous().cpu().numpy(),
-                    error_map=sq[:, 0].contiguous().cpu().numpy(),
-                    error=err.cpu().numpy(),
+                out = _encode_batch(
+                    model, x, rows[pos : pos + x.shape[0]], mask_t, n_mask, path, device
                 )
-                pos += len(chunk)
+                x = None
+                pos += len(out.rows)
                 yield out
+            out = None
+            continue
         except Exception as exc:
             if not _is_oom(exc):
                 raise
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-            if batch_size <= 1:
-                raise LatentbidsError(
-                    "Out of memory while encoding one volume: use a smaller grid or --device cpu"
-                ) from None
+        # recovery outside the except block: the failed batch's tensors are unreferenced now
+        x = out = None
+        _release_cuda_memory(device)
+        if batch_size > 1:
             batch_size = max(1, batch_size // 2)
-            LOGGER.warning("Out of memory while encoding: retrying with batches of %d", batch_size)
+            LOGGER.warning(
+                "Out of memory on %s while encoding: retrying with batches of %d",
+                device,
+                batch_size,
+            )
+        elif source.release():
+            _release_cuda_memory(device)
+            LOGGER.warning(
+                "Out of memory on %s while encoding one volume: streaming from host memory",
+                device,
+            )
+        else:
+            raise LatentbidsError(_oom_message(device, "while encoding"))
 
 
-def encode_all(model, data, rows, mask, device="cpu", scale=1.0, batch_size=8, fast=True):
-    """Latent codes and scalar errors of ``data[rows]`` (in ``rows`` order): ``(Z, e)``."""
+def encode_all(
+    model, data, rows, mask, device="cpu", scale=1.0, batch_size=8, fast=True, **fast_path
+):
+    """Latent codes and scalar errors of ``data[rows]`` (in ``rows`` order): ``(Z, e)``.
+    ``fast_path``: ``resident``, ``precision``, ``memory_format``, ``placement`` (see
+    :func:`iter_encode`)."""
     rows = np.asarray(rows, dtype=np.int64)
     z_out = np.zeros((len(rows), model.latent_dim), dtype=np.float32)
     e_out = np.zeros(len(rows), dtype=np.float64)
     where = {r: i for i, r in enumerate(rows)}
-    for batch in iter_encode(model, data, rows, mask, device, scale, batch_size, fast):
+    for batch in iter_encode(
+        model, data, rows, mask, device, scale, batch_size, fast, **fast_path
+    ):
         for j, r in enumerate(batch.rows):
             z_out[where[int(r)]] = batch.z[j]
             e_out[where[int(r)]] = batch.error[j]

@@ -2,25 +2,38 @@
 
 Data path (no NIfTI decoding here: the caller passes the cached ``(N, X, Y, Z)`` array):
 
-* CPU: fp32; each batch is gathered from the memory-mapped cache by a prefetch thread while the
-  previous step computes.
+* CPU (default): fp32, contiguous; each batch is gathered from the memory-mapped cache by a prefetch
+  thread while the previous step computes.
 * CUDA: the training and validation volumes live on the GPU when they fit (``resident``), else each
   batch is gathered into pinned host memory by the prefetch thread and copied asynchronously;
-  bf16 autocast and ``channels_last_3d`` (the ``fast`` path; ``fast=False`` is the fp32 baseline).
-* A CUDA out-of-memory error during a step is caught: the step is redone with the batch cut in
+  bf16 autocast (fp32 on a card without native bf16) and ``channels_last_3d`` (the ``fast`` path;
+  ``fast=False`` is the fp32 baseline).  See :func:`resolve_fast_path`.
+* CPU twin of the fast path (tests, benchmarks; never a default): ``precision="bf16"``,
+  ``memory_format="channels_last_3d"`` and ``placement="resident"`` passed to
+  :func:`train_autoencoder` / :func:`latentbids.model.encoding.iter_encode` force those choices on
+  any device, so every device-agnostic piece of the CUDA path (autocast, memory format, the resident
+  store and its per-epoch index upload, the OOM fallback) runs on CPU.
+* An out-of-memory error during a step is caught: the step is redone with the batch cut in
   micro-batches of half the size (gradients accumulated, so the optimiser step sees the same batch;
   batch-norm statistics are then per micro-batch, so the step is close to, not identical with, the
-  full-batch one) and the event is logged and returned in :class:`TrainResult`.
+  full-batch one; the running statistics of the failed attempt's finished micro-batches are not
+  rolled back) and the event is logged and returned in :class:`TrainResult`.  At one volume per step
+  a resident training set is moved off the GPU before giving up with a one-line
+  :class:`~latentbids.errors.LatentbidsError`.  Recovery runs outside the ``except`` block, so the
+  failed attempt's activations (held by the traceback) are released before ``empty_cache``.  An
+  out-of-memory error inside ``optimizer.step()`` is not retried (Adam may have updated part of its
+  state): it is reported as such.
 
 Checkpoints (``<checkpoint_dir>/last.pt``, written atomically each epoch) hold the model, optimizer,
-early-stopping state, history and every RNG state, so an interrupted run resumed from its last
-checkpoint reaches the same result as an uninterrupted one (bit-identical on CPU with
-``deterministic=True``).
+early-stopping state, history and every RNG state (on CUDA: the training device's generator only),
+so an interrupted run resumed from its last checkpoint reaches the same result as an uninterrupted
+one (bit-identical on CPU with ``deterministic=True``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -55,8 +68,8 @@ class TrainSettings:
     min_delta: float = 0.0
     seed: int = 42
     deterministic: bool = False
-    fast: bool = True  # bf16 autocast + channels_last_3d on CUDA (ignored on CPU)
-    resident: bool = True  # keep the training set on the GPU when it fits
+    fast: bool = True  # bf16 autocast + channels_last_3d on CUDA (CPU: see train_autoencoder)
+    resident: bool = True  # keep the training set on the GPU when it fits (CUDA only by default)
     gpu_memory_share: float = 0.5  # at most this share of free GPU memory for resident data
 
     def fingerprint(self) -> dict:
@@ -77,24 +90,160 @@ class TrainResult:
     oom_events: list = field(default_factory=list)
     placement: str = "cpu"
     data_wait_share: float = 0.0
+    fast_path: dict = field(default_factory=dict)  # resolved precision / memory format / placement
 
 
-def _autocast(device: torch.device, fast: bool):
-    if device.type == "cuda" and fast:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+PRECISIONS = ("fp32", "bf16")
+MEMORY_FORMATS = ("contiguous", "channels_last_3d")
+PLACEMENTS = ("resident", "streamed")
+
+
+@dataclass(frozen=True)
+class FastPath:
+    """The resolved data path of one training or encoding run (see :func:`resolve_fast_path`)."""
+
+    precision: str = "fp32"  # "fp32" | "bf16" (autocast)
+    memory_format: str = "contiguous"  # "contiguous" | "channels_last_3d" (model and inputs)
+    placement: str = "streamed"  # "resident" (whole set on the device when it fits) | "streamed"
+    forced: bool = False  # an explicit override was given (logged)
+
+    @property
+    def channels_last(self) -> bool:
+        return self.memory_format == "channels_last_3d"
+
+    @property
+    def resident(self) -> bool:
+        return self.placement == "resident"
+
+    def autocast(self, device: torch.device):
+        return _autocast(device, self.precision)
+
+    def as_dict(self) -> dict:
+        return {
+            "precision": self.precision,
+            "memory_format": self.memory_format,
+            "placement": self.placement,
+        }
+
+
+def _native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` runs bf16 natively (CUDA compute capability >= 8.0)."""
+    try:
+        with torch.cuda.device(device):
+            return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # pragma: no cover - torch without the keyword
+        return bool(torch.cuda.is_bf16_supported())
+
+
+def _choice(value, allowed, name):
+    if value is None or value == "auto":
+        return None
+    value = str(value).lower().replace("-", "_")
+    if name == "precision" and value in ("fp16", "float16", "half"):
+        raise ValueError(
+            "precision fp16 is not supported (it needs loss scaling): use bf16 or fp32"
+        )
+    value = {"bfloat16": "bf16", "float32": "fp32", "channels_last": "channels_last_3d"}.get(
+        value, value
+    )
+    if value not in allowed:
+        raise ValueError(f"{name} {value!r} is not one of auto, {', '.join(allowed)}")
+    return value
+
+
+def resolve_fast_path(
+    device: torch.device | str,
+    fast: bool = True,
+    resident: bool = True,
+    precision: str | None = None,
+    memory_format: str | None = None,
+    placement: str | None = None,
+) -> FastPath:
+    """Resolve precision, memory format and data placement for ``device``.
+
+    Defaults (``None`` or ``"auto"``): on CUDA with ``fast``, bf16 autocast (fp32 on a card without
+    native bf16, e.g. V100/T4, logged) and ``channels_last_3d``; fp32 and contiguous otherwise (CPU
+    always).  Placement is ``resident`` on CUDA when ``resident`` is true (the set still falls back
+    to pinned batches when it does not fit), ``streamed`` otherwise.
+
+    An explicit ``precision`` (``fp32``/``bf16``), ``memory_format``
+    (``contiguous``/``channels_last_3d``) or ``placement`` (``resident``/``streamed``) is obeyed on
+    any device: on CPU this is the *CPU twin* of the CUDA fast path, for tests and benchmarks
+    (CPU bf16 autocast is slow without AMX/AVX512-BF16; not a production setting).
+    """
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    p = _choice(precision, PRECISIONS, "precision")
+    m = _choice(memory_format, MEMORY_FORMATS, "memory_format")
+    pl = _choice(placement, PLACEMENTS, "placement")
+    forced = any(v is not None for v in (p, m, pl))
+    if p is None:
+        p = "bf16" if cuda and fast else "fp32"
+        if p == "bf16" and not _native_bf16(device):
+            LOGGER.info("%s has no native bf16 (compute capability < 8): fast path in fp32", device)
+            p = "fp32"
+    if m is None:
+        m = "channels_last_3d" if cuda and fast else "contiguous"
+    if pl is None:
+        pl = "resident" if cuda and resident else "streamed"
+    return FastPath(p, m, pl, forced)
+
+
+def _autocast(device: torch.device, precision: str | bool):
+    """The autocast context for ``precision`` (``"bf16"`` on any device type, ``"fp32"``: off).
+
+    A boolean is the older ``fast`` flag: ``True`` means bf16 on CUDA only.
+    """
+    device = torch.device(device)
+    if isinstance(precision, bool):
+        precision = "bf16" if (precision and device.type == "cuda") else "fp32"
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return torch.autocast(device.type, enabled=False)
 
 
+_OOM_TEXT = (
+    "CUDA out of memory",
+    "CUDNN_STATUS_NOT_ENOUGH_MEMORY",
+    "CUBLAS_STATUS_ALLOC_FAILED",
+)
+
+
 def _is_oom(exc: BaseException) -> bool:
-    """A CUDA out-of-memory error (``torch.OutOfMemoryError`` or its older RuntimeError form)."""
+    """A GPU out-of-memory error: ``torch.OutOfMemoryError`` (``torch.cuda.OutOfMemoryError`` is
+    the same class), or the RuntimeError forms of older torch and of cuDNN/cuBLAS allocation
+    failures."""
     oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", ())
     return isinstance(exc, oom) or (
-        isinstance(exc, RuntimeError) and "CUDA out of memory" in str(exc)
+        isinstance(exc, RuntimeError) and any(t in str(exc) for t in _OOM_TEXT)
     )
 
 
+def _free_cuda_memory(device: torch.device) -> int:
+    """Bytes this process can still get on ``device``: the driver's free memory plus what PyTorch's
+    caching allocator holds reserved but unused (e.g. the previous fold's training set)."""
+    free, _ = torch.cuda.mem_get_info(device)
+    cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return int(free) + max(0, int(cached))
+
+
+def _release_cuda_memory(device: torch.device) -> None:
+    """After an out-of-memory error (called outside the ``except`` block): collect the failed
+    attempt's tensors and give the allocator's cached blocks back."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
 class BatchSource:
-    """Serve scaled ``(B, 1, X, Y, Z)`` float32 batches of ``data[indices[pos]]`` on ``device``."""
+    """Serve scaled ``(B, 1, X, Y, Z)`` float32 batches of ``data[indices[pos]]`` on ``device``.
+
+    ``resident``: on CUDA, copy the whole set to the GPU when it needs at most ``memory_share`` of
+    the memory still available (else pinned batches); on CPU (the twin, only when asked), keep a
+    float32 torch copy in RAM and serve batches with the same ``index_select`` as on the GPU.
+    :meth:`release` drops the resident copy (OOM fallback); batches already being served switch to
+    the streamed path at the next batch.
+    """
 
     def __init__(
         self,
@@ -108,39 +257,63 @@ class BatchSource:
     ):
         self.data = data
         self.indices = np.asarray(indices, dtype=np.int64)
-        self.device = device
+        self.device = torch.device(device)
         self.inv_scale = float(1.0 / scale)
         self.channels_last = channels_last
         self.store = None
-        self.placement = "cpu" if device.type == "cpu" else "pinned"
-        if device.type == "cuda" and resident and len(self.indices):
-            need = len(self.indices) * int(np.prod(data.shape[1:])) * 4
-            free, _ = torch.cuda.mem_get_info(device)
-            if need <= memory_share * free:
-                try:
-                    self.store = torch.empty(
-                        (len(self.indices),) + tuple(data.shape[1:]),
-                        dtype=torch.float32,
-                        device=device,
-                    )
-                    for lo in range(0, len(self.indices), 32):
-                        part = np.ascontiguousarray(data[self.indices[lo : lo + 32]])
-                        self.store[lo : lo + 32].copy_(torch.from_numpy(part))
-                    self.placement = "gpu"
-                except Exception as exc:  # pragma: no cover - needs a GPU
-                    if not _is_oom(exc):
-                        raise
-                    self.store = None
-                    torch.cuda.empty_cache()
-                    LOGGER.warning(
-                        "Training set did not fit on the GPU: using pinned-memory batches"
-                    )
-            else:
-                LOGGER.info(
-                    "Training set (%.1f GiB) exceeds %.0f%% of free GPU memory: pinned batches",
-                    need / 2**30,
-                    memory_share * 100,
-                )
+        self.placement = self._streamed_name()
+        if not (resident and len(self.indices)):
+            return
+        if self.device.type == "cuda":
+            self._upload(memory_share)
+        else:
+            # same row layout as the GPU store: row i is data[indices[i]]
+            rows = np.ascontiguousarray(data[self.indices], dtype=np.float32)
+            self.store = torch.from_numpy(rows)
+            self.placement = f"{self.device.type}-resident"
+
+    def _streamed_name(self) -> str:
+        return "pinned" if self.device.type == "cuda" else self.device.type
+
+    def _upload(self, memory_share: float) -> None:
+        need = len(self.indices) * int(np.prod(self.data.shape[1:])) * 4
+        available = _free_cuda_memory(self.device)
+        if need > memory_share * available:
+            LOGGER.info(
+                "Data set (%.2f GiB) exceeds %.0f%% of available GPU memory (%.2f GiB): "
+                "pinned batches",
+                need / 2**30,
+                memory_share * 100,
+                available / 2**30,
+            )
+            return
+        failed = False
+        try:
+            self.store = torch.empty(
+                (len(self.indices),) + tuple(self.data.shape[1:]),
+                dtype=torch.float32,
+                device=self.device,
+            )
+            for lo in range(0, len(self.indices), 32):
+                part = np.ascontiguousarray(self.data[self.indices[lo : lo + 32]], dtype=np.float32)
+                self.store[lo : lo + 32].copy_(torch.from_numpy(part))
+            self.placement = "gpu"
+        except Exception as exc:  # pragma: no cover - needs a GPU
+            if not _is_oom(exc):
+                raise
+            failed = True
+        if failed:  # pragma: no cover - needs a GPU
+            self.store = None
+            _release_cuda_memory(self.device)
+            LOGGER.warning("Data set did not fit on the GPU: using pinned-memory batches")
+
+    def release(self) -> bool:
+        """Drop the resident copy (True when there was one); later batches are streamed."""
+        if self.store is None:
+            return False
+        self.store = None
+        self.placement = self._streamed_name()
+        return True
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -150,7 +323,7 @@ class BatchSource:
         arr = self.data[rows]
         tensor = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
         if self.device.type == "cuda":
-            tensor = tensor.pin_memory()
+            tensor = tensor.pin_memory()  # pinned only for a CUDA target (async copy in _finish)
         return tensor
 
     def _finish(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -161,30 +334,40 @@ class BatchSource:
             tensor = tensor.contiguous(memory_format=torch.channels_last_3d)
         return tensor
 
+    def _store_rows(self, chunks: list) -> torch.Tensor:
+        """Rows of the resident store for ``chunks`` (concatenated), uploaded in one copy per pass:
+        a per-batch ``as_tensor(..., device=cuda)`` is a blocking copy that stalls the host on
+        every step (and showed up as data wait)."""
+        return torch.as_tensor(np.concatenate(chunks), dtype=torch.int64, device=self.store.device)
+
     def batches(self, order: np.ndarray, batch_size: int, wait: list | None = None):
-        """Yield batches in ``order`` (positions into ``indices``); ``wait[0]`` accumulates seconds
-        spent blocked on data."""
-        chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-        if self.store is not None:
-            for chunk in chunks:
+        """Yield batches in ``order`` (positions into ``indices``; each batch's positions sorted);
+        ``wait[0]`` accumulates seconds spent blocked on data."""
+        order = np.asarray(order, dtype=np.int64)
+        batch_size = max(1, int(batch_size))
+        chunks = [np.sort(order[i : i + batch_size]) for i in range(0, len(order), batch_size)]
+        rows = self._store_rows(chunks) if (self.store is not None and chunks) else None
+        pool, future, start = None, None, 0
+        try:
+            for i, chunk in enumerate(chunks):
                 t0 = time.perf_counter()
-                pos = torch.as_tensor(np.sort(chunk), device=self.device)
-                x = self._finish(self.store.index_select(0, pos))
+                if self.store is not None and rows is not None:
+                    x = self._finish(self.store.index_select(0, rows[start : start + len(chunk)]))
+                else:  # streamed (or the resident copy was released by the OOM fallback)
+                    if pool is None:
+                        pool = ThreadPoolExecutor(max_workers=1)
+                    host = future.result() if future is not None else self._host(chunk)
+                    future = pool.submit(self._host, chunks[i + 1]) if i + 1 < len(chunks) else None
+                    x = self._finish(host)
+                start += len(chunk)
                 if wait is not None:
                     wait[0] += time.perf_counter() - t0
                 yield x
-            return
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            future = pool.submit(self._host, chunks[0]) if chunks else None
-            for i in range(len(chunks)):
-                t0 = time.perf_counter()
-                host = future.result()
-                if i + 1 < len(chunks):
-                    future = pool.submit(self._host, chunks[i + 1])
-                x = self._finish(host)
-                if wait is not None:
-                    wait[0] += time.perf_counter() - t0
-                yield x
+        finally:
+            if pool is not None:
+                if future is not None:
+                    future.cancel()
+                pool.shutdown(wait=True)
 
 
 def _rng_state(gen: torch.Generator, device: torch.device) -> dict:
@@ -194,7 +377,9 @@ def _rng_state(gen: torch.Generator, device: torch.device) -> dict:
         "numpy": np.random.get_state(),
     }
     if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        # the training device's generator only: get_rng_state_all() would create a CUDA context
+        # on every visible GPU, and could not be restored on a machine with fewer GPUs
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
@@ -202,8 +387,13 @@ def _set_rng_state(state: dict, gen: torch.Generator, device: torch.device) -> N
     torch.set_rng_state(state["torch"])
     gen.set_state(state["shuffle"])
     np.random.set_state(state["numpy"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda_state = state.get("cuda")
+    if device.type == "cuda" and cuda_state is not None:
+        if isinstance(cuda_state, (list, tuple)):  # older checkpoints: one state per visible GPU
+            idx = device.index if device.index is not None else torch.cuda.current_device()
+            cuda_state = cuda_state[idx] if idx < len(cuda_state) else None
+        if cuda_state is not None:
+            torch.cuda.set_rng_state(cuda_state, device)
 
 
 def _cpu_state(model: torch.nn.Module) -> dict:
@@ -218,6 +408,16 @@ def build_model(settings: TrainSettings, input_shape, output: str = "sigmoid") -
     )
 
 
+def _oom_message(device: torch.device, where: str) -> str:
+    """The one-line error when even one volume per step does not fit."""
+    fix = "use --device cpu or " if device.type == "cuda" else "free memory or use "
+    return (
+        f"Out of memory on {device} {where} with one volume per step and the data in host memory "
+        f"(the batch was already cut automatically, so a lower --batch-size will not help): "
+        f"{fix}a coarser grid (e.g. --output-spaces SPACE:res-2)"
+    )
+
+
 def train_autoencoder(
     data: np.ndarray,
     mask: np.ndarray,
@@ -229,6 +429,10 @@ def train_autoencoder(
     checkpoint_dir: str | Path | None = None,
     on_epoch_end: Callable[[int, dict], None] | None = None,
     extra_fingerprint: dict | None = None,
+    *,
+    precision: str | None = None,
+    memory_format: str | None = None,
+    placement: str | None = None,
 ) -> TrainResult:
     """Train one autoencoder on ``data[train_idx]``, early-stopping on ``data[val_idx]``.
 
@@ -244,6 +448,10 @@ def train_autoencoder(
         made by the same settings and data.
     on_epoch_end : called as ``on_epoch_end(epoch, row)`` after each epoch's checkpoint is written.
     extra_fingerprint : more facts (data cache key, fold) that must match for a resume.
+    precision, memory_format, placement : override the data path chosen from ``device`` and
+        ``settings.fast``/``settings.resident`` (see :func:`resolve_fast_path`); ``None`` (default)
+        keeps the automatic choice.  ``precision="bf16", memory_format="channels_last_3d",
+        placement="resident"`` on CPU is the CPU twin of the CUDA fast path (tests, benchmarks).
     """
     device = torch.device(device)
     set_determinism(settings.deterministic, device)
@@ -251,7 +459,9 @@ def train_autoencoder(
     val_idx = np.asarray(val_idx, dtype=np.int64)
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise ValueError("training needs at least one training and one validation volume")
-    channels_last = device.type == "cuda" and settings.fast
+    path = resolve_fast_path(
+        device, settings.fast, settings.resident, precision, memory_format, placement
+    )
     fingerprint = {
         "settings": settings.fingerprint(),
         "scale": float(scale),
@@ -260,9 +470,15 @@ def train_autoencoder(
         "val": val_idx.tolist(),
         **(extra_fingerprint or {}),
     }
+    numerics = {"precision": path.precision, "memory_format": path.memory_format}
+    if numerics != {"precision": "fp32", "memory_format": "contiguous"}:
+        # a bf16 / channels_last run (CUDA default, or forced) resumes only the same numerics; the
+        # fp32 default keeps its old key, so existing checkpoints still resume; placement does not
+        # change the batches and is left out
+        fingerprint["numerics"] = numerics
 
     model = build_model(settings, data.shape[1:]).to(device)
-    if channels_last:
+    if path.channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
     gen = torch.Generator().manual_seed(int(settings.seed) + 1)
@@ -301,55 +517,108 @@ def train_autoencoder(
             )
 
     train_src = BatchSource(
-        data, train_idx, device, scale, settings.resident, channels_last, settings.gpu_memory_share
+        data, train_idx, device, scale, path.resident, path.channels_last, settings.gpu_memory_share
     )
     val_src = BatchSource(
-        data, val_idx, device, scale, settings.resident, channels_last, settings.gpu_memory_share
+        data, val_idx, device, scale, path.resident, path.channels_last, settings.gpu_memory_share
     )
     n_mask = float(mask_t.sum())
     if n_mask == 0:
         raise ValueError("the loss mask is empty")
+    LOGGER.info(
+        "Training on %s: %s, %s, data %s%s",
+        device,
+        path.precision,
+        path.memory_format,
+        train_src.placement,
+        " (forced)" if path.forced else "",
+    )
+
+    def recover(where: str) -> None:
+        """After an out-of-memory error (outside its ``except`` block, so the failed attempt's
+        tensors are unreferenced): free memory, then halve the micro-batch, else move the data off
+        the device, else give up with a one-line error."""
+        nonlocal micro
+        _release_cuda_memory(device)
+        if micro > 1:
+            micro = max(1, micro // 2)
+            event = (
+                f"epoch {epoch}: out of memory on {device} ({where}), "
+                f"retrying with micro-batches of {micro}"
+            )
+        elif train_src.release() | val_src.release():  # both, no short-circuit
+            _release_cuda_memory(device)
+            event = (
+                f"epoch {epoch}: out of memory on {device} ({where}) at one volume per step, "
+                f"retrying with the data streamed from host memory ({train_src.placement})"
+            )
+        else:
+            raise LatentbidsError(_oom_message(device, f"during {where}"))
+        oom_events.append(event)
+        LOGGER.warning(event)
+
+    def accumulate(x: torch.Tensor) -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        total = torch.zeros((), device=device)
+        for chunk in x.split(micro):
+            with path.autocast(device):
+                recon, _ = model(chunk)
+            # loss in fp32 outside autocast (masked_mse casts); bf16 needs no GradScaler
+            loss = masked_mse(recon, chunk, mask_t).sum() / x.shape[0]
+            loss.backward()
+            total += loss.detach()
+        return total
 
     def step(x: torch.Tensor) -> torch.Tensor:
-        nonlocal micro
         while True:
             try:
-                optimizer.zero_grad(set_to_none=True)
-                total = torch.zeros((), device=device)
-                for chunk in x.split(micro):
-                    with _autocast(device, settings.fast):
-                        recon, _ = model(chunk)
-                    loss = masked_mse(recon, chunk, mask_t).sum() / x.shape[0]
-                    loss.backward()
-                    total += loss.detach()
-                optimizer.step()
-                return total
+                total = accumulate(x)
+                break
             except Exception as exc:
                 if not _is_oom(exc):
                     raise
-                optimizer.zero_grad(set_to_none=True)
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
-                if micro <= 1:
-                    raise LatentbidsError(
-                        "Out of memory even with one volume per step: use a smaller grid, fewer "
-                        "channels, or --device cpu"
-                    ) from None
-                micro = max(1, micro // 2)
-                event = f"epoch {epoch}: out of memory on {device}, retrying with micro-batches of {micro}"
-                oom_events.append(event)
-                LOGGER.warning(event)
+            # here the exception and its traceback (holding the activations) are gone
+            optimizer.zero_grad(set_to_none=True)  # no stale partial gradients in the retry
+            recover("training step")
+        try:
+            optimizer.step()
+            return total
+        except Exception as exc:
+            if not _is_oom(exc):
+                raise
+        # Adam may have updated part of its state: redoing the step would apply it twice
+        optimizer.zero_grad(set_to_none=True)
+        _release_cuda_memory(device)
+        raise LatentbidsError(
+            f"GPU out of memory on {device} in the optimiser step (the model and its Adam state do "
+            f"not fit next to the data): use --device cpu or a coarser grid "
+            f"(e.g. --output-spaces SPACE:res-2)"
+            if device.type == "cuda"
+            else f"Out of memory on {device} in the optimiser step: free memory or use a coarser "
+            f"grid"
+        )
 
-    def validate() -> float:
-        model.eval()
+    def validation_pass() -> float:
         total = torch.zeros((), device=device)
         with torch.no_grad():
             for x in val_src.batches(np.arange(len(val_src)), micro):
-                with _autocast(device, settings.fast):
+                with path.autocast(device):
                     recon, _ = model(x)
                 total += masked_mse(recon, x, mask_t).sum()
-        model.train()
         return float(total) / len(val_src)
+
+    def validate() -> float:
+        model.eval()
+        try:
+            while True:
+                try:
+                    return validation_pass()
+                except Exception as exc:
+                    if not _is_oom(exc):
+                        raise
+                recover("validation")
+        finally:
+            model.train()
 
     epoch = start_epoch
     model.train()
@@ -436,4 +705,5 @@ def train_autoencoder(
         oom_events=list(oom_events),
         placement=train_src.placement,
         data_wait_share=share,
+        fast_path={**path.as_dict(), "placement": train_src.placement},
     )
