@@ -5,7 +5,7 @@ import logging
 from pathlib import Path
 
 from latentbids.bids.naming import bids_name, res_label, subject_dir
-from latentbids.errors import EXIT_OK, MissingInputError, NoDataError
+from latentbids.errors import EXIT_FAILURE, EXIT_OK, MissingInputError, NoDataError
 
 LOGGER = logging.getLogger("latentbids")
 
@@ -140,11 +140,22 @@ def run_group_level_cli(config, templates, atlas) -> int:
     records = collect_gm_maps(config, template)
     write_run_config(config.execution.output_dir, config.execution.run_id, config)  # input_map may have changed
     from latentbids.workflows.group import run_group_level
+    from latentbids.workflows.group_analysis import run_group_analysis, validate_analysis_request
 
+    validate_analysis_request(config, records)  # a bad --contrast fails before hours of training
     LOGGER.info("Group level on %d GM map(s) from %d subject(s)", len(records), records["participant_id"].nunique())
     result = run_group_level(config, records, template, atlas)
-    LOGGER.info("Group level finished; outputs in %s", config.execution.output_dir)
     for key, value in (result or {}).items():
         if isinstance(value, (str, Path)):
             LOGGER.debug("%s: %s", key, value)
+    analysis = run_group_analysis(config, records, result, atlas)
+    for sentence in analysis.get("verdicts", []):
+        LOGGER.info("Verdict: %s", sentence)
+    if analysis.get("report"):
+        LOGGER.info("Group report: %s", analysis["report"])
+    if analysis.get("failures"):
+        LOGGER.error("Group level finished with %d failed analysis section(s): %s (see the log above)",
+                     len(analysis["failures"]), ", ".join(analysis["failures"]))
+        return EXIT_FAILURE
+    LOGGER.info("Group level finished; outputs in %s", config.execution.output_dir)
     return EXIT_OK

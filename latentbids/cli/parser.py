@@ -43,6 +43,10 @@ OPTION_TO_CONFIG = {
     "fit_all": ("model", "fit_all"),
     "max_epochs": ("model", "max_epochs"),
     "batch_size": ("model", "batch_size"),
+    "analysis_enabled": ("analysis", "enabled"),
+    "label_column": ("analysis", "label_column"),
+    "contrasts": ("analysis", "contrasts"),
+    "confounds": ("analysis", "confounds"),
 }
 
 
@@ -51,6 +55,14 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):  # noqa: D401 - argparse API
         raise UsageError(f"{message} (see 'latentbids --help')")
+
+
+def _contrast(value: str) -> str:
+    """``--contrast A:B``: two different, non-empty labels separated by a colon."""
+    parts = [p.strip() for p in str(value).split(":")]
+    if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a contrast: write two different labels as A:B, e.g. CN:AD")
+    return f"{parts[0]}:{parts[1]}"
 
 
 def parse_mem(value: str) -> float:
@@ -143,6 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
     mod.add_argument("--fit-all", dest="fit_all", action="store_true", help="train one model on all subjects")
     mod.add_argument("--max-epochs", dest="max_epochs", type=_positive_int, metavar="N", help="epoch limit (default 200)")
     mod.add_argument("--batch-size", dest="batch_size", type=_positive_int, metavar="N", help="batch size (default 8)")
+
+    ana = parser.add_argument_group("latent-space analysis (group level)")
+    ana.add_argument("--skip-analysis", dest="analysis_enabled", action="store_false",
+                     help="train and encode only: no projections, LRCP, SHAP, statistics or group report")
+    ana.add_argument("--label-column", dest="label_column", metavar="COLUMN",
+                     help="participants.tsv column with the clinical labels (default: group)")
+    ana.add_argument("--contrast", "--contrasts", dest="contrasts", nargs="+", type=_contrast, metavar="A:B",
+                     help="label pairs to compare, e.g. CN:AD CN:MCI (default: every pair of labels)")
+    ana.add_argument("--confounds", dest="confounds", nargs="+", metavar="NAME",
+                     help="regress these out before the analysis: participants.tsv columns, or tiv, gm_mean")
 
     run = parser.add_argument_group("running")
     run.add_argument("-w", "--work-dir", dest="work_dir", metavar="DIR",

@@ -159,7 +159,11 @@ def run_group_level(config, records: pd.DataFrame, template, atlas) -> dict:
     -------
     dict with ``latent_table`` (DataFrame), ``latent_tsv``, ``curves_tsv``, ``curves_png``,
     ``model_dir``, ``subjects`` (``{"sub-XX[_ses-YY]": {kind: path}}``), ``splits`` (DataFrame),
-    ``device``, ``cache`` (path) and ``cache_reused``.
+    ``device``, ``cache`` (path) and ``cache_reused``; for the analysis: ``fold_latents`` (every map
+    encoded by every fold's model: fold, participant_id, session_id, role, z0.., error), ``data`` (the
+    cached maps on the network box, in ``records`` order, GM units), ``mask_box``, ``atlas_box``
+    (atlas labels on the box), ``atlas_image`` (atlas on the working grid), ``resolution``, ``space``,
+    ``model_name`` and ``folds``.
     """
     import torch
 
@@ -241,7 +245,7 @@ def run_group_level(config, records: pd.DataFrame, template, atlas) -> dict:
             sort_keys=True,
         ).encode()
     ).hexdigest()[:16]
-    models, fold_info, curves, latent_rows, subjects = {}, {}, [], [], {}
+    models, fold_info, curves, latent_rows, subjects, fold_rows = {}, {}, [], [], {}, []
     K = settings.latent_dim
     space, atlas_bids = template.space, atlas.bids_name
     model_name = mc.model_name or f"ae-K{K}"
@@ -291,14 +295,23 @@ def run_group_level(config, records: pd.DataFrame, template, atlas) -> dict:
         hist.insert(0, "fold", fold)
         curves.append(hist)
 
-        # 4. encode the held-out maps (fit-all: every map, labelled in_training).
-        encode_rows = rows_of["test"] if fold != "all" else np.arange(len(records))
+        # 4. encode every map with this fold's model.  The held-out maps (fit-all: every map,
+        # labelled in_training) give the per-subject derivatives and the group latent table; the
+        # others only feed the within-fold analysis (a fold's latent units are its own).
         for batch in iter_encode(
-            result.model, data, encode_rows, mask_box, device, scale, batch_size=settings.batch_size
+            result.model, data, np.arange(len(records)), mask_box, device, scale,
+            batch_size=settings.batch_size,
         ):
             for j, r in enumerate(batch.rows):
                 rec = records.iloc[int(r)]
-                in_training = role[(fold, rec.participant_id)] in ("train", "validation")
+                fold_role = role[(fold, rec.participant_id)]
+                fold_rows.append(
+                    [fold, rec.participant_id, rec.session_id, fold_role]
+                    + batch.z[j].tolist() + [float(batch.error[j])]
+                )
+                if fold != "all" and fold_role != "test":
+                    continue
+                in_training = fold_role in ("train", "validation")
                 latent = pd.DataFrame(
                     [
                         [rec.participant_id, rec.session_id, fold, in_training]
@@ -428,6 +441,19 @@ def run_group_level(config, records: pd.DataFrame, template, atlas) -> dict:
         "Sources": [f"bids::{Path(p).relative_to(out).as_posix()}" if Path(p).is_relative_to(out) else str(p)
                     for p in records["gm_path"]],
     })
+    fold_latents = pd.DataFrame(
+        fold_rows,
+        columns=["fold", "participant_id", "session_id", "role"] + latent_columns(K) + ["error"],
+    )
+    folds_tsv = write_tsv(fold_latents, group_dir / bids_name(
+        "latent", ".tsv", desc=model_name.replace("-", "") + "allfolds", **ent))
+    write_json(folds_tsv.with_suffix(".json"), {
+        "Description": (
+            "Every map encoded by every fold's model, with its role in that fold (train, validation or "
+            "test = held out; fit-all: all). The latent analysis works within one fold on these rows: "
+            "a fold's units are not aligned with another fold's"),
+        "role": {"Description": "train | validation | test (held out in this fold); fit-all: train | validation"},
+    })
     curves_df = pd.concat(curves, ignore_index=True)
     curves_tsv = write_tsv(
         curves_df, group_dir / bids_name("curves", ".tsv", desc="training", **ent)
@@ -435,7 +461,17 @@ def run_group_level(config, records: pd.DataFrame, template, atlas) -> dict:
     curves_png = _plot_curves(
         curves_df, group_dir / bids_name("curves", ".png", desc="training", **ent)
     )
+    atlas_box = fit.crop(atlas_work.astype(np.float32)).astype(np.int64)
     return {
+        "fold_latents": fold_latents,
+        "data": data,
+        "mask_box": mask_box > 0,
+        "atlas_box": atlas_box,
+        "atlas_image": nib.Nifti1Image(atlas_work, work_affine),
+        "resolution": float(work_res),
+        "space": space,
+        "model_name": model_name,
+        "folds": folds,
         "latent_table": table,
         "latent_tsv": latent_tsv,
         "curves_tsv": curves_tsv,

@@ -53,12 +53,22 @@ def test_concurrent_participant_jobs_then_group_then_model(simulated, tmp_path):
 
     proc = run_cli(bids, out, "group", "-w", work, "--sloppy", "--n-folds", 2)
     assert proc.returncode == 0, proc.stderr
-    latents = pd.read_csv(next((out / "group").glob("*_latent.tsv")), sep="\t")
+    latents = pd.read_csv(next((out / "group").glob("*_desc-aeK32_latent.tsv")), sep="\t")
     assert sorted(latents["participant_id"]) == [f"sub-{s}" for s in subjects]
     assert not latents["in_training"].any()  # every code comes from the fold that held it out
     assert {f"z{k}" for k in range(32)} <= set(latents.columns)
     model_dir = next((out / "models").iterdir())
     assert (model_dir / "model.json").is_file()
+    # the latent-space analysis ran on the simulated labels and wrote its report and verdicts
+    summary = json.loads((out / "group" / "ae-K32" / "analysis.json").read_text())
+    assert summary["Contrasts"] == ["CN:AD"] and summary["Failures"] == {}
+    assert summary["Verdicts"] and (out / "group_ae-K32.html").is_file()
+    assert "Verdict:" in proc.stderr
+    # a contrast naming an absent label is refused before any training
+    proc = run_cli(bids, out, "group", "-w", work, "--sloppy", "--n-folds", 2, "--contrast", "CN:XX",
+                   "--skip-bids-validation")
+    assert proc.returncode == 64 and "no subject has the label 'XX'" in proc.stderr
+    assert "Traceback" not in proc.stderr and "Fold 1" not in proc.stderr
 
     report = run_validator(out, tmp_path / "report.json")
     assert errors_of(report) == []
