@@ -2,7 +2,8 @@
 # The main job end to end on a cohort the tool makes itself (no data from anywhere):
 #   1. latentbids-simulate writes a small BIDS dataset with a planted hippocampal GM loss;
 #   2. the participant level segments and registers every T1w;
-#   3. the group level trains the autoencoder and writes the latent outputs.
+#   3. the group level trains the autoencoder, writes the latent outputs, reads the latent space
+#      (projections, LRCP, SHAP, statistical-agnostic tests) and writes the group report.
 # Usage: scripts/demo.sh [DEMO_DIR]   (make demo calls it inside the project's .venv)
 set -euo pipefail
 DEMO_DIR=${1:-demo_out}
@@ -22,3 +23,4 @@ fi
 echo
 echo "Demo finished. Outputs: $OUT"
 ls "$OUT"
+echo "Group report: $OUT/group_ae-K32.html; verdicts in $OUT/group/ae-K32/analysis.json"
