@@ -132,7 +132,7 @@ class AnalysisConfig:
     shap_learning_rate: float = 0.05
     shap_subsample: float = 0.8
     shap_background: int = 200
-    shap_permutations: int = 100  # refits on shuffled errors (null for the surrogate's CV R^2)
+    shap_permutations: int = 40  # refits on shuffled errors (null of the surrogate's CV R^2); smallest p 1/41
     shap_min_r2: float = 0.1  # below this cross-validated R^2 no SHAP claim is made
 
 

@@ -362,7 +362,8 @@ class GroupAnalysis:
             G, e[rows], classes, self.regions["index"].to_numpy(), self.regions["name"].tolist(),
             n_estimators=s.shap_n_estimators, max_depth=s.shap_max_depth, learning_rate=s.shap_learning_rate,
             subsample=s.shap_subsample, background=s.shap_background, n_permutations=s.shap_permutations,
-            min_r2=s.shap_min_r2, top_k=s.top_k, random_state=self.seed)
+            min_r2=s.shap_min_r2, top_k=s.top_k, random_state=self.seed, eta=s.eta, bound=s.bound,
+            sar_resamples=s.sar_resamples, n_jobs=max(1, int(self.config.execution.nprocs or 1)))
         ids = self._ids(rows)
         files = {
             "shap_fits": write_tsv(res.fits, self._path("shapfits", ".tsv", True)),

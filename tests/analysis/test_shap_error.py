@@ -1,0 +1,266 @@
+"""SHAP on reconstruction error (METHOD.md section 7): planted signal found, null refused.
+
+Ground truth is planted: ``e`` depends on a few regions (linear + a small nonlinearity + noise) and the
+test asks that the surrogate fits, is supported by the permutation null, and ranks the planted regions
+first; an ``e`` independent of ``G`` must give no SHAP claim, in words.  Small forests (100 trees) and
+20 permutations (the fewest that can give p < 0.05) keep the file fast.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from latentbids.analysis.shap_error import (
+    COMPARISON_COLUMNS,
+    FIT_COLUMNS,
+    IMPORTANCE_COLUMNS,
+    ShapResult,
+    explain_error,
+)
+from latentbids.errors import UsageError
+
+N, J = 120, 20
+REGIONS = np.arange(1, J + 1) * 10  # atlas labels that are not column positions
+NAMES = [f"region{r}" for r in REGIONS]
+PLANTED = [2, 7, 11]  # column positions
+FAST = dict(n_estimators=100, learning_rate=0.1, n_permutations=20, top_k=3, random_state=0)
+NO_CLAIM = "no shap claim is supported"
+
+
+def _cohort(seed, planted_a, planted_b=None, noise=0.5, n=N):
+    """Two classes of n/2; e = sum over planted columns of (b G_j + 0.3 G_j^2) + noise."""
+    rng = np.random.default_rng(seed)
+    G = rng.normal(0.5, 0.1, size=(n, J))  # GM-like values
+    Z = (G - 0.5) / 0.1
+    y = np.repeat(np.array(["AD", "CN"]), n // 2)
+    weights = [1.0, 0.8, 0.6]
+    e = noise * rng.normal(size=n)
+    for cls, planted in (("AD", planted_a), ("CN", planted_b if planted_b is not None else planted_a)):
+        m = y == cls
+        for w, j in zip(weights, planted):
+            e[m] += w * Z[m, j] + 0.3 * Z[m, j] ** 2
+    return G, 0.01 + 0.001 * e, y  # on the scale of an MSE
+
+
+@pytest.fixture(scope="module")
+def planted():
+    G, e, y = _cohort(1, PLANTED)
+    return G, e, y, explain_error(G, e, y, REGIONS, NAMES, **FAST)
+
+
+@pytest.fixture(scope="module")
+def null():
+    G, _, y = _cohort(2, PLANTED)
+    e = 0.01 + 0.001 * np.random.default_rng(3).normal(size=N)  # independent of G
+    return G, e, y, explain_error(G, e, y, REGIONS, NAMES, **FAST)
+
+
+def test_planted_regions_lead_a_supported_pooled_model(planted):
+    G, e, y, res = planted
+    assert isinstance(res, ShapResult)
+    assert list(res.fits.columns) == FIT_COLUMNS
+    assert list(res.fits["model"]) == ["pooled", "AD", "CN"]
+    pooled = res.fits.set_index("model").loc["pooled"]
+    assert pooled["n"] == N and pooled["n_permutations_run"] == 20
+    assert pooled["cv_r2"] > 0.1
+    assert pooled["p_perm"] < 0.05
+    assert pooled["cv_mae"] < pooled["mae_mean_predictor"]
+    assert bool(pooled["supported"]) and pooled["reason"] == ""
+
+    assert list(res.importance.columns) == IMPORTANCE_COLUMNS
+    imp = res.importance[res.importance["model"] == "pooled"].sort_values("rank")
+    assert set(imp["region_index"].head(3)) == set(REGIONS[PLANTED])
+    assert set(imp["region"].head(3)) == {NAMES[j] for j in PLANTED}
+    # the ridge baseline sees the linear part of the same regions
+    assert set(imp.sort_values("rank_ridge")["region_index"].head(3)) == set(REGIONS[PLANTED])
+
+    text = res.statement["pooled"].lower()
+    assert NO_CLAIM not in text
+    assert all(NAMES[j] in res.statement["pooled"] for j in PLANTED)
+
+    # SHAP values: one row per subject of the model (row positions in G), one column per region
+    vals = res.values["pooled"]
+    assert vals.shape == (N, J) and list(vals.index) == list(range(N))
+    assert list(vals.columns) == list(REGIONS)
+    ad = res.values["AD"]
+    assert list(ad.index) == list(np.flatnonzero(y == "AD"))
+    # class-stratified summary of the pooled model
+    assert set(res.pooled_by_class["class"]) == {"AD", "CN"}
+
+
+def test_sar_validates_the_pooled_top_regions(planted):
+    _, _, _, res = planted
+    try:
+        import latentbids.analysis.agnostic  # noqa: F401
+    except ImportError:
+        assert res.sar is None and "not importable" in res.sar_reason
+        return
+    sar = res.sar
+    assert sar is not None, res.sar_reason
+    top5 = res.importance.query("model == 'pooled'").sort_values("rank")["region_index"].head(5)
+    assert sar["regions"] == list(top5) and sar["m"] == 5 and sar["d"] == 5 and sar["n"] == N
+    for key in ("l_emp", "delta", "gamma", "significant", "power", "p"):
+        assert key in sar
+    # e is largely a linear function of the top three regions: SAR must see it
+    assert sar["significant"]
+    assert "SAR" in res.statement["pooled"]
+
+
+def test_null_cohort_gets_no_shap_claim(null):
+    _, _, _, res = null
+    for model, row in res.fits.set_index("model").iterrows():
+        assert row["cv_r2"] <= 0.1 or row["p_perm"] >= 0.05, model
+        assert not row["supported"]
+        assert row["reason"]
+        assert NO_CLAIM in res.statement[model].lower()
+        assert "not a finding" in res.statement[model]
+    # sequential null stops early when p < 0.05 is out of reach
+    assert res.fits["n_permutations_run"].min() < 20
+
+
+def test_early_stopping_of_the_null_keeps_the_decision():
+    G, _, _ = _cohort(4, PLANTED, n=60)
+    e = np.random.default_rng(5).normal(size=60)
+    kw = dict(FAST, n_estimators=30)
+    seq = explain_error(G, e, None, REGIONS, NAMES, **kw).fits.iloc[0]
+    full = explain_error(G, e, None, REGIONS, NAMES, null_early_stop=False, **kw).fits.iloc[0]
+    assert full["n_permutations_run"] == 20
+    assert seq["cv_r2"] == full["cv_r2"]  # same splits, same seed
+    assert bool(seq["supported"]) == bool(full["supported"]) is False
+    assert (seq["p_perm"] < 0.05) == (full["p_perm"] < 0.05)
+    # the full null p is (#{null >= obs} + 1) / (B + 1)
+    assert full["p_perm"] * 21 == pytest.approx(round(full["p_perm"] * 21))
+
+
+def test_class_comparison_overlap_tracks_the_planted_regions():
+    kw = dict(FAST, n_permutations=0)  # the comparison does not need the null
+    G, e, y = _cohort(6, [0, 1, 2], [10, 11, 12], noise=0.3)
+    diff = explain_error(G, e, y, REGIONS, NAMES, **kw)
+    G, e, y = _cohort(7, [0, 1, 2], noise=0.3)
+    same = explain_error(G, e, y, REGIONS, NAMES, **kw)
+    for res in (diff, same):
+        assert list(res.comparison.columns) == COMPARISON_COLUMNS
+        assert len(res.comparison) == 1
+        # n_permutations = 0: never supported, and the comparison says it is not a finding
+        assert not res.comparison["both_supported"].iloc[0]
+    imp = diff.importance.set_index(["model", "rank"])["region_index"]
+    assert {imp[("AD", r)] for r in (1, 2, 3)} == set(REGIONS[[0, 1, 2]])
+    assert {imp[("CN", r)] for r in (1, 2, 3)} == set(REGIONS[[10, 11, 12]])
+    assert diff.comparison["top_k_overlap"].iloc[0] <= 1 / 3
+    assert same.comparison["top_k_overlap"].iloc[0] >= 2 / 3
+    assert same.comparison["spearman"].iloc[0] > diff.comparison["spearman"].iloc[0]
+    # the largest changes name planted regions of either class
+    planted_names = {NAMES[j] for j in (0, 1, 2, 10, 11, 12)}
+    changes = diff.comparison["largest_changes"].iloc[0]
+    assert sum(name + " " in changes for name in planted_names) == 3
+
+
+def test_shap_values_are_additive(planted):
+    """shap's own property: phi sums to the model prediction minus the expected value."""
+    G, _, y, res = planted
+    for model, vals in res.values.items():
+        rows = vals.index.to_numpy()
+        pred = res.models[model]["gbm"].predict(G[rows])
+        np.testing.assert_allclose(vals.sum(axis=1) + res.expected_values[model], pred, atol=1e-6)
+        pred_r = res.models[model]["ridge"].predict(G[rows])
+        np.testing.assert_allclose(res.ridge_values[model].sum(axis=1) + res.ridge_expected_values[model],
+                                   pred_r, atol=1e-9)
+        # interventional background: up to `background` subjects of the model's own class
+        bg = res.background_rows[model]
+        assert len(bg) == min(len(rows), 200) and set(bg) <= set(rows)
+        assert res.expected_values[model] == pytest.approx(res.models[model]["gbm"].predict(G[bg]).mean())
+        # importance is mean |phi|
+        imp = res.importance.query("model == @model").set_index("region_index")["importance"]
+        np.testing.assert_allclose(imp.loc[vals.columns].to_numpy(), vals.abs().mean().to_numpy())
+
+
+@pytest.mark.parametrize("case", ["constant_e", "tiny_n", "one_class", "small_class"])
+def test_degenerate_inputs_do_not_raise(case):
+    G, e, y = _cohort(8, PLANTED)
+    if case == "constant_e":
+        e = np.full(N, 0.01)
+    elif case == "tiny_n":
+        G, e, y = G[:8], e[:8], y[:8]
+    elif case == "one_class":
+        y = np.full(N, "CN")
+    elif case == "small_class":
+        y = np.where(np.arange(N) < 6, "AD", "CN")
+    kw = dict(FAST, n_estimators=20, n_permutations=0)
+    res = explain_error(G, e, y, REGIONS, NAMES, **kw)
+    fits = res.fits.set_index("model")
+    if case in ("constant_e", "tiny_n"):
+        assert fits["cv_r2"].isna().all() and not fits["supported"].any()
+        assert res.values == {} and res.importance.empty and res.comparison.empty
+        assert res.sar is None and res.sar_reason
+        for model in fits.index:
+            assert fits.loc[model, "reason"]
+            assert NO_CLAIM in res.statement[model].lower()
+        word = "constant" if case == "constant_e" else "too few subjects"
+        assert word in res.statement["pooled"]
+    elif case == "one_class":
+        assert list(fits.index) == ["pooled", "CN"]
+        assert np.isfinite(fits.loc["pooled", "cv_r2"])
+        assert res.comparison.empty
+        assert "only one class" in res.statement["pooled"]
+    else:
+        assert np.isnan(fits.loc["AD", "cv_r2"]) and "too few subjects" in fits.loc["AD", "reason"]
+        assert "AD" not in res.values and res.comparison.empty
+        assert np.isfinite(fits.loc["CN", "cv_r2"])
+
+
+def test_nonfinite_rows_are_excluded_and_counted():
+    G, e, y = _cohort(9, PLANTED, n=40)
+    e[3] = np.nan
+    G[5, 0] = np.inf
+    res = explain_error(G, e, y, REGIONS, NAMES, **dict(FAST, n_estimators=10, n_permutations=0))
+    fits = res.fits.set_index("model")
+    assert fits.loc["pooled", "n"] == 38 and fits.loc["pooled", "n_excluded"] == 2
+    assert fits.loc["AD", "n_excluded"] == 2 and fits.loc["CN", "n_excluded"] == 0
+    assert 3 not in res.values["pooled"].index and 5 not in res.values["pooled"].index
+
+
+def test_deterministic_given_the_seed():
+    G, e, y = _cohort(12, PLANTED, n=60)
+    kw = dict(FAST, n_estimators=20, n_permutations=5)
+    res = explain_error(G, e, y, REGIONS, NAMES, **kw)
+    again = explain_error(G, e, y, REGIONS, NAMES, **kw)
+    pd.testing.assert_frame_equal(res.fits.drop(columns="seconds"), again.fits.drop(columns="seconds"))
+    pd.testing.assert_frame_equal(res.importance, again.importance)
+    pd.testing.assert_frame_equal(res.values["pooled"], again.values["pooled"])
+
+
+def test_boosting_early_stopping_option_keeps_the_planted_answer(planted):
+    """n_iter_no_change (the cheap-null option) must still find the planted regions."""
+    G, e, _, _ = planted
+    res = explain_error(G, e, None, REGIONS, NAMES, n_iter_no_change=5, **FAST)
+    pooled = res.fits.iloc[0]
+    assert pooled["cv_r2"] > 0.1 and pooled["supported"]
+    top = res.importance.sort_values("rank")["region_index"].head(3)
+    assert set(top) == set(REGIONS[PLANTED])
+    assert res.params["n_iter_no_change"] == 5
+
+
+def test_usage_errors():
+    G, e, y = _cohort(10, PLANTED, n=20)
+    with pytest.raises(UsageError):
+        explain_error(G, e[:-1], y, REGIONS, NAMES)
+    with pytest.raises(UsageError):
+        explain_error(G, e, y, REGIONS[:-1], NAMES)
+    with pytest.raises(UsageError):
+        explain_error(G, e, y, REGIONS, NAMES, cv=1)
+    with pytest.raises(UsageError):
+        explain_error(G, e, np.full(20, "pooled"), REGIONS, NAMES)
+
+
+def test_background_is_not_silently_subsampled():
+    """shap subsamples a bare-array background to 100 rows; the requested size must be kept."""
+    G, e, _ = _cohort(11, PLANTED, n=150)
+    res = explain_error(G, e, None, REGIONS, NAMES, background=120,
+                        **dict(FAST, n_estimators=10, n_permutations=0))
+    bg = res.background_rows["pooled"]
+    assert len(bg) == 120 == len(set(bg))
+    gbm = res.models["pooled"]["gbm"]
+    assert res.expected_values["pooled"] == pytest.approx(gbm.predict(G[bg]).mean())
+    ridge = res.models["pooled"]["ridge"]
+    assert res.ridge_expected_values["pooled"] == pytest.approx(ridge.predict(G[bg]).mean())
