@@ -41,6 +41,18 @@ def _find_maps(out: Path, ex, template, modulated: bool) -> tuple[list[dict], li
     return rows, missing
 
 
+def _other_spaces(out: Path) -> list[str]:
+    """``["<space> res-<r>", ...]`` of the template-space GM maps present in ``out`` (any space)."""
+    import re
+
+    found = set()
+    for path in out.glob("sub-*/**/*_label-GM_*probseg.nii.gz"):
+        match = re.search(r"_space-([A-Za-z0-9]+)_res-([A-Za-z0-9.]+)_", path.name)
+        if match:
+            found.add(f"{match.group(1)} res-{match.group(2)}")
+    return sorted(found)
+
+
 def collect_gm_maps(config, template):
     """One row per subject/session with a template-space GM map in output_dir.
 
@@ -67,6 +79,12 @@ def collect_gm_maps(config, template):
     if not rows:
         if ex.participant_label or ex.session_label:
             raise NoDataError(f"No GM map in {out} matches the selected participants/sessions: check the labels")
+        other = _other_spaces(out)
+        if other:
+            raise MissingInputError(
+                f"No GM maps in {template.space} res-{res_label(template.resolution)} in {out}, but there are "
+                f"maps in {', '.join(other)}: pass --output-spaces {other[0].replace(' res-', ':res-')}"
+            )
         raise MissingInputError(
             f"No template-space GM maps in {out}: run 'latentbids {ex.bids_dir} {out} participant' first"
         )

@@ -79,3 +79,11 @@ def test_selection_and_missing_outputs(setup):
     config.execution.participant_label = ["02"]
     with pytest.raises(NoDataError):
         collect_gm_maps(config, template)
+
+
+def test_maps_on_another_grid_are_pointed_to(setup):
+    """Maps written at res-4 while the group level looks for res-2: the error names the option to pass."""
+    config, template, out = setup
+    _participant_outputs(out, "01", template)
+    with pytest.raises(MissingInputError, match="pass --output-spaces MNI152NLin2009aSym:res-4"):
+        collect_gm_maps(config, get_template(resolution=2))
