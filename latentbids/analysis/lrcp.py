@@ -229,9 +229,13 @@ class LRCP(BaseEstimator):
     ----------
     association_ : one row per (region, unit): region_index, region, unit, r, p, p_adj, significant,
         r_tilde (r where significant, else 0: the profile).
-    units_ : unit, accuracy, delta, acc_star, relevant, auc, cohens_d, cv_accuracy, weight.
+    units_ : unit, accuracy, delta, acc_star, relevant, auc, cohens_d, cv_accuracy, weight,
+        relevant_fwer (the unit passes at eta / K: Bonferroni over the units).
     regions_ : region_index, region, score, a_r2, accuracy, delta, acc_star, auc, cohens_d,
-        lrcp_positive, rank, cv_accuracy; sorted by rank (1 = top).
+        lrcp_positive, rank, cv_accuracy, lrcp_positive_fwer (the region test at eta / J); sorted by
+        rank (1 = top).  METHOD's rule (``relevant``, ``lrcp_positive``) tests each unit and region at
+        eta on its own: about eta*K units and eta*J regions pass by chance.  The ``_fwer`` columns are
+        the family-wise reading, reported beside it.
     summary_ : dict n, n_per_class, K, J, delta, weights_rule ("bound" | "auc_fallback"),
         n_units_relevant, n_regions_positive, statement, plus correlation, correction, alpha, eta,
         bound, n_significant, best_unit_acc_star, positive_regions, reasons.
@@ -293,9 +297,11 @@ class LRCP(BaseEstimator):
             raise UsageError("Z or G contain NaN or infinite values: drop or impute those subjects first")
         return Z, G, y.astype(int), correction, correlation
 
-    def fit(self, Z, G, y, region_index=None, region_names=None, unit_names=None):
+    def fit(self, Z, G, y, region_index=None, region_names=None, unit_names=None, n_confounds=0):
         """Profile the latent codes ``Z`` (N x K) against regional GM ``G`` (N x J) for labels ``y`` (0/1).
 
+        ``n_confounds``: confounds the caller regressed out of ``Z`` and ``G`` (each costs one degree of
+        freedom of the correlation tests).
         ``region_index`` are the atlas label values of the columns of ``G`` (default 1..J);
         ``region_names`` default to the DataFrame columns of ``G`` or ``"region<index>"``;
         ``unit_names`` default to the DataFrame columns of ``Z`` or ``"z0".."zK-1"``.
@@ -323,7 +329,7 @@ class LRCP(BaseEstimator):
                 reasons.append(f"constant {name}(s) with no statistics: {', '.join(const)}")
 
         # A. Association
-        r, p = stats.correlate(Gs, Zs, correlation)
+        r, p = stats.correlate(Gs, Zs, correlation, n_confounds=int(n_confounds))
         if n < 3:
             reasons.append(f"correlations need at least 3 subjects (got {n})")
         if correction == "permutation":
@@ -362,6 +368,11 @@ class LRCP(BaseEstimator):
         score = np.abs(r_tilde) @ weights
         positive = (score > 0) & (np.nan_to_num(reg_b["acc_star"], nan=-np.inf) > chance)
         rank = _rank(positive, score, rid)
+        # Family-wise versions (Bonferroni over the K units / J regions), reported beside METHOD's rule.
+        fw_unit = bounds.delta(n, 1, self.eta / K, self.bound) if n >= 2 else np.nan
+        fw_region = bounds.delta(n, 1, self.eta / J, self.bound) if n >= 2 else np.nan
+        relevant_fwer = np.nan_to_num(unit_b["accuracy"] - fw_unit, nan=-np.inf) > chance
+        positive_fwer = (score > 0) & (np.nan_to_num(reg_b["accuracy"] - fw_region, nan=-np.inf) > chance)
 
         # Tables
         self.association_ = pd.DataFrame(
@@ -387,6 +398,7 @@ class LRCP(BaseEstimator):
                 "cohens_d": unit_b["cohens_d"],
                 "cv_accuracy": unit_b["cv_accuracy"],
                 "weight": weights,
+                "relevant_fwer": relevant_fwer,
             }
         )
         regions = pd.DataFrame(
@@ -403,6 +415,7 @@ class LRCP(BaseEstimator):
                 "lrcp_positive": positive,
                 "rank": rank,
                 "cv_accuracy": reg_b["cv_accuracy"],
+                "lrcp_positive_fwer": positive_fwer,
             }
         )
         self.regions_ = regions.sort_values("rank", kind="mergesort").reset_index(drop=True)
@@ -418,7 +431,9 @@ class LRCP(BaseEstimator):
             "delta": float(delta),
             "weights_rule": weights_rule,
             "n_units_relevant": int(relevant.sum()),
+            "n_units_relevant_fwer": int(relevant_fwer.sum()),
             "n_regions_positive": int(positive.sum()),
+            "n_regions_positive_fwer": int(positive_fwer.sum()),
             "statement": "",
             "correlation": correlation,
             "correction": correction,
@@ -486,43 +501,50 @@ class LRCP(BaseEstimator):
 # Across folds
 
 
-def ranking_stability(rankings: dict, top_k: int = 10) -> dict:
+def ranking_stability(scores, top_k: int = 10) -> dict:
     """How stable the LRCP ranking is across folds (METHOD.md section 5).
 
-    ``rankings`` maps a fold name to a Series of ranks (1 = top) indexed by region_index, e.g.
-    ``lrcp.regions_.set_index("region_index")["rank"]``.  For every pair of folds, over the regions both
-    rank: Kendall's tau of the ranks and the top-k overlap ``|top_k(a) & top_k(b)| / k``.  Returns
-    ``kendall_tau`` and ``top_k_overlap`` (means over pairs), ``n_folds``, ``n_pairs``, ``top_k`` (k used,
-    clipped to the number of common regions) and ``reason`` (None, or why the values are NaN: fewer than
-    two folds).  Note that k-fold latent units are not aligned across folds; region ranks are.
+    ``scores`` maps a fold name to a Series of LRCP scores S_j indexed by region_index, e.g.
+    ``lrcp.regions_.set_index("region_index")["score"]``.  For every pair of folds, over the regions
+    that score above 0 in at least one of the two: Kendall's tau-b of the scores (equal scores stay tied:
+    a ranking that only exists through tie-breaking is not stability) and the top-k overlap
+    ``|top_k(a) & top_k(b)| / k`` with each top-k taken among that fold's regions scoring above 0.
+    Returns ``kendall_tau`` and ``top_k_overlap`` (means over pairs), ``n_folds``, ``n_pairs``,
+    ``top_k`` (the k used) and ``reason`` (None, or why the values are NaN: fewer than two folds, or
+    fewer than 2 regions scoring above 0).  k-fold latent units are not aligned across folds; region
+    scores are.
     """
     if int(top_k) < 1:
         raise UsageError(f"top_k must be at least 1 (got {top_k})")
-    names = list(rankings)
-    series = {f: pd.Series(rankings[f]).dropna() for f in names}
+    names = list(scores)
+    series = {f: pd.Series(scores[f], dtype=float).fillna(0.0) for f in names}
     taus, overlaps, ks = [], [], []
     for a, b in itertools.combinations(names, 2):
         common = series[a].index.intersection(series[b].index)
-        if len(common) < 2:
+        sa, sb = series[a].loc[common], series[b].loc[common]
+        scored = (sa > 0) | (sb > 0)
+        if scored.sum() < 2:
             continue
-        ra, rb = series[a].loc[common].astype(float), series[b].loc[common].astype(float)
-        tau = _sps.kendalltau(ra.to_numpy(), rb.to_numpy()).statistic
-        k = min(int(top_k), len(common))
-        top_a = set(ra.sort_values(kind="mergesort").index[:k])
-        top_b = set(rb.sort_values(kind="mergesort").index[:k])
-        taus.append(float(tau))
+        sa, sb = sa[scored], sb[scored]
+        tau = _sps.kendalltau(sa.to_numpy(), sb.to_numpy()).statistic
+        pos_a, pos_b = sa[sa > 0], sb[sb > 0]
+        k = min(int(top_k), max(len(pos_a), len(pos_b)))
+        top_a = set(pos_a.sort_values(ascending=False, kind="mergesort").index[:k])
+        top_b = set(pos_b.sort_values(ascending=False, kind="mergesort").index[:k])
+        if np.isfinite(tau):
+            taus.append(float(tau))
         overlaps.append(len(top_a & top_b) / k)
         ks.append(k)
     reason = None
     if len(names) < 2:
         reason = f"stability needs at least 2 folds (got {len(names)})"
-    elif not taus:
-        reason = "no pair of folds ranks at least 2 common regions"
+    elif not overlaps:
+        reason = "no pair of folds has at least 2 regions scoring above 0"
     return {
-        "kendall_tau": float(np.nanmean(taus)) if taus else float("nan"),
+        "kendall_tau": float(np.mean(taus)) if taus else float("nan"),
         "top_k_overlap": float(np.mean(overlaps)) if overlaps else float("nan"),
         "n_folds": len(names),
-        "n_pairs": len(taus),
+        "n_pairs": len(overlaps),
         "top_k": int(min(ks)) if ks else int(top_k),
         "reason": reason,
     }
@@ -532,24 +554,31 @@ def consensus(frames) -> pd.DataFrame:
     """Consensus ranking of regions over folds from a list of ``LRCP.regions_`` frames.
 
     Per region: ``mean_score`` (mean S_j over the folds that have it), ``n_positive`` (folds where it is
-    LRCP-positive), ``positive_majority`` (positive in more than half of the frames), and ``rank``
-    (1 = top: majority-positive regions first by mean score, then the others; ties by region_index).
-    Sorted by rank.
+    LRCP-positive), ``positive_majority`` (positive in more than half of the frames), ``rank``
+    (1 = top: majority-positive regions first by mean score, then the others; ties by region_index),
+    ``n_positive_fwer`` and ``positive_fwer_majority`` (the same for the family-wise rule).  Sorted by
+    rank.  The region half of the rule (acc*_j from G and y) is the same in every fold, so a majority
+    over folds is no replication of it: read the family-wise columns for "which regions".
     """
     frames = [f for f in frames if f is not None and len(f)]
-    columns = ["region_index", "region", "mean_score", "n_positive", "positive_majority", "rank"]
+    columns = ["region_index", "region", "mean_score", "n_positive", "positive_majority", "rank", "n_positive_fwer",
+               "positive_fwer_majority"]
     if not frames:
         return pd.DataFrame(columns=columns)
-    allf = pd.concat([f[["region_index", "region", "score", "lrcp_positive"]] for f in frames], ignore_index=True)
+    frames = [f if "lrcp_positive_fwer" in f else f.assign(lrcp_positive_fwer=False) for f in frames]
+    allf = pd.concat([f[["region_index", "region", "score", "lrcp_positive", "lrcp_positive_fwer"]] for f in frames],
+                     ignore_index=True)
     grouped = allf.groupby("region_index", sort=True)
     out = pd.DataFrame(
         {
             "region": grouped["region"].first(),
             "mean_score": grouped["score"].mean(),
             "n_positive": grouped["lrcp_positive"].sum().astype(int),
+            "n_positive_fwer": grouped["lrcp_positive_fwer"].sum().astype(int),
         }
     ).reset_index()
     out["positive_majority"] = out["n_positive"] > len(frames) / 2.0
+    out["positive_fwer_majority"] = out["n_positive_fwer"] > len(frames) / 2.0
     out["rank"] = _rank(out["positive_majority"].to_numpy(), out["mean_score"].to_numpy(float),
                         out["region_index"].to_numpy())
     return out[columns].sort_values("rank", kind="mergesort").reset_index(drop=True)

@@ -234,15 +234,15 @@ def explain_error(
     ridge = make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS))
 
     finite = np.isfinite(e) & np.all(np.isfinite(G), axis=1)
-    if classes is not None:
-        finite &= pd.notna(classes)
+    # unlabelled subjects (None/NaN class) belong to the pooled model but to no class model
+    labelled = finite & pd.notna(classes) if classes is not None else finite
     n_excluded = int((~finite).sum())
 
     # model name -> row positions (in G) of its subjects
     groups: dict[str, np.ndarray] = {POOLED: np.flatnonzero(finite)}
     one_class_reason = ""
     if classes is not None:
-        labels = sorted(pd.unique(classes[finite]), key=lambda v: str(v))
+        labels = sorted(pd.unique(classes[labelled]), key=lambda v: str(v))
         if len(labels) < 2:
             one_class_reason = "only one class is present, so there are no class-specific models"
         for lab in labels:
@@ -250,7 +250,7 @@ def explain_error(
             if name == POOLED:
                 raise UsageError("a class label may not be 'pooled' (reserved for the pooled model); "
                                  "rename the label")
-            groups[name] = np.flatnonzero(finite & (classes == lab))
+            groups[name] = np.flatnonzero(labelled & (classes == lab))
 
     fits_rows, values, ridge_values, expected, ridge_expected, models, importances = (
         [], {}, {}, {}, {}, {}, [])
@@ -428,7 +428,7 @@ def _pooled_by_class(vals, classes, region_index, region_names) -> pd.DataFrame:
         return pd.DataFrame(columns=cols)
     labs = classes[vals.index.to_numpy()]
     frames = []
-    for lab in sorted(pd.unique(labs), key=lambda v: str(v)):
+    for lab in sorted(pd.unique(labs[pd.notna(labs)]), key=lambda v: str(v)):
         imp = np.abs(vals.to_numpy()[labs == lab]).mean(axis=0)
         frames.append(pd.DataFrame({"class": str(lab), "region_index": region_index,
                                     "region": region_names, "importance": imp, "rank": _rank(imp)}))

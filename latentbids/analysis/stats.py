@@ -101,13 +101,14 @@ def _constant(X: np.ndarray) -> np.ndarray:
     return ~np.any(X != 0.0, axis=0)
 
 
-def correlate(A, B, method: str = "pearson"):
+def correlate(A, B, method: str = "pearson", n_confounds: int = 0):
     """Correlation of every column of ``A`` (N x J) with every column of ``B`` (N x K).
 
     Returns ``(r, p)``, both ``J x K``.  Pearson's ``r`` with the two-sided p-value of Student's t with
     ``N - 2`` degrees of freedom (as ``scipy.stats.pearsonr``); ``method="spearman"`` is Pearson on the
     column ranks (average ranks for ties) with the same t approximation (as ``scipy.stats.spearmanr``).
-    Pairs involving a constant column, and everything when ``N < 3``, are NaN.
+    Pairs involving a constant column, and everything when ``N < 3``, are NaN.  ``n_confounds``: columns
+    already regressed out of ``A`` and ``B`` (partial correlation), each costing one degree of freedom.
     """
     m = _check_method(method)
     a, b = _as_2d(A, "A"), _as_2d(B, "B")
@@ -115,13 +116,13 @@ def correlate(A, B, method: str = "pearson"):
         raise UsageError(f"A has {a.shape[0]} rows and B has {b.shape[0]}: pass one row per subject in both")
     n = a.shape[0]
     shape = (a.shape[1], b.shape[1])
-    if n < 3:
+    df = n - 2 - int(n_confounds)
+    if n < 3 or df < 1:
         return np.full(shape, np.nan), np.full(shape, np.nan)
     za, zb = _prepare(a, m), _prepare(b, m)
     r = np.clip(za.T @ zb / (n - 1), -1.0, 1.0)
     bad = _constant(za)[:, None] | _constant(zb)[None, :]
     r[bad] = np.nan
-    df = n - 2
     with np.errstate(divide="ignore", invalid="ignore"):
         t = r * np.sqrt(df / ((1.0 - r) * (1.0 + r)))
     p = 2.0 * _sps.t.sf(np.abs(t), df)

@@ -163,6 +163,7 @@ def run_group_level(config, records: pd.DataFrame, template, atlas) -> dict:
     encoded by every fold's model: fold, participant_id, session_id, role, z0.., error), ``data`` (the
     cached maps on the network box, in ``records`` order, GM units), ``mask_box``, ``atlas_box``
     (atlas labels on the box), ``atlas_image`` (atlas on the working grid), ``resolution``, ``space``,
+    ``records`` (the input records, normalised: ``sub-``/``ses-`` prefixes, ``group`` column),
     ``model_name`` and ``folds``.
     """
     import torch
@@ -463,6 +464,7 @@ def run_group_level(config, records: pd.DataFrame, template, atlas) -> dict:
     )
     atlas_box = fit.crop(atlas_work.astype(np.float32)).astype(np.int64)
     return {
+        "records": records,
         "fold_latents": fold_latents,
         "data": data,
         "mask_box": mask_box > 0,

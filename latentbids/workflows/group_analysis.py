@@ -135,6 +135,8 @@ class GroupAnalysis:
     def __init__(self, config, records: pd.DataFrame, group_result: dict, atlas):
         from latentbids.analysis.cohort import clean_labels, covariate_table, regional_means
 
+        # the group level's own (normalised: sub-/ses- prefixes) records when it returns them
+        records = group_result.get("records", records)
         self.config, self.records, self.result, self.atlas = config, records.reset_index(drop=True), group_result, atlas
         self.settings = effective_settings(config)
         self.seed = int(config.execution.random_seed)
@@ -196,12 +198,20 @@ class GroupAnalysis:
         if (~self.usable).any():
             self.notes.append(f"{int((~self.usable).sum())} map(s) lack a value of the confounds "
                               f"({', '.join(s.confounds)}) and are left out of the supervised analyses")
+        # Subjects, not maps, are the units of every test: a second session would leak through every
+        # cross-validation and inflate every n.  The latent tables keep all sessions.
+        repeated = self.records["participant_id"].duplicated().to_numpy()
+        if repeated.any():
+            self.notes.append(
+                f"{int(self.records.loc[repeated, 'participant_id'].nunique())} subject(s) have several sessions: "
+                "the statistics use each subject's first session (the latent tables keep every session)")
+        self.usable = self.usable & ~repeated
         if s.label_column not in self.records.columns:
             self.contrasts = []
             self.notes.append(f"participants.tsv has no '{s.label_column}' column: no contrast, so PLS, "
                               "LRCP, SAM and per-class SHAP are skipped")
         else:
-            self.contrasts, notes = plan_contrasts(self.labels, s.contrasts, s.min_per_class)
+            self.contrasts, notes = plan_contrasts(self.labels[self.usable], s.contrasts, s.min_per_class)
             self.notes += notes
         table = pd.concat([self._ids(), self.covariates[["gm_mean", "tiv"]],
                            pd.DataFrame(self.G, columns=self.regions["name"].tolist())], axis=1)
@@ -259,10 +269,13 @@ class GroupAnalysis:
                            pc1_correlations=pc1)
         if pc1 is not None:
             for row in pc1.itertuples():
-                if row.covariate == "gm_mean" and np.isfinite(row.r) and abs(row.r) >= 0.5:
-                    self.verdicts.append(
-                        f"PC1 of the latent codes tracks global mean GM (r = {row.r:.2f}, n = {row.n}): "
-                        "this axis is brain size, a finding, not a biomarker.")
+                if not (np.isfinite(row.r) and abs(row.r) >= 0.5 and row.p < 0.05):
+                    continue
+                what = {"gm_mean": "global mean GM (overall atrophy)", "tiv": "TIV (head size)",
+                        "age": "age"}.get(row.covariate, row.covariate)
+                self.verdicts.append(
+                    f"PC1 of the latent codes tracks {what} (r = {row.r:.2f}, r^2 = {row.r ** 2:.2f}, n = {row.n}): "
+                    "an axis that mostly measures this is a finding about it, not a regional biomarker.")
 
     def contrast(self, a: str, b: str) -> dict:
         """LRCP and the latent-vector test in every fold, their consensus, and SAM on the voxels."""
@@ -274,17 +287,21 @@ class GroupAnalysis:
         s, name = self.settings, contrast_name(a, b)
         rows = np.flatnonzero(self.labels.isin([a, b]).to_numpy() & self.usable)
         y = (self.labels.iloc[rows] == b).to_numpy().astype(int)
+        if min((y == 0).sum(), (y == 1).sum()) < 2:
+            self.notes.append(f"contrast {a} vs {b} skipped: fewer than 2 usable subjects in a class")
+            return None
         G = self._adjust(self.G, rows, self.C)
         index = self.regions["index"].to_numpy()
         names = self.regions["name"].tolist()
-        assoc, units, regions, tests, summaries = [], [], [], [], {}
+        assoc, units, regions, tests, summaries, vectors = [], [], [], [], {}, {}
         for fold in self.folds:
             Z = self._adjust(self.fold_Z[fold][0], rows, self.C)
             zcols = [f"z{k}" for k in range(Z.shape[1])]
             est = LRCP(correlation=s.correlation, correction=s.correction, alpha=s.alpha, eta=s.eta,
                        bound=s.bound, n_permutations=s.n_permutations, random_state=self.seed,
                        region_correction=s.region_correction)
-            est.fit(Z, G, y, region_index=index, region_names=names, unit_names=zcols)
+            est.fit(Z, G, y, region_index=index, region_names=names, unit_names=zcols,
+                    n_confounds=self.C.shape[1])
             score = est.regions_.set_index("region_index")["score"]
             a_df = est.association_.copy()
             a_df["score"] = a_df["region_index"].map(score)
@@ -292,7 +309,7 @@ class GroupAnalysis:
                 df.insert(0, "fold", fold)
                 bucket.append(df)
             summaries[fold] = est.summary_
-            vec = latent_vector_test(Z, y, eta=s.eta, bound=s.bound, n_permutations=s.n_permutations,
+            vectors[fold] = vec = latent_vector_test(Z, y, eta=s.eta, bound=s.bound, n_permutations=s.n_permutations,
                                      random_state=self.seed)
             tests.append({"test": f"latent vector (d = {Z.shape[1]}), linear SVM", "fold": fold, **_scalars(vec)})
             rub = vec.get("rub") or {}
@@ -302,14 +319,14 @@ class GroupAnalysis:
         stability = None
         if len(self.folds) > 1:
             stability = ranking_stability(
-                {f: r.set_index("region_index")["rank"] for f, r in regions_df.groupby("fold", sort=False)},
+                {f: r.set_index("region_index")["score"] for f, r in regions_df.groupby("fold", sort=False)},
                 top_k=s.top_k)
         # SAM on the voxels of each region (labels only; no latent involved, so no fold)
         data, atlas_box = self.result["data"], self.result["atlas_box"]
         vox = np.flatnonzero(atlas_box.ravel() > 0)
         X = np.stack([np.asarray(data[int(r)], dtype=np.float32).ravel()[vox] for r in rows])
         if self.C.shape[1]:
-            X = self._adjust(X, np.arange(len(rows)), self.C[rows])
+            X = self._adjust(X, np.arange(len(rows)), self.C[rows]).astype(np.float32, copy=False)
         sam = sam_regions(X, atlas_box.ravel()[vox], y, index, top_voxels=s.sam_top_voxels, eta=s.eta,
                           bound=s.bound, n_permutations=s.sam_permutations, random_state=self.seed)
         # SAM's bound is stated after choosing voxels with the labels; the permutation of that whole
@@ -341,13 +358,12 @@ class GroupAnalysis:
                                                        "n_permutations", "top_k", "sam_top_voxels")},
         })
         self.files.update({f"{name}_{k}": str(v) for k, v in files.items()})
-        verdicts = _contrast_verdicts(a, b, len(rows), summaries[self.reference_fold], cons, tests, sam,
-                                      stability, len(self.folds))
+        verdicts = _contrast_verdicts(a, b, len(rows), summaries, cons, vectors, sam, stability, s)
         self.verdicts += verdicts
         ref_assoc = assoc[0]
         return {"name": f"{a} vs {b}", "desc": name, "lrcp_regions": cons, "lrcp_association": ref_assoc,
                 "units": units[0], "summary": summaries[self.reference_fold], "stability": stability,
-                "sam": sam, "latent_vector": tests[0], "verdicts": verdicts}
+                "sam": sam, "latent_vector": vectors[self.reference_fold], "verdicts": verdicts}
 
     def shap(self) -> None:
         from latentbids.analysis.maps import paint_regions
@@ -355,11 +371,26 @@ class GroupAnalysis:
 
         s = self.settings
         rows = np.flatnonzero(self.usable)
-        e = self.result["latent_table"]["error"].to_numpy(float)
+        latents = self.result["latent_table"]
+        e = np.array(latents["error"], dtype=float)  # a copy: the fold offsets are removed in place
+        if self.config.model.fit_all:
+            self.notes.append("fit-all mode: SHAP explains each subject's training reconstruction error "
+                              "(no held-out error exists without k-fold)")
+        elif len(self.folds) > 1:
+            # each fold is its own network with its own intensity scale: remove the fold offsets so
+            # that the surrogate explains differences between subjects, not between networks
+            fold = latents["fold"].astype(str).to_numpy()
+            for f in np.unique(fold):
+                e[fold == f] += e.mean() - e[fold == f].mean()
+        target = e[rows, None]
+        if self.C.shape[1]:
+            from latentbids.analysis.stats import residualize
+
+            target = residualize(target, self.C[rows]) + e[rows].mean()
         G = self._adjust(self.G, rows, self.C)
-        classes = self.labels.iloc[rows].fillna("n/a").to_numpy(object)
+        classes = self.labels.iloc[rows].to_numpy(object)  # None: pooled model only
         res = explain_error(
-            G, e[rows], classes, self.regions["index"].to_numpy(), self.regions["name"].tolist(),
+            G, target[:, 0], classes, self.regions["index"].to_numpy(), self.regions["name"].tolist(),
             n_estimators=s.shap_n_estimators, max_depth=s.shap_max_depth, learning_rate=s.shap_learning_rate,
             subsample=s.shap_subsample, background=s.shap_background, n_permutations=s.shap_permutations,
             min_r2=s.shap_min_r2, top_k=s.top_k, random_state=self.seed, eta=s.eta, bound=s.bound,
@@ -489,38 +520,68 @@ def _relative(path, root: Path) -> str:
         return str(path)
 
 
-def _contrast_verdicts(a, b, n, summary, cons, tests, sam, stability, n_folds) -> list[str]:
-    """The statistical verdicts of one contrast, in words."""
+def _contrast_verdicts(a, b, n, summaries: dict, cons, vectors: dict, sam, stability, settings) -> list[str]:
+    """The statistical verdicts of one contrast, in words, pooled over folds where they differ by fold."""
     out = []
-    statement = (summary or {}).get("statement")
-    if statement:
-        out.append(f"{a} vs {b}: {statement}")
+    folds = list(summaries)
+    n_folds = len(folds)
+    ref = summaries[folds[0]] if folds else {}
+    K, J = ref.get("K", 0), ref.get("J", 0)
+    chance = ref.get("chance", 0.5)
+    eta = settings.eta
+    # latent units
+    relevant = [summaries[f].get("n_units_relevant", 0) for f in folds]
+    relevant_fw = [summaries[f].get("n_units_relevant_fwer", 0) for f in folds]
+    per_fold = ", ".join(str(v) for v in relevant)
+    out.append(
+        f"{a} vs {b} (n = {n}, chance {chance:.2f}): latent units whose worst-case accuracy beats chance, per "
+        f"fold: {per_fold} of {K} (each unit tested at eta = {eta:g}, about {eta * K:.1f} per fold expected by "
+        f"chance); with Bonferroni over the units: {', '.join(str(v) for v in relevant_fw)}."
+        + (" LRCP weights fell back to |AUC - 0.5| in a fold where no unit passed."
+           if any(summaries[f].get("weights_rule") == "auc_fallback" for f in folds) else ""))
+    # regions
     positive = cons[cons["positive_majority"].astype(bool)] if "positive_majority" in cons else cons.iloc[:0]
+    fw = cons[cons["positive_fwer_majority"].astype(bool)] if "positive_fwer_majority" in cons else cons.iloc[:0]
     if len(positive):
-        top = ", ".join(positive.sort_values("rank")["region"].astype(str).head(8))
-        out.append(f"{a} vs {b}: LRCP-positive regions (in most of {n_folds} fold(s)): {top}.")
+        names = ", ".join(positive.sort_values("rank")["region"].astype(str).head(10))
+        fw_names = ", ".join(fw.sort_values("rank")["region"].astype(str).head(10)) or "none"
+        out.append(
+            f"{a} vs {b}: LRCP-positive regions (METHOD's rule, in most of {n_folds} fold(s)): {names}. Each "
+            f"region is tested at eta = {eta:g} on its own, so about {eta * J:.1f} of {J} regions pass by chance; "
+            f"the family-wise reading (eta / {J}) keeps: {fw_names}.")
     else:
         out.append(f"{a} vs {b}: no region is LRCP-positive in most folds; no regional claim is supported.")
-    vec = [t for t in tests if t["test"].startswith("latent vector (d")]
+    # the whole latent vector
+    vec = [vectors[f] for f in folds if vectors.get(f) and np.isfinite(vectors[f].get("accuracy", np.nan))]
     if vec:
-        t = vec[0]
-        acc, delta, star = t.get("accuracy"), t.get("delta"), t.get("acc_star")
-        if acc is not None and np.isfinite(acc):
-            verdict = "significant" if t.get("significant") else "not significant"
-            out.append(f"{a} vs {b}: the whole latent vector separates the classes with in-sample accuracy "
-                       f"{acc:.2f}, but the bound for its dimension is {delta:.2f} (n = {n}), so the worst case is "
-                       f"{star:.2f}: {verdict}.")
+        n_sig = sum(bool(v.get("significant")) for v in vec)
+        accs = [v["accuracy"] for v in vec]
+        delta = vec[0].get("delta", np.nan)
+        rub_p = [((v.get("rub") or {}).get("p_perm")) for v in vec]
+        rub_p = [p for p in rub_p if p is not None and np.isfinite(p)]
+        rub = (f"; RUB permutation p {min(rub_p):.3g}-{max(rub_p):.3g}" if rub_p else "")
+        out.append(
+            f"{a} vs {b}: the whole {vec[0].get('d', K)}-unit latent vector reaches in-sample accuracy "
+            f"{min(accs):.2f}-{max(accs):.2f} across folds; its bound at n = {n} is {delta:.2f}, so it is "
+            f"significant (worst case above chance {chance:.2f}) in {n_sig} of {len(vec)} fold(s){rub}.")
+    # SAM
     if sam is not None and len(sam) and "significant" in sam:
         k = int(sam["significant"].fillna(False).astype(bool).sum())
-        confirmed = sam[sam["confirmed"].astype(bool)] if "confirmed" in sam else sam.iloc[:0]
-        names = ", ".join(confirmed.sort_values("acc_star", ascending=False)["region"].astype(str).head(8))
-        out.append(f"{a} vs {b}: SAM passes the bound in {k} of {len(sam)} regions; {len(confirmed)} of them "
-                   "also beat the family-wise permutation null of the voxel selection" + (f" ({names})." if names else "."))
-    if stability and stability.get("kendall_tau") is not None:
-        tau = stability.get("kendall_tau")
+        if "p_fwer" not in sam or not np.isfinite(sam["p_fwer"].to_numpy(float)).any():
+            out.append(f"{a} vs {b}: SAM passes the bound in {k} of {len(sam)} regions (no permutation null was "
+                       "run, and the bound alone is optimistic after choosing voxels with the labels).")
+        else:
+            confirmed = sam[sam["confirmed"].astype(bool)] if "confirmed" in sam else sam.iloc[:0]
+            names = ", ".join(confirmed.sort_values("acc_star", ascending=False)["region"].astype(str).head(8))
+            out.append(f"{a} vs {b}: SAM passes the bound in {k} of {len(sam)} regions; {len(confirmed)} of them "
+                       "also beat the family-wise permutation null of the voxel selection"
+                       + (f" ({names})." if names else "."))
+    # stability
+    if stability and stability.get("reason") is None:
+        tau, overlap = stability.get("kendall_tau"), stability.get("top_k_overlap")
         if tau is not None and np.isfinite(tau):
-            out.append(f"{a} vs {b}: LRCP ranking stability across folds: Kendall tau {tau:.2f}, top-k overlap "
-                       f"{stability.get('top_k_overlap', float('nan')):.2f}.")
+            out.append(f"{a} vs {b}: LRCP scores across folds agree with Kendall tau {tau:.2f} and top-"
+                       f"{stability.get('top_k')} overlap {overlap:.2f} (over regions scoring above 0).")
     return out
 
 

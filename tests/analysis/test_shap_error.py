@@ -91,11 +91,6 @@ def test_planted_regions_lead_a_supported_pooled_model(planted):
 
 def test_sar_validates_the_pooled_top_regions(planted):
     _, _, _, res = planted
-    try:
-        import latentbids.analysis.agnostic  # noqa: F401
-    except ImportError:
-        assert res.sar is None and "not importable" in res.sar_reason
-        return
     sar = res.sar
     assert sar is not None, res.sar_reason
     top5 = res.importance.query("model == 'pooled'").sort_values("rank")["region_index"].head(5)
@@ -264,3 +259,16 @@ def test_background_is_not_silently_subsampled():
     assert res.expected_values["pooled"] == pytest.approx(gbm.predict(G[bg]).mean())
     ridge = res.models["pooled"]["ridge"]
     assert res.ridge_expected_values["pooled"] == pytest.approx(ridge.predict(G[bg]).mean())
+
+
+def test_unlabelled_subjects_join_the_pooled_model_only():
+    rng = np.random.default_rng(4)
+    n, J = 40, 6
+    G = rng.normal(size=(n, J))
+    e = G[:, 0] + 0.1 * rng.normal(size=n)
+    classes = np.array(["CN"] * 15 + ["AD"] * 15 + [None] * 10, dtype=object)
+    res = explain_error(G, e, classes, np.arange(1, J + 1), n_estimators=30, n_permutations=0, cv=3,
+                        random_state=0)
+    fits = res.fits.set_index("model")
+    assert fits.loc["pooled", "n"] == 40 and fits.loc["CN", "n"] == 15 and fits.loc["AD", "n"] == 15
+    assert set(fits.index) == {"pooled", "CN", "AD"}
