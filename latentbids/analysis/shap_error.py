@@ -327,12 +327,18 @@ def _fit_one(name, Gm, em, rows, gbm, ridge, params) -> dict:
         mae_mean_predictor=float(mean_absolute_error(em, mean_pred)),
     )
 
-    p, n_run = _permutation_p(gbm, Gm, em, splits, fit["cv_r2"], params)
-    fit.update(p_perm=p, n_permutations_run=n_run)
     reasons = []
-    if not fit["cv_r2"] > params["min_r2"]:
-        reasons.append(f"CV R^2 = {fit['cv_r2']:.3f} <= {params['min_r2']:g}")
-    if params["n_permutations"] == 0:
+    fits_well = fit["cv_r2"] > params["min_r2"]
+    if fits_well:
+        p, n_run = _permutation_p(gbm, Gm, em, splits, fit["cv_r2"], params)
+    else:
+        # the R^2 floor already rules the model out: its null would only cost time (B x cv fits)
+        p, n_run = np.nan, 0
+        reasons.append(f"CV R^2 = {fit['cv_r2']:.3f} <= {params['min_r2']:g} (no permutation null needed)")
+    fit.update(p_perm=p, n_permutations_run=n_run)
+    if not fits_well:
+        pass
+    elif params["n_permutations"] == 0:
         reasons.append("no permutation null was run (n_permutations = 0)")
     elif 1 / (params["n_permutations"] + 1) >= ALPHA_PERM:
         reasons.append(f"n_permutations = {params['n_permutations']} < 20 cannot give p < {ALPHA_PERM:g}")
@@ -491,10 +497,10 @@ def _statement(fit, importance, sar, sar_reason, min_r2, pooled, one_class_reaso
     extra = f" ({one_class_reason})" if pooled and one_class_reason else ""
     if not np.isfinite(fit["cv_r2"]):
         return (f"No SHAP claim is supported for {who}: {fit['reason']}{extra}.")
+    null = (f"permutation p = {_fmt_p(fit['p_perm'])} after {int(fit['n_permutations_run'])} refits on "
+            "shuffled errors" if int(fit["n_permutations_run"]) else "no permutation null run")
     nums = (f"CV R^2 = {fit['cv_r2']:.2f}, MAE {fit['cv_mae']:.3g} vs {fit['mae_mean_predictor']:.3g} "
-            f"for the mean predictor; ridge baseline CV R^2 = {fit['cv_r2_ridge']:.2f}; permutation "
-            f"p = {_fmt_p(fit['p_perm'])} after {int(fit['n_permutations_run'])} refits on shuffled "
-            f"errors")
+            f"for the mean predictor; ridge baseline CV R^2 = {fit['cv_r2_ridge']:.2f}; {null}")
     sar_text = ""
     if pooled:
         if sar is not None and sar.get("significant") in (True, False) and not sar.get("reason"):

@@ -117,7 +117,7 @@ def test_null_cohort_gets_no_shap_claim(null):
 def test_early_stopping_of_the_null_keeps_the_decision():
     G, _, _ = _cohort(4, PLANTED, n=60)
     e = np.random.default_rng(5).normal(size=60)
-    kw = dict(FAST, n_estimators=30)
+    kw = dict(FAST, n_estimators=30, min_r2=-np.inf)  # no R^2 floor, so that the null runs on noise
     seq = explain_error(G, e, None, REGIONS, NAMES, **kw).fits.iloc[0]
     full = explain_error(G, e, None, REGIONS, NAMES, null_early_stop=False, **kw).fits.iloc[0]
     assert full["n_permutations_run"] == 20
@@ -126,6 +126,15 @@ def test_early_stopping_of_the_null_keeps_the_decision():
     assert (seq["p_perm"] < 0.05) == (full["p_perm"] < 0.05)
     # the full null p is (#{null >= obs} + 1) / (B + 1)
     assert full["p_perm"] * 21 == pytest.approx(round(full["p_perm"] * 21))
+
+
+def test_no_null_is_run_below_the_r2_floor():
+    """A surrogate that does not fit is unsupported whatever its null says: the null is not paid for."""
+    G, _, _ = _cohort(4, PLANTED, n=60)
+    e = np.random.default_rng(5).normal(size=60)
+    fit = explain_error(G, e, None, REGIONS, NAMES, **dict(FAST, n_estimators=30)).fits.iloc[0]
+    assert fit["cv_r2"] <= 0.1 and fit["n_permutations_run"] == 0 and np.isnan(fit["p_perm"])
+    assert not fit["supported"] and "no permutation null needed" in fit["reason"]
 
 
 def test_class_comparison_overlap_tracks_the_planted_regions():
