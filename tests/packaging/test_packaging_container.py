@@ -61,3 +61,15 @@ def test_descriptor_validates_and_matches_cli(name, tmp_path):
     assert args.participant_label == ["01", "02"] and args.nprocs == 2 and args.mem_gb == 8
     if "gpu" in name:
         assert args.device == "cuda"
+    # the group-level analysis options too
+    invocation.write_text(json.dumps({
+        "bids_dir": "/data", "output_dir_name": "/out", "analysis_level": "group", "label_column": "dx",
+        "contrast": ["CN:AD", "CN:MCI"], "confounds": ["age", "tiv"], "skip_analysis": False,
+    }))
+    proc = subprocess.run([str(BIN / "bosh"), "exec", "simulate", str(path), "-i", str(invocation)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    argv = shlex.split(proc.stdout.strip().splitlines()[-1].split(";", 1)[1])
+    args = build_parser().parse_args(argv[1:])
+    assert args.contrasts == ["CN:AD", "CN:MCI"] and args.confounds == ["age", "tiv"]
+    assert args.label_column == "dx" and "analysis_enabled" not in vars(args)
