@@ -512,6 +512,11 @@ def _statement(fit, importance, sar, sar_reason, min_r2, pooled, one_class_reaso
         elif sar_reason:
             sar_text = f" SAR validation {sar_reason}."
     if not fit["supported"]:
+        if fit["cv_r2"] > min_r2:
+            # it fits, but its fit could not be shown to beat the null (or no null could be run)
+            return (f"No SHAP claim is supported for {who}: its out-of-sample fit is not established "
+                    f"against the permutation null ({fit['reason']}), so its SHAP values are not a "
+                    f"finding{extra} ({nums}).{sar_text}")
         return (f"No SHAP claim is supported for {who}: it does not predict the reconstruction error "
                 f"reliably out of sample ({fit['reason']}). Its SHAP values explain a model that does "
                 f"not fit and are not a finding{extra} ({nums}).{sar_text}")

@@ -520,6 +520,12 @@ def _relative(path, root: Path) -> str:
         return str(path)
 
 
+def _span(values, fmt: str) -> str:
+    """``"0.87-0.95"``, or one number when every fold gave the same."""
+    lo, hi = format(min(values), fmt), format(max(values), fmt)
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
 def _contrast_verdicts(a, b, n, summaries: dict, cons, vectors: dict, sam, stability, settings) -> list[str]:
     """The statistical verdicts of one contrast, in words, pooled over folds where they differ by fold."""
     out = []
@@ -559,10 +565,10 @@ def _contrast_verdicts(a, b, n, summaries: dict, cons, vectors: dict, sam, stabi
         delta = vec[0].get("delta", np.nan)
         rub_p = [((v.get("rub") or {}).get("p_perm")) for v in vec]
         rub_p = [p for p in rub_p if p is not None and np.isfinite(p)]
-        rub = (f"; RUB permutation p {min(rub_p):.3g}-{max(rub_p):.3g}" if rub_p else "")
+        rub = f"; RUB permutation p {_span(rub_p, '.3g')}" if rub_p else ""
         out.append(
             f"{a} vs {b}: the whole {vec[0].get('d', K)}-unit latent vector reaches in-sample accuracy "
-            f"{min(accs):.2f}-{max(accs):.2f} across folds; its bound at n = {n} is {delta:.2f}, so it is "
+            f"{_span(accs, '.2f')} across folds; its bound at n = {n} is {delta:.2f}, so it is "
             f"significant (worst case above chance {chance:.2f}) in {n_sig} of {len(vec)} fold(s){rub}.")
     # SAM
     if sam is not None and len(sam) and "significant" in sam:

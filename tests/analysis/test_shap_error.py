@@ -281,3 +281,12 @@ def test_unlabelled_subjects_join_the_pooled_model_only():
     fits = res.fits.set_index("model")
     assert fits.loc["pooled", "n"] == 40 and fits.loc["CN", "n"] == 15 and fits.loc["AD", "n"] == 15
     assert set(fits.index) == {"pooled", "CN", "AD"}
+
+
+def test_a_fitting_surrogate_without_enough_null_is_not_called_a_misfit():
+    G, e, _ = _cohort(2, PLANTED)
+    res = explain_error(G, e, None, REGIONS, NAMES, **dict(FAST, n_permutations=5))
+    fit = res.fits.iloc[0]
+    assert fit["cv_r2"] > 0.1 and not fit["supported"]
+    text = res.statement["pooled"]
+    assert "not established against the permutation null" in text and "does not predict" not in text
