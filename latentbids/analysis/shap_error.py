@@ -327,23 +327,19 @@ def _fit_one(name, Gm, em, rows, gbm, ridge, params) -> dict:
         mae_mean_predictor=float(mean_absolute_error(em, mean_pred)),
     )
 
-    reasons = []
-    fits_well = fit["cv_r2"] > params["min_r2"]
-    if fits_well:
-        p, n_run = _permutation_p(gbm, Gm, em, splits, fit["cv_r2"], params)
-    else:
+    p, n_run, reasons = np.nan, 0, []
+    if not fit["cv_r2"] > params["min_r2"]:
         # the R^2 floor already rules the model out: its null would only cost time (B x cv fits)
-        p, n_run = np.nan, 0
         reasons.append(f"CV R^2 = {fit['cv_r2']:.3f} <= {params['min_r2']:g} (no permutation null needed)")
-    fit.update(p_perm=p, n_permutations_run=n_run)
-    if not fits_well:
-        pass
     elif params["n_permutations"] == 0:
         reasons.append("no permutation null was run (n_permutations = 0)")
-    elif 1 / (params["n_permutations"] + 1) >= ALPHA_PERM:
-        reasons.append(f"n_permutations = {params['n_permutations']} < 20 cannot give p < {ALPHA_PERM:g}")
-    elif not p < ALPHA_PERM:
-        reasons.append(f"permutation p = {p:.3f} >= {ALPHA_PERM:g}")
+    else:
+        p, n_run = _permutation_p(gbm, Gm, em, splits, fit["cv_r2"], params)
+        if 1 / (params["n_permutations"] + 1) >= ALPHA_PERM:
+            reasons.append(f"n_permutations = {params['n_permutations']} < 20 cannot give p < {ALPHA_PERM:g}")
+        elif not p < ALPHA_PERM:
+            reasons.append(f"permutation p = {p:.3f} >= {ALPHA_PERM:g}")
+    fit.update(p_perm=p, n_permutations_run=n_run)
     fit["supported"] = not reasons
     fit["reason"] = "; ".join(reasons)
 
