@@ -8,7 +8,6 @@ be told about (a label with too few subjects, a subject without a confound value
 from __future__ import annotations
 
 import itertools
-import re
 
 import numpy as np
 import pandas as pd
@@ -80,8 +79,9 @@ def plan_contrasts(labels, requested=(), min_per_class: int = 3) -> tuple[list[t
 
 def contrast_name(a: str, b: str) -> str:
     """A BIDS-safe ``desc`` value for a contrast: ``CN``, ``AD`` -> ``CNvsAD``."""
-    clean = [re.sub(r"[^A-Za-z0-9]", "", s) or "x" for s in (a, b)]
-    return f"{clean[0]}vs{clean[1]}"
+    from latentbids.bids.naming import entity_label
+
+    return f"{entity_label(a)}vs{entity_label(b)}"
 
 
 def regional_means(

@@ -6,6 +6,7 @@ the suffix.  Every function returns a path relative to the derivatives root unle
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 ENTITY_ORDER = ("sub", "ses", "from", "to", "mode", "space", "atlas", "res", "label", "desc")
@@ -84,6 +85,11 @@ def derivative_path(
 def raw_uri(relpath: str | os.PathLike) -> str:
     """A BIDS URI into the raw dataset (``bids:raw:sub-01/anat/sub-01_T1w.nii.gz``)."""
     return f"bids:raw:{Path(relpath).as_posix()}"
+
+
+def entity_label(text: str) -> str:
+    """A free text made a valid entity value (alphanumerics only): ``s-MCI`` -> ``sMCI``; empty -> ``x``."""
+    return re.sub(r"[^A-Za-z0-9]", "", str(text)) or "x"
 
 
 def res_label(resolution: float) -> str:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from latentbids.bids.naming import bids_name, res_label
+from latentbids.bids.naming import bids_name, entity_label, res_label
 from latentbids.errors import UsageError
 from latentbids.utils.atomic import save_nifti, write_json, write_text, write_tsv
 
@@ -158,6 +158,7 @@ class GroupAnalysis:
         col = self.settings.label_column
         self.labels = (clean_labels(self.records[col]) if col in self.records
                        else pd.Series([None] * len(self.records), dtype=object))
+        self.mode = "fit_all" if config.model.fit_all else "kfold"
         self.folds = [str(f) for f in group_result["folds"]]
         self.reference_fold = self.folds[0]
         self.fold_Z = _fold_matrices(group_result["fold_latents"], self.records, self.folds)
@@ -417,7 +418,7 @@ class GroupAnalysis:
             imp = res.importance[res.importance["model"] == model].set_index("region_index")["importance"]
             img = paint_regions(imp, self.result["atlas_image"])
             files[f"shap_map_{model}"] = save_nifti(
-                img, self._path("shap", ".nii.gz", True, desc=_safe(model)))
+                img, self._path("shap", ".nii.gz", True, desc=entity_label(model)))
         write_json(files["shap_fits"].with_suffix(".json"), {
             "Description": ("Surrogate models of the held-out reconstruction error from regional GM; a SHAP map "
                             "is written only for a model whose cross-validated R^2 exceeds shap_min_r2 and its "
@@ -457,7 +458,7 @@ class GroupAnalysis:
             self.verdicts.append(f"The {name} analysis failed ({why}); see the log. Nothing it would have "
                                  "written is presented.")
         summary_path = write_json(self.dir / "analysis.json", {
-            "Model": self.model_name, "Mode": "fit_all" if self.config.model.fit_all else "kfold",
+            "Model": self.model_name, "Mode": self.mode,
             "Folds": self.folds, "ReferenceFold": self.reference_fold,
             "LabelColumn": self.settings.label_column,
             "Contrasts": [f"{a}:{b}" for a, b in self.contrasts],
@@ -479,7 +480,7 @@ class GroupAnalysis:
         errors = pd.DataFrame({"label": self.labels.fillna("n/a").to_numpy(), "error": latents["error"].to_numpy()})
         ctx = {
             "title": f"latentbids group report: {self.model_name}",
-            "model_name": self.model_name, "mode": "fit_all" if self.config.model.fit_all else "kfold",
+            "model_name": self.model_name, "mode": self.mode,
             "n_subjects": int(self.records["participant_id"].nunique()), "label_column": self.settings.label_column,
             "version": __version__, "run_id": self.config.execution.run_id, "participants": participants,
             "latents": latents, "curves_png": str(self.result.get("curves_png") or ""),
@@ -488,12 +489,6 @@ class GroupAnalysis:
             "parameters": dataclasses.asdict(self.settings), **self.report,
         }
         write_text(path, build_group_report(ctx))
-
-
-def _safe(text: str) -> str:
-    import re
-
-    return re.sub(r"[^A-Za-z0-9]", "", str(text)) or "x"
 
 
 def _scalars(result: dict) -> dict:
