@@ -10,6 +10,9 @@ Exit codes follow the BIDS Apps execution-spec draft (see docs/usage.md):
 18    the filters matched no data
 64    usage error (bad option, bad path, bad combination of options)
 66    a required input is missing, unreadable or corrupt
+73    an output folder (output_dir, work dir, database dir) cannot be created or written
+75    temporary failure: a selected subject is being processed by another job; rerun later
+130   interrupted (SIGINT, SIGTERM): everything written is complete; rerun to resume
 ====  =============================================================
 
 Every error raised for a *user* mistake is a :class:`LatentbidsError`: the CLI prints its message on
@@ -24,6 +27,9 @@ EXIT_UNKNOWN_LEVEL = 17
 EXIT_NO_DATA = 18
 EXIT_USAGE = 64
 EXIT_MISSING_INPUT = 66
+EXIT_CANNOT_CREATE = 73  # sysexits EX_CANTCREAT
+EXIT_TEMPORARY = 75  # sysexits EX_TEMPFAIL: the same command later may succeed
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
 
 class LatentbidsError(Exception):
@@ -73,3 +79,15 @@ class MissingInputError(LatentbidsError):
     """A required input (file, resource, cache) is missing, unreadable or corrupt (exit 66)."""
 
     exit_code = EXIT_MISSING_INPUT
+
+
+class CannotCreateError(LatentbidsError):
+    """An output folder cannot be created or written (exit 73, ``EX_CANTCREAT``)."""
+
+    exit_code = EXIT_CANNOT_CREATE
+
+
+class TemporaryFailure(LatentbidsError):
+    """Another job holds what this one needs; the same command later may succeed (exit 75)."""
+
+    exit_code = EXIT_TEMPORARY

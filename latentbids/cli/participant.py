@@ -1,8 +1,9 @@
 """The participant level as the CLI runs it: select, check, then run the Nipype workflow.
 
 Exit-code policy for several subjects (docs/usage.md): bad inputs are reported and skipped, the
-good ones are processed; the run ends with 0 when every selected image was processed, 66 when some
-inputs were rejected (and nothing crashed), 1 when a processing step failed for any subject.
+good ones are processed; the run ends with 0 when every selected image was processed, 1 when a
+processing step failed for any subject, else 66 when some inputs were rejected, else 75 when some
+subjects were skipped because another job was processing them (a temporary failure: rerun later).
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from latentbids.errors import EXIT_FAILURE, EXIT_MISSING_INPUT, EXIT_OK, MissingInputError
+from latentbids.errors import EXIT_FAILURE, EXIT_MISSING_INPUT, EXIT_OK, EXIT_TEMPORARY, MissingInputError
 
 LOGGER = logging.getLogger("latentbids")
 
@@ -98,23 +99,27 @@ def run_participant_level(config, templates, atlas) -> int:
     good, bad = collect_jobs(config)
     if config.model.model:
         check_model_grid(config, templates[0])
-    from latentbids.workflows.participant import run_participant_wf
+    from latentbids.workflows.participant import LOCKED, run_participant_wf
 
     plugin, plugin_args = load_plugin(config)
     results = run_participant_wf(config, good, plugin=plugin, plugin_args=plugin_args)
     if config.model.model:
         results = encode_with_existing_model(config, templates[0], good, results)
-    failed = {label: status for label, status in results.items() if status != "ok"}
+    locked = {label for label, status in results.items() if status == LOCKED}
+    failed = {label: status for label, status in results.items() if status not in ("ok", LOCKED)}
     for label, status in sorted(results.items()):
         LOGGER.info("%s: %s", label, status)
     for problem in bad:
         LOGGER.info("%s: input rejected: %s", problem.job.label, problem.reason)
     LOGGER.info(
-        "Participant level finished: %d processed, %d failed, %d input(s) rejected; outputs in %s",
-        len(results) - len(failed), len(failed), len(bad), config.execution.output_dir,
+        "Participant level finished: %d processed, %d failed, %d input(s) rejected, %d held by another job; "
+        "outputs in %s", len(results) - len(failed) - len(locked), len(failed), len(bad), len(locked),
+        config.execution.output_dir,
     )
     if failed:
         return EXIT_FAILURE
     if bad:
         return EXIT_MISSING_INPUT
+    if locked:
+        return EXIT_TEMPORARY
     return EXIT_OK

@@ -12,7 +12,13 @@ import sys
 from pathlib import Path
 
 from latentbids import __version__
-from latentbids.errors import EXIT_FAILURE, LatentbidsError, MissingInputError, UsageError
+from latentbids.errors import (
+    EXIT_FAILURE,
+    CannotCreateError,
+    LatentbidsError,
+    MissingInputError,
+    UsageError,
+)
 
 LOGGER = logging.getLogger("latentbids")
 
@@ -111,13 +117,17 @@ def check_paths(config) -> None:
     for name, path in config.execution.derivatives.items():
         if not Path(path).is_dir():
             raise MissingInputError(f"--derivatives {name}={path}: folder not found; check the path")
-    for folder, option in ((output_dir, "output_dir"), (work_dir, "--work-dir")):
+    folders = ((output_dir, "output_dir"), (work_dir, "--work-dir"),
+               (Path(ex.bids_database_dir), "--bids-database-dir"))
+    for folder, option in folders:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise UsageError(f"{option} {folder} cannot be created ({exc.strerror}): choose a writable folder") from None
-        if not os.access(folder, os.W_OK):
-            raise UsageError(f"{option} {folder} is not writable: choose a writable folder")
+            raise CannotCreateError(
+                f"{option} {folder} cannot be created ({exc.strerror or exc}): choose a writable folder"
+            ) from None
+        if not (os.access(folder, os.W_OK | os.X_OK) and folder.is_dir()):
+            raise CannotCreateError(f"{option} {folder} is not a writable folder: choose a writable folder")
 
 
 def load_plugin(config) -> tuple[str, dict]:

@@ -38,6 +38,9 @@ from latentbids.workflows.anat import AnatSettings, TemplateFiles, init_anat_wf,
 
 LOGGER = logging.getLogger("latentbids")
 
+#: The result of a job whose subject another running latentbids process holds (exit 75 if nothing worse).
+LOCKED = "failed: another latentbids job is processing it right now; rerun when it ends"
+
 __all__ = ["find_existing_gm_map", "init_participant_wf", "init_single_subject_wf", "prepare_resources",
            "run_participant_wf"]
 
@@ -407,7 +410,7 @@ def _lock_jobs(config, jobs: list[T1wJob]) -> tuple[dict, dict[str, str]]:
         if handle is None:
             LOGGER.error("%s: another latentbids job is processing it in this work dir (%s); skipped",
                          job.label, lock)
-            busy[job.label] = "failed: another latentbids job is processing it right now; rerun when it ends"
+            busy[job.label] = LOCKED
         else:
             held[job.label] = handle
     return held, busy

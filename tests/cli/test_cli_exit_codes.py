@@ -155,3 +155,36 @@ def test_cuda_without_gpu_exits_64_before_any_work(ixi_dir, tmp_path):
     assert proc.returncode == 64
     assert "CUDA is not available" in _one_line_error(proc) and "--device cpu" in _one_line_error(proc)
     assert not list((tmp_path / "out").glob("sub-*"))
+
+
+@pytest.mark.parametrize("which", ["output_dir", "--work-dir", "--bids-database-dir"])
+def test_folder_that_cannot_be_created_exits_73(ixi_dir, tmp_path, which):
+    """A regular file where a folder must go (works as root too, unlike a read-only mount)."""
+    squatter = tmp_path / "a_file"
+    squatter.write_text("not a folder")
+    out, work = tmp_path / "out", tmp_path / "w"
+    folder = squatter / "sub"
+    args = {"output_dir": [ixi_dir, folder, "participant", "-w", work],
+            "--work-dir": [ixi_dir, out, "participant", "-w", folder],
+            "--bids-database-dir": [ixi_dir, out, "participant", "-w", work, "--bids-database-dir", folder]}[which]
+    proc = run_cli(*args, "--skip-bids-validation")
+    assert proc.returncode == 73, proc.stderr
+    line = _one_line_error(proc)
+    assert which in line and "cannot be created" in line and str(folder) in line
+    assert not (out / "logs").exists()
+
+
+def test_subject_locked_by_another_job_exits_75(ixi_dir, tmp_path):
+    """An overlapping array task holds the subject: skipped at once, 75 = try again later."""
+    from latentbids.utils.locks import try_lock
+
+    work = tmp_path / "w"
+    handle = try_lock(work / "locks" / "single_subject_sub_IXI012_wf.lock")
+    try:
+        proc = run_cli(ixi_dir, tmp_path / "out", "participant", "-w", work, "--participant-label", "IXI012",
+                       "--sloppy", "--skip-bids-validation")
+    finally:
+        handle.close()
+    assert proc.returncode == 75, proc.stderr
+    assert "sub-IXI012: another latentbids job is processing it" in _one_line_error(proc)
+    assert not list((tmp_path / "out").glob("sub-IXI012/anat/*"))
