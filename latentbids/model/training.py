@@ -27,7 +27,8 @@ Data path (no NIfTI decoding here: the caller passes the cached ``(N, X, Y, Z)``
 Checkpoints (``<checkpoint_dir>/last.pt``, written atomically each epoch) hold the model, optimizer,
 early-stopping state, history and every RNG state (on CUDA: the training device's generator only),
 so an interrupted run resumed from its last checkpoint reaches the same result as an uninterrupted
-one (bit-identical on CPU with ``deterministic=True``).
+one (bit-identical on CPU with ``deterministic=True``).  They are read back with
+``weights_only=True`` (:func:`load_checkpoint`): a file in a shared work dir cannot run code.
 """
 
 from __future__ import annotations
@@ -396,6 +397,53 @@ def _set_rng_state(state: dict, gen: torch.Generator, device: torch.device) -> N
             torch.cuda.set_rng_state(cuda_state, device)
 
 
+def _checkpoint_globals() -> list:
+    """What a checkpoint may hold besides tensors and plain containers: numpy's RNG state
+    (``np.random.get_state()``: a tuple with a uint32 array), nothing that can run code."""
+    try:
+        from numpy._core.multiarray import _reconstruct  # numpy >= 2
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core.multiarray import _reconstruct
+    return [np.ndarray, np.dtype, type(np.dtype(np.uint32)), _reconstruct]
+
+
+def load_checkpoint(path: str | Path) -> dict | None:
+    """Load a training checkpoint without running code from it, or ``None`` (logged, one line).
+
+    A work dir may be shared (a cluster's scratch): whoever can write it must not get to run code
+    as the next user who resumes there, so the file is unpickled with ``weights_only=True`` and
+    only the numpy RNG-state types of :func:`_checkpoint_globals` allowed.  A file that asks for
+    anything else is refused (and named with what it asked for); a damaged one is ignored.  Either
+    way the fold trains from scratch and the next epoch's checkpoint replaces the file.
+    """
+    import pickle
+
+    try:
+        with torch.serialization.safe_globals(_checkpoint_globals()):
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        try:
+            asked = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        except Exception:  # noqa: BLE001 - naming what it asked for is a courtesy
+            asked = []
+        allowed = {f"{g.__module__}.{g.__qualname__}" for g in _checkpoint_globals()}
+        asked = [name for name in asked if name not in allowed] or ["objects outside tensors and plain data"]
+        LOGGER.warning(
+            "Checkpoint %s refused: it asks to load %s, which no latentbids checkpoint holds (loading it "
+            "could run code; was the work dir written by someone else?): training this fold from scratch",
+            path, ", ".join(asked[:3]),
+        )
+        return None
+    except Exception as exc:  # noqa: BLE001 - truncated, empty, not a torch file
+        LOGGER.warning("Checkpoint %s is unreadable (%s): training from scratch", path,
+                       " ".join(str(exc).split())[:200])
+        return None
+    if not isinstance(ckpt, dict):
+        LOGGER.warning("Checkpoint %s is not a latentbids checkpoint: training from scratch", path)
+        return None
+    return ckpt
+
+
 def _cpu_state(model: torch.nn.Module) -> dict:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
@@ -494,13 +542,7 @@ def train_autoencoder(
 
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir else None
     if ckpt_path is not None and ckpt_path.is_file():
-        try:
-            ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        except Exception as exc:
-            LOGGER.warning(
-                "Checkpoint %s is unreadable (%s): training from scratch", ckpt_path, exc
-            )
-            ckpt = None
+        ckpt = load_checkpoint(ckpt_path)
         if ckpt is not None and ckpt.get("fingerprint") == fingerprint:
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])

@@ -210,3 +210,46 @@ def test_out_of_memory_retries_with_smaller_batches(cohort, tmp_path, monkeypatc
     monkeypatch.setattr(network.AutoEncoder3D, "encode", encode_small)
     z, _ = encoding.encode_all(res.model, data, [0, 1, 2, 3, 4], mask, batch_size=4)
     assert z.shape == (5, 3) and np.isfinite(z).all()
+
+
+class _RunsCode:
+    """What a hostile checkpoint holds: unpickling it calls a function of the attacker's choice."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_crafted_checkpoint_is_refused_without_running_code(cohort, tmp_path, caplog):
+    import logging
+
+    data, mask = _data(cohort, tmp_path)
+    settings = _settings(max_epochs=1)
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    marker = tmp_path / "pwned"
+    torch.save({"fingerprint": None, "payload": _RunsCode(marker)}, folder / "last.pt")
+    with caplog.at_level(logging.WARNING, logger="latentbids.model"):
+        res = train_autoencoder(data, mask, [0, 1, 2, 3], [4, 5], settings, "cpu", checkpoint_dir=folder)
+    assert not marker.exists()  # nothing from the file ran
+    refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refused) == 1 and "\n" not in refused[0]
+    assert "system" in refused[0] and str(folder / "last.pt") in refused[0]
+    assert res.resumed_from is None and len(res.history) == 1  # trained from scratch
+    # the next epoch's checkpoint replaced the file with a plain one that loads safely
+    from latentbids.model.training import load_checkpoint
+
+    assert load_checkpoint(folder / "last.pt")["epoch"] == 1
+
+
+def test_a_damaged_checkpoint_is_ignored(cohort, tmp_path, caplog):
+    data, mask = _data(cohort, tmp_path)
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "last.pt").write_bytes(b"PK\x03\x04 truncated")
+    res = train_autoencoder(data, mask, [0, 1, 2, 3], [4, 5], _settings(max_epochs=1), "cpu",
+                            checkpoint_dir=folder)
+    assert res.resumed_from is None
+    assert any("unreadable" in r.getMessage() for r in caplog.records)
