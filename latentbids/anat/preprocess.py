@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import nibabel as nib
@@ -229,14 +231,21 @@ def template_brain_mask(
     ref = nib.load(str(in_file))
     data = np.asarray(ref.dataobj, dtype=np.float32)
     crude = crude_brain_mask(data, float(min(ref.header.get_zooms()[:3])))
-    with itk_threads(nthreads), ants_seed(seed):
-        head = ants.image_read(str(in_file))
-        fixed = head.new_image_like(np.ascontiguousarray(head.numpy() * crude.astype(np.float32)))
-        tpl = ants.image_read(str(template_t1w))
-        tmask = ants.image_read(str(template_mask))
-        reg = ants.registration(fixed=fixed, moving=tpl, type_of_transform="Affine")
-        warped = ants.apply_transforms(fixed=head, moving=tmask, transformlist=reg["fwdtransforms"],
-                                       interpolator="linear")
+    # antsRegistration writes its transform files; without an outprefix antspyx puts them in /tmp
+    # and never removes them.  Here they live beside the output until the mask is written.
+    scratch = Path(tempfile.mkdtemp(prefix=".tpl_mask_", dir=Path(out_file).parent))
+    try:
+        with itk_threads(nthreads), ants_seed(seed):
+            head = ants.image_read(str(in_file))
+            fixed = head.new_image_like(np.ascontiguousarray(head.numpy() * crude.astype(np.float32)))
+            tpl = ants.image_read(str(template_t1w))
+            tmask = ants.image_read(str(template_mask))
+            reg = ants.registration(fixed=fixed, moving=tpl, type_of_transform="Affine",
+                                    outprefix=str(scratch / "tpl_to_head_"))
+            warped = ants.apply_transforms(fixed=head, moving=tmask, transformlist=reg["fwdtransforms"],
+                                           interpolator="linear")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     mask = _fill_holes(warped.numpy() > 0.5)
     out = nib.Nifti1Image(mask.astype(np.uint8), ref.affine)
     out.header.set_xyzt_units("mm")

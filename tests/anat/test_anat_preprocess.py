@@ -100,11 +100,18 @@ def test_itk_threads_restores_environment(monkeypatch):
     assert "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS" not in os.environ
 
 
-def test_template_brain_mask_matches_dlmuse_brain(t1w, ixi_dir, tmp_path):
-    """The cheap (--brain-extraction template) mask covers the DLMUSE brain of the same scan."""
+def test_template_brain_mask_matches_dlmuse_brain(t1w, ixi_dir, tmp_path, monkeypatch):
+    """The cheap (--brain-extraction template) mask covers the DLMUSE brain of the same scan, and
+    leaves no transform file behind (antspyx's default outprefix is a /tmp name it never removes)."""
+    import tempfile
+
     from latentbids.anat.measures import dice
     from latentbids.anat.preprocess import template_brain_mask
     from latentbids.resources import get_template
+
+    system_tmp = tmp_path / "system_tmp"
+    system_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
 
     tpl = get_template("MNI152NLin2009aSym", 2)
     nib.save(tpl.t1w, tmp_path / "tpl.nii.gz")
@@ -120,3 +127,6 @@ def test_template_brain_mask_matches_dlmuse_brain(t1w, ixi_dir, tmp_path):
     score = dice(m, brain)
     print(f"template-mask Dice vs DLMUSE brain: {score:.3f} ({m.sum() * 8 / 1000:.0f} ml vs {brain.sum() * 8 / 1000:.0f} ml)")
     assert score > 0.88
+    assert not list(system_tmp.iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "mask.nii.gz", "n4.nii.gz", "ras.nii.gz", "system_tmp", "tpl.nii.gz", "tpl_mask.nii.gz"]
