@@ -114,10 +114,13 @@ class AnalysisConfig:
     eta: float = 0.05  # bounds hold with probability 1 - eta
     bound: str = "G"  # G | GZ | VC (section 6)
     correlation: str = "pearson"  # pearson | spearman
-    correction: str = "fdr_bh"  # fdr_bh | bonferroni | permutation (max-statistic)
-    region_correction: str = "none"  # none (METHOD: ~eta*J regions pass by chance) | bonferroni (eta/J)
+    correction: str = "fdr_bh"  # region-unit correlations: fdr_bh | bonferroni | permutation (max-statistic)
+    # every verdict is family-wise (METHOD.md 5-6): units (all folds) and regions by max-statistic label
+    # permutation, or Bonferroni with a bound (fast); the per-item rule only in *_uncorrected columns
+    family_correction: str = "permutation"  # permutation | bonferroni
+    statistic: str = "balanced"  # balanced (chance 0.5, any class sizes) | majority (accuracy vs the larger class)
     alpha: float = 0.05
-    n_permutations: int = 1000  # max-statistic null, RUB and SAR p-values
+    n_permutations: int = 1000  # label permutations of the unit/region/association nulls and RUB
     top_k: int = 10  # top-k overlap of rankings across folds
     pca_components: int = 3
     tsne_perplexity: float = 30.0
@@ -132,13 +135,16 @@ class AnalysisConfig:
     shap_learning_rate: float = 0.05
     shap_subsample: float = 0.8
     shap_background: int = 200
-    shap_permutations: int = 40  # refits on shuffled errors (null of the surrogate's CV R^2); smallest p 1/41
+    shap_permutations: int = 99  # refits on shuffled errors; Holm over <= 4 models needs p <= eta/4 (1/100)
     shap_min_r2: float = 0.1  # below this cross-validated R^2 no SHAP claim is made
 
 
 @dataclass
 class RunConfig:
     """Everything one ``latentbids`` invocation needs and records."""
+    sar_top_m: int = 5  # SHAP's top regions tested by SAR (chosen on one half, tested on the other)
+    rub_dropout: float = 0.95  # dropout rate of RUB's PAC-Bayes (Gibbs) classifier (METHOD.md 6)
+    pc1_min_abs_r: float = 0.5  # "PC1 tracks X" needs |r| >= this and a Bonferroni p <= eta
 
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     spatial: SpatialConfig = field(default_factory=SpatialConfig)

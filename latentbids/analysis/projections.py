@@ -26,6 +26,7 @@ requested components) never raise: the method is clipped or skipped and the reas
 """
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 
@@ -189,11 +190,14 @@ def project_latents(
     return coords, meta
 
 
-def pc1_correlations(pc1, covariates: pd.DataFrame) -> pd.DataFrame:
+def pc1_correlations(pc1, covariates: pd.DataFrame, eta: float = 0.05, min_abs_r: float = 0.5) -> pd.DataFrame:
     """Pearson correlation of PC1 with each covariate (global mean GM, TIV, age, ...).
 
     METHOD.md section 4 asks for it because an autoencoder's main latent axis often tracks head size or
-    global atrophy: a PC1 that is "only brain size" is a finding, not a biomarker.
+    global atrophy: a PC1 that is "only brain size" is a finding, not a biomarker.  The claim "PC1
+    tracks X" is ``supported`` when the Bonferroni-adjusted p (over the covariates that could be
+    correlated) is at most ``eta`` *and* ``|r| >= min_abs_r`` (a weak correlation is not "tracking").
+    Pass one row per subject: a second session of the same subject is not a new observation.
 
     Parameters
     ----------
@@ -207,9 +211,9 @@ def pc1_correlations(pc1, covariates: pd.DataFrame) -> pd.DataFrame:
     -------
     DataFrame
         One row per covariate: ``covariate``, ``n`` (complete pairs: rows where PC1 or the covariate is
-        NaN are dropped per covariate), ``r``, ``p`` (two-sided, ``scipy.stats.pearsonr``) and
-        ``reason`` (None, or why ``r`` and ``p`` are NaN: fewer than 3 pairs, a constant variable, a
-        non-numeric column).
+        NaN are dropped per covariate), ``r``, ``p`` (two-sided, ``scipy.stats.pearsonr``),
+        ``p_bonferroni``, ``supported`` and ``reason`` (None, or why ``r`` and ``p`` are NaN: fewer
+        than 3 pairs, a constant variable, a non-numeric column).
     """
     if isinstance(covariates, pd.Series):
         covariates = covariates.to_frame()
@@ -241,7 +245,24 @@ def pc1_correlations(pc1, covariates: pd.DataFrame) -> pd.DataFrame:
             m = 0
             reason = f"{name} is not numeric (code it as numbers to correlate it)"
         rows.append({"covariate": str(name), "n": m, "r": r, "p": p, "reason": reason})
-    return pd.DataFrame(rows, columns=["covariate", "n", "r", "p", "reason"])
+    table = pd.DataFrame(rows, columns=["covariate", "n", "r", "p", "reason"])
+    tested = int(table["p"].notna().sum())
+    table["p_bonferroni"] = np.minimum(1.0, table["p"] * max(tested, 1))
+    table["supported"] = (table["p_bonferroni"].fillna(1.0) <= float(eta) + 1e-12) & (
+        table["r"].abs().fillna(0.0) >= float(min_abs_r))
+    return table[["covariate", "n", "r", "p", "p_bonferroni", "supported", "reason"]]
+
+
+def pc1_claims(table: pd.DataFrame, min_abs_r: float = 0.5) -> list:
+    """One claim "PC1 tracks <covariate>" per row of :func:`pc1_correlations`."""
+    from latentbids.analysis.claims import Claim
+
+    tested = int(table["p"].notna().sum())
+    return [Claim(contrast="", family="pc1", item=str(row.covariate), statistic_name="Pearson r",
+                  statistic=float(row.r), p=float(row.p_bonferroni), bound=math.nan,
+                  correction=f"Bonferroni over {tested} global measure(s), and |r| >= {min_abs_r:g}",
+                  supported=bool(row.supported), note=str(row.reason or ""))
+            for row in table.itertuples()]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -8,10 +8,11 @@ plus a ridge baseline (a linear reference, explained with :class:`shap.LinearExp
 
 The cautionary rule of METHOD.md: *an explanation of a model that does not fit is not an explanation*.
 Every model therefore reports its cross-validated R^2 and MAE against a mean predictor and a
-permutation null of the CV R^2 (the whole CV refitted on shuffled ``e``).  A model is *supported* only
-if ``cv_r2 > min_r2`` and ``p_perm < 0.05``; otherwise its statement says in words that no SHAP claim is
-supported, and its SHAP values must not be presented as a finding.  The pooled model's top regions are
-also checked with SAR (:func:`latentbids.analysis.agnostic.sar`, ``e ~ top-m regions``).
+permutation null of the CV R^2 (the whole CV refitted on shuffled ``e``).  The pooled and per-class
+models form one family of claims: a model is *supported* only if ``cv_r2 > min_r2`` and its
+Holm-adjusted permutation p is at most ``eta``; otherwise its statement says in words that no SHAP claim
+is supported, and its SHAP values must not be presented as a finding.  The top regions are also checked
+with SAR on subjects that did not choose them (:mod:`latentbids.analysis.shap_validation`).
 
 Compute cost
 ------------
@@ -24,7 +25,7 @@ fitting surrogate is ~2000 s CPU by extrapolation (not run).  Three things keep 
 
 - ``null_early_stop`` (default on): Besag & Clifford's sequential permutation test.  The null stops as
   soon as ``h`` null R^2 values reach the observed one, where ``h`` is the smallest count that makes
-  ``p < 0.05`` impossible with the full ``n_permutations``; the p-value is then ``h / L`` (``L`` null
+  ``p <= eta`` impossible with the full ``n_permutations``; the p-value is then ``h / L`` (``L`` null
   refits done), a valid p-value, and the supported/not-supported decision is exactly that of the full
   run.  A surrogate that does not fit (the common case, METHOD.md section 7) costs ~5-15 refits
   instead of ``n_permutations``; one that fits still runs them all.
@@ -41,14 +42,11 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from dataclasses import dataclass, field
-from itertools import combinations
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import spearmanr
 from sklearn.base import clone
 from sklearn.ensemble import GradientBoostingRegressor
 from sklearn.linear_model import RidgeCV
@@ -57,11 +55,11 @@ from sklearn.model_selection import KFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from latentbids.errors import LatentbidsError, UsageError
+from latentbids.analysis import shap_summaries as summaries
+from latentbids.analysis.shap_summaries import IMPORTANCE_COLUMNS, POOLED, py_scalar
+from latentbids.analysis.shap_validation import family_verdicts, permutation_p, sar_top_regions
+from latentbids.errors import UsageError
 
-POOLED = "pooled"
-#: significance level of the permutation null (METHOD.md fixes "p_perm < 0.05").
-ALPHA_PERM = 0.05
 #: ridge penalties searched by RidgeCV (efficient leave-one-out inside each training fold).
 RIDGE_ALPHAS = np.logspace(-3, 4, 15)
 #: a model is fitted only with at least this many subjects (and at least ``cv``).
@@ -69,17 +67,8 @@ MIN_SUBJECTS = 10
 
 FIT_COLUMNS = [
     "model", "n", "n_excluded", "cv_r2", "cv_mae", "cv_r2_ridge", "cv_mae_ridge", "mae_mean_predictor",
-    "p_perm", "n_permutations_run", "supported", "reason", "seconds",
+    "p_perm", "n_permutations_run", "p_holm", "supported", "reason", "seconds",
 ]
-IMPORTANCE_COLUMNS = [
-    "model", "region_index", "region", "importance", "rank", "importance_ridge", "rank_ridge",
-]
-COMPARISON_COLUMNS = [
-    "class_a", "class_b", "n_a", "n_b", "spearman", "top_k", "top_k_overlap", "largest_changes",
-    "both_supported",
-]
-
-
 @dataclass
 class ShapResult:
     """What :func:`explain_error` found; all tables are plain pandas objects.
@@ -91,7 +80,8 @@ class ShapResult:
         used, ``n_excluded`` (rows with non-finite ``e`` or ``G``), ``cv_r2``/``cv_mae`` of the GBM,
         ``cv_r2_ridge``/``cv_mae_ridge`` of the ridge baseline, ``mae_mean_predictor`` (CV MAE of
         predicting the training-fold mean), ``p_perm`` (permutation p of the GBM's CV R^2),
-        ``n_permutations_run``, ``supported`` (``cv_r2 > min_r2 and p_perm < 0.05``), ``reason`` (why a
+        ``n_permutations_run``, ``p_holm`` (Holm-adjusted over the fitted models), ``supported``
+        (``cv_r2 > min_r2 and p_holm <= eta``), ``reason`` (why a
         number is NaN or the model unsupported; ``""`` when supported) and ``seconds`` (wall time).
         Classes too small to fit get a row of NaN with the reason.
     values : dict
@@ -191,11 +181,11 @@ def explain_error(
     random_state : int
         Seed of the CV splits, the GBM, the permutations, the background and SAR.
     sar_top_m, eta, bound, sar_resamples
-        SAR validation of the pooled model's top ``sar_top_m`` regions (``agnostic.sar``).
-        Caveat: the regions were selected with ``e`` (they are the surrogate's top regions), so SAR on
-        the same subjects is optimistic; its bound counts ``d = m`` features, not the selection.
+        SAR validation of the top ``sar_top_m`` regions (``agnostic.sar``), chosen by a surrogate
+        fitted on half of the subjects and tested on the other half; ``eta`` is also the level of
+        the family of surrogate models (Holm).
     null_early_stop : bool
-        Stop the null sequentially (Besag-Clifford) once ``p < 0.05`` is impossible; see the module
+        Stop the null sequentially (Besag-Clifford) once ``p <= eta`` is impossible; see the module
         docstring.  Same decision as the full null, far fewer refits when the surrogate does not fit.
     n_iter_no_change : int or None
         Boosting early stopping (GBM's ``n_iter_no_change``, 10 % validation split); None keeps the
@@ -222,7 +212,7 @@ def explain_error(
         min_r2=float(min_r2), cv=int(cv), top_k=int(top_k), random_state=int(random_state),
         sar_top_m=int(sar_top_m), eta=float(eta), bound=str(bound), sar_resamples=int(sar_resamples),
         null_early_stop=bool(null_early_stop), n_iter_no_change=n_iter_no_change, n_jobs=int(n_jobs),
-        alpha_perm=ALPHA_PERM, min_subjects=max(int(cv), MIN_SUBJECTS), ridge_alphas=RIDGE_ALPHAS.tolist(),
+        min_subjects=max(int(cv), MIN_SUBJECTS), ridge_alphas=RIDGE_ALPHAS.tolist(),
         cv_scheme="KFold(shuffle=True)", null="CV R^2 of the GBM refitted on shuffled e, same CV splits",
         versions=_versions(),
     )
@@ -270,18 +260,17 @@ def explain_error(
         ridge_expected[name] = out["expected_ridge"]
         models[name] = {"gbm": out["gbm"], "ridge": out["ridge"]}
         background_rows[name] = [int(r) for r in rows[out["background"]]]
-        importances.append(_importance_table(name, out["phi"], out["phi_ridge"], region_index,
+        importances.append(summaries.importance_table(name, out["phi"], out["phi_ridge"], region_index,
                                              region_names))
 
-    fits = pd.DataFrame(fits_rows, columns=FIT_COLUMNS)
+    fits = family_verdicts(pd.DataFrame(fits_rows, columns=FIT_COLUMNS), params)
     importance = (pd.concat(importances, ignore_index=True) if importances
                   else pd.DataFrame(columns=IMPORTANCE_COLUMNS))
 
-    pooled_by_class = _pooled_by_class(values.get(POOLED), classes, region_index, region_names)
-    comparison = _compare_classes(importance, fits, [m for m in groups if m != POOLED], top_k)
-    sar, sar_reason = _sar_top_regions(G, e, values.get(POOLED), importance, fits, region_index,
-                                       region_names, params)
-    statement = {name: _statement(fits.set_index("model").loc[name], importance, sar, sar_reason,
+    pooled_by_class = summaries.pooled_by_class(values.get(POOLED), classes, region_index, region_names)
+    comparison = summaries.compare_classes(importance, fits, [m for m in groups if m != POOLED], top_k)
+    sar, sar_reason = sar_top_regions(G, e, groups[POOLED], fits, region_index, region_names, params)
+    statement = {name: summaries.statement(fits.set_index("model").loc[name], importance, sar, sar_reason,
                                   min_r2, name == POOLED, one_class_reason)
                  for name in groups}
     return ShapResult(
@@ -334,14 +323,9 @@ def _fit_one(name, Gm, em, rows, gbm, ridge, params) -> dict:
     elif params["n_permutations"] == 0:
         reasons.append("no permutation null was run (n_permutations = 0)")
     else:
-        p, n_run = _permutation_p(gbm, Gm, em, splits, fit["cv_r2"], params)
-        if 1 / (params["n_permutations"] + 1) >= ALPHA_PERM:
-            reasons.append(f"n_permutations = {params['n_permutations']} < 20 cannot give p < {ALPHA_PERM:g}")
-        elif not p < ALPHA_PERM:
-            reasons.append(f"permutation p = {p:.3f} >= {ALPHA_PERM:g}")
+        p, n_run = permutation_p(gbm, Gm, em, splits, fit["cv_r2"], params)
     fit.update(p_perm=p, n_permutations_run=n_run)
-    fit["supported"] = not reasons
-    fit["reason"] = "; ".join(reasons)
+    fit["reason"] = "; ".join(reasons)  # the family-wise verdict is taken over all models together
 
     # the explained models: fitted on all of the model's subjects
     import shap  # lazy: heavy import, only needed here
@@ -364,164 +348,6 @@ def _fit_one(name, Gm, em, rows, gbm, ridge, params) -> dict:
     return out
 
 
-def _null_r2(gbm, Gm, em, splits, seed) -> float:
-    perm = np.random.default_rng(seed).permutation(len(em))
-    ep = em[perm]
-    return float(r2_score(ep, cross_val_predict(gbm, Gm, ep, cv=splits)))
-
-
-def _permutation_p(gbm, Gm, em, splits, observed, params) -> tuple[float, int]:
-    """p of the observed CV R^2 under the null of shuffled ``e`` (same splits, same model).
-
-    Full null: ``p = (#{null >= observed} + 1) / (B + 1)``.  With ``null_early_stop``: stop once the
-    count reaches ``h``, the smallest count for which the full-null p cannot fall below 0.05, and
-    return Besag & Clifford's sequential ``p = h / L`` (``L`` refits done).
-    """
-    B = params["n_permutations"]
-    if B == 0 or not np.isfinite(observed):
-        return float("nan"), 0
-    h = math.ceil(ALPHA_PERM * (B + 1) - 1)  # count with (h + 1) / (B + 1) >= alpha
-    h = max(h, 1)
-    seeds = np.random.SeedSequence(params["random_state"]).generate_state(B)
-    n_jobs = params["n_jobs"]
-    count, done = 0, 0
-    step = max(1, n_jobs)
-    while done < B:
-        batch = seeds[done:done + step]
-        if n_jobs == 1:
-            null = [_null_r2(gbm, Gm, em, splits, int(s)) for s in batch]
-        else:
-            from joblib import Parallel, delayed
-
-            null = Parallel(n_jobs=n_jobs)(
-                delayed(_null_r2)(gbm, Gm, em, splits, int(s)) for s in batch)
-        for r in null:  # consume in order so the result does not depend on n_jobs
-            done += 1
-            count += r >= observed
-            if params["null_early_stop"] and count >= h and done < B:
-                return h / done, done
-    return (count + 1) / (B + 1), B
-
-
-# --------------------------------------------------------------------------------------------------
-# summaries
-
-
-def _importance_table(name, phi, phi_ridge, region_index, region_names) -> pd.DataFrame:
-    imp = np.abs(phi).mean(axis=0)
-    imp_r = np.abs(phi_ridge).mean(axis=0)
-    return pd.DataFrame({
-        "model": name, "region_index": region_index, "region": region_names, "importance": imp,
-        "rank": _rank(imp), "importance_ridge": imp_r, "rank_ridge": _rank(imp_r),
-    })
-
-
-def _rank(x) -> np.ndarray:
-    """1 = largest; ties broken by column order (stable)."""
-    order = np.argsort(-np.asarray(x), kind="stable")
-    rank = np.empty(len(order), dtype=int)
-    rank[order] = np.arange(1, len(order) + 1)
-    return rank
-
-
-def _pooled_by_class(vals, classes, region_index, region_names) -> pd.DataFrame:
-    cols = ["class", "region_index", "region", "importance", "rank"]
-    if vals is None or classes is None:
-        return pd.DataFrame(columns=cols)
-    labs = classes[vals.index.to_numpy()]
-    frames = []
-    for lab in sorted(pd.unique(labs[pd.notna(labs)]), key=lambda v: str(v)):
-        imp = np.abs(vals.to_numpy()[labs == lab]).mean(axis=0)
-        frames.append(pd.DataFrame({"class": str(lab), "region_index": region_index,
-                                    "region": region_names, "importance": imp, "rank": _rank(imp)}))
-    return pd.concat(frames, ignore_index=True)[cols]
-
-
-def _compare_classes(importance, fits, class_models, top_k) -> pd.DataFrame:
-    fitted = [m for m in class_models if m in set(importance["model"])]
-    f = fits.set_index("model")
-    rows = []
-    for a, b in combinations(fitted, 2):
-        ia = importance[importance["model"] == a].set_index("region_index")
-        ib = importance[importance["model"] == b].set_index("region_index").loc[ia.index]
-        k = min(int(top_k), len(ia))
-        top_a = set(ia.index[ia["rank"].to_numpy() <= k])
-        top_b = set(ib.index[ib["rank"].to_numpy() <= k])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # constant importances -> NaN, said by the value
-            rho = spearmanr(ia["importance"].to_numpy(), ib["importance"].to_numpy()).statistic
-        diff = ib["importance"].to_numpy() - ia["importance"].to_numpy()
-        big = np.argsort(-np.abs(diff), kind="stable")[:3]
-        changes = "; ".join(f"{ia['region'].iloc[i]} ({diff[i]:+.3g})" for i in big)
-        rows.append(dict(
-            class_a=a, class_b=b, n_a=int(f.loc[a, "n"]), n_b=int(f.loc[b, "n"]),
-            spearman=float(rho), top_k=k, top_k_overlap=len(top_a & top_b) / k if k else np.nan,
-            largest_changes=changes,
-            both_supported=bool(f.loc[a, "supported"] and f.loc[b, "supported"]),
-        ))
-    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
-
-
-def _sar_top_regions(G, e, pooled_values, importance, fits, region_index, region_names, params):
-    """SAR of ``e ~ G[:, top-m regions of the pooled model]`` (METHOD.md section 7)."""
-    if pooled_values is None:
-        reason = fits.set_index("model").loc[POOLED, "reason"]
-        return None, f"not run: the pooled surrogate was not fitted ({reason})"
-    try:
-        from latentbids.analysis.agnostic import sar
-    except ImportError as exc:  # the module is written concurrently; never fail the SHAP step on it
-        return None, f"not run: latentbids.analysis.agnostic.sar is not importable ({exc})"
-    imp = importance[importance["model"] == POOLED].sort_values("rank")
-    m = min(int(params["sar_top_m"]), len(imp))
-    top = imp["region_index"].to_numpy()[:m]
-    cols = [list(region_index).index(r) for r in top]
-    rows = pooled_values.index.to_numpy()
-    try:
-        res = sar(G[np.ix_(rows, cols)], e[rows], eta=params["eta"], bound=params["bound"],
-                  n_resamples=params["sar_resamples"], random_state=params["random_state"])
-    except (LatentbidsError, ValueError, ArithmeticError) as exc:
-        return None, f"not computed: {type(exc).__name__}: {exc}"
-    res = dict(res)
-    res.update(regions=[_py(r) for r in top], region_names=[str(region_names[c]) for c in cols], m=m,
-               note="regions selected with e (the surrogate's top regions): optimistic on the same "
-                    "subjects; the bound counts d = m features, not the selection among all regions")
-    return res, ""
-
-
-def _statement(fit, importance, sar, sar_reason, min_r2, pooled, one_class_reason) -> str:
-    who = "the pooled surrogate" if pooled else f"the surrogate of class {fit.name}"
-    extra = f" ({one_class_reason})" if pooled and one_class_reason else ""
-    if not np.isfinite(fit["cv_r2"]):
-        return (f"No SHAP claim is supported for {who}: {fit['reason']}{extra}.")
-    null = (f"permutation p = {_fmt_p(fit['p_perm'])} after {int(fit['n_permutations_run'])} refits on "
-            "shuffled errors" if int(fit["n_permutations_run"]) else "no permutation null run")
-    nums = (f"CV R^2 = {fit['cv_r2']:.2f}, MAE {fit['cv_mae']:.3g} vs {fit['mae_mean_predictor']:.3g} "
-            f"for the mean predictor; ridge baseline CV R^2 = {fit['cv_r2_ridge']:.2f}; {null}")
-    sar_text = ""
-    if pooled:
-        if sar is not None and sar.get("significant") in (True, False) and not sar.get("reason"):
-            verdict = "significant" if sar["significant"] else "not significant"
-            sar_text = (f" SAR of the error on the top {sar['m']} regions is {verdict} (optimistic: the "
-                        f"regions were chosen with the same errors).")
-        elif sar is not None:
-            sar_text = f" SAR validation not computed: {sar.get('reason') or 'no verdict'}."
-        elif sar_reason:
-            sar_text = f" SAR validation {sar_reason}."
-    if not fit["supported"]:
-        if fit["cv_r2"] > min_r2:
-            # it fits, but its fit could not be shown to beat the null (or no null could be run)
-            return (f"No SHAP claim is supported for {who}: its out-of-sample fit is not established "
-                    f"against the permutation null ({fit['reason']}), so its SHAP values are not a "
-                    f"finding{extra} ({nums}).{sar_text}")
-        return (f"No SHAP claim is supported for {who}: it does not predict the reconstruction error "
-                f"reliably out of sample ({fit['reason']}). Its SHAP values explain a model that does "
-                f"not fit and are not a finding{extra} ({nums}).{sar_text}")
-    imp = importance[importance["model"] == fit.name].sort_values("rank")
-    top = ", ".join(imp["region"].astype(str).head(3))
-    return (f"For {who} the reconstruction error is predicted out of sample ({nums}); the regions "
-            f"with the largest mean |SHAP| are {top}{extra}.{sar_text}")
-
-
 # --------------------------------------------------------------------------------------------------
 # input checks
 
@@ -538,7 +364,7 @@ def _check_inputs(G, e, classes, region_index, region_names):
         classes = np.asarray(classes, dtype=object).ravel()
         if len(classes) != n:
             raise UsageError(f"classes has {len(classes)} labels but G has {n} rows")
-    region_index = [_py(r) for r in np.asarray(region_index).ravel()]
+    region_index = [py_scalar(r) for r in np.asarray(region_index).ravel()]
     if len(region_index) != j:
         raise UsageError(f"region_index has {len(region_index)} entries but G has {j} columns")
     if len(set(region_index)) != j:
@@ -577,15 +403,6 @@ def _label_of(classes, name):
     return name
 
 
-def _py(v):
-    """numpy scalar -> plain Python (ints stay ints) for tables and JSON."""
-    return v.item() if isinstance(v, np.generic) else v
-
-
-def _fmt_p(p) -> str:
-    return "not computed" if not np.isfinite(p) else f"{p:.3g}"
-
-
 def _versions() -> dict:
     import sklearn
 
@@ -596,3 +413,26 @@ def _versions() -> dict:
     except ImportError:  # pragma: no cover - shap is a hard dependency of the group level
         shap_version = None
     return {"shap": shap_version, "scikit-learn": sklearn.__version__}
+
+
+def shap_claims(result: ShapResult) -> list:
+    """One claim per surrogate model (Holm over the models) and one for SAR of the top regions."""
+    from latentbids.analysis.claims import Claim
+
+    m = int(result.fits["cv_r2"].notna().sum())
+    B = result.params.get("n_permutations", 0)
+    out = [Claim(contrast="", family="shap", item=str(f.model), statistic_name="surrogate CV R^2",
+                 statistic=float(f.cv_r2), p=float(f.p_holm), bound=math.nan,
+                 correction=(f"CV R^2 > {result.params.get('min_r2')} and permutation null ({B} refits on shuffled "
+                             f"errors), Holm over {m} model(s)"),
+                 supported=bool(f.supported), note=str(f.reason or ""))
+           for f in result.fits.itertuples()]
+    sar = result.sar
+    if sar is not None and not sar.get("reason"):
+        out.append(Claim(contrast="", family="sar", item=", ".join(sar["region_names"]),
+                         statistic_name="SVR epsilon-insensitive loss (held-out half)", statistic=float(sar["l_emp"]),
+                         p=float(sar["p_full"]), bound=float(sar["delta"]),
+                         correction=(f"one test: regions chosen on {sar['n_select']} subjects, tested on the other "
+                                     f"{sar['n_test']}"),
+                         supported=bool(sar["supported"])))
+    return out

@@ -166,14 +166,15 @@ def run_group_level_cli(config, templates, atlas) -> int:
     for key, value in (result or {}).items():
         if isinstance(value, (str, Path)):
             LOGGER.debug("%s: %s", key, value)
-    analysis = run_group_analysis(config, records, result, atlas)
-    for sentence in analysis.get("verdicts", []):
-        LOGGER.info("Verdict: %s", sentence)
-    if analysis.get("report"):
-        LOGGER.info("Group report: %s", analysis["report"])
-    if analysis.get("failures"):
+    analysis = run_group_analysis(config, records, result, atlas)  # None with --skip-analysis
+    if analysis is not None:
+        LOGGER.info("Headline: %s", analysis.headline)
+        for sentence in analysis.verdicts:
+            LOGGER.info("Verdict: %s", sentence)
+        LOGGER.info("Group report: %s", analysis.report)
+    if analysis is not None and analysis.failures:
         LOGGER.error("Group level finished with %d failed analysis section(s): %s (see the log above)",
-                     len(analysis["failures"]), ", ".join(analysis["failures"]))
+                     len(analysis.failures), ", ".join(analysis.failures))
         return EXIT_FAILURE
     LOGGER.info("Group level finished; outputs in %s", config.execution.output_dir)
     return EXIT_OK

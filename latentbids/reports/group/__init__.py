@@ -1,32 +1,21 @@
 """Group report: one self-contained HTML page for a group-level analysis run.
 
-The page opens with the statistical verdicts in words, then shows the data, the training curves, the
-latent projections (coloured by diagnosis, age and sex), the LRCP heat map and ranking per
-contrast, reconstruction error by class, the SHAP explanation of the error, the statistical
-agnostic tests and the methods/provenance.  Figures are embedded as base64 PNG (matplotlib, Agg,
-no pyplot state), every user-provided string is HTML-escaped, and whatever was not computed or
-failed to render is said in words on the page (never silently left out, never an exception: a
-report is written even when half of the analysis was skipped).
+The page opens with the headline and the statistical verdicts, both generated from the claims list,
+then shows the data, the training curves, the latent projections (coloured by diagnosis, age and sex),
+the LRCP heat map and ranking per contrast, reconstruction error by class, the SHAP explanation of the
+error, the statistical agnostic tests and the methods (with the measured false-positive rates of every
+claim family).  Figures are embedded as base64 PNG (matplotlib, Agg, no pyplot state), every
+user-provided string is HTML-escaped, and whatever was not computed or failed to render is said in words
+on the page.
 
-The report knows nothing of the analysis modules: it takes plain DataFrames and dicts (the ``ctx``
-contract of :func:`build_group_report`), so it can be tested and rendered on its own.
+The report renders a typed :class:`~latentbids.reports.group.context.GroupReport` and decides nothing:
+every verdict it shows is a claim of :mod:`latentbids.analysis.claims`.
 
-Modules: ``format`` (values, tables, images), ``figures`` (one function per figure), ``page`` (the
-sections and :func:`build_group_report`).
+Modules: ``context`` (the input), ``format`` (values, tables, images), ``figures`` (one function per
+figure), ``sections_claims`` and ``sections_data`` (the sections), ``page`` (assembly).
 """
-from latentbids.reports.group.figures import (
-    _r_tilde,
-    _region_order,
-    error_by_class_figure,
-    lrcp_bar_figure,
-    lrcp_heatmap_figure,
-    projection_figure,
-    shap_beeswarm_figure,
-)
-from latentbids.reports.group.format import SECTIONS, _table
+from latentbids.reports.group.context import GroupReport, load_calibration
+from latentbids.reports.group.format import SECTIONS
 from latentbids.reports.group.page import build_group_report
 
-__all__ = [
-    "SECTIONS", "build_group_report", "error_by_class_figure", "lrcp_bar_figure", "lrcp_heatmap_figure",
-    "projection_figure", "shap_beeswarm_figure", "_r_tilde", "_region_order", "_table",
-]
+__all__ = ["SECTIONS", "GroupReport", "build_group_report", "load_calibration"]

@@ -211,27 +211,16 @@ def _region_order(regions: pd.DataFrame | None, key_col: str) -> list[str] | Non
     return [_key(v) for v in df[key_col].tolist()]
 
 
-def _relevant_units(units: pd.DataFrame | None) -> set[str]:
-    if units is None or "unit" not in units.columns:
-        return set()
-    if "relevant" in units.columns:
-        flag = units["relevant"].map(lambda v: bool(_truthy(v)))
-    elif "acc_star" in units.columns:
-        flag = pd.to_numeric(units["acc_star"], errors="coerce") > 0.5
-    else:
-        return set()
-    return {_key(u) for u in units.loc[flag.to_numpy(), "unit"]}
-
-
 def lrcp_heatmap_figure(
     association: pd.DataFrame | None,
     regions: pd.DataFrame | None = None,
-    units: pd.DataFrame | None = None,
+    relevant: set | None = None,
     top_n: int = 30,
     title: str = "",
 ) -> str | None:
     """Heat map of r-tilde (regions x latent units), the ``top_n`` regions by LRCP rank, a diverging
-    colour map centred at 0; clinically relevant units are starred and drawn in green."""
+    colour map centred at 0; the units named in ``relevant`` (supported unit claims) are starred and
+    drawn in green."""
     assoc = _frame(association)
     if assoc is None or "unit" not in assoc.columns or not ({"r", "r_tilde"} & set(assoc.columns)):
         return None
@@ -274,7 +263,7 @@ def lrcp_heatmap_figure(
     vmax = float(np.nanmax(np.abs(mat.to_numpy()))) if mat.size else 0.0
     empty = vmax == 0.0
     vmax = vmax or 1.0
-    relevant = _relevant_units(_frame(units))
+    relevant = {_key(u) for u in (relevant or ())}
     fig = _new_figure(min(16.0, 3.0 + 0.3 * len(cols)), 1.2 + 0.24 * len(keys))
     ax = fig.subplots()
     im = ax.imshow(
@@ -310,8 +299,10 @@ def lrcp_heatmap_figure(
     return _png(fig)
 
 
-def lrcp_bar_figure(regions: pd.DataFrame | None, top_n: int = 15, title: str = "") -> str | None:
-    """Horizontal bars of the LRCP score of the ``top_n`` regions by rank (LRCP-positive: green)."""
+def lrcp_bar_figure(regions: pd.DataFrame | None, positive_names: set | None = None, exploratory: bool = False,
+                    top_n: int = 15, title: str = "") -> str | None:
+    """Horizontal bars of the LRCP score of the ``top_n`` regions by rank; the regions named in
+    ``positive_names`` (supported LRCP claims) in green; an exploratory ranking says so in its title."""
     df = _frame(regions)
     if df is None:
         return None
@@ -329,12 +320,8 @@ def lrcp_bar_figure(regions: pd.DataFrame | None, top_n: int = 15, title: str = 
     vals = pd.to_numeric(df[score], errors="coerce").fillna(0.0).to_numpy(float)
     if not len(vals):
         return None
-    pos_col = next((c for c in ("positive_majority", "lrcp_positive") if c in df.columns), None)
-    positive = (
-        df[pos_col].map(lambda v: bool(_truthy(v))).to_numpy()
-        if pos_col
-        else np.zeros(len(df), bool)
-    )
+    positive = (df["region"].astype(str).isin({str(n) for n in (positive_names or ())}).to_numpy()
+                if "region" in df.columns else np.zeros(len(df), bool))
     names = (
         df["region"].astype(str).tolist()
         if "region" in df.columns
@@ -346,8 +333,8 @@ def lrcp_bar_figure(regions: pd.DataFrame | None, top_n: int = 15, title: str = 
     ax.barh(y, vals, color=np.where(positive, "#2a8a4a", "#9a9a9a"))
     ax.set_yticks(y)
     ax.set_yticklabels([_mpl_text(n) for n in names], fontsize=7)
-    if "n_positive" in df.columns:
-        for yi, v, n in zip(y, vals, df["n_positive"].tolist()):
+    if "n_folds_positive" in df.columns and not exploratory:
+        for yi, v, n in zip(y, vals, df["n_folds_positive"].tolist()):
             if not _is_nan(n):
                 ax.text(v, yi, f" positive in {_fmt(n)} fold(s)", va="center", fontsize=6)
     from matplotlib.patches import Patch
@@ -364,7 +351,8 @@ def lrcp_bar_figure(regions: pd.DataFrame | None, top_n: int = 15, title: str = 
     ax.set_xlabel(
         "LRCP score S_j" + (" (mean over folds)" if score == "mean_score" else ""), fontsize=8
     )
-    ax.set_title(_mpl_text((title + ": " if title else "") + f"top {len(df)} regions"), fontsize=9)
+    what = "exploratory ranking (no relevant latent unit: not a finding)" if exploratory else "regions"
+    ax.set_title(_mpl_text((title + ": " if title else "") + f"top {len(df)} {what}"), fontsize=9)
     return _png(fig)
 
 

@@ -1,0 +1,118 @@
+"""SHAP summaries in tables and words: global importance, class comparisons, one statement per model."""
+from __future__ import annotations
+
+import warnings
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+#: name of the model fitted on every subject (class models are named by their label)
+POOLED = "pooled"
+
+IMPORTANCE_COLUMNS = [
+    "model", "region_index", "region", "importance", "rank", "importance_ridge", "rank_ridge",
+]
+COMPARISON_COLUMNS = [
+    "class_a", "class_b", "n_a", "n_b", "spearman", "top_k", "top_k_overlap", "largest_changes",
+    "both_supported",
+]
+
+
+def py_scalar(v):
+    """numpy scalar -> plain Python (ints stay ints) for tables and JSON."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def importance_table(name, phi, phi_ridge, region_index, region_names) -> pd.DataFrame:
+    imp = np.abs(phi).mean(axis=0)
+    imp_r = np.abs(phi_ridge).mean(axis=0)
+    return pd.DataFrame({
+        "model": name, "region_index": region_index, "region": region_names, "importance": imp,
+        "rank": _rank(imp), "importance_ridge": imp_r, "rank_ridge": _rank(imp_r),
+    })
+
+
+def _rank(x) -> np.ndarray:
+    """1 = largest; ties broken by column order (stable)."""
+    order = np.argsort(-np.asarray(x), kind="stable")
+    rank = np.empty(len(order), dtype=int)
+    rank[order] = np.arange(1, len(order) + 1)
+    return rank
+
+
+def pooled_by_class(vals, classes, region_index, region_names) -> pd.DataFrame:
+    cols = ["class", "region_index", "region", "importance", "rank"]
+    if vals is None or classes is None:
+        return pd.DataFrame(columns=cols)
+    labs = classes[vals.index.to_numpy()]
+    frames = []
+    for lab in sorted(pd.unique(labs[pd.notna(labs)]), key=lambda v: str(v)):
+        imp = np.abs(vals.to_numpy()[labs == lab]).mean(axis=0)
+        frames.append(pd.DataFrame({"class": str(lab), "region_index": region_index,
+                                    "region": region_names, "importance": imp, "rank": _rank(imp)}))
+    return pd.concat(frames, ignore_index=True)[cols]
+
+
+def compare_classes(importance, fits, class_models, top_k) -> pd.DataFrame:
+    fitted = [m for m in class_models if m in set(importance["model"])]
+    f = fits.set_index("model")
+    rows = []
+    for a, b in combinations(fitted, 2):
+        ia = importance[importance["model"] == a].set_index("region_index")
+        ib = importance[importance["model"] == b].set_index("region_index").loc[ia.index]
+        k = min(int(top_k), len(ia))
+        top_a = set(ia.index[ia["rank"].to_numpy() <= k])
+        top_b = set(ib.index[ib["rank"].to_numpy() <= k])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # constant importances -> NaN, said by the value
+            rho = spearmanr(ia["importance"].to_numpy(), ib["importance"].to_numpy()).statistic
+        diff = ib["importance"].to_numpy() - ia["importance"].to_numpy()
+        big = np.argsort(-np.abs(diff), kind="stable")[:3]
+        changes = "; ".join(f"{ia['region'].iloc[i]} ({diff[i]:+.3g})" for i in big)
+        rows.append(dict(
+            class_a=a, class_b=b, n_a=int(f.loc[a, "n"]), n_b=int(f.loc[b, "n"]),
+            spearman=float(rho), top_k=k, top_k_overlap=len(top_a & top_b) / k if k else np.nan,
+            largest_changes=changes,
+            both_supported=bool(f.loc[a, "supported"] and f.loc[b, "supported"]),
+        ))
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
+def statement(fit, importance, sar, sar_reason, min_r2, pooled, one_class_reason) -> str:
+    who = "the pooled surrogate" if pooled else f"the surrogate of class {fit.name}"
+    extra = f" ({one_class_reason})" if pooled and one_class_reason else ""
+    if not np.isfinite(fit["cv_r2"]):
+        return (f"No SHAP claim is supported for {who}: {fit['reason']}{extra}.")
+    null = (f"permutation p = {fmt_p(fit['p_perm'])} after {int(fit['n_permutations_run'])} refits on "
+            "shuffled errors" if int(fit["n_permutations_run"]) else "no permutation null run")
+    nums = (f"CV R^2 = {fit['cv_r2']:.2f}, MAE {fit['cv_mae']:.3g} vs {fit['mae_mean_predictor']:.3g} "
+            f"for the mean predictor; ridge baseline CV R^2 = {fit['cv_r2_ridge']:.2f}; {null}")
+    sar_text = ""
+    if pooled:
+        if sar is not None and not sar.get("reason"):
+            verdict = "supported" if sar["supported"] else "not supported"
+            sar_text = (f" SAR of the error on the top {sar['m']} regions (chosen on {sar['n_select']} subjects, "
+                        f"tested on the other {sar['n_test']}) is {verdict} (p = {fmt_p(sar['p_full'])}).")
+        elif sar is not None:
+            sar_text = f" SAR validation not computed: {sar.get('reason') or 'no verdict'}."
+        elif sar_reason:
+            sar_text = f" SAR validation {sar_reason}."
+    if not fit["supported"]:
+        if fit["cv_r2"] > min_r2:
+            # it fits, but its fit could not be shown to beat the null (or no null could be run)
+            return (f"No SHAP claim is supported for {who}: its out-of-sample fit is not established "
+                    f"against the permutation null ({fit['reason']}), so its SHAP values are not a "
+                    f"finding{extra} ({nums}).{sar_text}")
+        return (f"No SHAP claim is supported for {who}: it does not predict the reconstruction error "
+                f"reliably out of sample ({fit['reason']}). Its SHAP values explain a model that does "
+                f"not fit and are not a finding{extra} ({nums}).{sar_text}")
+    imp = importance[importance["model"] == fit.name].sort_values("rank")
+    top = ", ".join(imp["region"].astype(str).head(3))
+    return (f"For {who} the reconstruction error is predicted out of sample ({nums}); the regions "
+            f"with the largest mean |SHAP| are {top}{extra}.{sar_text}")
+
+
+def fmt_p(p) -> str:
+    return "not computed" if not np.isfinite(p) else f"{p:.3g}"

@@ -1,0 +1,186 @@
+"""Group report sections that state results: summary, LRCP, SHAP and the agnostic tests.
+
+Every verdict shown here is read from the claims list (``report.analysis.claims``) or from the verdict
+sentences generated from it; the tables beside them are descriptions.  Nothing here compares a number
+with a threshold.
+"""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from latentbids.analysis.verdicts import contrast_verdicts
+from latentbids.reports.group.figures import (
+    lrcp_bar_figure, lrcp_heatmap_figure, shap_beeswarm_figure,
+)
+from latentbids.reports.group.format import _esc, _fmt, _kv_table, _nc, _table
+
+#: columns of a claims table in the report
+CLAIM_COLUMNS = ["family", "contrast", "fold", "item", "statistic_name", "statistic", "p", "bound", "correction"]
+
+
+def _ul(items, cls: str = "verdicts") -> str:
+    return f"<ul class='{cls}'>" + "".join(f"<li>{_esc(i)}</li>" for i in items) + "</ul>"
+
+
+def _claims_table(claims, what: str = "claims") -> str:
+    frame = pd.DataFrame([c.__dict__ for c in claims])
+    if frame.empty:
+        return "<p class='nc'>(none)</p>"
+    frame = frame[[c for c in CLAIM_COLUMNS if c in frame.columns]]
+    return _table(frame.loc[:, frame.astype(str).ne("").any()], max_rows=40, what=what)
+
+
+def _verdict_mark(supported: bool) -> str:
+    return "supported" if supported else "not supported"
+
+
+def section_summary(report, page) -> str:
+    a = report.analysis
+    facts = (f"model: <b>{_esc(a.model_name)}</b>; mode: <b>{_esc(a.mode)}</b>; subjects: <b>{a.n_subjects}</b>; "
+             f"label column: <b>{_esc(a.label_column)}</b>; family-wise eta = <b>{report.eta:g}</b>")
+    parts = [f"<p>{facts}</p>", f"<p class='headline'><b>{_esc(a.headline)}</b></p>"]
+    supported = a.claims.select(supported=True)
+    if supported:
+        parts.append("<h3>Supported claims</h3>" + _claims_table(supported, "supported claims"))
+    parts.append("<h3>Statistical verdicts</h3>" + (_ul(a.verdicts) if a.verdicts else
+                                                    "<p class='nc'>No test could be run (see below).</p>"))
+    parts.append("<p class='note'>Every statement of significance in this report is one entry of the claims list "
+                 "(analysis.json, Claims; and the claims TSV), with its test and its correction; rankings marked "
+                 "exploratory are not findings.</p>")
+    for title, items, cls in (("Not computed in this run", [f"{k}: {v}" for k, v in a.skipped.items()], "warn"),
+                              ("Failed in this run", [f"{k}: {v}" for k, v in a.failures.items()], "fail"),
+                              ("Notes", list(a.notes), ""),
+                              ("Problems while building this report", page.problems, "fail")):
+        if items:
+            parts.append(f"<h3 class='{cls}'>{_esc(title)}</h3>" + _ul(items, cls or "verdicts"))
+    return "\n".join(parts)
+
+
+def section_lrcp(report, page) -> str:
+    a = report.analysis
+    if not a.contrasts:
+        return _nc("LRCP", a.skipped.get("lrcp") or "no contrast could be formed")
+    parts = []
+    for c in a.contrasts:
+        parts.append(f"<h3>{_esc(c.name)}</h3>")
+        parts.append(_ul(contrast_verdicts(a.claims, c.name, c.n, c.n_per_class, report.eta)))
+        ref_units = a.claims.select("unit", c.name)
+        relevant = {u.item for u in ref_units if u.supported and u.fold == c.reference_fold}
+        positive = set(a.claims.supported_items("lrcp", c.name))
+        exploratory = any(x.exploratory for x in a.claims.select("lrcp", c.name))
+        assoc = c.lrcp.association_
+        assoc = assoc[assoc["fold"].astype(str) == c.reference_fold]
+        parts.append(page.figure(lrcp_heatmap_figure, assoc, c.lrcp.consensus_, relevant, title=c.name,
+                                 alt=f"LRCP heat map {c.name}"))
+        parts.append("<p class='note'>Heat map of the reference fold's units (* = clinically relevant in that "
+                     "fold): in k-fold mode units are not aligned across folds, so only the region ranking is "
+                     "pooled.</p>")
+        parts.append(page.figure(lrcp_bar_figure, c.lrcp.consensus_, positive, exploratory, title=c.name,
+                                 alt=f"LRCP top regions {c.name}"))
+        table = c.lrcp.consensus_[["region", "mean_score", "n_folds_positive", "statistic", "p_fwer", "auc",
+                                   "cohens_d"]].copy()
+        table.insert(1, "LRCP claim", ["exploratory" if exploratory else _verdict_mark(r in positive)
+                                       for r in table["region"]])
+        parts.append("<h4>Region ranking" + (" (exploratory: no relevant unit)" if exploratory else "")
+                     + "</h4>" + _table(table, what="regions"))
+        stab = c.lrcp.stability_
+        if stab and stab.get("reason") is None:
+            parts.append(f"<p>Ranking stability across folds: Kendall tau {_fmt(stab['kendall_tau'])}, top-"
+                         f"{stab['top_k']} overlap {_fmt(stab['top_k_overlap'])} (over regions scoring above 0)."
+                         "</p>")
+    return "\n".join(parts)
+
+
+def section_shap(report, page) -> str:
+    s = report.analysis.shap
+    if s is None:
+        return _nc("SHAP", report.analysis.skipped.get("shap") or report.analysis.failures.get("shap")
+                   or "no SHAP results")
+    res = s.result
+    claims = report.analysis.claims
+    shap_claims = {c.item: c for c in claims.select("shap")}
+    items = [f"{m}: {_verdict_mark(c.supported)} (CV R^2 = {_fmt(c.statistic)}, Holm-adjusted p = {_fmt(c.p, 'p')})"
+             + (f"; {c.note}" if c.note else "") for m, c in shap_claims.items()]
+    parts = [_ul(items), f"<p class='note'>{_esc(next(iter(shap_claims.values())).correction)}</p>"
+             if shap_claims else ""]
+    parts.append("<h3>Surrogate fit</h3>" + _table(res.fits, what="models"))
+    imp = res.importance
+    if len(imp):
+        wide = imp.pivot_table(index=["region_index", "region"], columns="model", values="importance")
+        first = "pooled" if "pooled" in wide.columns else wide.columns[0]
+        wide = wide.sort_values(first, ascending=False)
+        wide.columns = [f"{m} importance ({_verdict_mark(shap_claims[m].supported) if m in shap_claims else 'n/a'})"
+                        for m in wide.columns]
+        parts.append(f"<h3>Global importance (mean |SHAP|), sorted by the {_esc(first)} model</h3>"
+                     + _table(wide.reset_index(), what="regions"))
+    if res.comparison is not None and len(res.comparison):
+        comp = res.comparison.drop(columns=["both_supported"]).assign(
+            finding=[bool(shap_claims.get(a) and shap_claims[a].supported and shap_claims.get(b)
+                          and shap_claims[b].supported) for a, b in zip(res.comparison["class_a"],
+                                                                         res.comparison["class_b"])])
+        parts.append("<h3>Class comparison (a finding only where both models are supported)</h3>"
+                     + _table(comp, what="class pairs"))
+    sar = claims.select("sar")
+    parts.append("<h3>SAR check of the top regions (selected and tested on different halves)</h3>")
+    parts.append(_claims_table(sar, "tests") + (f"<p>{_esc(_verdict_mark(sar[0].supported))}.</p>" if sar else
+                                                 _nc("SAR", res.sar_reason or "no SAR result")))
+    names = dict(zip(s.regions["index"], s.regions["name"]))
+    for m, values in list((res.values or {}).items())[:4]:
+        ok = m in shap_claims and shap_claims[m].supported
+        if not ok:
+            parts.append(f"<p class='fail'>{_esc(m)}: the surrogate is not supported; this figure is shown for "
+                         "transparency and is not a finding.</p>")
+        parts.append(page.figure(shap_beeswarm_figure, values, s.features, names,
+                                 title=f"{m} ({_verdict_mark(ok)})", alt=f"SHAP beeswarm {m}"))
+    return "\n".join(p for p in parts if p)
+
+
+def section_agnostic(report, page) -> str:
+    a = report.analysis
+    if not a.contrasts:
+        return _nc("Statistical agnostic tests", a.skipped.get("lrcp") or "no contrast could be formed")
+    parts = ["<p>Each verdict below is a claim of the claims list. Worst-case accuracy acc* = accuracy - Delta "
+             f"(bound {_esc(a.settings.bound)}); the latent vector passes when acc* with d = K, at eta / n_folds, "
+             "exceeds the larger class's share; RUB needs its PAC-Bayes bound on the dropout (Gibbs) classifier and "
+             "its permutation p to agree; a SAM region needs its bound and the family-wise permutation p of the "
+             "whole voxel-selection pipeline to agree.</p>"]
+    for c in a.contrasts:
+        parts.append(f"<h3>{_esc(c.name)}</h3>")
+        tests = a.claims.select("latent_vector", c.name) + a.claims.select("rub", c.name)
+        rows = [{"family": t.family, "fold": t.fold, "test": t.item, "statistic": t.statistic_name,
+                 "value": t.statistic, "acc*": t.bound, "p": t.p, "verdict": _verdict_mark(t.supported),
+                 "why": t.note} for t in tests]
+        parts.append(_table(pd.DataFrame(rows), max_rows=40, what="tests"))
+        sam = a.claims.select("sam", c.name)
+        frame = c.sam[["region", "n_selected", "accuracy", "acc_star", "chance", "passes_bound", "p_fwer"]].copy()
+        frame["claim"] = [_verdict_mark(x.supported) for x in sam] if len(sam) == len(frame) else "n/a"
+        frame = frame.sort_values("accuracy", ascending=False, kind="mergesort")
+        n_ok = sum(x.supported for x in sam)
+        parts.append(f"<h4>SAM per region ({n_ok} supported; sorted by accuracy)</h4>"
+                     + _table(frame, what="regions"))
+        units = [u for u in a.claims.select("unit", c.name)]
+        best = max(units, key=lambda u: u.statistic if math.isfinite(u.statistic) else -1, default=None)
+        if best is not None:
+            parts.append("<p>Best latent unit: " + _esc(f"fold {best.fold} {best.item}, {best.statistic_name} "
+                                                          f"{_fmt(best.statistic)}, family-wise p {_fmt(best.p, 'p')}: "
+                                                          f"{_verdict_mark(best.supported)}") + ".</p>")
+    return "\n".join(parts)
+
+
+def calibration_table(report) -> str:
+    """The false-positive rates measured by ``benchmarks/calibration.py``, per claim family."""
+    cal = report.calibration
+    if not cal or not cal.get("families"):
+        return _nc("Calibration table", "no calibration results are shipped with this version")
+    rows = []
+    for family, r in cal["families"].items():
+        rows.append({"family": family, "default rule": r.get("rule", ""), "worst false-positive rate":
+                     r.get("fpr"), "95% interval": f"{_fmt(r.get('lo'))}-{_fmt(r.get('hi'))}",
+                     "at": r.get("condition", ""), "null replications": r.get("replications")})
+    head = (f"<p>False-positive rates of each family's default rule, measured on null cohorts and label "
+            f"permutations ({_esc(cal.get('description', ''))}; eta = {cal.get('eta')}; "
+            f"{_esc(cal.get('machine', ''))}, {_esc(cal.get('date', ''))}).</p>")
+    return head + _table(pd.DataFrame(rows), max_rows=20, what="families") + _kv_table(
+        [("command", cal.get("command", ""))])

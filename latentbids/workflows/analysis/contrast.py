@@ -1,0 +1,66 @@
+"""One contrast (METHOD.md sections 5-6): LRCP over every fold, SAM on the voxels, the latent vector and RUB.
+
+Why within folds: in k-fold mode each fold trains its own network, whose latent units are not another
+fold's units.  LRCP therefore takes every fold's codes at once (one family of units for the family-wise
+test, one score per fold and region, a consensus across folds); the latent-vector and RUB tests run per
+fold at ``eta / n_folds``.  SAM and the regions' own test use GM and labels only, so they run once.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from latentbids.analysis.agnostic import latent_vector_test, sam_claims, sam_regions, vector_claims
+from latentbids.analysis.cohort import contrast_name
+from latentbids.analysis.lrcp import LRCP, lrcp_claims
+from latentbids.analysis.results import ContrastResult
+
+
+def contrast_rows(inp, a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
+    """Rows (in records order) of the usable subjects labelled ``a`` or ``b``, and their 0/1 labels."""
+    rows = np.flatnonzero(inp.labels.isin([a, b]).to_numpy() & inp.usable)
+    return rows, (inp.labels.iloc[rows] == b).to_numpy().astype(int)
+
+
+def _voxels(inp, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every atlas voxel of the contrast's maps (confounds regressed out), and each voxel's label."""
+    vox = np.flatnonzero(inp.atlas_box.ravel() > 0)
+    X = np.stack([np.asarray(inp.data[int(r)], dtype=np.float32).ravel()[vox] for r in rows])
+    if inp.C.shape[1]:
+        from latentbids.analysis.stats import residualize
+
+        X = residualize(X, inp.C[rows]).astype(np.float32, copy=False)
+    return X, inp.atlas_box.ravel()[vox]
+
+
+def run_contrast(inp, settings, seed: int, a: str, b: str) -> tuple[ContrastResult | None, list, str]:
+    """Test one contrast; returns ``(result, claims, note)`` (result None, with the note, when skipped)."""
+    rows, y = contrast_rows(inp, a, b)
+    name = f"{a} vs {b}"
+    if min((y == 0).sum(), (y == 1).sum()) < 2:
+        return None, [], f"contrast {name} skipped: fewer than 2 usable subjects in a class"
+    G = inp.adjust(inp.G, rows)
+    index = inp.regions["index"].to_numpy()
+    names = inp.regions["name"].tolist()
+    Z = {fold: inp.adjust(inp.fold_Z[fold][0], rows) for fold in inp.folds}
+    K = next(iter(Z.values())).shape[1]
+    lrcp = LRCP(correlation=settings.correlation, correction=settings.correction, alpha=settings.alpha,
+                eta=settings.eta, statistic=settings.statistic, family_correction=settings.family_correction,
+                bound=settings.bound, n_permutations=settings.n_permutations, random_state=seed,
+                top_k=settings.top_k)
+    lrcp.fit(Z, G, y, region_index=index, region_names=names, unit_names=[f"z{k}" for k in range(K)],
+             n_confounds=inp.C.shape[1])
+    eta_fold = settings.eta / len(inp.folds)
+    vectors = {fold: latent_vector_test(Zf, y, eta=eta_fold, bound=settings.bound,
+                                        n_permutations=settings.n_permutations, random_state=seed,
+                                        dropout=settings.rub_dropout)
+               for fold, Zf in Z.items()}
+    X, voxel_labels = _voxels(inp, rows)
+    sam = sam_regions(X, voxel_labels, y, index, top_voxels=settings.sam_top_voxels, eta=settings.eta,
+                      bound=settings.bound, n_permutations=settings.sam_permutations, random_state=seed)
+    sam.insert(1, "region", sam["region_index"].map(dict(zip(index, names))))
+    claims = (lrcp_claims(lrcp, name) + sam_claims(sam, name, settings.sam_permutations)
+              + vector_claims(vectors, name, settings.eta))
+    result = ContrastResult(name=name, desc=contrast_name(a, b), labels=(a, b), n=len(rows),
+                            n_per_class={a: int((y == 0).sum()), b: int((y == 1).sum())}, lrcp=lrcp, sam=sam,
+                            vectors=vectors, reference_fold=inp.reference_fold)
+    return result, claims, ""

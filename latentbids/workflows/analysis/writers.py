@@ -1,0 +1,169 @@
+"""Write the analysis sections' tables, maps and sidecars into ``group/<model>/``.
+
+Maps follow the claims list: an LRCP or SHAP map *without* an ``exploratory`` mark in its ``desc`` paints
+only supported claims and is written only when there is one; the ranking of everything else goes to a
+map whose ``desc`` ends in ``exploratory`` and whose sidecar says it is not a finding.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+from latentbids.analysis.maps import paint_regions
+from latentbids.bids.naming import entity_label
+from latentbids.utils.atomic import save_nifti, write_json, write_tsv
+
+EXPLORATORY_NOTE = ("Exploratory: not a finding. No supported claim stands behind these values (see "
+                    "analysis.json, Claims); they are shown for orientation only.")
+
+
+def _resolution(inp) -> str:
+    return f"{inp.resolution:g} mm, the network's working grid"
+
+
+def _write_map(inp, values: pd.Series, suffix: str, desc: str, description: str, exploratory: bool) -> str:
+    """Paint one value per region into the atlas; the sidecar says whether it is a finding."""
+    path = save_nifti(paint_regions(values, inp.atlas_image), inp.path(suffix, ".nii.gz", True, desc=desc))
+    sidecar = {"Description": description, "Resolution": _resolution(inp), "Exploratory": bool(exploratory)}
+    if exploratory:
+        sidecar["Note"] = EXPLORATORY_NOTE
+    write_json(path.with_name(path.name.replace(".nii.gz", ".json")), sidecar)
+    return str(path)
+
+
+def write_cohort(inp) -> dict:
+    table = pd.concat([inp.ids(), inp.covariates[["gm_mean", "tiv"]],
+                       pd.DataFrame(inp.G, columns=inp.regions["name"].tolist())], axis=1)
+    return {"regional_gm": str(write_tsv(table, inp.path("stats", ".tsv", atlas=True, desc="gm")))}
+
+
+def write_projections(inp, result, table: pd.DataFrame, seed: int) -> dict:
+    path = write_tsv(table, inp.path("projections", ".tsv"))
+    write_json(path.with_suffix(".json"), {
+        "Description": ("Latent projections per fold: PCA and PLS fitted on the fold's training subjects (role "
+                        "train/validation) and applied to its held-out ones; t-SNE and UMAP only for the reference "
+                        "fold, on all its codes. t-SNE/UMAP distances are not evidence: no statistic is computed "
+                        "on them"),
+        "ReferenceFold": inp.reference_fold, "PLSContrast": result.pls_contrast, "RandomSeed": seed,
+        "Methods": result.meta,
+        "PC1Correlations": None if result.pc1 is None else jsonable(result.pc1.to_dict("records")),
+    })
+    return {"projections": str(path)}
+
+
+def write_contrast(inp, res, claims, settings) -> dict:
+    """Tables of one contrast, its LRCP maps (finding and exploratory) and the LRCP sidecar."""
+    m, d = res.lrcp, res.desc
+    ent = {"desc": d}
+    tests = []
+    for fold, vec in res.vectors.items():
+        tests.append({"test": f"latent vector (d = {vec.get('d')}), linear SVM", "fold": fold, **_scalars(vec)})
+        tests.append({"test": "latent vector, RUB (PAC-Bayes on the Gibbs classifier)", "fold": fold,
+                      **_scalars(vec.get("rub") or {})})
+    files = {
+        "lrcp": write_tsv(m.association_, inp.path("lrcp", ".tsv", True, **ent)),
+        "lrcp_units": write_tsv(m.units_, inp.path("lrcpunits", ".tsv", True, **ent)),
+        "lrcp_regions": write_tsv(m.folds_, inp.path("lrcpregions", ".tsv", True, **ent)),
+        "lrcp_consensus": write_tsv(m.consensus_, inp.path("lrcpconsensus", ".tsv", True, **ent)),
+        "sam": write_tsv(res.sam, inp.path("sam", ".tsv", True, **ent)),
+        "tests": write_tsv(pd.DataFrame(tests), inp.path("agnostic", ".tsv", True, **ent)),
+    }
+    files = {k: str(v) for k, v in files.items()}
+    scores = m.consensus_.set_index("region_index")["mean_score"]
+    supported = set(claims.supported_items("lrcp", res.name))
+    positive = m.consensus_.set_index("region_index")["region"].isin(supported)
+    if positive.any():
+        files["lrcp_map"] = _write_map(inp, scores.where(positive, 0.0), "lrcp", d,
+                                       f"LRCP score S_j of the LRCP-positive regions of {res.name} (supported claims "
+                                       "only; 0 elsewhere), mean over folds", exploratory=False)
+    files["lrcp_map_exploratory"] = _write_map(
+        inp, scores, "lrcp", f"{d}exploratory", f"LRCP score S_j of every region, {res.name}, mean over folds",
+        exploratory=True)
+    write_json(inp.path("lrcp", ".json", True, **ent), {
+        "Description": f"LRCP of {res.labels[0]} (0) vs {res.labels[1]} (1): latent unit vs regional GM "
+                       "correlations per fold",
+        "n": res.n, "n_per_class": res.n_per_class, "Confounds": list(inp.confound_names),
+        "Summary": jsonable(m.summary_), "Stability": jsonable(m.stability_),
+        "Parameters": {k: getattr(settings, k) for k in ("correlation", "correction", "family_correction",
+                                                         "statistic", "alpha", "eta", "bound", "n_permutations",
+                                                         "top_k", "sam_top_voxels", "sam_permutations")},
+    })
+    return {f"{d}_{k}": v for k, v in files.items()}
+
+
+def write_shap(inp, section, claims, settings) -> dict:
+    res = section.result
+    files = {
+        "shap_fits": write_tsv(res.fits, inp.path("shapfits", ".tsv", True)),
+        "shap_importance": write_tsv(res.importance, inp.path("shapimportance", ".tsv", True)),
+    }
+    if res.comparison is not None and len(res.comparison):
+        files["shap_comparison"] = write_tsv(res.comparison, inp.path("shapcomparison", ".tsv", True))
+    long = []
+    for model, values in (res.values or {}).items():
+        vals = values.copy()
+        vals.columns = [str(c) for c in vals.columns]
+        rows = np.flatnonzero(inp.usable)[np.asarray(vals.index, dtype=int)]
+        frame = pd.concat([inp.ids(rows), vals.reset_index(drop=True)], axis=1)
+        frame.insert(0, "model", model)
+        long.append(frame)
+    if long:
+        files["shap_values"] = write_tsv(pd.concat(long, ignore_index=True), inp.path("shap", ".tsv", True))
+    files = {k: str(v) for k, v in files.items()}
+    supported = set(claims.supported_items("shap"))
+    for model in (res.values or {}):
+        imp = res.importance[res.importance["model"] == model].set_index("region_index")["importance"]
+        ok = model in supported
+        desc = entity_label(model) + ("" if ok else "exploratory")
+        files[f"shap_map_{model}" + ("" if ok else "_exploratory")] = _write_map(
+            inp, imp, "shap", desc, f"Mean |SHAP| of regional GM in the {model} surrogate of the reconstruction "
+            "error, painted on the atlas", exploratory=not ok)
+    write_json(inp.path("shapfits", ".json", True), {
+        "Description": ("Surrogate models of the held-out reconstruction error from regional GM; a SHAP map is a "
+                        "finding only for a model whose CV R^2 exceeds shap_min_r2 and whose Holm-adjusted "
+                        "permutation p is at most eta (see analysis.json, Claims)"),
+        "Statements": res.statement, "SAR": jsonable(res.sar),
+        "Parameters": {k: getattr(settings, k) for k in (
+            "shap_n_estimators", "shap_max_depth", "shap_learning_rate", "shap_subsample", "shap_background",
+            "shap_permutations", "shap_min_r2", "sar_top_m", "eta")},
+    })
+    return files
+
+
+def write_claims(inp, claims) -> dict:
+    path = write_tsv(claims.frame(), inp.path("claims", ".tsv"))
+    write_json(path.with_suffix(".json"), {
+        "Description": ("Every statement of significance of this analysis, supported or not, with its test: the "
+                        "report, its headline and the maps are generated from this list"),
+        "contrast": {"Description": "the contrast 'A vs B', or empty for claims about the whole cohort"},
+        "family": {"Description": "unit, region, lrcp, sam, latent_vector, rub, sar, shap or pc1"},
+        "p": {"Description": "the p-value the verdict used (family-wise adjusted where a correction applies)"},
+        "bound": {"Description": "the worst-case value the verdict used (statistic minus its margin), if any"},
+        "supported": {"Description": "true only when the claim passed its family-wise test"},
+        "exploratory": {"Description": "true for orientation-only statements (never supported)"},
+    })
+    return {"claims": str(path)}
+
+
+def settings_dict(settings) -> dict:
+    return dataclasses.asdict(settings)
+
+
+def _scalars(result: dict) -> dict:
+    """The scalar entries of a test result (one row of the tests table)."""
+    return {k: v for k, v in (result or {}).items()
+            if isinstance(v, (int, float, str, bool, np.generic)) or v is None}
+
+
+def jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
