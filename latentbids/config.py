@@ -54,13 +54,18 @@ class ExecutionConfig:
     templateflow_home: str = ""
     nilearn_data: str = ""
     run_id: str = ""
+    reports_only: bool = False  # rebuild the reports from the outputs already in output_dir, nothing else
+    boilerplate_only: bool = False  # write logs/CITATION.* and stop
+    clean_workdir: bool = False  # empty the work dir's latentbids folders before the run
 
 
 @dataclass
 class SpatialConfig:
     """Template grid and atlas (METHOD.md section 2)."""
 
-    output_spaces: list[str] = field(default_factory=lambda: ["MNI152NLin2009aSym:res-2"])
+    # nilearn's 2 mm grid of ICBM 2009a symmetric: works offline, named so it is never taken for a
+    # TemplateFlow grid (resources/templates.py DEFAULT_OUTPUT_SPACE)
+    output_spaces: list[str] = field(default_factory=lambda: ["MNI152NLin2009aSym:res-nilearn2"])
     atlas: str = "AAL"
     atlas_labels: str = ""
 
@@ -254,9 +259,24 @@ def environment_info() -> dict[str, Any]:
 
 
 def container_kind() -> str:
-    """``docker``, ``apptainer`` or ``none``: recorded in GeneratedBy.Container."""
+    """``docker``, ``apptainer`` or ``none``: recorded in GeneratedBy.Container.
+
+    Decided only from explicit markers: Apptainer's (and Singularity's) own variables, which it sets
+    in every container it runs, then ``LATENTBIDS_CONTAINER``, which the latentbids image sets
+    (``docker``, whether Docker or Podman runs it).  ``/.dockerenv`` is not one: it belongs to the
+    host or to any image, and a plain venv run on such a machine is no container run of ours.
+    """
     if os.environ.get("APPTAINER_CONTAINER") or os.environ.get("SINGULARITY_CONTAINER"):
         return "apptainer"
-    if Path("/.dockerenv").exists() or os.environ.get("LATENTBIDS_CONTAINER") == "docker":
+    declared = os.environ.get("LATENTBIDS_CONTAINER", "").strip().lower()
+    if declared in ("docker", "oci", "podman"):
         return "docker"
+    if declared in ("apptainer", "singularity"):
+        return "apptainer"
     return "none"
+
+
+def container_image() -> str:
+    """The image tag recorded with a container run: ``$LATENTBIDS_CONTAINER_IMAGE`` when the image
+    names itself (e.g. a CPU or CUDA variant), else ``latentbids/latentbids:<version>``."""
+    return os.environ.get("LATENTBIDS_CONTAINER_IMAGE", "").strip() or f"latentbids/latentbids:{__version__}"

@@ -9,8 +9,12 @@ Recognised layouts:
   under the subject's folder or under ``mri/`` of the derivative root with the subject label in the
   file name.  A ``wp1<name>.nii`` beside it (unmodulated) is used for the probability map.
 
-Template-space maps are resampled onto the analysis grid (linear interpolation); they are assumed to
-be in an MNI152 space close to the analysis template (both are "MNI"), which is recorded.
+Template-space maps are resampled onto the analysis grid (linear interpolation) only when they are
+in the analysis template's space (another grid of the same template is fine).  A map in another
+template (e.g. sMRIPrep's MNI152NLin2009cAsym for an MNI152NLin2009aSym grid) is refused with the
+``--output-spaces`` that would use it (:func:`space_mismatch`): "both are MNI" is not a transform.
+CAT12 writes no space entity; its maps are taken to be in MNI152NLin2009cAsym, the space of CAT12's
+default templates since CAT12.8 (``templates_MNI152NLin2009cAsym``).
 """
 from __future__ import annotations
 
@@ -26,10 +30,36 @@ SPACE_PREFERENCE = ("MNI152NLin2009aSym", "MNI152NLin2009aAsym", "MNI152NLin2009
                     "MNI152NLin2009cAsym", "MNI152NLin6Asym", "MNI152NLin6Sym", "MNI152Lin")
 
 
-def _space_rank(name: str) -> tuple[int, int]:
+#: The space of CAT12's mwp1/wp1 maps (CAT12.8 and later: templates_MNI152NLin2009cAsym).
+CAT12_SPACE = "MNI152NLin2009cAsym"
+
+
+def map_space(path: str | os.PathLike, kind: str) -> str | None:
+    """The template space a reusable GM map is in: its ``space-`` entity, or CAT12's space."""
+    if kind == "cat12":
+        return CAT12_SPACE
+    match = re.search(r"_space-([A-Za-z0-9]+)", Path(path).name)
+    return match.group(1) if match else None
+
+
+def space_mismatch(path: str | os.PathLike, kind: str, target_space: str) -> str | None:
+    """Why a reusable map cannot be put on a ``target_space`` grid (``None`` when it can).
+
+    Resampling between two templates needs a transform between them; latentbids has none, so a
+    map in another template is refused rather than treated as if both were the same space.
+    """
+    space = map_space(path, kind)
+    if space == target_space:
+        return None
+    return (f"{Path(path).name} is in {space or 'an unknown space'}, not in the output space {target_space}, "
+            f"and latentbids has no transform between the two")
+
+
+def _space_rank(name: str, prefer: str | None = None) -> tuple[int, int]:
     match = re.search(r"_space-([A-Za-z0-9]+)", name)
     space = match.group(1) if match else ""
-    rank = SPACE_PREFERENCE.index(space) if space in SPACE_PREFERENCE else len(SPACE_PREFERENCE)
+    order = ((prefer,) if prefer else ()) + SPACE_PREFERENCE
+    rank = order.index(space) if space in order else len(order)
     res = re.search(r"_res-([0-9a-z]+)", name)
     return rank, 0 if (res and res.group(1) in ("2", "02")) else 1
 
@@ -42,7 +72,7 @@ def _entity_ok(name: str, key: str, value: str | None) -> bool:
     return found is not None and found.group(1) == value
 
 
-def _find_smriprep(root: Path, subject: str, session: str | None) -> Path | None:
+def _find_smriprep(root: Path, subject: str, session: str | None, prefer: str | None = None) -> Path | None:
     sub_dir = root / f"sub-{subject}"
     if not sub_dir.is_dir():
         return None
@@ -56,7 +86,7 @@ def _find_smriprep(root: Path, subject: str, session: str | None) -> Path | None
         if "_desc-" in name:  # e.g. desc-modulated variants of other tools
             continue
         hits.append(path)
-    return sorted(hits, key=lambda p: (_space_rank(p.name), p.name))[0] if hits else None
+    return sorted(hits, key=lambda p: (_space_rank(p.name, prefer), p.name))[0] if hits else None
 
 
 def _find_cat12(root: Path, subject: str, session: str | None) -> Path | None:
@@ -82,18 +112,19 @@ def _find_cat12(root: Path, subject: str, session: str | None) -> Path | None:
     return sorted(hits)[0] if hits else None
 
 
-def find_existing_gm_map(derivatives: dict[str, str], subject: str, session: str | None = None
-                         ) -> tuple[str, str] | None:
+def find_existing_gm_map(derivatives: dict[str, str], subject: str, session: str | None = None,
+                         space: str | None = None) -> tuple[str, str] | None:
     """Look for an existing GM map of ``subject``/``session`` in the given derivative folders.
 
     ``derivatives`` maps a name to a folder (``-d NAME=PATH``), searched in the given order.
+    ``space``: prefer a map in this template space (the output space being filled).
     Returns ``(path, kind)`` with kind ``smriprep`` or ``cat12``, or ``None``.
     """
     for _name, folder in (derivatives or {}).items():
         root = Path(folder)
         if not root.is_dir():
             continue
-        hit = _find_smriprep(root, subject, session)
+        hit = _find_smriprep(root, subject, session, prefer=space)
         if hit is not None:
             return str(hit), "smriprep"
         hit = _find_cat12(root, subject, session)

@@ -35,6 +35,8 @@ CUSTOM_PATTERNS = (
     "group",
     "log",
     "atlas-*_dseg.tsv",
+    "atlas-*_dseg.json",
+    "tpl-*",  # copies of grids that have no public URL (SpatialReference of nilearn's grid)
 )
 
 
@@ -85,6 +87,49 @@ def derivative_path(
 def raw_uri(relpath: str | os.PathLike) -> str:
     """A BIDS URI into the raw dataset (``bids:raw:sub-01/anat/sub-01_T1w.nii.gz``)."""
     return f"bids:raw:{Path(relpath).as_posix()}"
+
+
+def self_uri(relpath: str | os.PathLike) -> str:
+    """A BIDS URI into this derivative dataset itself (``bids::sub-01/anat/...``)."""
+    return f"bids::{Path(relpath).as_posix()}"
+
+
+def dataset_name(name: str) -> str:
+    """A ``-d NAME`` made a dataset name usable in ``bids:<name>:`` URIs (no colon, never empty)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "", str(name)) or "derivatives"
+
+
+def derivative_uri(path: str | os.PathLike, derivatives: dict[str, str]) -> str:
+    """The BIDS URI of a file of a ``-d NAME=PATH`` dataset: ``bids:<NAME>:sub-01/anat/...``.
+
+    The matching ``DatasetLinks`` entry is written by :func:`dataset_links`.  A file outside every
+    given dataset keeps its plain path (it cannot be named portably).
+    """
+    target = Path(path).absolute()
+    for name, root in (derivatives or {}).items():
+        try:
+            rel = target.relative_to(Path(root).absolute())
+        except ValueError:
+            continue
+        return f"bids:{dataset_name(name)}:{rel.as_posix()}"
+    return str(path)
+
+
+def relative_link(from_dir: str | os.PathLike, to_dir: str | os.PathLike) -> str:
+    """``to_dir`` relative to ``from_dir`` (posix), e.g. ``../..`` for a dataset's derivatives folder.
+
+    Relative, so the link survives moving the dataset or mounting it elsewhere in a container.
+    """
+    return Path(os.path.relpath(Path(to_dir).absolute(), Path(from_dir).absolute())).as_posix()
+
+
+def dataset_links(output_dir: str | os.PathLike, bids_dir: str | os.PathLike,
+                  derivatives: dict[str, str] | None = None) -> dict[str, str]:
+    """``DatasetLinks``: ``raw`` and every ``-d`` dataset, as paths relative to ``output_dir``."""
+    links = {"raw": relative_link(output_dir, bids_dir)}
+    for name, root in (derivatives or {}).items():
+        links[dataset_name(name)] = relative_link(output_dir, root)
+    return links
 
 
 def entity_label(text: str) -> str:

@@ -2,6 +2,10 @@
 
 Only errors block (exit 16); warnings are logged.  The validator's JSON report is kept in the
 work dir so a user can read every issue.
+
+With ``--participant-label`` only the selected subjects are validated, as fMRIPrep does: the
+validator reads a temporary tree of symbolic links to the dataset's top-level files and the selected
+``sub-*`` folders, so one broken subject stops its own array task, not every task of the array.
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -63,8 +68,45 @@ def errors_of(report: dict) -> list[dict]:
     return [i for i in report.get("issues", {}).get("issues", []) if i.get("severity") == "error"]
 
 
-def validate_dataset(bids_dir: str | os.PathLike, report_path: str | os.PathLike | None = None) -> None:
-    """Validate ``bids_dir``; raise :class:`ValidationFailed` (exit 16) if it has errors."""
+#: Top-level folders the validator does not validate anyway (BIDS: not part of the raw data).
+NOT_VALIDATED = ("derivatives", "sourcedata", "code")
+
+
+def selection_tree(bids_dir: str | os.PathLike, subjects: list[str], where: str | os.PathLike) -> Path:
+    """A folder of symlinks: every top-level entry of ``bids_dir`` but other subjects' folders.
+
+    ``subjects`` are labels without ``sub-``.  The tree is created under ``where`` (the work dir);
+    the caller removes it.
+    """
+    bids_dir = Path(bids_dir).absolute()
+    Path(where).mkdir(parents=True, exist_ok=True)
+    tree = Path(tempfile.mkdtemp(prefix="bids-validation_", dir=where)) / bids_dir.name
+    tree.mkdir()
+    keep = {f"sub-{s}" for s in subjects}
+    for entry in bids_dir.iterdir():
+        name = entry.name
+        if name in NOT_VALIDATED or (name.startswith("sub-") and name not in keep):
+            continue
+        (tree / name).symlink_to(entry)
+    return tree
+
+
+def validate_dataset(bids_dir: str | os.PathLike, report_path: str | os.PathLike | None = None,
+                     participant_label: list[str] | None = None) -> None:
+    """Validate ``bids_dir`` (only the ``participant_label`` subjects when given); raise
+    :class:`ValidationFailed` (exit 16) if it has errors."""
+    if participant_label:
+        where = Path(report_path).parent if report_path else Path(tempfile.gettempdir())
+        tree = selection_tree(bids_dir, participant_label, where)
+        try:
+            _validate(tree, report_path, shown=f"{bids_dir} (subjects {', '.join(participant_label)})")
+        finally:
+            shutil.rmtree(tree.parent, ignore_errors=True)
+        return
+    _validate(bids_dir, report_path, shown=str(bids_dir))
+
+
+def _validate(bids_dir: str | os.PathLike, report_path, shown: str) -> None:
     report = run_validator(bids_dir, report_path)
     issues = report.get("issues", {}).get("issues", [])
     warnings = Counter(i.get("code") for i in issues if i.get("severity") == "warning")
@@ -78,7 +120,7 @@ def validate_dataset(bids_dir: str | os.PathLike, report_path: str | os.PathLike
         first = errors[0]
         where = f" (see {report_path})" if report_path else ""
         raise ValidationFailed(
-            f"{bids_dir} failed BIDS validation with {len(errors)} error(s) "
+            f"{shown} failed BIDS validation with {len(errors)} error(s) "
             f"[{', '.join(f'{c} x{n}' for c, n in codes.items())}], first: {first.get('code')} at "
             f"{first.get('location', '?')}{where}: fix the dataset or pass --skip-bids-validation"
         )

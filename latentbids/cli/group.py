@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from latentbids.bids.naming import bids_name, res_label, subject_dir
+from latentbids.bids.naming import bids_name, subject_dir
 from latentbids.errors import EXIT_FAILURE, EXIT_OK, MissingInputError, NoDataError
 
 LOGGER = logging.getLogger("latentbids")
@@ -14,7 +14,7 @@ def gm_map_name(subject: str, session: str | None, template, modulated: bool) ->
     """File name of a template-space GM map written by the participant level."""
     return bids_name(
         "probseg", ".nii.gz", sub=subject, ses=session, space=template.space,
-        res=res_label(template.resolution), label="GM", desc="modulated" if modulated else None,
+        res=template.res, label="GM", desc="modulated" if modulated else None,
     )
 
 
@@ -82,7 +82,7 @@ def collect_gm_maps(config, template):
         other = _other_spaces(out)
         if other:
             raise MissingInputError(
-                f"No GM maps in {template.space} res-{res_label(template.resolution)} in {out}, but there are "
+                f"No GM maps in {template.space} res-{template.res} in {out}, but there are "
                 f"maps in {', '.join(other)}: pass --output-spaces {other[0].replace(' res-', ':res-')}"
             )
         raise MissingInputError(

@@ -2,7 +2,9 @@
 
 Options default to "not given" (``argparse.SUPPRESS``) so that the precedence
 defaults < ``--config-file`` < command line can be applied in :mod:`latentbids.cli.run`.
-``OPTION_TO_CONFIG`` is the single map from an option to the config field it sets.
+``OPTION_TO_CONFIG`` is the single map from an option to the config field it sets; the defaults
+shown by ``--help`` (and written into the Boutiques descriptors, :mod:`latentbids.cli.descriptors`)
+are read from :class:`latentbids.config.RunConfig` through it, so they cannot drift apart.
 """
 from __future__ import annotations
 
@@ -24,6 +26,9 @@ OPTION_TO_CONFIG = {
     "nprocs": ("execution", "nprocs"),
     "omp_nthreads": ("execution", "omp_nthreads"),
     "mem_gb": ("execution", "mem_gb"),
+    "reports_only": ("execution", "reports_only"),
+    "boilerplate_only": ("execution", "boilerplate_only"),
+    "clean_workdir": ("execution", "clean_workdir"),
     "use_plugin": ("execution", "use_plugin"),
     "stop_on_first_crash": ("execution", "stop_on_first_crash"),
     "sloppy": ("execution", "sloppy"),
@@ -65,10 +70,11 @@ def _contrast(value: str) -> str:
     return f"{parts[0]}:{parts[1]}"
 
 
-def parse_mem(value: str) -> float:
-    """``--mem``: memory in GB; accepts ``16``, ``16G``, ``16GB``, ``16000MB``, ``0.5T``."""
+def parse_mem(value: str, default_unit: str = "G") -> float:
+    """Memory in GB from ``16``, ``16G``, ``16GB``, ``16000MB``, ``0.5T``; a bare number is in
+    ``default_unit`` (GB for ``--mem``, MB for ``--mem-mb`` as in fMRIPrep)."""
     text = str(value).strip().upper().removesuffix("B")
-    factor = 1.0
+    factor = {"K": 1e-6, "M": 1e-3, "G": 1.0, "T": 1e3}[default_unit]
     if text and text[-1] in "KMGT":
         factor = {"K": 1e-6, "M": 1e-3, "G": 1.0, "T": 1e3}[text[-1]]
         text = text[:-1]
@@ -79,6 +85,11 @@ def parse_mem(value: str) -> float:
     if gb <= 0:
         raise argparse.ArgumentTypeError(f"'{value}' must be positive")
     return gb
+
+
+def parse_mem_mb(value: str) -> float:
+    """``--mem-mb``: memory in MB (units accepted, e.g. ``16000``, ``16G``), returned in GB."""
+    return parse_mem(value, default_unit="M")
 
 
 def _positive_int(value: str) -> int:
@@ -132,64 +143,138 @@ def build_parser() -> argparse.ArgumentParser:
     sel.add_argument("--skip-bids-validation", "--skip_bids_validation", "--skip_bids_validator",
                      dest="skip_bids_validation", action="store_true", help="do not run the BIDS validator")
     sel.add_argument("--bids-database-dir", dest="bids_database_dir", metavar="DIR",
-                     help="folder for the persistent pybids index (default: <work-dir>/bids_db)")
+                     help="folder for the persistent pybids index")
     sel.add_argument("-d", "--derivatives", dest="derivatives", nargs="+", type=_derivative, metavar="NAME=PATH",
                      help="existing derivatives to reuse GM maps from (sMRIPrep/fMRIPrep probseg or CAT12 mwp1)")
 
     spa = parser.add_argument_group("template, atlas and resources")
     spa.add_argument("--output-spaces", dest="output_spaces", nargs="+", metavar="SPACE[:res-N]",
-                     help="template space and resolution of the GM maps, e.g. MNI152NLin2009aSym:res-2")
+                     help="template grids of the GM maps, every one processed (the first drives segmentation "
+                          "and the group level): TemplateFlow spaces with their resolution index (e.g. "
+                          "MNI152NLin2009cAsym:res-2, read from the TemplateFlow cache), or "
+                          "MNI152NLin2009aSym:res-nilearnN (nilearn's N mm grid, offline)")
     spa.add_argument("--atlas", dest="atlas", metavar="NAME|PATH",
-                     help="AAL (default), AAL3, AAL-SPM8/SPM12 (nilearn cache) or a label NIfTI in template space")
+                     help="AAL, AAL3, AAL-SPM8/SPM12 (nilearn cache) or a label NIfTI in template space")
     spa.add_argument("--atlas-labels", dest="atlas_labels", metavar="TSV",
-                     help="'index name' table for an --atlas PATH (default: the atlas path with .tsv)")
+                     help="'index name' table for an --atlas PATH")
     spa.add_argument("--templateflow-home", dest="templateflow_home", metavar="DIR",
-                     help="TemplateFlow cache (default: $TEMPLATEFLOW_HOME); never downloads")
+                     help="TemplateFlow cache; never downloads (fill it with "
+                          "'python -m latentbids.resources.templates --prefetch')")
     spa.add_argument("--nilearn-data", dest="nilearn_data", metavar="DIR",
-                     help="nilearn data cache for AAL-SPM* atlases (default: $NILEARN_DATA)")
+                     help="nilearn data cache for AAL-SPM* atlases")
 
     mod = parser.add_argument_group("model (group level; --model also at participant level)")
     mod.add_argument("--model", dest="model", metavar="DIR", help="encode with an existing trained model folder")
-    mod.add_argument("--latent-dim", dest="latent_dim", type=_positive_int, metavar="K", help="latent units (default 32)")
-    mod.add_argument("--n-folds", dest="n_folds", type=_positive_int, metavar="K", help="cross-validation folds (default 5)")
+    mod.add_argument("--latent-dim", dest="latent_dim", type=_positive_int, metavar="K", help="latent units")
+    mod.add_argument("--n-folds", dest="n_folds", type=_positive_int, metavar="K", help="cross-validation folds")
     mod.add_argument("--fit-all", dest="fit_all", action="store_true", help="train one model on all subjects")
-    mod.add_argument("--max-epochs", dest="max_epochs", type=_positive_int, metavar="N", help="epoch limit (default 200)")
-    mod.add_argument("--batch-size", dest="batch_size", type=_positive_int, metavar="N", help="batch size (default 8)")
+    mod.add_argument("--max-epochs", dest="max_epochs", type=_positive_int, metavar="N", help="epoch limit")
+    mod.add_argument("--batch-size", dest="batch_size", type=_positive_int, metavar="N", help="batch size")
 
     ana = parser.add_argument_group("latent-space analysis (group level)")
     ana.add_argument("--skip-analysis", dest="analysis_enabled", action="store_false",
                      help="train and encode only: no projections, LRCP, SHAP, statistics or group report")
     ana.add_argument("--label-column", dest="label_column", metavar="COLUMN",
-                     help="participants.tsv column with the clinical labels (default: group)")
+                     help="participants.tsv column with the clinical labels")
     ana.add_argument("--contrast", "--contrasts", dest="contrasts", nargs="+", type=_contrast, metavar="A:B",
-                     help="label pairs to compare, e.g. CN:AD CN:MCI (default: every pair of labels)")
+                     help="label pairs to compare, e.g. CN:AD CN:MCI")
     ana.add_argument("--confounds", dest="confounds", nargs="+", metavar="NAME",
                      help="regress these out before the analysis: participants.tsv columns, or tiv, gm_mean")
 
     run = parser.add_argument_group("running")
     run.add_argument("-w", "--work-dir", dest="work_dir", metavar="DIR",
-                     help="working folder for intermediate files (default: ./work); must be outside bids_dir")
-    run.add_argument("--nprocs", "--n-cpus", "--n_cpus", dest="nprocs", type=_positive_int, metavar="N",
-                     help="processes for MultiProc (default: all CPUs)")
+                     help="working folder for intermediate files; must be outside bids_dir")
+    run.add_argument("--nprocs", "--nthreads", "--n-cpus", "--n_cpus", dest="nprocs", type=_positive_int,
+                     metavar="N", help="processes for MultiProc (--nthreads as in fMRIPrep)")
     run.add_argument("--omp-nthreads", dest="omp_nthreads", type=_positive_int, metavar="N",
-                     help="threads per process (ITK/torch; default: min(8, nprocs))")
+                     help="threads per process (ITK/torch)")
     run.add_argument("--mem", "--mem-gb", "--mem_gb", dest="mem_gb", type=parse_mem, metavar="GB",
                      help="memory limit in GB (units M/G/T accepted, e.g. 16GB)")
+    run.add_argument("--mem-mb", "--mem_mb", dest="mem_gb", type=parse_mem_mb, metavar="MB",
+                     help="memory limit in MB, as fMRIPrep's --mem-mb (e.g. 16000); same limit as --mem")
     run.add_argument("--use-plugin", "--use_plugin", dest="use_plugin", metavar="YAML",
                      help="Nipype plugin file, e.g. {plugin: SLURM, plugin_args: {sbatch_args: ...}}")
     run.add_argument("--config-file", dest="config_file", metavar="TOML",
                      help="run configuration (TOML, as written to logs/); options on the command line win")
-    run.add_argument("--random-seed", dest="random_seed", type=int, metavar="N", help="seed for every random step (default 42)")
+    run.add_argument("--random-seed", dest="random_seed", type=int, metavar="N", help="seed for every random step")
     run.add_argument("--deterministic", dest="deterministic", action="store_true",
                      help="bit-identical results on the same device (slower)")
     run.add_argument("--device", dest="device", type=_device, metavar="{auto,cpu,cuda,cuda:N}",
-                     help="where the autoencoder runs (default auto: CUDA when present)")
+                     help="where the autoencoder runs (auto: CUDA when present)")
     run.add_argument("--sloppy", dest="sloppy", action="store_true", help="tiny fast settings, for tests only")
     run.add_argument("--stop-on-first-crash", dest="stop_on_first_crash", action="store_true",
                      help="stop at the first failed participant instead of going on")
     run.add_argument("--notrack", dest="notrack", action="store_true", help="accepted for compatibility; there is no telemetry")
     run.add_argument("-v", "--verbose", dest="verbose", action="count", help="more log output (-vv for debug)")
+
+    out = parser.add_argument_group("what to (re)do")
+    out.add_argument("--reports-only", dest="reports_only", action="store_true",
+                     help="only rebuild the reports (sub-*.html, logs/CITATION.*) from the outputs already in "
+                          "output_dir; nothing is recomputed")
+    out.add_argument("--boilerplate-only", "--boilerplate_only", dest="boilerplate_only", action="store_true",
+                     help="only write the methods boilerplate (logs/CITATION.md and .html) and stop")
+    out.add_argument("--clean-workdir", dest="clean_workdir", action="store_true",
+                     help="empty latentbids' folders in the work dir first (refused while another job uses it)")
+    _show_defaults(parser)
     return parser
+
+
+#: Defaults that depend on the run (not a constant of RunConfig), as --help states them.
+DYNAMIC_DEFAULTS = {
+    "work_dir": "./work",
+    "bids_database_dir": "<work-dir>/bids_db",
+    "nprocs": "the CPUs of the job ($SLURM_CPUS_PER_TASK, else the affinity mask)",
+    "omp_nthreads": "min(8, nprocs)",
+    "mem_gb": "no limit",
+    "templateflow_home": "$TEMPLATEFLOW_HOME, else TemplateFlow's own default",
+    "nilearn_data": "$NILEARN_DATA",
+    "atlas_labels": "the --atlas path with .tsv",
+    "contrasts": "every pair of labels with enough subjects",
+    "analysis_enabled": "off (the analysis runs)",
+    "derivatives": "none",
+    "bids_filter_file": "none",
+    "confounds": "none",
+    "participant_label": "all subjects",
+    "session_label": "all sessions",
+    "model": "none: the group level trains a new model",
+    "use_plugin": "MultiProc with --nprocs",
+    "config_file": "none",
+    "verbose": "info messages",
+}
+
+
+def option_default(dest: str):
+    """The default of an option's config field (``RunConfig``), or ``None`` when it has none."""
+    from latentbids.config import RunConfig
+
+    if dest not in OPTION_TO_CONFIG:
+        return None
+    section, key = OPTION_TO_CONFIG[dest]
+    return getattr(getattr(RunConfig(), section), key)
+
+
+def default_text(dest: str) -> str | None:
+    """What ``--help`` says an option defaults to."""
+    if dest in DYNAMIC_DEFAULTS:
+        return DYNAMIC_DEFAULTS[dest]
+    value = option_default(dest)
+    if value is None or value == "" or value == []:
+        return None
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(v) for v in value)
+    return str(value)
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Append ``(default: ...)`` to every option's help (argparse hides them under SUPPRESS)."""
+    for action in parser._actions:  # noqa: SLF001 - argparse has no public list of actions
+        if not action.option_strings or action.help in (None, argparse.SUPPRESS):
+            continue
+        text = default_text(action.dest)
+        if text is not None:
+            action.help = f"{action.help} (default: {text})".replace("%", "%%")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -153,12 +153,12 @@ def load_plugin(config) -> tuple[str, dict]:
 
 def prepare_run(config):
     """Resources, validation and the output dataset skeleton shared by both levels."""
+    from latentbids.bids.boilerplate import write_boilerplate
     from latentbids.bids.derivatives import init_output_dataset, write_run_config
     from latentbids.bids.validation import validate_dataset
     from latentbids.cli.logging_setup import add_log_file, quiet_nipype
     from latentbids.config import container_kind
-    from latentbids.resources import get_atlas, get_template
-    from latentbids.resources.templates import parse_output_space
+    from latentbids.resources import get_atlas, templates_for
 
     from latentbids.model.device import describe_device, resolve_device
 
@@ -171,21 +171,28 @@ def prepare_run(config):
     ex.resolved_device = f"{device} ({describe_device(device)})"
     if ex.templateflow_home:
         os.environ["TEMPLATEFLOW_HOME"] = ex.templateflow_home
-    spaces = [parse_output_space(s) for s in config.spatial.output_spaces]
-    templates = [get_template(space, res, ex.templateflow_home or None) for space, res in spaces]
+    templates = templates_for(config.spatial.output_spaces, ex.templateflow_home or None)
     atlas = get_atlas(config.spatial.atlas, config.spatial.atlas_labels or None, ex.nilearn_data or None)
-    LOGGER.info("Template %s (%s); atlas %s with %d regions (%s)", templates[0].name, templates[0].source,
-                atlas.name, atlas.n_regions, atlas.source)
-    if ex.skip_bids_validation:
-        LOGGER.info("BIDS validation skipped (--skip-bids-validation)")
+    for template in templates:
+        LOGGER.info("Template %s (%s)", template.name, template.source)
+    LOGGER.info("Atlas %s with %d regions (%s)", atlas.name, atlas.n_regions, atlas.source)
+    rebuild_only = ex.reports_only or ex.boilerplate_only  # nothing is computed from the inputs
+    if ex.skip_bids_validation or rebuild_only:
+        LOGGER.info("BIDS validation skipped (%s)", "--skip-bids-validation" if ex.skip_bids_validation
+                    else "reports/boilerplate only")
     else:
-        validate_dataset(ex.bids_dir, Path(ex.work_dir) / "logs" / f"bids-validator_{ex.run_id}.json")
-    if ex.analysis_level == "participant" and config.anat.brain_extraction == "hdbet" and not ex.sloppy:
+        validate_dataset(ex.bids_dir, Path(ex.work_dir) / "logs" / f"bids-validator_{ex.run_id}.json",
+                         participant_label=ex.participant_label)
+    if (ex.analysis_level == "participant" and config.anat.brain_extraction == "hdbet" and not ex.sloppy
+            and not rebuild_only):
         from latentbids.anat.preprocess import check_hdbet_weights
 
         check_hdbet_weights(config.anat.hdbet_mode)  # one line and exit 66 now, not a crash per subject
-    init_output_dataset(ex.output_dir, ex.bids_dir, container_kind(), atlas)
-    write_run_config(ex.output_dir, ex.run_id, config)
+    if not ex.boilerplate_only:
+        init_output_dataset(ex.output_dir, ex.bids_dir, container_kind(), atlas, derivatives=ex.derivatives,
+                            templates=templates)
+        write_run_config(ex.output_dir, ex.run_id, config)
+    write_boilerplate(ex.output_dir, config, templates, atlas)
     return templates, atlas
 
 
@@ -215,8 +222,16 @@ def main(argv: list[str] | None = None) -> int:
         args = parse_args(argv)
         setup_logging(getattr(args, "verbose", 0) or 0)
         config = build_config(args)
+        if config.execution.clean_workdir:
+            from latentbids.cli.workdir import clean_work_dir
+
+            clean_work_dir(config)
         templates, atlas = prepare_run(config)
-        if config.execution.analysis_level == "participant":
+        if config.execution.boilerplate_only or config.execution.reports_only:
+            from latentbids.cli.reports_only import run_reports_only
+
+            code = run_reports_only(config, templates, atlas)
+        elif config.execution.analysis_level == "participant":
             from latentbids.cli.participant import run_participant_level
 
             code = run_participant_level(config, templates, atlas)

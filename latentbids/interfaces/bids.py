@@ -60,7 +60,8 @@ class _SinkInputSpec(BaseInterfaceInputSpec):
     root_name = traits.Str(desc="write to <base_directory>/<root_name> instead of a BIDS name")
     source_files = traits.List(traits.Str, desc="raw-dataset relative paths (bids:raw: Sources)")
     resolution = traits.Str(desc="Resolution sidecar text (required when res is set)")
-    metadata = traits.Dict(desc="extra sidecar fields")
+    metadata = traits.Dict(desc="extra sidecar fields (NIfTI); fields merged into a JSON data file")
+    columns = traits.Dict(desc="TSV column descriptions (bids.sidecars): written as the TSV's JSON sidecar")
     sidecar = traits.Bool(True, usedefault=True, desc="write a JSON sidecar for NIfTI files")
 
 
@@ -82,6 +83,8 @@ class DerivativesSink(SimpleInterface):
     Sidecars (NIfTI files, when ``sidecar``) carry ``Sources`` (``bids:raw:`` URIs), ``Resolution``
     when a ``res`` entity is set, ``SoftwareEnvironment`` (package versions; BIDS' own
     ``SoftwareVersions`` is a string about the scanner, so it is not used) and any ``metadata``.
+    A TSV with ``columns`` gets its column sidecar; a JSON data file gets ``metadata`` merged in
+    (e.g. the units of its values).
     """
 
     input_spec = _SinkInputSpec
@@ -111,10 +114,20 @@ class DerivativesSink(SimpleInterface):
             target = derivative_path(i.suffix, ext, sub=i.subject, ses=i.session or None, datatype=i.datatype,
                                      root=root, **entities)
         with atomic_path(target) as tmp:
-            shutil.copyfile(i.in_file, tmp)
+            if target.name.endswith(".json") and isdefined(i.metadata) and i.metadata:
+                import json
+
+                data = json.loads(Path(i.in_file).read_text())
+                tmp.write_text(json.dumps({**data, **i.metadata}, indent=2) + "\n")
+            else:
+                shutil.copyfile(i.in_file, tmp)
         self._results["out_file"] = str(target)
 
         name = target.name
+        if name.endswith(".tsv") and isdefined(i.columns) and i.columns:
+            from latentbids.bids.sidecars import write_column_sidecar
+
+            self._results["out_sidecar"] = str(write_column_sidecar(target, i.columns))
         if i.sidecar and (name.endswith(".nii.gz") or name.endswith(".nii")):
             meta: dict = {}
             if isdefined(i.res) and i.res:

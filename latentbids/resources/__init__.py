@@ -5,6 +5,7 @@ everything else asks these functions.  Nothing here downloads: a missing resourc
 :class:`latentbids.errors.MissingInputError` saying where to put it.
 """
 from latentbids.resources.atlases import Atlas, get_atlas, resample_atlas
-from latentbids.resources.templates import DEFAULT_SPACE, Template, get_template
+from latentbids.resources.templates import DEFAULT_OUTPUT_SPACE, DEFAULT_SPACE, Template, get_template, templates_for
 
-__all__ = ["Atlas", "DEFAULT_SPACE", "Template", "get_atlas", "get_template", "resample_atlas"]
+__all__ = ["Atlas", "DEFAULT_OUTPUT_SPACE", "DEFAULT_SPACE", "Template", "get_atlas", "get_template",
+           "resample_atlas", "templates_for"]

@@ -13,6 +13,9 @@ Outputs per job (``sub-<l>/[ses-<s>/]anat/``), names from :mod:`latentbids.bids.
 * ``sub-<l>_space-<tpl>_atlas-<atlas>_desc-gm_stats.tsv``, ``sub-<l>_volumes.json``, ``sub-<l>_qc.tsv``
 * ``sub-<l>[_ses-<s>].html`` at the output root.
 
+Every ``--output-spaces`` entry gets its template-space maps, transforms and regional table; the
+first one also drives the segmentation and the QC table (:mod:`latentbids.workflows.spaces`).
+Template-space sidecars carry ``SpatialReference`` (the grid's reference image).
 Jobs with ``gm_map`` set (``-d/--derivatives``) take the reuse branch: resample + tables only.
 """
 from __future__ import annotations
@@ -31,12 +34,17 @@ from nipype.pipeline import engine as pe
 
 from latentbids.anat.reuse import find_existing_gm_map
 from latentbids.bids.jobs import T1wJob
-from latentbids.bids.naming import res_label
+from latentbids.bids.naming import derivative_uri, raw_uri
+from latentbids.bids.sidecars import QC_COLUMNS, STATS_COLUMNS, VOLUMES_METADATA
 from latentbids.interfaces.bids import DerivativesSink
 from latentbids.interfaces.reports import ParticipantReport
 from latentbids.workflows.anat import AnatSettings, TemplateFiles, init_anat_wf, init_reuse_wf
+from latentbids.workflows.multiproc import CancellableMultiProcPlugin
+from latentbids.workflows.spaces import init_template_space_wf
 
 LOGGER = logging.getLogger("latentbids")
+MASK_METADATA = {"Type": "Brain", "Description": "Brain mask on the template grid: the native brain mask carried "
+                                                 "through the forward transform, thresholded at 0.5"}
 
 #: The result of a job whose subject another running latentbids process holds (exit 75 if nothing worse).
 LOCKED = "failed: another latentbids job is processing it right now; rerun when it ends"
@@ -103,17 +111,17 @@ def prepare_resources(config, space_spec: str | None = None) -> TemplateFiles:
     :func:`get_atlas` + :func:`resample_atlas`.  Existing files are kept (their timestamps are part of
     Nipype's cache keys, so rewriting them would rerun every subject).
     """
-    from latentbids.resources import get_atlas, get_template, resample_atlas
+    from latentbids.resources import DEFAULT_OUTPUT_SPACE, get_atlas, get_template, resample_atlas
     from latentbids.resources.templates import parse_output_space
     from latentbids.utils.atomic import save_nifti, write_tsv
     from latentbids.utils.locks import locked
 
-    spec = space_spec or (config.spatial.output_spaces or ["MNI152NLin2009aSym:res-2"])[0]
+    spec = space_spec or (config.spatial.output_spaces or [DEFAULT_OUTPUT_SPACE])[0]
     space, resolution = parse_output_space(spec)
     tpl = get_template(space, resolution, templateflow_home=config.execution.templateflow_home or None)
     atlas = get_atlas(config.spatial.atlas, labels_path=config.spatial.atlas_labels or None,
                       nilearn_data=config.execution.nilearn_data or None)
-    res = res_label(resolution)
+    res = tpl.res
     # The atlas folder is keyed by content, so another atlas with the same name never reuses this one.
     digest = hashlib.sha256(np.ascontiguousarray(atlas.img.dataobj).tobytes())
     digest.update(atlas.label_table().to_csv(sep="\t", index=False).encode())
@@ -132,13 +140,19 @@ def prepare_resources(config, space_spec: str | None = None) -> TemplateFiles:
         if not labels_path.is_file():
             write_tsv(atlas.label_table(), labels_path)
     paths = {key: str(path) for key, path in paths.items()}
-    shape = "x".join(str(s) for s in tpl.shape)
     return TemplateFiles(
-        space=space, resolution=resolution, res_entity=res, atlas=str(atlas_path), atlas_labels=str(labels_path),
-        atlas_name=atlas.bids_name,
-        resolution_text=f"{resolution:g} mm isotropic grid of {space} ({shape} voxels; {tpl.source})",
+        space=space, resolution=tpl.resolution, res_entity=res, atlas=str(atlas_path),
+        atlas_labels=str(labels_path), atlas_name=atlas.bids_name, resolution_text=tpl.resolution_text,
         **paths,
     )
+
+
+def grid_metadata(config, template: TemplateFiles) -> dict:
+    """Sidecar fields every template-space file carries: which grid, and its reference image."""
+    from latentbids.resources import get_template
+
+    tpl = get_template(template.space, template.res_entity, config.execution.templateflow_home or None)
+    return {"SpatialReference": tpl.spatial_reference}
 
 
 def _node_name(label: str) -> str:
@@ -165,9 +179,75 @@ def _sink(name: str, job: T1wJob, output_dir: str, **kwargs) -> pe.Node:
     return pe.Node(sink, name=name, run_without_submitting=True)
 
 
+def _reused_map(config, job: T1wJob, space: str) -> tuple[str, str]:
+    """The ``-d`` GM map of ``job`` to put on a ``space`` grid (a map in that space when there is one)."""
+    found = find_existing_gm_map(config.execution.derivatives, job.subject, job.session, space=space)
+    return found if found else (str(job.gm_map), job.gm_map_kind or "smriprep")
+
+
+def _reuse_metadata(config, path: str, kind: str) -> dict:
+    uri = derivative_uri(path, config.execution.derivatives)
+    return {"Description": f"GM map reused from an existing {kind} derivative, resampled to the grid",
+            "ReusedFrom": uri, "Sources": [uri]}
+
+
+def _add_template_space(wf: pe.Workflow, job: T1wJob, config, template: TemplateFiles, settings: AnatSettings,
+                        anat: pe.Workflow | None, omp_nthreads: int, seg_meta: dict) -> None:
+    """Maps, transforms and the regional table of one more output space (not the first)."""
+    out = str(Path(config.execution.output_dir).absolute())
+    key = re.sub(r"[^A-Za-z0-9]", "", template.space)
+    tpl, res = template.space, template.res_entity
+    common = dict(space=tpl, res=res, resolution=template.resolution_text)
+    grid = grid_metadata(config, template)
+    ds_stats = _sink(f"ds_stats_{key}", job, out, space=tpl, atlas=template.atlas_name, desc="gm",
+                     suffix="stats", extension=".tsv", columns=STATS_COLUMNS)
+    if anat is None:  # -d: resample the reused map onto this grid too
+        path, kind = _reused_map(config, job, tpl)
+        reuse = init_reuse_wf(template, settings, kind=kind, subject_label=f"sub-{job.subject}",
+                              session_label=f"ses-{job.session}" if job.session else "", name=f"reuse_{key}_wf")
+        reuse.inputs.inputnode.gm_map = path
+        meta = _reuse_metadata(config, path, kind)
+        ds_gm = _sink(f"ds_gm_template_{key}", job, out, label="GM", suffix="probseg", metadata={**meta, **grid},
+                      **common)
+        wf.connect([(reuse, ds_gm, [("outputnode.gm_template", "in_file")]),
+                    (reuse, ds_stats, [("outputnode.stats", "in_file")])])
+        if kind == "cat12":
+            ds_mod = _sink(f"ds_modulated_{key}", job, out, label="GM", desc="modulated", suffix="probseg",
+                           metadata={**meta, **grid, "Modulated": True}, **common)
+            wf.connect(reuse, "outputnode.modulated", ds_mod, "in_file")
+        return
+    space_wf = init_template_space_wf(template, settings, omp_nthreads=omp_nthreads, name=f"space_{key}_wf")
+    ds_gm = _sink(f"ds_gm_template_{key}", job, out, label="GM", suffix="probseg", metadata={**seg_meta, **grid},
+                  **common)
+    ds_mod = _sink(f"ds_modulated_{key}", job, out, label="GM", desc="modulated", suffix="probseg",
+                   metadata={**seg_meta, **grid, "Modulated": True}, **common)
+    ds_mask = _sink(f"ds_mask_template_{key}", job, out, desc="brain", suffix="mask",
+                    metadata={**MASK_METADATA, "BrainExtraction": settings.brain_extraction, **grid}, **common)
+    ds_fwd = _sink(f"ds_xfm_forward_{key}", job, out, from_space="T1w", to_space=tpl, mode="image", suffix="xfm",
+                   extension=".h5")
+    ds_inv = _sink(f"ds_xfm_inverse_{key}", job, out, from_space=tpl, to_space="T1w", mode="image", suffix="xfm",
+                   extension=".h5")
+    # fmt: off
+    wf.connect([
+        (anat, space_wf, [("brain_extraction.out_brain", "inputnode.brain"), ("outputnode.gm", "inputnode.gm"),
+                          ("outputnode.brain_mask", "inputnode.mask")]),
+        (space_wf, ds_gm, [("outputnode.gm_template", "in_file")]),
+        (space_wf, ds_mod, [("outputnode.modulated", "in_file")]),
+        (space_wf, ds_mask, [("outputnode.mask_template", "in_file")]),
+        (space_wf, ds_fwd, [("outputnode.forward", "in_file")]),
+        (space_wf, ds_inv, [("outputnode.inverse", "in_file")]),
+        (space_wf, ds_stats, [("outputnode.stats", "in_file")]),
+    ])
+    # fmt: on
+
+
 def init_single_subject_wf(job: T1wJob, config, template: TemplateFiles, settings: AnatSettings,
-                           omp_nthreads: int = 1, name: str | None = None) -> pe.Workflow:
-    """One job's workflow: the anatomical (or reuse) workflow plus derivative sinks and the report."""
+                           omp_nthreads: int = 1, name: str | None = None,
+                           extra_templates: tuple[TemplateFiles, ...] = ()) -> pe.Workflow:
+    """One job's workflow: the anatomical (or reuse) workflow plus derivative sinks and the report.
+
+    ``template`` is the first output space; ``extra_templates`` the others (maps and tables only).
+    """
     out = str(Path(config.execution.output_dir).absolute())
     wf = pe.Workflow(name=name or subject_wf_name(job))
     sub_label = f"sub-{job.subject}"
@@ -178,19 +258,19 @@ def init_single_subject_wf(job: T1wJob, config, template: TemplateFiles, setting
     wf.connect(report, "out_report", ds_report, "in_file")
 
     common_tpl = dict(space=tpl, res=res, resolution=template.resolution_text)
+    grid = grid_metadata(config, template)
     ds_stats = _sink("ds_stats", job, out, space=tpl, atlas=template.atlas_name, desc="gm", suffix="stats",
-                     extension=".tsv")
-    ds_qc = _sink("ds_qc", job, out, suffix="qc", extension=".tsv")
+                     extension=".tsv", columns=STATS_COLUMNS)
+    ds_qc = _sink("ds_qc", job, out, suffix="qc", extension=".tsv", columns=QC_COLUMNS)
     ds_gm_tpl = _sink("ds_gm_template", job, out, label="GM", suffix="probseg", **common_tpl)
 
     if job.gm_map is not None:
-        kind = job.gm_map_kind or "smriprep"
+        path, kind = _reused_map(config, job, tpl)
         reuse = init_reuse_wf(template, settings, kind=kind, subject_label=sub_label, session_label=ses_label)
-        reuse.inputs.inputnode.gm_map = str(job.gm_map)
-        meta = {"Description": f"GM map reused from an existing {kind} derivative, resampled to the grid",
-                "ReusedFrom": str(job.gm_map)}
-        ds_gm_tpl.inputs.metadata = meta
-        report.inputs.notes = [f"GM map reused from {job.gm_map} ({kind}); no segmentation was run."]
+        reuse.inputs.inputnode.gm_map = path
+        meta = _reuse_metadata(config, path, kind)
+        ds_gm_tpl.inputs.metadata = {**meta, **grid}
+        report.inputs.notes = [f"GM map reused from {meta['ReusedFrom']} ({kind}); no segmentation was run."]
         # fmt: off
         wf.connect([
             (reuse, ds_gm_tpl, [("outputnode.gm_template", "in_file")]),
@@ -201,8 +281,10 @@ def init_single_subject_wf(job: T1wJob, config, template: TemplateFiles, setting
         # fmt: on
         if kind == "cat12":
             ds_mod = _sink("ds_modulated", job, out, label="GM", desc="modulated", suffix="probseg",
-                           metadata=dict(meta, Modulated=True), **common_tpl)
+                           metadata=dict(meta, Modulated=True, **grid), **common_tpl)
             wf.connect(reuse, "outputnode.modulated", ds_mod, "in_file")
+        for extra in extra_templates:
+            _add_template_space(wf, job, config, extra, settings, None, omp_nthreads, meta)
         return _with_crash_dir(wf, config, job)
 
     anat = init_anat_wf(template, settings, subject_label=sub_label, session_label=ses_label,
@@ -218,20 +300,23 @@ def init_single_subject_wf(job: T1wJob, config, template: TemplateFiles, setting
     }
     if settings.brain_extraction == "hdbet":
         seg_meta.update(HDBETMode=settings.hdbet_mode, HDBETTestTimeAugmentation=settings.hdbet_tta)
-    ds_gm = _sink("ds_gm", job, out, label="GM", suffix="probseg", metadata=seg_meta)
-    ds_gm_tpl.inputs.metadata = seg_meta
+    ds_gm = _sink("ds_gm", job, out, label="GM", suffix="probseg",
+                  metadata={**seg_meta, "SpatialReference": raw_uri(job.relpath)})
+    ds_gm_tpl.inputs.metadata = {**seg_meta, **grid}
     ds_mod = _sink("ds_modulated", job, out, label="GM", desc="modulated", suffix="probseg",
                    metadata=dict(seg_meta, Modulated=True,
                                  ModulationDescription="GM probability times the Jacobian determinant of "
-                                                       "the template-to-subject mapping; values may exceed 1"),
+                                                       "the template-to-subject mapping; values may exceed 1",
+                                 **grid),
                    **common_tpl)
     ds_mask = _sink("ds_mask_template", job, out, desc="brain", suffix="mask",
-                    metadata={"Type": "Brain", "BrainExtraction": settings.brain_extraction}, **common_tpl)
+                    metadata={**MASK_METADATA, "BrainExtraction": settings.brain_extraction, **grid}, **common_tpl)
     ds_fwd = _sink("ds_xfm_forward", job, out, from_space="T1w", to_space=tpl, mode="image", suffix="xfm",
                    extension=".h5")
     ds_inv = _sink("ds_xfm_inverse", job, out, from_space=tpl, to_space="T1w", mode="image", suffix="xfm",
                    extension=".h5")
-    ds_vol = _sink("ds_volumes", job, out, suffix="volumes", extension=".json")
+    ds_vol = _sink("ds_volumes", job, out, suffix="volumes", extension=".json",
+                   metadata={**VOLUMES_METADATA, "Sources": [raw_uri(job.relpath)]})
     # fmt: off
     wf.connect([
         (anat, ds_gm, [("outputnode.gm", "in_file")]),
@@ -248,6 +333,8 @@ def init_single_subject_wf(job: T1wJob, config, template: TemplateFiles, setting
                         ("outputnode.qc", "qc_tsv"), ("outputnode.volumes", "volumes_json")]),
     ])
     # fmt: on
+    for extra in extra_templates:
+        _add_template_space(wf, job, config, extra, settings, anat, omp_nthreads, seg_meta)
     return _with_crash_dir(wf, config, job)
 
 
@@ -265,11 +352,10 @@ def init_participant_wf(config, jobs: list[T1wJob], name: str = "latentbids_part
         raise ValueError("init_participant_wf needs at least one T1w job")
     if not config.execution.output_dir:
         raise ValueError("config.execution.output_dir is not set")
-    spaces = config.spatial.output_spaces or ["MNI152NLin2009aSym:res-2"]
-    if len(spaces) > 1:
-        LOGGER.warning("Only the first output space (%s) is processed at the participant level; "
-                       "ignoring %s", spaces[0], ", ".join(spaces[1:]))
-    template = prepare_resources(config, spaces[0])
+    from latentbids.resources import DEFAULT_OUTPUT_SPACE
+
+    spaces = config.spatial.output_spaces or [DEFAULT_OUTPUT_SPACE]
+    template, *extra_templates = [prepare_resources(config, spec) for spec in spaces]
     settings = anat_settings(config)
     omp = int(config.execution.omp_nthreads or 0) or max(1, min(8, os.cpu_count() or 1))
     wf = pe.Workflow(name=name, base_dir=str(work_dir_of(config)))
@@ -287,7 +373,8 @@ def init_participant_wf(config, jobs: list[T1wJob], name: str = "latentbids_part
     }
     seen = set()
     for job in jobs:
-        sub_wf = init_single_subject_wf(job, config, template, settings, omp_nthreads=omp)
+        sub_wf = init_single_subject_wf(job, config, template, settings, omp_nthreads=omp,
+                                        extra_templates=tuple(extra_templates))
         if sub_wf.name in seen:
             raise ValueError(f"two jobs share the label {job.label}")
         seen.add(sub_wf.name)
@@ -380,9 +467,10 @@ def run_participant_wf(config, jobs: list[T1wJob], plugin: str | None = None,
     """Run the participant level; return ``{job.label: "ok" | "failed: <reason>"}``.
 
     MultiProc with ``config.execution.nprocs`` processes by default (or ``plugin``/``plugin_args``,
-    e.g. from ``--use-plugin``).  A failed subject does not stop the others unless
+    e.g. from ``--use-plugin``); MultiProc is :class:`CancellableMultiProcPlugin`.  A failed subject does not stop the others unless
     ``config.execution.stop_on_first_crash``; crash files go to ``sub-<l>/log/<run_id>/``.
     """
+    check_reuse_spaces(config, jobs)
     held, results = _lock_jobs(config, jobs)
     jobs = [job for job in jobs if job.label in held]
     if not jobs:
@@ -393,6 +481,35 @@ def run_participant_wf(config, jobs: list[T1wJob], plugin: str | None = None,
         for handle in held.values():
             handle.close()
     return results
+
+
+def check_reuse_spaces(config, jobs: list[T1wJob]) -> None:
+    """Refuse, before any work, ``-d`` maps that are in another template than an output space.
+
+    Putting a map of one template onto another template's grid needs a transform between the two
+    templates; without one it would only pretend both were the same space (exit 64).
+    """
+    from latentbids.anat.reuse import map_space, space_mismatch
+    from latentbids.errors import UsageError
+    from latentbids.resources.templates import parse_output_space
+
+    problems = []
+    for spec in config.spatial.output_spaces:
+        space, _ = parse_output_space(spec)
+        for job in jobs:
+            if job.gm_map is None:
+                continue
+            path, kind = _reused_map(config, job, space)
+            why = space_mismatch(path, kind, space)
+            if why:
+                problems.append((job, map_space(path, kind), why))
+    if problems:
+        job, found, why = problems[0]
+        spaces = sorted({p[1] for p in problems if p[1]})
+        hint = (f"reuse them in their own space (--output-spaces {spaces[0]}:res-N; TemplateFlow cache needed)"
+                if spaces else "give maps with a space- entity")
+        raise UsageError(f"-d/--derivatives: {len(problems)} reused GM map(s) would change template space, first "
+                         f"{job.label}: {why}: {hint}, or drop -d to segment these subjects")
 
 
 def _lock_jobs(config, jobs: list[T1wJob]) -> tuple[dict, dict[str, str]]:
@@ -428,8 +545,10 @@ def _run_locked(config, jobs: list[T1wJob], plugin: str | None, plugin_args: dic
     since = time.time()
     error: Exception | None = None
     LOGGER.info("Participant level: %d job(s), plugin %s", len(jobs), plugin)
+    # MultiProc runs as latentbids' cancellable variant (workers a SIGTERM ends at once)
+    runner = CancellableMultiProcPlugin(plugin_args=args) if plugin == "MultiProc" else plugin
     try:
-        wf.run(plugin=plugin, plugin_args=args)
+        wf.run(plugin=runner, plugin_args=args)
     except Exception as exc:  # nipype raises RuntimeError listing failed nodes at the end
         error = exc
     results: dict[str, str] = {}

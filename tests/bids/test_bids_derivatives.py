@@ -26,12 +26,18 @@ def test_skeleton_for_ixi_passes_the_validator(ixi_dir, tmp_path):
     assert desc["GeneratedBy"][0]["Version"] == __version__
     assert desc["GeneratedBy"][0]["Container"]["Type"] == "docker"
     assert desc["License"] == "CC BY-SA 3.0"  # copied from the input
-    assert desc["DatasetLinks"]["raw"].startswith("file://")
-    assert desc["SourceDatasets"][0]["URL"] == desc["DatasetLinks"]["raw"]
+    # sources are BIDS URIs resolved by relative DatasetLinks: no host path is recorded
+    assert desc["SourceDatasets"][0]["URL"] == "bids:raw:"
+    assert not desc["DatasetLinks"]["raw"].startswith(("file:", "/"))
+    assert (out / desc["DatasetLinks"]["raw"]).resolve() == ixi_dir.resolve()
+    assert "CITATION" in desc["HowToAcknowledge"]
+    assert str(tmp_path) not in json.dumps(desc)
     ignore = (out / ".bidsignore").read_text().splitlines()
     assert "*_latent.tsv" in ignore and "logs" in ignore and "models" in ignore
     table = (out / "atlas-AAL_dseg.tsv").read_text().splitlines()
     assert table[0] == "index\tname" and len(table) == 117 and table[1] == "1\tPrecentral_L"
+    columns = json.loads((out / "atlas-AAL_dseg.json").read_text())
+    assert set(columns) >= {"index", "name", "Description"} and columns["name"]["Description"]
 
 
 def test_run_config_toml_records_everything(tmp_path):

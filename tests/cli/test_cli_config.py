@@ -19,7 +19,9 @@ def test_defaults(ixi_dir, tmp_path):
     assert config.execution.random_seed == 42
     assert config.execution.bids_database_dir == str(tmp_path / "w" / "bids_db")
     assert config.execution.nprocs >= 1 and config.execution.omp_nthreads >= 1
-    assert config.spatial.output_spaces == ["MNI152NLin2009aSym:res-2"]
+    assert config.spatial.output_spaces == ["MNI152NLin2009aSym:res-nilearn2"]
+    ex = config.execution
+    assert not (ex.reports_only or ex.boilerplate_only or ex.clean_workdir)
 
 
 def test_config_file_then_command_line(ixi_dir, tmp_path):
@@ -53,6 +55,55 @@ def test_labels_aliases_and_file(ixi_dir, tmp_path):
 def test_memory_units():
     assert parse_mem("16") == 16 and parse_mem("16GB") == 16 and parse_mem("16000MB") == 16
     assert parse_mem("0.5T") == 500
+
+
+def test_nipreps_spellings(ixi_dir, tmp_path):
+    """--mem-mb/--mem_mb (MB, as fMRIPrep), --nthreads, and the rebuild/clean switches reach the config."""
+    for flag in ("--mem-mb", "--mem_mb"):
+        assert _config(ixi_dir, tmp_path, flag, "16000").execution.mem_gb == 16
+    assert _config(ixi_dir, tmp_path, "--mem-mb", "8G").execution.mem_gb == 8  # units still accepted
+    assert _config(ixi_dir, tmp_path, "--mem", "8").execution.mem_gb == 8  # --mem stays in GB
+    assert _config(ixi_dir, tmp_path, "--nthreads", "3").execution.nprocs == 3
+    ex = _config(ixi_dir, tmp_path, "--reports-only", "--boilerplate-only", "--clean-workdir").execution
+    assert ex.reports_only and ex.boilerplate_only and ex.clean_workdir
+    with pytest.raises(UsageError, match="memory size"):
+        _config(ixi_dir, tmp_path, "--mem-mb", "lots")
+
+
+def test_help_shows_every_default(capsys, monkeypatch):
+    """argparse hides defaults under SUPPRESS; --help states them, read from RunConfig."""
+    from latentbids.cli.parser import OPTION_TO_CONFIG, build_parser, default_text
+
+    monkeypatch.setenv("COLUMNS", "400")  # no wrapping inside a value
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for needle in ("(default: 32)", "(default: 5)", "(default: MNI152NLin2009aSym:res-nilearn2)",
+                   "(default: AAL)", "(default: auto)", "(default: 42)", "(default: group)", "(default: ./work)"):
+        assert needle in text, needle
+    parser = build_parser()
+    for action in parser._actions:
+        if action.option_strings and action.dest in OPTION_TO_CONFIG:
+            assert default_text(action.dest) is not None or action.dest in ("confounds",), action.dest
+            assert "(default:" in action.help, action.dest
+
+
+def test_container_kind_from_explicit_markers(monkeypatch, tmp_path):
+    """Only Apptainer's variables and the image's LATENTBIDS_CONTAINER count, never /.dockerenv alone."""
+    from latentbids.config import container_image, container_kind
+
+    for var in ("APPTAINER_CONTAINER", "SINGULARITY_CONTAINER", "LATENTBIDS_CONTAINER",
+                "LATENTBIDS_CONTAINER_IMAGE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr("pathlib.Path.exists", lambda self: True)  # as if /.dockerenv were there
+    assert container_kind() == "none"
+    monkeypatch.setenv("LATENTBIDS_CONTAINER", "docker")
+    assert container_kind() == "docker" and container_image().startswith("latentbids/latentbids:")
+    monkeypatch.setenv("LATENTBIDS_CONTAINER_IMAGE", "latentbids/latentbids:0.1.0-cuda")
+    assert container_image() == "latentbids/latentbids:0.1.0-cuda"
+    monkeypatch.setenv("APPTAINER_CONTAINER", "/images/latentbids.sif")
+    assert container_kind() == "apptainer"
 
 
 def test_plugin_file(ixi_dir, tmp_path):

@@ -107,7 +107,7 @@ def test_good_and_corrupt_inputs_then_rerun(ixi_dir, tmp_path):
     proc = run_cli(*args)
     assert proc.returncode == 66, proc.stderr
     assert "sub-bad_T1w.nii.gz" in proc.stderr and "Traceback" not in proc.stderr
-    gm = out / "sub-IXI012/anat/sub-IXI012_space-MNI152NLin2009aSym_res-2_label-GM_probseg.nii.gz"
+    gm = out / "sub-IXI012/anat/sub-IXI012_space-MNI152NLin2009aSym_res-nilearn2_label-GM_probseg.nii.gz"
     assert gm.is_file() and not list(out.glob("sub-bad*"))
     before = gm.stat().st_mtime_ns
     results = {p: p.stat().st_mtime_ns for p in work.rglob("result_*.pklz")}
@@ -167,5 +167,5 @@ def test_sigterm_midway_then_rerun_completes(ixi_dir, tmp_path):
     proc = run_cli(*args)
     assert proc.returncode == 0, proc.stderr
     assert all(p.stat().st_mtime_ns == t for p, t in registered.items())  # finished steps are reused
-    gm = out / "sub-IXI013/anat/sub-IXI013_space-MNI152NLin2009aSym_res-2_label-GM_probseg.nii.gz"
+    gm = out / "sub-IXI013/anat/sub-IXI013_space-MNI152NLin2009aSym_res-nilearn2_label-GM_probseg.nii.gz"
     assert nib.load(str(gm)).shape == (99, 117, 95)

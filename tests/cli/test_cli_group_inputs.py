@@ -85,5 +85,5 @@ def test_maps_on_another_grid_are_pointed_to(setup):
     """Maps written at res-4 while the group level looks for res-2: the error names the option to pass."""
     config, template, out = setup
     _participant_outputs(out, "01", template)
-    with pytest.raises(MissingInputError, match="pass --output-spaces MNI152NLin2009aSym:res-4"):
+    with pytest.raises(MissingInputError, match="pass --output-spaces MNI152NLin2009aSym:res-nilearn4"):
         collect_gm_maps(config, get_template(resolution=2))

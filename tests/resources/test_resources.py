@@ -12,7 +12,10 @@ from latentbids.resources.templates import parse_output_space
 
 def test_default_template_2mm():
     tpl = get_template()
-    assert tpl.space == "MNI152NLin2009aSym" and tpl.name == "MNI152NLin2009aSym_res-2"
+    # nilearn's grid is not TemplateFlow's (which has res-1 only, 193x229x193): its label says so
+    assert tpl.space == "MNI152NLin2009aSym" and tpl.name == "MNI152NLin2009aSym_res-nilearn2"
+    assert tpl.provider == "nilearn" and tpl.spatial_reference.startswith("bids::tpl-MNI152NLin2009aSym/")
+    assert "99x117x95" in tpl.resolution_text and "not a TemplateFlow grid" in tpl.resolution_text
     assert tpl.shape == (99, 117, 95)
     assert np.allclose(np.abs(np.diag(tpl.affine)[:3]), 2)
     mask = np.asarray(tpl.mask.dataobj) > 0
@@ -25,7 +28,8 @@ def test_default_template_2mm():
 
 def test_other_resolutions():
     assert get_template(resolution=4).shape == (50, 59, 48)
-    assert get_template(resolution=1.5).name.endswith("res-1p5")
+    assert get_template(resolution=1.5).name.endswith("res-nilearn1p5")
+    assert get_template("MNI152NLin2009aSym", "nilearn4").shape == (50, 59, 48)
 
 
 def test_missing_templateflow_space_is_clear(tmp_path):
@@ -33,23 +37,14 @@ def test_missing_templateflow_space_is_clear(tmp_path):
         get_template("MNI152NLin2009cAsym", 2, templateflow_home=tmp_path)
 
 
-def test_templateflow_space_from_cache(tmp_path):
-    """A space present in a TemplateFlow cache is read from there (no client, no download)."""
-    src = get_template(resolution=4)
-    folder = tmp_path / "tpl-MyTpl"
-    folder.mkdir()
-    for key, suffix in (("t1w", "desc-brain_T1w"), ("mask", "desc-brain_mask"),
-                        ("gm", "label-GM_probseg"), ("wm", "label-WM_probseg"), ("csf", "label-CSF_probseg")):
-        nib.save(getattr(src, key), str(folder / f"tpl-MyTpl_res-04_{suffix}.nii.gz"))
-    tpl = get_template("MyTpl", 4, templateflow_home=tmp_path)
-    assert tpl.shape == src.shape and tpl.space == "MyTpl"
-
-
 def test_output_space_parsing():
-    assert parse_output_space("MNI152NLin2009aSym:res-2") == ("MNI152NLin2009aSym", 2.0)
-    assert parse_output_space("MNI152NLin6Asym") == ("MNI152NLin6Asym", 2.0)
-    with pytest.raises(UsageError):
-        parse_output_space("MNI152NLin2009aSym:2mm")
+    assert parse_output_space("MNI152NLin2009aSym:res-2") == ("MNI152NLin2009aSym", "2")
+    assert parse_output_space("MNI152NLin2009cAsym:res-02") == ("MNI152NLin2009cAsym", "2")
+    assert parse_output_space("MNI152NLin2009aSym:res-nilearn1p5") == ("MNI152NLin2009aSym", "nilearn1p5")
+    assert parse_output_space("MNI152NLin6Asym") == ("MNI152NLin6Asym", "2")
+    for bad in ("MNI152NLin2009aSym:2mm", "MNI152NLin2009aSym:res-1.5", ":res-2"):
+        with pytest.raises(UsageError):
+            parse_output_space(bad)
 
 
 def test_aal_from_wheel_on_template_grid():

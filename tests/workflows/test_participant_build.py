@@ -63,7 +63,7 @@ def test_one_subworkflow_per_job_one_node_per_step(tmp_path, ixi_dir):
     crash = anat.get_node("n4").config["execution"]["crashdump_dir"]
     assert crash == str(tmp_path / "out" / "sub-IXI012" / "log" / "r1")
     # template files written once into the work dir
-    folders = list((tmp_path / "work" / "resources").glob(f"tpl-{TPL}_res-2_atlas-AAL-*"))
+    folders = list((tmp_path / "work" / "resources").glob(f"tpl-{TPL}_res-nilearn2_atlas-AAL-*"))
     assert len(folders) == 1 and len(list(folders[0].glob("*.nii.gz"))) == 6  # 5 template images + atlas
 
 
@@ -129,7 +129,7 @@ def test_reuse_branch_and_failed_subject_isolated(tmp_path, ixi_dir, smriprep_de
     assert crashes and "sub-BAD_T1w.nii.gz" in crashes[0].read_text()
 
     out = tmp_path / "out" / "sub-IXI012" / "anat"
-    probseg = out / f"sub-IXI012_space-{TPL}_res-2_label-GM_probseg.nii.gz"
+    probseg = out / f"sub-IXI012_space-{TPL}_res-nilearn2_label-GM_probseg.nii.gz"
     tpl2 = get_template(TPL, 2)
     img = nib.load(probseg)
     assert img.shape == tpl2.shape and np.allclose(img.affine, tpl2.affine)
@@ -137,7 +137,10 @@ def test_reuse_branch_and_failed_subject_isolated(tmp_path, ixi_dir, smriprep_de
     a, b = np.asarray(img.dataobj).ravel(), np.asarray(tpl2.gm.dataobj).ravel()
     assert np.corrcoef(a, b)[0, 1] > 0.95
     meta = json.loads(probseg.with_name(probseg.name.replace(".nii.gz", ".json")).read_text())
-    assert meta["ReusedFrom"] == str(gm_path) and "Resolution" in meta
+    # the reused map is named by a BIDS URI into the -d dataset (DatasetLinks resolves it), not a host path
+    uri = f"bids:smriprep:sub-IXI012/anat/{gm_path.name}"
+    assert meta["ReusedFrom"] == uri and meta["Sources"] == [uri] and "Resolution" in meta
+    assert meta["SpatialReference"] == f"bids::tpl-{TPL}/tpl-{TPL}_res-nilearn2_T1w.nii.gz"
     table = pd.read_csv(out / f"sub-IXI012_space-{TPL}_atlas-AAL_desc-gm_stats.tsv", sep="\t")
     assert len(table) == 116 and table["mean_gm"].notna().all()
     qc = pd.read_csv(out / "sub-IXI012_qc.tsv", sep="\t")

@@ -149,9 +149,9 @@ def test_maps_values_and_volume_conservation(ixi10_run):
     for job in ixi10_run["jobs"]:
         sub = job.subject
         native = nib.load(str(_anat(out, sub, "label-GM_probseg.nii.gz")))
-        tpl = nib.load(str(_anat(out, sub, f"space-{TPL}_res-2_label-GM_probseg.nii.gz")))
-        mod = nib.load(str(_anat(out, sub, f"space-{TPL}_res-2_label-GM_desc-modulated_probseg.nii.gz")))
-        mask = nib.load(str(_anat(out, sub, f"space-{TPL}_res-2_desc-brain_mask.nii.gz")))
+        tpl = nib.load(str(_anat(out, sub, f"space-{TPL}_res-nilearn2_label-GM_probseg.nii.gz")))
+        mod = nib.load(str(_anat(out, sub, f"space-{TPL}_res-nilearn2_label-GM_desc-modulated_probseg.nii.gz")))
+        mask = nib.load(str(_anat(out, sub, f"space-{TPL}_res-nilearn2_desc-brain_mask.nii.gz")))
         assert nib.aff2axcodes(native.affine) == ("R", "A", "S")
         assert tpl.shape == mod.shape == mask.shape
         t = np.asarray(tpl.dataobj)
