@@ -143,39 +143,47 @@ def test_sam_finds_the_planted_region_and_its_permutation_p_refuses_noise():
     X, labels, y = _sam_data(0)
     df = ag.sam_regions(X, labels, y, [1, 2, 3, 4, 5], top_voxels=50, n_permutations=50, random_state=0)
     assert list(df.columns) == ["region_index", "n_voxels", "n_selected", "accuracy", "delta", "acc_star",
-                                "chance", "significant", "z", "p_z", "p_perm", "p_fwer", "reason"]
+                                "chance", "passes_bound", "p_perm", "p_fwer", "supported", "reason"]
     planted = df.set_index("region_index").loc[1]
-    assert planted["significant"] and planted["acc_star"] > 0.5
+    assert planted["passes_bound"] and planted["acc_star"] > 0.5
     assert planted["p_perm"] <= 0.05
-    assert df["z"].idxmax() == 0 and planted["p_z"] < df["p_z"].iloc[1:].min()
     assert planted["delta"] == pytest.approx(bounds.delta_g(100, 1))
     noise = df[df["region_index"] != 1]
     assert noise["p_perm"].mean() > 0.2 and (noise["p_perm"] > 0.05).sum() >= 3
     # the max statistic over regions is never smaller than the region's own permutation p
     assert (df["p_fwer"] >= df["p_perm"] - 1e-12).all()
     assert planted["p_fwer"] <= 0.05 and (noise["p_fwer"] > 0.05).all()
+    # supported = the bound and the family-wise p agree; noise regions pass the bound (selection
+    # inflates it) but are not supported
+    assert planted["supported"] and not noise["supported"].any()
+    assert noise["passes_bound"].any()
+    assert (df["supported"] == (df["passes_bound"] & (df["p_fwer"] <= 0.05))).all()
     small = df.set_index("region_index").loc[5]
     assert small["n_voxels"] == 20 and small["n_selected"] == 20 and small["reason"] == ""
+    claims = ag.sam_claims(df.assign(region=[f"R{r}" for r in df["region_index"]]), "CN vs AD", 50)
+    assert [c.item for c in claims if c.supported] == ["R1"]
+    assert all(c.family == "sam" and c.p == row for c, row in zip(claims, df["p_fwer"]))
 
 
 def test_sam_in_sample_selection_inflates_noise_accuracy_as_documented():
     # The docstring's caveat: label-driven voxel selection + PLS in sample beats Delta on pure noise.
     X, labels, y = _sam_data(1, shift=0.0)
     df = ag.sam_regions(X, labels, y, [2, 3, 4], n_permutations=0)
-    assert (df["accuracy"] > 0.5 + df["delta"]).all()
-    assert df["p_perm"].isna().all()
+    assert (df["accuracy"] > 0.5 + df["delta"]).all() and df["passes_bound"].all()
+    # ...which is why the bound alone never supports a region: without the permutation null, nothing is
+    assert df["p_perm"].isna().all() and not df["supported"].any()
 
 
 def test_sam_degenerate_regions_and_labels():
     X, labels, y = _sam_data(2)
     X[:, labels == 3] = 0.5  # a region outside the mask: constant
     df = ag.sam_regions(X, labels, y, [1, 3, 99], n_permutations=5).set_index("region_index")
-    assert df.loc[3, "reason"] and math.isnan(df.loc[3, "accuracy"]) and not df.loc[3, "significant"]
+    assert df.loc[3, "reason"] and math.isnan(df.loc[3, "accuracy"]) and not df.loc[3, "supported"]
     assert df.loc[99, "n_voxels"] == 0 and df.loc[99, "reason"] and math.isnan(df.loc[99, "p_perm"])
     assert df.loc[1, "reason"] == "" and np.isfinite(df.loc[1, "p_perm"])
     one_class = ag.sam_regions(X, labels, np.zeros(len(y)), [1, 2])
     assert one_class["reason"].str.len().gt(0).all() and one_class["accuracy"].isna().all()
-    assert not one_class["significant"].any()
+    assert not one_class["supported"].any()
     strings = ag.sam_regions(X, labels, np.where(y == 1, "AD", "CN"), [1])
     assert strings.loc[0, "accuracy"] == df.loc[1, "accuracy"]
     with pytest.raises(UsageError):
@@ -225,6 +233,21 @@ def test_sar_is_deterministic_and_handles_degenerate_input():
 
 
 # ---------------------------------------------------------------------------------------- RUB
+def test_gibbs_loss_is_the_dropout_classifiers_loss():
+    """Without dropout and with a huge theta the Gibbs classifier is the deterministic one; with METHOD's
+    dropout (0.95) most weights are dropped and its loss is near chance even for a perfect separator."""
+    rng = np.random.default_rng(12)
+    y = _balanced(200)
+    X = rng.normal(size=(200, 4))
+    X[:, 0] += 6.0 * (y - 0.5)
+    theta = np.array([1000.0, 0, 0, 0, 0])
+    loss, se = ag.gibbs_loss(X, y, theta, dropout=0.0, n_samples=400)
+    assert loss == pytest.approx(np.mean((X[:, 0] > 0) != (y == 1)), abs=0.01) and se < 0.01
+    loss95, _ = ag.gibbs_loss(X, y, theta, dropout=0.95, n_samples=4000)
+    # 95 % of draws drop the one useful weight: the bias-free predictions are then noise
+    assert 0.4 < loss95 < 0.5
+
+
 def test_rub_permutation_p_small_for_a_strong_effect_not_for_noise():
     rng = np.random.default_rng(9)
     y = _balanced(100)
@@ -232,12 +255,29 @@ def test_rub_permutation_p_small_for_a_strong_effect_not_for_noise():
     X[:, 0] += 2.0 * y
     strong = ag.rub(X, y, n_permutations=50, random_state=0)
     assert strong["p_perm"] == pytest.approx(1 / 51)
-    assert strong["significant"] is True and strong["acc_star"] > 0.5
-    theta_free = bounds.delta_pac_bayes(1 - strong["accuracy"], np.zeros(6), 100)
+    theta_free = bounds.delta_pac_bayes(1 - strong["gibbs_accuracy"], np.zeros(6), 100)
     assert strong["delta"] >= theta_free  # the weights' norm only adds to the bound
+    # the bound holds for the Gibbs classifier, whose accuracy is far below the deterministic SVM's
+    assert strong["gibbs_accuracy"] < strong["accuracy"] - 0.2
+    assert strong["supported"] == (strong["passes_bound"] and strong["p_perm"] <= 0.05)
     for seed in range(3):
         noise = ag.rub(rng.normal(size=(100, 5)), y, n_permutations=50, random_state=seed)
-        assert noise["p_perm"] > 0.1 and noise["significant"] is False, seed
+        assert noise["p_perm"] > 0.1 and noise["supported"] is False, seed
+
+
+@pytest.mark.parametrize("K", [64, 128])
+def test_rub_never_supports_noise_at_n400(K):
+    """The old RUB (deterministic loss in the bound) called noise significant in 57 % (K = 64) and 100 %
+    (K = 128) of datasets at n = 400; on the Gibbs loss the bound does not pass on any of 10."""
+    y = _balanced(400)
+    for seed in range(10):
+        X = np.random.default_rng(500 + seed).normal(size=(400, K))
+        res = ag.rub(X, y, n_permutations=0, random_state=seed)
+        assert res["accuracy"] > 0.6  # the deterministic SVM overfits noise...
+        assert not res["passes_bound"] and not res["supported"], seed  # ...the bound on Q does not pass
+        old_rule = res["accuracy"] - bounds.delta_pac_bayes(1 - res["accuracy"], np.zeros(K + 1), 400)
+        if K == 128:
+            assert old_rule > 0.5  # what the old rule would have called significant
 
 
 def test_rub_deterministic_labels_and_degenerate():
@@ -245,11 +285,12 @@ def test_rub_deterministic_labels_and_degenerate():
     X, y = rng.normal(size=(40, 3)), _balanced(40)
     a = ag.rub(X, y, n_permutations=20, random_state=1)
     assert a == ag.rub(X, y, n_permutations=20, random_state=1)
-    assert a == ag.rub(X, np.where(y == 1, "pMCI", "sMCI"), n_permutations=20, random_state=1)
-    assert math.isnan(ag.rub(X, y, n_permutations=0)["p_perm"])
+    assert a == ag.rub(X, np.where(y == 1, "sMCI", "pMCI"), n_permutations=20, random_state=1)  # same class order
+    no_null = ag.rub(X, y, n_permutations=0)
+    assert math.isnan(no_null["p_perm"]) and no_null["supported"] is False
     for X_bad, y_bad in [(np.ones((40, 3)), y), (X, np.zeros(40)), (X[:2], y[:2])]:
         res = ag.rub(X_bad, y_bad, n_permutations=5)
-        assert res["reason"] and math.isnan(res["acc_star"]) and res["significant"] is False
+        assert res["reason"] and math.isnan(res["acc_star"]) and res["supported"] is False
 
 
 # ------------------------------------------------------------------------------- latent vector
@@ -262,7 +303,7 @@ def test_latent_vector_noise_fits_well_in_sample_but_is_not_significant():
         # The cautionary point: an accuracy that one feature would turn into a significant claim...
         assert res["accuracy"] - bounds.delta_g(100, 1) > 0.5
         # ...is not significant for the 32-unit vector, and the permutation null agrees.
-        assert res["significant"] is False and res["acc_star"] < 0.5
+        assert res["supported"] is False and res["acc_star"] < 0.5
         assert res["rub"]["p_perm"] > 0.1 and res["rub"]["d"] == 32
 
 
@@ -272,12 +313,15 @@ def test_latent_vector_cannot_pass_at_n100_even_when_one_unit_separates_perfectl
     Z = rng.normal(size=(100, 32))
     Z[:, 0] += 4.0 * y
     res = ag.latent_vector_test(Z, y, n_permutations=20, random_state=0)
-    assert res["accuracy"] >= 0.98 and res["significant"] is False  # Delta(100, 32) > 0.5
+    assert res["accuracy"] >= 0.98 and res["supported"] is False  # Delta(100, 32) > 0.5
     assert res["rub"]["p_perm"] == pytest.approx(1 / 21)
     assert ag.feature_test(Z[:, 0], y)["significant"] is True  # ...while the single unit passes
+    claims = ag.vector_claims({"1": res, "2": res}, "CN vs AD", 0.05)
+    assert [c.family for c in claims] == ["latent_vector", "rub", "latent_vector", "rub"]
+    assert not any(c.supported for c in claims) and "eta / 2 folds = 0.025" in claims[0].correction
 
 
 def test_latent_vector_degenerate():
     res = ag.latent_vector_test(np.zeros((30, 8)), _balanced(30), n_permutations=5)
-    assert res["reason"] and res["significant"] is False and math.isnan(res["accuracy"])
+    assert res["reason"] and res["supported"] is False and math.isnan(res["accuracy"])
     assert res["rub"]["reason"] and math.isnan(res["rub"]["p_perm"])
