@@ -14,6 +14,7 @@ from pathlib import Path
 from latentbids import __version__
 from latentbids.errors import (
     EXIT_FAILURE,
+    EXIT_INTERRUPTED,
     CannotCreateError,
     LatentbidsError,
     MissingInputError,
@@ -131,12 +132,16 @@ def check_paths(config) -> None:
 
 
 def load_plugin(config) -> tuple[str, dict]:
-    """Nipype plugin name and arguments: ``--use-plugin`` YAML or MultiProc with ``--nprocs``."""
+    """Nipype plugin name and arguments: ``--use-plugin`` YAML or MultiProc with ``--nprocs``.
+
+    ``--nprocs 1`` is MultiProc with one worker too, not Linear: a node running in the main process
+    (C++ code holding the interpreter) would delay a cancellation until it returns.
+    """
     from latentbids.workflows.participant import multiproc_args
 
     ex = config.execution
     if not ex.use_plugin:
-        return ("Linear" if ex.nprocs == 1 else "MultiProc"), multiproc_args(config)
+        return "MultiProc", multiproc_args(config)
     import yaml
 
     try:
@@ -196,28 +201,25 @@ def prepare_run(config):
     return templates, atlas
 
 
-INTERRUPTED: list[int] = []
-
-
-def _terminate(signum, _frame):
-    """SIGTERM (scancel, docker stop) unwinds like Ctrl-C, so temporary files are cleaned up.
-
-    The signal is also remembered: a Nipype node running in this process may swallow the
-    exception as a node failure, and the run must still end as interrupted, not as failed.
-    """
-    INTERRUPTED.append(signum)
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Run latentbids; return the exit code (the console script exits with it)."""
+    """Run latentbids; return the exit code (the console script exits with it).
+
+    SIGTERM (``scancel``, ``docker stop``, a SLURM time limit) and SIGINT unwind the run like
+    Ctrl-C: files being written are dropped (every output is renamed into place complete), every
+    descendant process is ended (:func:`latentbids.utils.processes.terminate_tree`, SIGKILL after a
+    few seconds) and the exit code is 130; rerunning with the same work dir resumes.  A Nipype node
+    or a library that swallows the ``KeyboardInterrupt`` cannot turn this into a success: the signal
+    is remembered.
+    """
     import signal
 
     from latentbids.cli.logging_setup import setup_logging
     from latentbids.cli.parser import parse_args
+    from latentbids.utils.processes import install_signal_handlers, interrupted, terminate_tree
 
     setup_logging(0)
-    signal.signal(signal.SIGTERM, _terminate)
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    install_signal_handlers()
     try:
         args = parse_args(argv)
         setup_logging(getattr(args, "verbose", 0) or 0)
@@ -239,18 +241,32 @@ def main(argv: list[str] | None = None) -> int:
             from latentbids.cli.group import run_group_level_cli
 
             code = run_group_level_cli(config, templates, atlas)
-        if INTERRUPTED:
+        if interrupted():
             raise KeyboardInterrupt
         return code
     except LatentbidsError as exc:
+        if interrupted():  # e.g. a worker killed by the same signal, reported as a failure
+            return _interrupted(terminate_tree)
         LOGGER.error("%s", exc.message)
         return exc.exit_code
     except MemoryError:
         LOGGER.error("Out of memory: lower --nprocs, raise --mem / the container's memory limit, or use --batch-size")
         return EXIT_FAILURE
     except KeyboardInterrupt:
-        LOGGER.error("Interrupted: files already written are complete; rerun with the same --work-dir to resume")
-        return 130
+        return _interrupted(terminate_tree)
+    finally:
+        for sig, handler in previous.items():  # callers that import main (tests) get theirs back
+            if handler is not None:
+                signal.signal(sig, handler)
+
+
+def _interrupted(terminate_tree) -> int:
+    """End every process this run started, then report the interruption (exit 130)."""
+    killed = terminate_tree()
+    if killed:
+        LOGGER.warning("Interrupted: %d worker process(es) ignored SIGTERM and were killed", len(killed))
+    LOGGER.error("Interrupted: files already written are complete; rerun with the same --work-dir to resume")
+    return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -37,6 +37,7 @@ from latentbids.errors import MissingInputError, UsageError
 from latentbids.model.cache import grid_description, same_grid
 from latentbids.model.grid import GridFit, block_reduce
 from latentbids.model.network import AutoEncoder3D
+from latentbids.utils.atomic import pending
 
 LOGGER = logging.getLogger("latentbids.model")
 FORMAT = "latentbids-model"
@@ -72,62 +73,63 @@ def save_bundle(
     model_dir = Path(model_dir)
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{model_dir.name}.", suffix=".tmp", dir=model_dir.parent))
-    try:
-        (tmp / "weights").mkdir()
-        (tmp / "splits").mkdir()
-        folds = []
-        for fold, model in models.items():
-            rel = f"weights/fold-{fold}.pt"
-            state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-            torch.save(state, tmp / rel)
-            split_rel = f"splits/fold-{fold}_split.tsv"
-            part = splits[splits["fold"] == str(fold)][["participant_id", "group", "role"]]
-            part.to_csv(tmp / split_rel, sep="\t", index=False, na_rep="n/a")
-            folds.append(
-                {
-                    "fold": str(fold),
-                    "weights": rel,
-                    "sha256": sha256_file(tmp / rel),
-                    "split": split_rel,
-                    **fold_info.get(str(fold), {}),
-                }
+    with pending(tmp):  # the cancellation watchdog removes it if the process must end meanwhile
+        try:
+            (tmp / "weights").mkdir()
+            (tmp / "splits").mkdir()
+            folds = []
+            for fold, model in models.items():
+                rel = f"weights/fold-{fold}.pt"
+                state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+                torch.save(state, tmp / rel)
+                split_rel = f"splits/fold-{fold}_split.tsv"
+                part = splits[splits["fold"] == str(fold)][["participant_id", "group", "role"]]
+                part.to_csv(tmp / split_rel, sep="\t", index=False, na_rep="n/a")
+                folds.append(
+                    {
+                        "fold": str(fold),
+                        "weights": rel,
+                        "sha256": sha256_file(tmp / rel),
+                        "split": split_rel,
+                        **fold_info.get(str(fold), {}),
+                    }
+                )
+            first = next(iter(models.values()))
+            doc = {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                **meta,
+                "architecture": first.architecture(),
+                "latent_dim": first.latent_dim,
+                "folds": folds,
+            }
+            doc.setdefault("default_fold", folds[0]["fold"])
+            nib.save(mask, str(tmp / "mask.nii.gz"))
+            nib.save(atlas, str(tmp / "atlas.nii.gz"))
+            atlas_labels[["index", "name"]].to_csv(tmp / "atlas.tsv", sep="\t", index=False)
+            (tmp / "config.toml").write_text(config_toml, encoding="utf-8")
+            (tmp / "model.json").write_text(
+                json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8"
             )
-        first = next(iter(models.values()))
-        doc = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            **meta,
-            "architecture": first.architecture(),
-            "latent_dim": first.latent_dim,
-            "folds": folds,
-        }
-        doc.setdefault("default_fold", folds[0]["fold"])
-        nib.save(mask, str(tmp / "mask.nii.gz"))
-        nib.save(atlas, str(tmp / "atlas.nii.gz"))
-        atlas_labels[["index", "name"]].to_csv(tmp / "atlas.tsv", sep="\t", index=False)
-        (tmp / "config.toml").write_text(config_toml, encoding="utf-8")
-        (tmp / "model.json").write_text(
-            json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8"
-        )
-        sums = [
-            f"{sha256_file(p)}  {p.relative_to(tmp).as_posix()}"
-            for p in sorted(tmp.rglob("*"))
-            if p.is_file()
-        ]
-        (tmp / "SHA256SUMS").write_text("\n".join(sums) + "\n", encoding="utf-8")
-        for p in tmp.rglob("*"):
-            os.chmod(p, 0o755 if p.is_dir() else 0o644)
-        os.chmod(tmp, 0o755)
-        old = None
-        if model_dir.exists():
-            old = model_dir.with_name(f".{model_dir.name}.old-{os.getpid()}")
-            os.replace(model_dir, old)
-        os.replace(tmp, model_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            sums = [
+                f"{sha256_file(p)}  {p.relative_to(tmp).as_posix()}"
+                for p in sorted(tmp.rglob("*"))
+                if p.is_file()
+            ]
+            (tmp / "SHA256SUMS").write_text("\n".join(sums) + "\n", encoding="utf-8")
+            for p in tmp.rglob("*"):
+                os.chmod(p, 0o755 if p.is_dir() else 0o644)
+            os.chmod(tmp, 0o755)
+            old = None
+            if model_dir.exists():
+                old = model_dir.with_name(f".{model_dir.name}.old-{os.getpid()}")
+                os.replace(model_dir, old)
+            os.replace(tmp, model_dir)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return model_dir
 
 

@@ -166,8 +166,11 @@ def load_volumes(
             out[i] = read_volume(paths[i], source_shape, source_affine, downsample, fit)
 
         if n_threads > 1:
-            with ThreadPoolExecutor(max_workers=n_threads) as pool:
+            pool = ThreadPoolExecutor(max_workers=n_threads)
+            try:
                 list(pool.map(_one, range(len(paths))))
+            finally:  # an interrupt (or a bad map) drops the queued maps instead of reading them all
+                pool.shutdown(wait=True, cancel_futures=True)
         else:
             for i in range(len(paths)):
                 _one(i)

@@ -14,6 +14,31 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+#: Temporary paths being written right now (removed by the cancellation watchdog before a hard exit).
+_PENDING: set[Path] = set()
+
+
+def remove_pending_temporaries() -> None:
+    """Remove every temporary file or folder still being written (the process is about to end)."""
+    for path in list(_PENDING):
+        with contextlib.suppress(OSError):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink()
+        _PENDING.discard(path)
+
+
+@contextlib.contextmanager
+def pending(path: str | os.PathLike) -> Iterator[Path]:
+    """Register ``path`` (a temporary file or folder) as being written for the duration of a block."""
+    path = Path(path)
+    _PENDING.add(path)
+    try:
+        yield path
+    finally:
+        _PENDING.discard(path)
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
@@ -31,9 +56,10 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterato
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        os.chmod(tmp_path, 0o644)
-        os.replace(tmp_path, target)
+        with pending(tmp_path):
+            yield tmp_path
+            os.chmod(tmp_path, 0o644)
+            os.replace(tmp_path, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             if tmp_path.is_dir():
