@@ -164,11 +164,13 @@ def prepare_run(config):
     from latentbids.cli.logging_setup import add_log_file, quiet_nipype
     from latentbids.config import container_kind
     from latentbids.resources import get_atlas, templates_for
+    from latentbids.utils.caches import use_writable_caches
 
     from latentbids.model.device import describe_device, resolve_device
 
     ex = config.execution
     add_log_file(Path(ex.output_dir) / "logs" / ex.run_id / "latentbids.log")
+    use_writable_caches(ex.work_dir)  # before numba/matplotlib are imported: read-only containers
     quiet_nipype(ex.verbose)
     LOGGER.info("latentbids %s, %s level, run %s", __version__, ex.analysis_level, ex.run_id)
     # Resolve the device before any work, so '--device cuda' without a GPU fails in one line at once.
