@@ -93,16 +93,36 @@ def init_output_dataset(output_dir: str | os.PathLike, bids_dir: str | os.PathLi
     ``templates``: the grids of this run; those with no public reference image get a copy here
     (their ``SpatialReference``).
     """
+    from latentbids.utils.locks import locked
+
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    write_json(output_dir / "dataset_description.json",
-               dataset_description(bids_dir, container, output_dir, derivatives))
+    # Read-merge-write under a lock: a job without -d must not drop the links of a job with one.
+    with locked(output_dir / "logs" / ".dataset_description.lock"):
+        desc = dataset_description(bids_dir, container, output_dir, derivatives)
+        write_json(output_dir / "dataset_description.json", keep_links(read_description(output_dir), desc))
     write_text(output_dir / ".bidsignore", "\n".join(CUSTOM_PATTERNS) + "\n")
     if atlas is not None:
         write_label_table(output_dir, atlas)
     for template in templates:
         write_grid_reference(output_dir, template)
     return output_dir
+
+
+def keep_links(existing: dict, new: dict) -> dict:
+    """``new`` plus the datasets an earlier run linked (its ``-d`` datasets stay named by the files
+    it wrote); entries that are not BIDS URIs (older host paths) are dropped."""
+    links = {k: v for k, v in (existing.get("DatasetLinks") or {}).items()
+             if isinstance(v, str) and not v.startswith(("file:", "/"))}
+    links.update(new["DatasetLinks"])
+    sources = list(new["SourceDatasets"])
+    urls = {s.get("URL") for s in sources}
+    for source in existing.get("SourceDatasets") or []:
+        url = source.get("URL", "") if isinstance(source, dict) else ""
+        if url.startswith("bids:") and url not in urls and url.split(":")[1] in links:
+            sources.append(source)
+            urls.add(url)
+    return {**new, "SourceDatasets": sources, "DatasetLinks": dict(sorted(links.items(), key=lambda kv: kv[0] != "raw"))}
 
 
 def write_grid_reference(output_dir: str | os.PathLike, template) -> Path | None:
