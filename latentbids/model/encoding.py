@@ -26,6 +26,7 @@ from latentbids.model.training import (
     _release_cuda_memory,
     resolve_fast_path,
 )
+from latentbids.utils.denormals import flush_denormals
 
 LOGGER = logging.getLogger("latentbids.model")
 
@@ -89,7 +90,8 @@ def iter_encode(
     the CPU twin of the CUDA fast path).  The model is moved to ``device`` and to the resolved
     memory format in place.  An out-of-memory error halves the batch and retries (logged); at one
     volume a resident copy is dropped first, then a one-line
-    :class:`~latentbids.errors.LatentbidsError` is raised.
+    :class:`~latentbids.errors.LatentbidsError` is raised.  On CPU each forward pass runs with
+    denormals flushed to zero (:mod:`latentbids.utils.denormals`).
     """
     device = torch.device(device)
     rows = np.asarray(rows, dtype=np.int64)
@@ -105,14 +107,16 @@ def iter_encode(
         data, rows, device, scale, resident=path.resident, channels_last=path.channels_last
     )
     batch_size = max(1, int(batch_size))
+    cpu = device.type == "cpu"
     pos = 0
     while pos < len(rows):
         try:
             # one generator for all remaining batches, so the prefetch thread overlaps transfers
             for x in source.batches(np.arange(pos, len(rows)), batch_size):
-                out = _encode_batch(
-                    model, x, rows[pos : pos + x.shape[0]], mask_t, n_mask, path, device
-                )
+                with flush_denormals(cpu):  # per batch: the caller's code between batches keeps IEEE
+                    out = _encode_batch(
+                        model, x, rows[pos : pos + x.shape[0]], mask_t, n_mask, path, device
+                    )
                 x = None
                 pos += len(out.rows)
                 yield out

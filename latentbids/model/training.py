@@ -50,6 +50,7 @@ from latentbids.errors import LatentbidsError
 from latentbids.model.device import set_determinism
 from latentbids.model.network import AutoEncoder3D, masked_mse
 from latentbids.utils.atomic import atomic_path
+from latentbids.utils.denormals import flush_denormals
 
 LOGGER = logging.getLogger("latentbids.model")
 CHECKPOINT = "last.pt"
@@ -500,7 +501,20 @@ def train_autoencoder(
         ``settings.fast``/``settings.resident`` (see :func:`resolve_fast_path`); ``None`` (default)
         keeps the automatic choice.  ``precision="bf16", memory_format="channels_last_3d",
         placement="resident"`` on CPU is the CPU twin of the CUDA fast path (tests, benchmarks).
+
+    On CPU, denormal floats are flushed to zero in this thread and torch's intra-op threads for the
+    whole training (:mod:`latentbids.utils.denormals`): near-zero weights, activations and Adam
+    moments would otherwise be computed in microcode on Intel cores.
     """
+    device = torch.device(device)
+    with flush_denormals(device.type == "cpu"):
+        return _train(data, mask, train_idx, val_idx, settings, device, scale, checkpoint_dir, on_epoch_end,
+                      extra_fingerprint, precision, memory_format, placement)
+
+
+def _train(data, mask, train_idx, val_idx, settings, device, scale, checkpoint_dir, on_epoch_end,
+           extra_fingerprint, precision, memory_format, placement) -> TrainResult:
+    """The body of :func:`train_autoencoder` (same arguments, ``device`` a :class:`torch.device`)."""
     device = torch.device(device)
     set_determinism(settings.deterministic, device)
     train_idx = np.asarray(train_idx, dtype=np.int64)
