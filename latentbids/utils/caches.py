@@ -1,4 +1,4 @@
-"""Writable places for the caches and scratch space a run needs (numba, matplotlib, deno, tmp).
+"""Writable places for the caches and scratch space a run needs (numba, matplotlib, deno, torch, tmp).
 
 A container started with ``--read-only`` as an arbitrary uid cannot write where the image points
 these libraries (``NUMBA_CACHE_DIR=/opt/cache/numba``, ``MPLCONFIGDIR=/opt/cache/matplotlib``,
@@ -49,6 +49,9 @@ CACHES = (
     Cache("matplotlib", "MPLCONFIGDIR", lambda env: _home(env, "XDG_CONFIG_HOME", ".config") / "matplotlib", True),
     # Unset, the validator's cache goes beside its report in the work dir (bids/validation.py).
     Cache("deno", "DENO_DIR", None, False),
+    # torch makes this folder whenever torch._dynamo is imported (by its optimizers), even unused;
+    # unset, it is $TMPDIR/torchinductor_<user>, so the image names one to keep it off /tmp.
+    Cache("torchinductor", "TORCHINDUCTOR_CACHE_DIR", None, False),
 )
 
 

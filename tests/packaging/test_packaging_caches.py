@@ -57,11 +57,12 @@ def test_writable_places_are_left_alone(env, tmp_path, caplog):
 
 
 def test_unwritable_places_move_under_the_work_dir_with_one_log_line(env, tmp_path, blocked, caplog):
-    env.update(NUMBA_CACHE_DIR=str(blocked), MPLCONFIGDIR=str(blocked), DENO_DIR=str(blocked), TMPDIR=str(blocked))
+    expected = {"TMPDIR": "tmp", "NUMBA_CACHE_DIR": "numba", "MPLCONFIGDIR": "matplotlib", "DENO_DIR": "deno",
+                "TORCHINDUCTOR_CACHE_DIR": "torchinductor"}
+    env.update({variable: str(blocked) for variable in expected})
     work = tmp_path / "work"
     with caplog.at_level(logging.INFO, logger="latentbids"):
         moves = use_writable_caches(work, env)
-    expected = {"TMPDIR": "tmp", "NUMBA_CACHE_DIR": "numba", "MPLCONFIGDIR": "matplotlib", "DENO_DIR": "deno"}
     assert {m.variable: m.place for m in moves} == {v: work / "caches" / n for v, n in expected.items()}
     for variable, name in expected.items():
         assert env[variable] == str(work / "caches" / name) and (work / "caches" / name).is_dir()
@@ -76,7 +77,7 @@ def test_unset_variables_are_judged_by_where_the_library_would_go(env, tmp_path,
     moves = use_writable_caches(tmp_path / "work", env)
     assert {m.variable for m in moves} == {"NUMBA_CACHE_DIR", "MPLCONFIGDIR"}
     assert moves[0].configured == blocked / ".cache" / "numba"
-    assert "DENO_DIR" not in env  # unset, the validator keeps its cache beside its report
+    assert "DENO_DIR" not in env and "TORCHINDUCTOR_CACHE_DIR" not in env  # unset: the library's own choice
 
 
 def test_without_a_work_dir_the_fallback_is_per_user_under_tmpdir(env, tmp_path, blocked):
@@ -122,7 +123,7 @@ def test_build_time_contents_are_copied_once_and_kept(env, tmp_path, monkeypatch
 def test_tmpdir_move_reaches_tempfile(tmp_path, blocked, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", None)
     monkeypatch.setenv("TMPDIR", str(blocked))
-    for variable in ("NUMBA_CACHE_DIR", "MPLCONFIGDIR", "DENO_DIR"):
+    for variable in ("NUMBA_CACHE_DIR", "MPLCONFIGDIR", "DENO_DIR", "TORCHINDUCTOR_CACHE_DIR"):
         monkeypatch.setenv(variable, str(tmp_path / variable))
     use_writable_caches(tmp_path / "work")
     assert tempfile.gettempdir() == str(tmp_path / "work" / "caches" / "tmp") == os.environ["TMPDIR"]
