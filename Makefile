@@ -1,27 +1,30 @@
 # latentbids: the two commands a fresh machine needs (see README.md).
 #   make demo   set up .venv, simulate a small cohort, run latentbids on it
-#   make test   set up .venv, run the whole test suite with coverage
+#   make test   set up .venv, run the whole test suite with coverage, then make container-test
+#   make container-test   build the image with podman and run the demo inside it (CI does too)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# torch is pinned here (and only here) to the CPU wheel that lies on this machine's disk;
-# setup.cfg keeps a range so users get their CUDA build.
-TORCH_PIN ?= torch==2.13.0
+# Every install is pinned by $(CONSTRAINTS), the file the image installs with too; its torch==2.13.0
+# resolves to the CPU wheel that lies on this machine's disk (where it does not, pass
+# TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu). setup.cfg keeps ranges for users.
+CONSTRAINTS := constraints/pins.txt
+TORCH_INDEX_URL ?=
+PIP_INSTALL = $(PY) -m pip install --quiet -c $(CONSTRAINTS) $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL))
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 export MPLCONFIGDIR ?= $(CURDIR)/.cache/matplotlib
 export NIPYPE_NO_ET := 1
 export PYTHONDONTWRITEBYTECODE := 1
 DEMO_DIR ?= $(CURDIR)/demo_out
 
-.PHONY: venv test demo lint clean
+.PHONY: venv test container-test demo lint clean
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
-	$(PY) -m pip install --quiet "$(TORCH_PIN)"
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PIP_INSTALL) --upgrade pip setuptools wheel
+	$(PIP_INSTALL) -e ".[test]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -29,6 +32,11 @@ venv: $(STAMP)
 test: venv
 	mkdir -p $(NUMBA_CACHE_DIR) $(MPLCONFIGDIR)
 	$(PY) -m pytest --cov=latentbids --cov-report=term $(PYTEST_ARGS)
+	$(if $(SKIP_CONTAINER_TEST),@echo "make container-test skipped (SKIP_CONTAINER_TEST is set)",$(MAKE) --no-print-directory container-test)
+
+# Needs root (apt-get installs podman, buildah, debootstrap, runc when missing) or those tools.
+container-test: venv
+	bash scripts/container_test.sh
 
 demo: venv
 	mkdir -p $(NUMBA_CACHE_DIR) $(MPLCONFIGDIR)
