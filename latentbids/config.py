@@ -81,9 +81,17 @@ class AnatConfig:
     registration: str = "SyN"  # antspyx type_of_transform: SyN | SyNQuick | SyNAggro ...
     atropos_prior_weight: float = 0.25
     atropos_mrf: float = 0.2  # 0.1 in METHOD.md; 0.2 measured better on IXI vs DLMUSE (BENCHMARKS.md)
-    qc_min_max: float = 0.95
-    qc_nonzero_range: tuple[float, float] = (0.15, 0.50)
-    qc_min_template_corr: float = 0.5
+    # QC of the template-space GM map (anat.measures.qc_metrics): measured inside the template brain
+    # mask on GM >= qc_floor, so neither the grid's box nor a smoothed map's tails matter. Thresholds
+    # per source: "own" (this segmentation), "smriprep", "cat12" (maps reused with -d); measured
+    # values on IXI and simulated maps in BENCHMARKS.md.
+    qc_floor: float = 0.1
+    qc_min_peak: dict = field(default_factory=lambda: {"own": 0.9, "smriprep": 0.7, "cat12": 0.7})
+    qc_min_coverage: dict = field(default_factory=lambda: {"own": 0.55, "smriprep": 0.55, "cat12": 0.55})
+    qc_max_outside: dict = field(default_factory=lambda: {"own": 0.08, "smriprep": 0.15, "cat12": 0.15})
+    qc_min_template_corr: dict = field(default_factory=lambda: {"own": 0.5, "smriprep": 0.5, "cat12": 0.5})
+    qc_min_max: float | None = None  # replaced by qc_min_peak; accepted (ignored, warned) in old config files
+    qc_nonzero_range: list | None = None  # replaced by qc_min_coverage/qc_max_outside; same
 
 
 @dataclass

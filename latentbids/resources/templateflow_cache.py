@@ -171,10 +171,11 @@ def s3_url(path: str | os.PathLike, home: str | os.PathLike) -> str:
     return f"{S3_ROOT}/{rel.as_posix()}"
 
 
-def prefetch(specs: list[str], home: str | os.PathLike | None = None) -> list[Path]:
+def prefetch(specs: list[str], home: str | os.PathLike | None = None, s3_root: str | None = None) -> list[Path]:
     """Download what latentbids reads of each ``SPACE:res-N`` into the cache (needs internet).
 
-    Meant for image builds and login nodes; returns the files now in the cache.
+    Meant for image builds and login nodes (``s3_root``: a mirror of TemplateFlow's archive).
+    Returns the files latentbids will read; each space is then checked offline as a run would.
     """
     from latentbids.resources.templates import parse_output_space
 
@@ -184,8 +185,8 @@ def prefetch(specs: list[str], home: str | os.PathLike | None = None) -> list[Pa
     os.environ["TEMPLATEFLOW_AUTOUPDATE"] = "1"
     from templateflow.client import TemplateFlowClient
 
-    client = TemplateFlowClient(root=home, autoupdate=True)
-    fetched: list[Path] = []
+    client = TemplateFlowClient(root=home, autoupdate=True, **({"s3_root": s3_root} if s3_root else {}))
+    wanted = []
     for spec in specs:
         space, res = parse_output_space(spec)
         if not str(res).isdigit():
@@ -193,15 +194,19 @@ def prefetch(specs: list[str], home: str | os.PathLike | None = None) -> list[Pa
         index = int(res)
         if index not in defined_resolutions(space, home):
             raise UsageError(f"--prefetch {spec}: TemplateFlow defines no res-{index} for {space}")
-        for key, query in QUERIES.items():
-            got = client.get(space, resolution=index, extension=".nii.gz", **query)
-            fetched += got if isinstance(got, list) else [got]
-        brain = client.get(space, resolution=index, extension=".nii.gz", suffix="T1w", desc="brain")
-        fetched += brain if isinstance(brain, list) else [brain]
-    for path in fetched:
-        if not _usable(Path(path)):
-            raise MissingInputError(f"TemplateFlow download of {path} failed (0 bytes): check the network and retry")
-    return [Path(p) for p in fetched]
+        wanted.append((space, index))
+        queries = [*QUERIES.values(), {"suffix": "T1w", "desc": "brain"}]
+        for query in queries:
+            try:
+                client.get(space, resolution=index, extension=".nii.gz", **query)
+            except Exception as exc:  # noqa: BLE001 - requests/TemplateFlow errors, said in one line
+                raise MissingInputError(f"--prefetch {spec}: TemplateFlow download failed ({type(exc).__name__}: "
+                                        f"{' '.join(str(exc).split())[:300]}): check the network and retry") from None
+    _client.cache_clear()  # a run in this process must index the cache as it is now
+    files: list[Path] = []
+    for space, index in wanted:
+        files += resolve_files(space, index, home).values()
+    return files
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,11 +226,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="cache folder (default: $TEMPLATEFLOW_HOME, else TemplateFlow's default)")
     parser.add_argument("--check", nargs="*", metavar="SPACE:res-N", default=None,
                         help="check offline that the cache holds these spaces (exit 66 if not)")
+    parser.add_argument("--s3-root", metavar="URL", help="a mirror of TemplateFlow's archive (default: TemplateFlow's)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         if args.prefetch is not None:
-            files = prefetch(list(args.prefetch) or list(PREFETCH_DEFAULT), args.templateflow_home)
+            files = prefetch(list(args.prefetch) or list(PREFETCH_DEFAULT), args.templateflow_home, args.s3_root)
             print(f"TemplateFlow cache {templateflow_home(args.templateflow_home)}: {len(files)} file(s) ready")
         if args.check is not None:
             from latentbids.resources.templates import get_template, parse_output_space

@@ -1,6 +1,7 @@
 """TemplateFlow through its own client, offline, on a cache laid out by the tests (tests/tf_cache.py)."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -89,13 +90,47 @@ def test_cli_placeholder_cache_is_one_line_exit_66(tf_home, tmp_path, ixi_dir):
     assert len([ln for ln in proc.stderr.splitlines() if "ERROR" in ln]) == 1
 
 
-def test_prefetch_and_check_command(tf_home):
-    """The command the image build runs: on a complete cache it fetches nothing and checks offline."""
-    write_space(tf_home, SPACE, 4)
-    cmd = [sys.executable, "-m", "latentbids.resources.templates", "--templateflow-home", str(tf_home)]
-    done = subprocess.run(cmd + ["--prefetch", f"{SPACE}:res-4", "--check", f"{SPACE}:res-4"],
-                          capture_output=True, text=True, timeout=120)
+@pytest.fixture()
+def templateflow_mirror(tmp_path):
+    """A local HTTP mirror of TemplateFlow's archive holding MNI152NLin2009cAsym res-02 (no internet here)."""
+    import functools
+    import shutil
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    root = tmp_path / "mirror"
+    files = write_space(root, SPACE, 2)
+    shutil.copy(files["t1w"], files["t1w"].with_name(f"tpl-{SPACE}_res-02_desc-brain_T1w.nii.gz"))
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(root))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_prefetch_fills_an_empty_cache_then_runs_read_it_offline(tmp_path, templateflow_mirror):
+    """The command the image build runs, against a mirror: placeholders replaced, then checked offline."""
+    home = tmp_path / "empty_cache"
+    cmd = [sys.executable, "-m", "latentbids.resources.templates", "--templateflow-home", str(home)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TEMPLATEFLOW_")}
+    done = subprocess.run(cmd + ["--prefetch", f"{SPACE}:res-2", "--s3-root", templateflow_mirror],
+                          capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert f"{SPACE}_res-4" in done.stdout and "49x58x49" in done.stdout
-    missing = subprocess.run(cmd + ["--check", f"{SPACE}:res-2"], capture_output=True, text=True, timeout=120)
-    assert missing.returncode == EXIT_MISSING_INPUT and "--prefetch" in missing.stdout
+    assert "5 file(s) ready" in done.stdout  # T1w (skull-stripped), brain mask, GM/WM/CSF priors
+    placeholder = home / f"tpl-{SPACE}" / f"tpl-{SPACE}_res-01_T1w.nii.gz"  # TemplateFlow's skeleton, not fetched
+    assert placeholder.is_file() and placeholder.stat().st_size == 0
+    check = subprocess.run(cmd + ["--check", f"{SPACE}:res-2"], capture_output=True, text=True, timeout=300, env=env)
+    assert check.returncode == 0 and "97x115x97" in check.stdout, check.stdout + check.stderr
+    missing = subprocess.run(cmd + ["--check", f"{SPACE}:res-1"], capture_output=True, text=True, timeout=300,
+                             env=env)
+    assert missing.returncode == EXIT_MISSING_INPUT and "0-byte placeholder" in missing.stdout
+    assert f"--prefetch {SPACE}:res-1" in missing.stdout
+    offline = subprocess.run(cmd + ["--prefetch", f"{SPACE}:res-1", "--s3-root", "http://127.0.0.1:9"],
+                             capture_output=True, text=True, timeout=300, env=env)
+    assert offline.returncode == EXIT_MISSING_INPUT and "download failed" in offline.stdout
+    assert "Traceback" not in offline.stdout + offline.stderr
