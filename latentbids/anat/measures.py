@@ -87,46 +87,91 @@ def correlation(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) ->
     return float(np.corrcoef(a, b)[0, 1])
 
 
+#: Descriptions of the QC table's measure columns (BIDS column sidecar entries).
+QC_MEASURE_COLUMNS: dict[str, dict] = {
+    "qc_source": {"Description": "Where the GM map came from, which picks the QC thresholds: own (latentbids' "
+                                 "segmentation), smriprep or cat12 (reused with -d)"},
+    "gm_peak": {"Description": "99th percentile of the template-space GM probability inside the template brain "
+                               "mask (a sharp probability map comes close to 1)", "Units": "1"},
+    "gm_coverage": {"Description": "Smallest share, over the eight octants of the template brain mask, of voxels "
+                                   "with GM at or above the QC floor (a missing part of the brain lowers it)",
+                    "Units": "1"},
+    "gm_coverage_brain": {"Description": "Share of the template brain mask's voxels with GM at or above the QC "
+                                         "floor (reported, not gated)", "Units": "1"},
+    "gm_outside": {"Description": "Share of the GM mass at or above the QC floor that lies outside the template "
+                                  "brain mask (a misregistered or mislabelled map puts GM outside the brain)",
+                   "Units": "1"},
+}
+
+
+def _octants(mask: np.ndarray) -> np.ndarray:
+    """Octant number (0-7) of every voxel, split at the mask's centre of mass."""
+    centre = np.argwhere(mask).mean(axis=0)
+    grid = np.indices(mask.shape, sparse=True)
+    return sum((grid[axis] > centre[axis]).astype(np.int8) << axis for axis in range(3))
+
+
 def qc_metrics(
     gm_template,
     template_gm_prior,
     template_mask,
     warped_t1w=None,
     template_t1w=None,
-    min_max: float = 0.95,
-    nonzero_range: tuple[float, float] = (0.15, 0.50),
+    floor: float = 0.1,
+    min_peak: float = 0.9,
+    min_coverage: float = 0.55,
+    max_outside: float = 0.08,
     min_template_corr: float = 0.5,
 ) -> dict:
-    """ClinicaDL-style quality checks of a template-space GM map, plus registration quality.
+    """Quality checks of a template-space GM map that judge the brain, not the grid or the tails.
 
-    * ``gm_max`` >= ``min_max`` (a GM map whose maximum is low is not a probability map of a brain);
-    * ``nonzero_fraction`` (share of grid voxels with GM > 0) within ``nonzero_range``;
-    * ``gm_template_corr`` (correlation with the template GM prior inside the template mask)
-      >= ``min_template_corr``;
-    * ``t1w_template_corr``: correlation of the registered brain with the template T1w inside the
-      mask (reported, not gated: intensity contrast differs between scanners).
+    Every measure is taken against the template brain mask, on GM values at or above ``floor``:
+    the grid's bounding box and the tiny values that smoothed or interpolated maps carry everywhere
+    (what broke ClinicaDL's ``nonzero_fraction`` over the whole box) change none of them.
 
-    ``qc_pass`` is the AND of the gated checks; ``qc_fail_reasons`` names the failed ones.
+    * ``gm_peak``: 99th percentile of GM inside the mask >= ``min_peak`` (a map that never comes near
+      1 is not a GM probability map, or is scaled wrong); robust to one hot voxel, unlike the maximum;
+    * ``gm_coverage``: in each of the mask's eight octants, the share of voxels with GM >= ``floor``;
+      the smallest >= ``min_coverage`` (a cut field of view or a half-empty map fails);
+    * ``gm_outside``: share of the GM mass (>= ``floor``) outside the mask <= ``max_outside``
+      (GM shifted, flipped or scaled off the brain by a failed registration);
+    * ``gm_template_corr``: correlation with the template GM prior inside the mask >=
+      ``min_template_corr``;
+    * reported only: ``gm_max``, ``gm_coverage_brain``, ``gm_mean_in_mask`` and, with the registered
+      T1w, ``t1w_template_corr`` (intensity contrast differs between scanners).
+
+    The thresholds depend on where the map came from (``config.anat``, per source).  ``qc_pass`` is
+    the AND of the gated checks; ``qc_fail_reasons`` names the failed ones with their values.
     """
     g, _ = _data(gm_template)
+    g = np.nan_to_num(g, nan=0.0)
     prior, _ = _data(template_gm_prior)
     mask = _data(template_mask)[0] > 0
+    present = g >= floor
+    mass = np.where(present, g, 0.0)
+    octant = _octants(mask)
+    coverage = [float(present[mask & (octant == k)].mean()) for k in range(8) if (mask & (octant == k)).any()]
+    total = float(mass.sum(dtype=np.float64))
     out: dict = {
-        "gm_max": float(g.max()),
-        "nonzero_fraction": float(np.count_nonzero(g > 0) / g.size),
+        "gm_peak": float(np.percentile(g[mask], 99)) if mask.any() else float("nan"),
+        "gm_coverage": min(coverage) if coverage else float("nan"),
+        "gm_coverage_brain": float(present[mask].mean()) if mask.any() else float("nan"),
+        "gm_outside": float(mass[~mask].sum(dtype=np.float64) / total) if total > 0 else float("nan"),
         "gm_template_corr": correlation(g, prior, mask),
+        "gm_max": float(g.max()),
         "gm_mean_in_mask": float(g[mask].mean()) if mask.any() else float("nan"),
     }
     if warped_t1w is not None and template_t1w is not None:
         out["t1w_template_corr"] = correlation(_data(warped_t1w)[0], _data(template_t1w)[0], mask)
-    lo, hi = nonzero_range
     reasons = []
-    if not out["gm_max"] >= min_max:
-        reasons.append(f"gm_max<{min_max}")
-    if not lo <= out["nonzero_fraction"] <= hi:
-        reasons.append(f"nonzero_fraction outside [{lo},{hi}]")
+    if not out["gm_peak"] >= min_peak:
+        reasons.append(f"gm_peak {out['gm_peak']:.3g} < {min_peak:g}")
+    if not out["gm_coverage"] >= min_coverage:
+        reasons.append(f"gm_coverage {out['gm_coverage']:.3g} < {min_coverage:g}")
+    if not out["gm_outside"] <= max_outside:
+        reasons.append(f"gm_outside {out['gm_outside']:.3g} > {max_outside:g}")
     if not out["gm_template_corr"] >= min_template_corr:
-        reasons.append(f"gm_template_corr<{min_template_corr}")
+        reasons.append(f"gm_template_corr {out['gm_template_corr']:.3g} < {min_template_corr:g}")
     out["qc_pass"] = not reasons
     out["qc_fail_reasons"] = ";".join(reasons)
     return out

@@ -88,7 +88,10 @@ def collect_gm_maps(config, template):
         raise MissingInputError(
             f"No template-space GM maps in {out}: run 'latentbids {ex.bids_dir} {out} participant' first"
         )
-    records = apply_qc_gate(pd.DataFrame(rows), out, config.model.exclude_qc_failures)
+    from latentbids.model.splits import min_subjects
+
+    needed = 1 if config.model.model else min_subjects(int(config.model.n_folds), bool(config.model.fit_all))
+    records = apply_qc_gate(pd.DataFrame(rows), out, config.model.exclude_qc_failures, needed)
     participants = read_participants(ex.bids_dir)
     if len(participants.columns):
         records = records.join(participants, on="participant_id")
@@ -116,11 +119,23 @@ def _qc_verdict(path: str) -> tuple[bool | None, str]:
     return passed, "" if passed or pd.isna(reasons) else str(reasons)
 
 
-def apply_qc_gate(records, out: Path, exclude: bool):
+def _reason_counts(reasons) -> str:
+    """``"gm_peak: 20, gm_outside: 5"``: how many excluded maps failed each check."""
+    import re
+    from collections import Counter
+
+    counts = Counter(re.split(r"[\s<>=]", part.strip(), maxsplit=1)[0]
+                     for text in reasons for part in str(text).split(";") if part.strip())
+    return ", ".join(f"{name}: {n}" for name, n in counts.most_common())
+
+
+def apply_qc_gate(records, out: Path, exclude: bool, needed: int = 1):
     """Leave out GM maps that failed participant QC (METHOD.md section 2), never silently.
 
-    The excluded maps and their reasons are logged and written to ``group/qc_excluded.tsv``.
-    Maps without a QC file (e.g. produced by an older run) are kept and said to be unchecked.
+    The excluded maps and their reasons go to ``group/qc_excluded.tsv`` (one log line each, and one
+    warning counting them by check).  Maps without a QC file (e.g. produced by an older run) are
+    kept and said to be unchecked.  When fewer than ``needed`` subjects are left (what the requested
+    training needs), the error says that QC left them out, how many, and where the list is.
     """
     from latentbids.utils.atomic import write_tsv
 
@@ -132,20 +147,27 @@ def apply_qc_gate(records, out: Path, exclude: bool):
                        ", ".join(unchecked["participant_id"]))
     failed = records[records["qc_pass"] == False]  # noqa: E712 (None means unchecked)
     table = failed[["participant_id", "session_id", "qc_fail_reasons"]]
+    listing = out / "group" / "qc_excluded.tsv"
     # Written on every run (empty when nothing is excluded) so a stale list never survives a rerun.
-    write_tsv(table if exclude else table.iloc[:0], out / "group" / "qc_excluded.tsv")
+    write_tsv(table if exclude else table.iloc[:0], listing)
     if exclude and len(failed):
         for row in failed.itertuples():
-            LOGGER.warning("%s %s left out of the group level: participant QC failed (%s)", row.participant_id,
-                           row.session_id, row.qc_fail_reasons)
+            LOGGER.info("%s %s left out of the group level: participant QC failed (%s)", row.participant_id,
+                        row.session_id, row.qc_fail_reasons)
+        LOGGER.warning("%d of %d GM map(s) failed participant QC and are left out (%s); list in %s",
+                       len(failed), len(records), _reason_counts(failed["qc_fail_reasons"]), listing)
         records = records[records["qc_pass"] != False]  # noqa: E712
     elif len(failed):
         LOGGER.warning("%d GM map(s) failed participant QC and are used anyway (exclude_qc_failures = false)",
                        len(failed))
-    if records.empty:
+    kept = records["participant_id"].nunique()
+    if exclude and len(failed) and kept < needed:
+        total = kept + failed.loc[~failed["participant_id"].isin(records["participant_id"]), "participant_id"].nunique()
         raise MissingInputError(
-            f"Every GM map in {out} failed participant QC (see group/qc_excluded.tsv): inspect the sub-*.html "
-            "reports; set exclude_qc_failures = false under [model] in a --config-file to use them anyway"
+            f"{len(failed)} GM map(s) failed participant QC ({_reason_counts(failed['qc_fail_reasons'])}; list in "
+            f"{listing}), leaving {kept} of {total} subjects where training needs at least {needed}: inspect the "
+            "sub-*.html reports, adjust the [anat] qc_* thresholds for these maps and rerun the participant level, "
+            "or set exclude_qc_failures = false under [model] in a --config-file to use them anyway"
         )
     return records.drop(columns=["qc_path"]).reset_index(drop=True)
 

@@ -330,8 +330,11 @@ class _QCInputSpec(BaseInterfaceInputSpec):
     volumes = File(exists=True, desc="volumes JSON (adds TIV and GM fraction to the table)")
     subject_label = traits.Str(mandatory=True, desc="participant_id column value (sub-...)")
     session_label = traits.Str("", usedefault=True)
-    qc_min_max = traits.Float(0.95, usedefault=True)
-    qc_nonzero_range = traits.Tuple(traits.Float, traits.Float, default=(0.15, 0.5), usedefault=True)
+    qc_source = traits.Enum("own", "smriprep", "cat12", usedefault=True, desc="where the map came from")
+    qc_floor = traits.Float(0.1, usedefault=True, desc="GM below this is ignored (numerical tails)")
+    qc_min_peak = traits.Float(0.9, usedefault=True)
+    qc_min_coverage = traits.Float(0.55, usedefault=True)
+    qc_max_outside = traits.Float(0.08, usedefault=True)
     qc_min_template_corr = traits.Float(0.5, usedefault=True)
 
 
@@ -341,7 +344,8 @@ class _QCOutputSpec(TraitedSpec):
 
 
 class QualityMetrics(SimpleInterface):
-    """Per-subject QC table (ClinicaDL-style checks on the template-space GM map)."""
+    """Per-subject QC table: checks of the template-space GM map inside the template brain mask
+    (:func:`latentbids.anat.measures.qc_metrics`), thresholds of the map's source."""
 
     input_spec = _QCInputSpec
     output_spec = _QCOutputSpec
@@ -356,8 +360,8 @@ class QualityMetrics(SimpleInterface):
             i.gm_template, i.template_gm, i.template_mask,
             warped_t1w=i.warped if isdefined(i.warped) else None,
             template_t1w=i.template_t1w if isdefined(i.template_t1w) else None,
-            min_max=i.qc_min_max, nonzero_range=tuple(i.qc_nonzero_range),
-            min_template_corr=i.qc_min_template_corr,
+            floor=i.qc_floor, min_peak=i.qc_min_peak, min_coverage=i.qc_min_coverage,
+            max_outside=i.qc_max_outside, min_template_corr=i.qc_min_template_corr,
         )
         row = {"participant_id": i.subject_label}
         if i.session_label:
@@ -366,6 +370,7 @@ class QualityMetrics(SimpleInterface):
             with open(i.volumes) as fh:
                 vols = json.load(fh)
             row.update(TIV_ml=vols.get("TIV_ml"), GM_ml=vols.get("GM_ml"), GM_fraction=vols.get("GM_fraction"))
+        row["qc_source"] = i.qc_source
         row.update(m)
         row["qc_fail_reasons"] = m["qc_fail_reasons"] or "n/a"
         out = _out(runtime, "qc.tsv")

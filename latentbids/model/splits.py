@@ -85,6 +85,12 @@ def _validation_pick(labels: np.ndarray, fraction: float, seed: int) -> np.ndarr
     return pick
 
 
+def min_subjects(n_folds: int, fit_all: bool = False) -> int:
+    """Subjects a training needs: k-fold, k + 2 (every fold: held-out, training and validation
+    subjects); fit-all, 2 (training and validation)."""
+    return 2 if fit_all else max(2, int(n_folds)) + 2
+
+
 def make_splits(
     records: pd.DataFrame,
     n_folds: int = 5,
@@ -104,7 +110,7 @@ def make_splits(
     rng_seed = int(seed)
     rows = []
     if fit_all:
-        if n < 2:
+        if n < min_subjects(n_folds, fit_all=True):
             raise UsageError(f"Training needs at least 2 subjects (train + validation); got {n}")
         roles = np.where(
             _validation_pick(labels, validation_fraction, rng_seed), "validation", "train"
@@ -113,7 +119,7 @@ def make_splits(
     else:
         if n_folds < 2:
             raise UsageError(f"--n-folds {n_folds}: k-fold needs k >= 2 (or use fit_all)")
-        if n < n_folds + 2:
+        if n < min_subjects(n_folds):
             raise UsageError(
                 f"{n} subjects are too few for {n_folds}-fold training (each fold needs held-out, "
                 f"training and validation subjects): use fewer folds or fit_all"

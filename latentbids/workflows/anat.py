@@ -10,7 +10,7 @@ resampled to the grid and measured.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
@@ -67,13 +67,51 @@ class AnatSettings:
     n4_iterations: tuple[int, ...] = (50, 50, 50, 50)
     seed: int = 42
     device: str = "cpu"
-    qc_min_max: float = 0.95
-    qc_nonzero_range: tuple[float, float] = (0.15, 0.50)
-    qc_min_template_corr: float = 0.5
+    qc_floor: float = 0.1
+    #: ``{source: {threshold: value}}`` for the sources in :data:`QC_SOURCES` (see :func:`qc_thresholds`)
+    qc: dict = field(default_factory=lambda: qc_thresholds(None))
 
     @property
     def use_gpu(self) -> bool:
         return self.device.startswith("cuda")
+
+    def qc_inputs(self, source: str) -> dict:
+        """:class:`QualityMetrics` inputs for a GM map from ``source`` (own, smriprep or cat12)."""
+        return {"qc_source": source, "qc_floor": self.qc_floor, **self.qc[source]}
+
+
+#: Where a template-space GM map can come from; each has its own QC thresholds.
+QC_SOURCES = ("own", "smriprep", "cat12")
+_QC_FIELDS = ("qc_min_peak", "qc_min_coverage", "qc_max_outside", "qc_min_template_corr")
+
+
+def qc_thresholds(anat_config) -> dict[str, dict[str, float]]:
+    """``{source: {qc_min_peak: .., qc_min_coverage: .., ...}}`` from ``config.anat`` (None: defaults).
+
+    Each threshold is a table per source (``qc_min_peak = {own = 0.9, smriprep = 0.7}``) or one
+    number for every source; a source the table leaves out keeps its default.
+    """
+    from latentbids.config import AnatConfig
+    from latentbids.errors import UsageError
+
+    defaults = AnatConfig()
+    out: dict[str, dict[str, float]] = {source: {} for source in QC_SOURCES}
+    for name in _QC_FIELDS:
+        value = getattr(anat_config if anat_config is not None else defaults, name)
+        table = dict(getattr(defaults, name))
+        if isinstance(value, dict):
+            unknown = sorted(set(value) - set(QC_SOURCES))
+            if unknown:
+                raise UsageError(f"[anat] {name}: unknown source(s) {', '.join(unknown)}; use {', '.join(QC_SOURCES)}")
+            table.update(value)
+        else:
+            table = {source: value for source in QC_SOURCES}
+        for source in QC_SOURCES:
+            try:
+                out[source][name] = float(table[source])
+            except (TypeError, ValueError):
+                raise UsageError(f"[anat] {name} for {source} must be a number, not {table[source]!r}") from None
+    return out
 
 
 def init_anat_wf(
@@ -119,9 +157,7 @@ def init_anat_wf(
     volumes = pe.Node(TissueVolumes(), name="volumes")
     qc = pe.Node(QualityMetrics(template_gm=template.gm, template_mask=template.mask,
                                 template_t1w=template.t1w, subject_label=subject_label,
-                                session_label=session_label, qc_min_max=settings.qc_min_max,
-                                qc_nonzero_range=tuple(settings.qc_nonzero_range),
-                                qc_min_template_corr=settings.qc_min_template_corr),
+                                session_label=session_label, **settings.qc_inputs("own")),
                  name="qc")
 
     # fmt: off
@@ -181,9 +217,7 @@ def init_reuse_wf(
                     name="regional_stats")
     qc = pe.Node(QualityMetrics(template_gm=template.gm, template_mask=template.mask,
                                 subject_label=subject_label, session_label=session_label,
-                                qc_min_max=settings.qc_min_max,
-                                qc_nonzero_range=tuple(settings.qc_nonzero_range),
-                                qc_min_template_corr=settings.qc_min_template_corr),
+                                **settings.qc_inputs(kind)),
                  name="qc")
     # fmt: off
     wf.connect([

@@ -32,13 +32,14 @@ import numpy as np
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
+from latentbids.anat.measures import QC_MEASURE_COLUMNS
 from latentbids.anat.reuse import find_existing_gm_map
 from latentbids.bids.jobs import T1wJob
 from latentbids.bids.naming import derivative_uri, raw_uri
 from latentbids.bids.sidecars import QC_COLUMNS, STATS_COLUMNS, VOLUMES_METADATA
 from latentbids.interfaces.bids import DerivativesSink
 from latentbids.interfaces.reports import ParticipantReport
-from latentbids.workflows.anat import AnatSettings, TemplateFiles, init_anat_wf, init_reuse_wf
+from latentbids.workflows.anat import AnatSettings, TemplateFiles, init_anat_wf, init_reuse_wf, qc_thresholds
 from latentbids.workflows.multiproc import CancellableMultiProcPlugin
 from latentbids.workflows.spaces import init_template_space_wf
 
@@ -66,6 +67,10 @@ def anat_settings(config) -> AnatSettings:
     ex, an = config.execution, config.anat
     sloppy = bool(ex.sloppy)
     registration = "SyN" if sloppy else an.registration
+    for old, new in (("qc_min_max", "qc_min_peak"), ("qc_nonzero_range", "qc_min_coverage and qc_max_outside")):
+        if getattr(an, old, None) is not None:
+            LOGGER.warning("[anat] %s is no longer used (it depended on the grid's box and on numerical tails): "
+                           "see %s", old, new)
     return AnatSettings(
         brain_extraction="template" if sloppy else an.brain_extraction,
         hdbet_mode=str(an.hdbet_mode),
@@ -77,9 +82,8 @@ def anat_settings(config) -> AnatSettings:
         n4_iterations=(50, 50, 30) if sloppy else (50, 50, 50, 50),
         seed=int(ex.random_seed),
         device=_device_type(ex.device),
-        qc_min_max=float(an.qc_min_max),
-        qc_nonzero_range=tuple(float(v) for v in an.qc_nonzero_range),
-        qc_min_template_corr=float(an.qc_min_template_corr),
+        qc_floor=float(an.qc_floor),
+        qc=qc_thresholds(an),
     )
 
 
@@ -261,7 +265,7 @@ def init_single_subject_wf(job: T1wJob, config, template: TemplateFiles, setting
     grid = grid_metadata(config, template)
     ds_stats = _sink("ds_stats", job, out, space=tpl, atlas=template.atlas_name, desc="gm", suffix="stats",
                      extension=".tsv", columns=STATS_COLUMNS)
-    ds_qc = _sink("ds_qc", job, out, suffix="qc", extension=".tsv", columns=QC_COLUMNS)
+    ds_qc = _sink("ds_qc", job, out, suffix="qc", extension=".tsv", columns={**QC_COLUMNS, **QC_MEASURE_COLUMNS})
     ds_gm_tpl = _sink("ds_gm_template", job, out, label="GM", suffix="probseg", **common_tpl)
 
     if job.gm_map is not None:

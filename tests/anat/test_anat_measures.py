@@ -75,33 +75,83 @@ def test_regional_table_rejects_other_grid():
                        pd.DataFrame({"index": [1], "name": ["a"]}))
 
 
-def _qc_images(scale=1.0, fill_outside=False):
-    shape = (20, 20, 20)
-    prior = np.zeros(shape)
-    mask = np.zeros(shape)
-    mask[3:17, 3:17, 3:17] = 1  # 34 % of the grid
-    rng = np.random.default_rng(0)
-    prior[mask > 0] = rng.uniform(0, 1, int(mask.sum()))
-    gm = np.full(shape, 0.05) if fill_outside else np.zeros(shape)
-    gm[mask > 0] = prior[mask > 0] * scale
-    return img(gm), img(prior), img(mask)
+@pytest.fixture(scope="module")
+def brain():
+    """The 2 mm template: its brain mask, its GM prior, and a crisp GM map (the prior sharpened, as
+    a segmentation would give it), on the real 99x117x95 grid."""
+    from latentbids.resources import get_template
+
+    tpl = get_template("MNI152NLin2009aSym", 2)
+    prior = np.asarray(tpl.gm.dataobj, dtype=np.float32)
+    crisp = np.clip((prior - 0.2) / 0.5, 0, 1).astype(np.float32)
+    return tpl, prior, crisp
 
 
-def test_qc_pass_and_fail_reasons():
-    gm, prior, mask = _qc_images()
-    good = qc_metrics(gm, prior, mask)
+def _qc(gm, brain, **thresholds):
+    tpl, prior, _ = brain
+    return qc_metrics(img(gm, tpl.affine), img(prior, tpl.affine), tpl.mask, **thresholds)
+
+
+def test_qc_passes_a_crisp_map_and_names_each_failure(brain):
+    from scipy import ndimage
+
+    tpl, prior, crisp = brain
+    good = _qc(crisp, brain)
     assert good["qc_pass"] and good["qc_fail_reasons"] == ""
-    assert good["gm_template_corr"] == pytest.approx(1.0)
-    gm, prior, mask = _qc_images(scale=0.5)  # max 0.5: not a probability map of a brain
-    bad = qc_metrics(gm, prior, mask)
-    assert not bad["qc_pass"] and "gm_max" in bad["qc_fail_reasons"]
-    gm, prior, mask = _qc_images(fill_outside=True)  # GM almost everywhere
-    bad = qc_metrics(gm, prior, mask)
-    assert not bad["qc_pass"] and "nonzero_fraction" in bad["qc_fail_reasons"]
-    rng = np.random.default_rng(1)
-    noise = img(np.where(np.asarray(mask.dataobj) > 0, rng.uniform(0, 1, mask.shape), 0))
-    bad = qc_metrics(noise, prior, mask, nonzero_range=(0.0, 1.0))
-    assert not bad["qc_pass"] and "gm_template_corr" in bad["qc_fail_reasons"]
+    assert good["gm_peak"] == pytest.approx(1.0) and good["gm_outside"] < 0.03 and good["gm_template_corr"] > 0.9
+    cases = {
+        "gm_peak": crisp * 0.5,  # never near 1: wrong scale or not a probability map
+        "gm_outside": ndimage.shift(crisp, (0, 10, 0), order=1),  # 20 mm off: GM outside the brain
+        "gm_coverage": np.where(np.arange(crisp.shape[2]) < crisp.shape[2] // 2, crisp, 0),  # half the field of view
+        "gm_template_corr": np.where(np.asarray(tpl.mask.dataobj) > 0, 1.0 - crisp, 0),  # WM labelled as GM
+    }
+    for check, gm in cases.items():
+        result = _qc(gm.astype(np.float32), brain)
+        assert not result["qc_pass"] and check in result["qc_fail_reasons"], (check, result)
+    empty = _qc(np.zeros_like(crisp), brain)
+    assert not empty["qc_pass"] and "gm_peak" in empty["qc_fail_reasons"] and "gm_outside" in empty["qc_fail_reasons"]
+
+
+def test_qc_ignores_the_box_and_numerical_tails(brain):
+    """Reused maps as smoothing/interpolating tools write them: tiny positive values everywhere and a
+    peak of 0.92.  The old ClinicaDL-style checks (values > 0 over the whole box in 15-50 %, maximum
+    >= 0.95) failed them; the measures inside the brain mask above the floor do not move."""
+    from scipy import ndimage
+
+    tpl, prior, crisp = brain
+    smooth = ndimage.gaussian_filter(crisp, 6.0 / 2.355 / 2.0)  # 6 mm FWHM
+    tails = (smooth * 0.92 / smooth.max() + 1e-4 + 1e-3 * np.exp(-ndimage.distance_transform_edt(smooth < 0.05) / 10))
+    tails = tails.astype(np.float32)
+    assert (tails > 0).mean() == 1.0 and tails.max() == pytest.approx(0.92, abs=3e-3)  # the old checks' failures
+    reused = {"min_peak": 0.7, "max_outside": 0.15}  # the sMRIPrep/CAT12 thresholds (config.anat)
+    result = _qc(tails, brain, **reused)
+    assert result["qc_pass"], result
+    # a bigger box (more empty space around the same brain) changes nothing
+    pad = [(0, 0), (0, 0), (10, 10)]
+    affine = tpl.affine.copy()
+    affine[2, 3] -= 10 * affine[2, 2]
+    boxed = qc_metrics(img(np.pad(tails, pad, constant_values=1e-4), affine), img(np.pad(prior, pad), affine),
+                       img(np.pad(np.asarray(tpl.mask.dataobj), pad), affine), **reused)
+    for key in ("gm_peak", "gm_coverage", "gm_outside", "gm_template_corr"):
+        assert boxed[key] == pytest.approx(result[key], rel=1e-6), key
+
+
+def test_qc_thresholds_per_source_from_the_config():
+    from latentbids.config import RunConfig
+    from latentbids.errors import UsageError
+    from latentbids.workflows.anat import qc_thresholds
+
+    cfg = RunConfig()
+    default = qc_thresholds(cfg.anat)
+    assert default["own"]["qc_min_peak"] == 0.9 and default["smriprep"]["qc_min_peak"] == 0.7
+    assert default["cat12"]["qc_max_outside"] == 0.15 and default["own"]["qc_max_outside"] == 0.08
+    cfg.update({"anat": {"qc_min_peak": {"cat12": 0.6}, "qc_min_template_corr": 0.4}})
+    changed = qc_thresholds(cfg.anat)
+    assert changed["cat12"]["qc_min_peak"] == 0.6 and changed["own"]["qc_min_peak"] == 0.9  # others keep theirs
+    assert {changed[s]["qc_min_template_corr"] for s in ("own", "smriprep", "cat12")} == {0.4}
+    cfg.update({"anat": {"qc_min_peak": {"fsl": 0.5}}})
+    with pytest.raises(UsageError, match="unknown source"):
+        qc_thresholds(cfg.anat)
 
 
 def test_correlation_constant_is_nan():

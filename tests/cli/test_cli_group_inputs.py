@@ -39,6 +39,7 @@ def setup(tmp_path):
 
 def test_qc_failures_are_left_out_and_reported(setup):
     config, template, out = setup
+    config.model.fit_all = True  # two subjects are enough to train in fit-all mode
     _participant_outputs(out, "01", template)
     _participant_outputs(out, "02", template, qc_pass=False)
     _participant_outputs(out, "03", template)
@@ -87,3 +88,25 @@ def test_maps_on_another_grid_are_pointed_to(setup):
     _participant_outputs(out, "01", template)
     with pytest.raises(MissingInputError, match="pass --output-spaces MNI152NLin2009aSym:res-nilearn4"):
         collect_gm_maps(config, get_template(resolution=2))
+
+
+def test_too_few_subjects_left_by_qc_names_the_cause(setup, caplog):
+    """QC leaves 2 of 3 subjects where 5-fold training needs 7: the error blames QC, with the count,
+    what failed and where the list is (not "use fewer folds")."""
+    config, template, out = setup
+    _participant_outputs(out, "01", template)
+    _participant_outputs(out, "02", template, qc_pass=False)
+    _participant_outputs(out, "03", template)
+    with pytest.raises(MissingInputError) as err:
+        collect_gm_maps(config, template)
+    message = err.value.message
+    assert "1 GM map(s) failed participant QC (gm_max: 1;" in message
+    assert f"list in {out / 'group' / 'qc_excluded.tsv'}" in message
+    assert "leaving 2 of 3 subjects where training needs at least 7" in message
+    assert pd.read_csv(out / "group" / "qc_excluded.tsv", sep="\t")["participant_id"].tolist() == ["sub-02"]
+    config.model.n_folds = 2
+    config.model.fit_all = False
+    with pytest.raises(MissingInputError, match="needs at least 4"):
+        collect_gm_maps(config, template)
+    config.model.exclude_qc_failures = False  # the user's way out: all three are used
+    assert len(collect_gm_maps(config, template)) == 3

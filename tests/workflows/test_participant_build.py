@@ -177,3 +177,31 @@ def test_crash_files_are_attributed_to_their_session(tmp_path):
     since = time.time()
     assert _crash_reason(folder, since, "single_subject_sub_01_ses_2_wf") is None
     assert "ValueError: bad" in _crash_reason(folder, since, "single_subject_sub_01_ses_1_wf")
+
+
+def test_reused_maps_with_smooth_tails_pass_qc(tmp_path, ixi_dir):
+    """An sMRIPrep-style map as smoothing/interpolating tools write it (tiny values everywhere, a
+    peak of 0.92) fails the old box-wide checks (non-zero fraction 100 %, maximum < 0.95) and passes
+    the QC that looks inside the brain mask above the floor, with the sMRIPrep thresholds."""
+    from scipy import ndimage
+
+    tpl3 = get_template(TPL, 3)
+    crisp = np.clip((np.asarray(tpl3.gm.dataobj, np.float32) - 0.2) / 0.5, 0, 1)
+    smooth = ndimage.gaussian_filter(crisp, 6.0 / 2.355 / 3.0)
+    tails = smooth * 0.92 / smooth.max() + 1e-4 + 1e-3 * np.exp(-ndimage.distance_transform_edt(smooth < 0.05) / 7)
+    root = tmp_path / "smriprep"
+    path = root / "sub-IXI012" / "anat" / f"sub-IXI012_space-{TPL}_res-3_label-GM_probseg.nii.gz"
+    path.parent.mkdir(parents=True)
+    nib.save(nib.Nifti1Image(tails.astype(np.float32), tpl3.affine), path)
+    cfg = config_for(tmp_path, derivatives={"smriprep": str(root)})
+    assert run_participant_wf(cfg, [job_for(ixi_dir, "IXI012", gm_map=path, gm_map_kind="smriprep")]) == {
+        "sub-IXI012": "ok"}
+    anat = tmp_path / "out" / "sub-IXI012" / "anat"
+    gm = np.asarray(nib.load(next(anat.glob("*_label-GM_probseg.nii.gz"))).dataobj)
+    assert (gm > 0).mean() > 0.99 and gm.max() < 0.95  # what the old checks refused
+    qc = pd.read_csv(anat / "sub-IXI012_qc.tsv", sep="\t")
+    assert qc["qc_source"].tolist() == ["smriprep"]
+    assert bool(qc["qc_pass"].iloc[0]), qc.to_dict("records")
+    assert 0.7 <= qc["gm_peak"].iloc[0] < 0.95 and qc["gm_outside"].iloc[0] < 0.15
+    columns = json.loads((anat / "sub-IXI012_qc.json").read_text())
+    assert {"gm_peak", "gm_coverage", "gm_outside", "qc_source"} <= set(columns)  # every column described
