@@ -285,4 +285,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         raise UnknownAnalysisLevel(
             f"Unknown analysis level '{args.analysis_level}': use 'participant' or 'group'"
         )
+    if getattr(args, "reports_only", False) and args.analysis_level == "group":
+        raise UsageError("--reports-only rebuilds the participant reports; the group report is written by the group "
+                         "level itself: rerun the group level to rebuild it")
     return args

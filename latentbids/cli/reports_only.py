@@ -13,7 +13,7 @@ import logging
 import tempfile
 from pathlib import Path
 
-from latentbids.errors import EXIT_OK, MissingInputError, UsageError
+from latentbids.errors import EXIT_OK, MissingInputError
 
 LOGGER = logging.getLogger("latentbids")
 
@@ -24,9 +24,6 @@ def run_reports_only(config, templates, atlas) -> int:
     if ex.boilerplate_only:
         LOGGER.info("Methods boilerplate written: %s", Path(ex.output_dir) / "logs" / "CITATION.md")
         return EXIT_OK
-    if ex.analysis_level != "participant":
-        raise UsageError("--reports-only rebuilds the participant reports (and logs/CITATION.*); the group report "
-                         "is written by the group level itself: rerun the group level to rebuild it")
     written = rebuild_participant_reports(config, templates[0])
     LOGGER.info("Rebuilt %d participant report(s) in %s", len(written), ex.output_dir)
     return EXIT_OK

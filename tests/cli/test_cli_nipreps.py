@@ -97,9 +97,11 @@ def test_reports_only_rebuilds_from_the_outputs(reused, tmp_path):
     html = report.read_text()
     assert "Rebuilt from the outputs with --reports-only" in html and "data:image/png;base64," in html
     assert all(p.stat().st_mtime_ns == t for p, t in results.items())  # nothing recomputed
+    runs = sorted((out / "logs").iterdir())
     proc = run_cli(data, out, "group", "-w", work, "--reports-only", "--output-spaces",
                    "MNI152NLin2009aSym:res-nilearn4")
     assert proc.returncode == EXIT_USAGE and "Traceback" not in proc.stderr
+    assert sorted((out / "logs").iterdir()) == runs  # refused before anything was written
     # the reused map is named by a BIDS URI and its dataset linked relatively
     desc = json.loads((out / "dataset_description.json").read_text())
     assert desc["DatasetLinks"]["smriprep"] == "../../../smriprep"
