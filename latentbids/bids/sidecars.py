@@ -26,22 +26,24 @@ STATS_COLUMNS: dict[str, dict] = {
                                  "region times the voxel volume (native-space millilitres)", "Units": ML},
 }
 
-#: Participant QC table ``*_qc.tsv`` (interfaces.anat.QualityMetrics, anat.measures.qc_metrics).
+#: Participant QC table ``*_qc.tsv``: identifiers, volumes, shared measures and verdict
+#: (interfaces.anat.QualityMetrics); the gated measures are described beside their computation
+#: (anat.measures.QC_MEASURE_COLUMNS) and merged in by the participant workflow.
 QC_COLUMNS: dict[str, dict] = {
     "participant_id": {"Description": "Participant identifier (sub-<label>)"},
     "session_id": {"Description": "Session identifier (ses-<label>)"},
     "TIV_ml": {"Description": "Total intracranial volume: CSF + GM + WM posteriors (native space)", "Units": ML},
     "GM_ml": {"Description": "Total GM volume (native space)", "Units": ML},
     "GM_fraction": {"Description": "GM_ml / TIV_ml", "Units": UNITLESS},
-    "gm_max": {"Description": "Maximum of the template-space GM probability map (ClinicaDL-style check: "
-                              "a sharp map reaches close to 1)", "Units": UNITLESS},
-    "nonzero_fraction": {"Description": "Fraction of template-grid voxels with GM probability > 0",
-                         "Units": UNITLESS},
+    "gm_max": {"Description": "Maximum of the template-space GM probability map (reported, not gated)",
+               "Units": UNITLESS},
     "gm_template_corr": {"Description": "Pearson correlation of the GM map with the template's GM prior inside "
                                         "the template brain mask", "Units": UNITLESS},
-    "gm_mean_in_mask": {"Description": "Mean GM probability inside the template brain mask", "Units": UNITLESS},
+    "gm_mean_in_mask": {"Description": "Mean GM probability inside the template brain mask (reported, not gated)",
+                        "Units": UNITLESS},
     "t1w_template_corr": {"Description": "Pearson correlation of the registered T1w brain with the template T1w "
-                                         "inside the template brain mask (registration check)", "Units": UNITLESS},
+                                         "inside the template brain mask (registration check, reported)",
+                          "Units": UNITLESS},
     "qc_pass": {"Description": "True when every check passed (thresholds in logs/<run_id>/config.toml, [anat])",
                 "Levels": {"True": "every check passed", "False": "at least one check failed"}},
     "qc_fail_reasons": {"Description": "The failed checks, separated by ';' (n/a when none failed)"},
