@@ -2,6 +2,7 @@
 #   make demo   set up .venv, simulate a small cohort, run latentbids on it
 #   make test   set up .venv, run the whole test suite with coverage, then make container-test
 #   make container-test   build the image with podman and run the demo inside it (CI does too)
+#   make bench  time the participant-level steps as ratios to N4, record the CPU (BENCHMARKS.md)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -19,7 +20,7 @@ export NIPYPE_NO_ET := 1
 export PYTHONDONTWRITEBYTECODE := 1
 DEMO_DIR ?= $(CURDIR)/demo_out
 
-.PHONY: venv test container-test demo lint clean
+.PHONY: venv test container-test demo bench lint clean
 
 $(STAMP): setup.cfg pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +42,13 @@ container-test: venv
 demo: venv
 	mkdir -p $(NUMBA_CACHE_DIR) $(MPLCONFIGDIR)
 	bash scripts/demo.sh "$(DEMO_DIR)"
+
+# Participant-level CPU regression guard (about 3 min on 2 cores): per-step times as ratios to N4 in
+# the same process, the CPU model, whether denormals are flushed; exits 1 when a ratio is off.
+BENCH_ARGS ?= --subjects IXI012 --threads 2 --voxel-size 2 1 --sloppy-voxel-size
+bench: venv
+	mkdir -p $(NUMBA_CACHE_DIR) $(MPLCONFIGDIR) .cache/bench
+	$(PY) benchmarks/bench_participant.py $(BENCH_ARGS) --json .cache/bench/participant-$$(date -u +%Y%m%dT%H%M%S).json
 
 lint: venv
 	$(VENV)/bin/hadolint Dockerfile

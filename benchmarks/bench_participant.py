@@ -24,10 +24,23 @@ at 2 mm as in the app.  At 1 mm the native GM probability is resampled back onto
 grid (trilinear) before the 0.5 threshold, so Dice is always computed on DLMUSE's own grid.  The
 ds-ixi10 scans are 2 mm, so ``2`` means the scan as it is (no resampling).
 
-Usage::
+CPU regression guard (what a slower CPU or a lost setting would show first): every step's time is
+also printed as a ratio to a reference step run on the same subject in the same process (N4 by
+default: ITK C++ code with no denormal trap, see BENCHMARKS.md), so the machine's speed and load
+cancel out, and checked against the ratios measured on the reference machine
+(:data:`REFERENCE_RATIOS`); a step more than :data:`GUARD_FACTOR` times its reference ratio is
+flagged and the script exits 1.  The header records the CPU (``/proc/cpuinfo`` model name, vendor,
+vector extensions), the thread settings and whether denormals are flushed in every torch intra-op
+thread; ``--denormals`` also times HD-BET once with flushing off (ratio ieee / flushed: ~1 on AMD
+Zen, many times that on Intel cores, which handle denormals in microcode).  The totals are checked
+against the targets on 2 cores (:data:`TARGET_S`: default settings, 2 mm <= 45 s, 1 mm <= 90 s).
 
+Usage (``make bench`` runs the first line and keeps a JSON record under ``.cache/bench/``)::
+
+    .venv/bin/python benchmarks/bench_participant.py --subjects IXI012 --threads 2 --voxel-size 2 1 \\
+        --sloppy-voxel-size --json .cache/bench/participant.json
     .venv/bin/python benchmarks/bench_participant.py --subjects IXI012 IXI049 --threads 2 \\
-        --voxel-size 2 1 --sloppy-voxel-size 2
+        --voxel-size 2 1 --sloppy-voxel-size 2 --denormals
 
 Results go into BENCHMARKS.md ("Participant level").
 """
@@ -50,6 +63,19 @@ REPO = Path(__file__).resolve().parents[1]
 IXI = (REPO / ".." / "shared" / "data" / "ds-ixi10").resolve()
 BASELINE = ("default", 2.0)
 MIB = 1024.0 * 1024.0
+#: Seconds a subject may take on 2 cores at default settings, by input voxel size (the issue's targets).
+TARGET_S = {2.0: 45.0, 1.0: 90.0}
+#: Step time / N4 time measured on the reference machine (AMD EPYC, 2 threads, BENCHMARKS.md), by
+#: (setting, input mm).  A step whose ratio exceeds GUARD_FACTOR times its reference is flagged.
+REFERENCE_RATIOS = {
+    ("default", 2.0): {"reorient": 0.01, "brain_extraction": 2.9, "register": 0.95, "warp_priors": 0.09,
+                       "atropos": 0.65, "to_template": 0.21},
+    ("default", 1.0): {"reorient": 0.09, "brain_extraction": 1.9, "register": 0.75, "warp_priors": 0.35,
+                       "atropos": 3.6, "to_template": 0.15},
+    ("sloppy", 2.0): {"reorient": 0.01, "brain_extraction": 1.1, "register": 1.5, "warp_priors": 0.17,
+                      "atropos": 0.95, "to_template": 0.5},
+}
+GUARD_FACTOR = 3.0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -118,6 +144,78 @@ class PeakRSS:
 
 
 # ------------------------------------------------------------------------------------------------
+# the machine
+def cpu_info() -> dict:
+    """The CPU this runs on, as ``/proc/cpuinfo`` (and ``lscpu``, when present) name it."""
+    import platform
+    import subprocess
+
+    info = {"model": platform.processor() or platform.machine(), "vendor": "", "flags": []}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        info["model"] = fields.get("model name", info["model"])
+        info["vendor"] = fields.get("vendor_id", "")
+        flags = set(fields.get("flags", "").split())
+        info["flags"] = sorted(flags & {"avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "fma"})
+    except OSError:
+        pass
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        for line in lscpu.splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("Model name", "Vendor ID", "CPU family", "Model", "Hypervisor vendor"):
+                info[f"lscpu {key.strip()}"] = value.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        info["cpus_usable"] = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        info["cpus_usable"] = os.cpu_count()
+    return info
+
+
+def denormal_probe(threads: int) -> dict:
+    """Whether FTZ/DAZ reaches every torch intra-op thread (a denormal product comes out as 0)."""
+    import torch
+
+    from latentbids.utils.denormals import flush_denormals
+
+    torch.set_num_threads(threads)
+    n = 1 << 22
+
+    def stays() -> int:
+        return int(((torch.full((n,), 1e-30) * torch.full((n,), 1e-10)) != 0).sum())
+
+    ieee = stays()
+    with flush_denormals() as on:
+        flushed = stays()
+    return {"supported": bool(on), "denormal_products_ieee": ieee, "denormal_products_flushed": flushed,
+            "all_threads_flush": bool(on) and flushed == 0}
+
+
+def step_ratios(times: dict, reference: str) -> dict:
+    """Every step's seconds divided by the ``reference`` step's (same subject, same process)."""
+    ref = max(float(times[reference]), 1e-9)
+    return {step: float(t) / ref for step, t in times.items() if step not in (reference, "total")}
+
+
+def guard(results: dict, reference: str) -> list[str]:
+    """Steps whose ratio to the reference step exceeds GUARD_FACTOR times the reference machine's."""
+    flagged = []
+    for (name, voxel, sub), r in results.items():
+        expected = REFERENCE_RATIOS.get((name, voxel)) if reference == "n4" else None
+        if not expected:
+            continue
+        for step, ratio in r["ratios"].items():
+            if step in expected and ratio > GUARD_FACTOR * expected[step]:
+                flagged.append(f"{name} {voxel:g} mm sub-{sub}: {step} took {ratio:.2f}x {reference} "
+                               f"(reference machine {expected[step]:.2f}x; limit {GUARD_FACTOR:g}x that)")
+    return flagged
+
+
+# ------------------------------------------------------------------------------------------------
 # settings and inputs
 def settings(sloppy: bool) -> dict:
     """The step settings the participant workflow uses with and without ``--sloppy``."""
@@ -178,7 +276,8 @@ def gm_dice(sub: str, gm_file: str) -> float | None:
 
 # ------------------------------------------------------------------------------------------------
 # one subject
-def run_one(sub: str, setting: dict, voxel: float, tpl: dict, work: Path, threads: int) -> dict:
+def run_one(sub: str, setting: dict, voxel: float, tpl: dict, work: Path, threads: int,
+            ieee_hdbet: bool = False) -> dict:
     from latentbids.anat import measures, preprocess as pp, registration as rg, segmentation as sg
 
     t1 = IXI / f"sub-{sub}" / "anat" / f"sub-{sub}_T1w.nii.gz"
@@ -205,6 +304,19 @@ def run_one(sub: str, setting: dict, voxel: float, tpl: dict, work: Path, thread
     n4 = step("n4", pp.n4_bias_correct, ras, work / "n4.nii.gz", iterations=setting["n4"], nthreads=threads)
     if setting["brain"] == "hdbet":
         mask = step("brain_extraction", pp.hdbet_brain_mask, n4, work / "mask.nii.gz", nthreads=threads)
+        if ieee_hdbet:  # the same call with denormals computed (not counted in the total)
+            import contextlib
+
+            import latentbids.utils.denormals as denormals
+
+            flush = denormals.flush_denormals
+            denormals.flush_denormals = lambda active=True: contextlib.nullcontext(False)
+            try:
+                t = time.perf_counter()
+                pp.hdbet_brain_mask(n4, work / "mask_ieee.nii.gz", nthreads=threads)
+                ieee_s = time.perf_counter() - t
+            finally:
+                denormals.flush_denormals = flush
     else:
         mask = step("brain_extraction", pp.template_brain_mask, n4, work / "mask.nii.gz", tpl["t1w"],
                     tpl["mask"], nthreads=threads)
@@ -224,7 +336,9 @@ def run_one(sub: str, setting: dict, voxel: float, tpl: dict, work: Path, thread
     step("to_template", to_template)
     times["total"] = sum(times.values())
     gm_img = nib.load(seg["GM"])
+    extra = {"hdbet_ieee_s": ieee_s} if setting["brain"] == "hdbet" and ieee_hdbet else {}
     return dict(
+        **extra,
         times=times, peaks=peaks, sub_peak=(sub_peak - sub_start) / MIB, abs_peak=sub_peak / MIB,
         resample_s=resample_s, shape="x".join(str(s) for s in gm_img.shape[:3]),
         gm_ml=float(np.asarray(gm_img.dataobj, dtype=np.float64).sum()) * measures.voxel_ml(gm_img),
@@ -242,6 +356,12 @@ def main() -> None:
                              "as they are, 1 = resampled to 1 mm isotropic first (default: 2)")
     parser.add_argument("--sloppy-voxel-size", nargs="*", type=float, default=[2.0], metavar="MM",
                         help="input voxel sizes (mm) to run with --sloppy settings; none to skip (default: 2)")
+    parser.add_argument("--reference", default="n4", help="step the others are divided by (default: n4)")
+    parser.add_argument("--denormals", action="store_true",
+                        help="also time HD-BET with denormal flushing off, on each baseline subject (on Intel "
+                             "cores this can take many minutes)")
+    parser.add_argument("--json", type=Path, help="write every number and the CPU description here")
+    parser.add_argument("--no-guard", action="store_true", help="exit 0 even when a ratio is flagged")
     args = parser.parse_args()
     os.environ.setdefault("NIPYPE_NO_ET", "1")
     # Import the heavy libraries before anything is timed, so no step pays for them.
@@ -252,6 +372,10 @@ def main() -> None:
 
     from latentbids.resources import get_template
 
+    cpu = cpu_info()
+    probe = denormal_probe(args.threads)
+    load_before = os.getloadavg()
+    print(f"CPU: {cpu['model']} ({cpu['vendor']}); threads {args.threads}; load {load_before[0]:.2f}", flush=True)
     configs = [BASELINE] + [("default", v) for v in args.voxel_size if v != BASELINE[1]]
     configs += [("sloppy", v) for v in args.sloppy_voxel_size]
     setting_of = {"default": settings(False), "sloppy": settings(True)}
@@ -266,13 +390,20 @@ def main() -> None:
             for sub in args.subjects:
                 work = Path(tmp) / f"{name}_{voxel:g}mm_{sub}"
                 work.mkdir()
-                results[(name, voxel, sub)] = run_one(sub, setting_of[name], voxel, tpl, work, args.threads)
+                ieee = args.denormals and (name, voxel) == BASELINE
+                results[(name, voxel, sub)] = run_one(sub, setting_of[name], voxel, tpl, work, args.threads, ieee)
                 r = results[(name, voxel, sub)]
+                r["ratios"] = step_ratios(r["times"], args.reference)
                 print(f"done {name} {voxel:g} mm sub-{sub}: {r['times']['total']:.1f} s", flush=True)
 
     steps = [s for s in next(iter(results.values()))["times"] if s != "total"]
     load = os.getloadavg()
+    print(f"\nCPU: {cpu['model']} ({cpu['vendor']}; {' '.join(cpu['flags'])}); usable CPUs {cpu['cpus_usable']}")
+    print(f"denormals: FTZ/DAZ {'available' if probe['supported'] else 'NOT available'}; flushed in every intra-op "
+          f"thread: {'yes' if probe['all_threads_flush'] else 'NO'} ({probe['denormal_products_flushed']} of "
+          f"{1 << 22} denormal products left with flushing on)")
     print(f"threads={args.threads} cpu_count={os.cpu_count()} memory={'kernel VmHWM reset' if PeakRSS.kernel else '10 ms RSS sampler'}"
+          f" loadavg_before={load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}"
           f" loadavg_after={load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     head = f"{'setting':8s} {'mm':>3s} {'subject':8s} {'grid':>11s} "
     print("\nseconds per step (resample = making the 1 mm input, not in the total)")
@@ -289,10 +420,40 @@ def main() -> None:
         print(f"{name:8s} {voxel:3g} {sub:8s} {r['shape']:>11s} "
               + " ".join(f"{r['peaks'][s]:16.0f}" for s in steps) + f" {r['sub_peak']:16.0f}"
               + f" {r['sub_peak'] / max(base, 1e-9):6.2f} {r['abs_peak']:6.0f}")
+    print(f"\nstep time / {args.reference} time (same subject, same process; reference machine's ratio in brackets)")
+    ratio_steps = [s for s in steps if s != args.reference]
+    print(head + " ".join(f"{s[:16]:>16s}" for s in ratio_steps))
+    for (name, voxel, sub), r in results.items():
+        expected = REFERENCE_RATIOS.get((name, voxel), {}) if args.reference == "n4" else {}
+        cells = [f"{r['ratios'][s]:.2f}" + (f" [{expected[s]:.2f}]" if s in expected else "") for s in ratio_steps]
+        print(f"{name:8s} {voxel:3g} {sub:8s} {r['shape']:>11s} " + " ".join(f"{c:>16s}" for c in cells))
     print("\nGM: Dice of native p>0.5 vs DLMUSE (on the DLMUSE 2 mm grid); native GM volume")
     for (name, voxel, sub), r in results.items():
         d = f"{r['dice']:.3f}" if r["dice"] is not None else "n/a"
         print(f"{name:8s} {voxel:3g} {sub:8s} dice={d} gm_ml={r['gm_ml']:.0f}")
+    for (name, voxel, sub), r in results.items():
+        if "hdbet_ieee_s" in r:
+            flushed = r["times"]["brain_extraction"]
+            print(f"\nHD-BET sub-{sub}: {r['hdbet_ieee_s']:.1f} s with denormals computed, {flushed:.1f} s flushed "
+                  f"(ratio {r['hdbet_ieee_s'] / max(flushed, 1e-9):.2f})")
+    print(f"\ntargets on 2 cores at default settings ({args.threads} threads here):")
+    for (name, voxel, sub), r in results.items():
+        if name == "default" and voxel in TARGET_S:
+            total = r["times"]["total"]
+            print(f"  {voxel:g} mm sub-{sub}: {total:.1f} s (target {TARGET_S[voxel]:g} s): "
+                  f"{'met' if total <= TARGET_S[voxel] else 'MISSED'}")
+    flagged = guard(results, args.reference)
+    print("\nguard: " + ("every ratio within %gx the reference machine's" % GUARD_FACTOR if not flagged
+                         else "FLAGGED\n  " + "\n  ".join(flagged)))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        record = {"cpu": cpu, "denormals": probe, "threads": args.threads, "reference": args.reference,
+                  "loadavg_before": load_before, "loadavg_after": load, "flagged": flagged,
+                  "runs": [{"setting": n, "voxel_mm": v, "subject": sub, **r} for (n, v, sub), r in results.items()]}
+        args.json.write_text(json.dumps(record, indent=1, default=float))
+        print(f"record: {args.json}")
+    if flagged and not args.no_guard:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":
