@@ -80,7 +80,7 @@ def encode_with_existing_model(config, template, jobs, results) -> dict[str, str
             encoded = encode_with_model(
                 config.model.model, gm, participant_id=f"sub-{job.subject}", session_id=job.session,
                 output_dir=out, space=template.space, device=config.execution.device,
-                source=gm.relative_to(out).as_posix(),
+                source=f"bids::{gm.relative_to(out).as_posix()}",
             )
         except LatentbidsError as exc:
             LOGGER.error("%s: encoding failed: %s", job.label, exc.message)

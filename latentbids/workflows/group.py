@@ -332,7 +332,8 @@ def run_group_level(config, records: pd.DataFrame, template, atlas) -> dict:
                     "ModelFold": fold,
                     "InTraining": bool(in_training),
                     "IntensityScale": scale,
-                    "Sources": [str(rec.gm_path)],
+                    "Sources": [f"bids::{Path(rec.gm_path).relative_to(out).as_posix()}"
+                                if Path(rec.gm_path).is_relative_to(out) else str(rec.gm_path)],
                 }
                 label = rec.participant_id + (
                     "" if rec.session_id == "n/a" else f"_{rec.session_id}"

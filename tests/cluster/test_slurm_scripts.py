@@ -58,6 +58,9 @@ def test_participant_array_then_group_job(slurm, tmp_path):
         assert (out / f"sub-{subject}" / "anat").is_dir()
     assert "Group level finished" in Path(group["tasks"]["None"]["log"]).read_text()
     assert next((out / "group").glob("*_latent.tsv")) and next((out / "models").iterdir())
+    # sidecars name their sources with BIDS URIs, never with this machine's paths
+    leaks = [p for p in out.rglob("*.json") if str(tmp_path) in p.read_text() and "logs" not in p.parts]
+    assert not leaks, leaks
     # the memory SLURM granted reached latentbids as --mem-mb (8G -> 8192 MB)
     configs = [p.read_text() for p in (out / "logs").glob("*/config.toml")]
     assert any("mem_gb = 8.192" in c for c in configs) and any("mem_gb = 32.768" in c for c in configs)
