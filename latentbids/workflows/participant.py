@@ -421,10 +421,14 @@ class _Progress:
                 self.t0[job.label] = time.time()
             return
         step = node.name
+        space = next((p[len("space_"):-len("_wf")] for p in node.fullname.split(".")
+                      if p.startswith("space_") and p.endswith("_wf")), None)
+        if space:  # a further output space (workflows/spaces.py): say which
+            step = f"{step} ({space})"
         began = self.started.pop(key, None)
         if status == "end":
             self.done[job.label] += 1
-            if not step.startswith("ds_") and not step.endswith("node"):
+            if not node.name.startswith("ds_") and not node.name.endswith("node"):
                 if began is not None:
                     LOGGER.info("%s: %s finished (%.1f s)", job.label, step, time.time() - began)
                 elif _has_result(node):  # MultiProc reports cached nodes with "end" only
