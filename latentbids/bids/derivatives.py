@@ -122,7 +122,8 @@ def keep_links(existing: dict, new: dict) -> dict:
         if url.startswith("bids:") and url not in urls and url.split(":")[1] in links:
             sources.append(source)
             urls.add(url)
-    return {**new, "SourceDatasets": sources, "DatasetLinks": dict(sorted(links.items(), key=lambda kv: kv[0] != "raw"))}
+    raw_first = dict(sorted(links.items(), key=lambda kv: kv[0] != "raw"))
+    return {**new, "SourceDatasets": sources, "DatasetLinks": raw_first}
 
 
 def write_grid_reference(output_dir: str | os.PathLike, template) -> Path | None:

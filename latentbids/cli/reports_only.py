@@ -54,10 +54,10 @@ def rebuild_participant_reports(config, template) -> list[Path]:
         template_t1w = save_nifti(template.t1w, tmp / "template_T1w.nii.gz")
         for job in jobs:
             anat = out / subject_dir(job.subject, job.session)
-            name = lambda suffix, ext, **e: anat / bids_name(suffix, ext, sub=job.subject, ses=job.session, **e)  # noqa: E731
-            native = name("probseg", ".nii.gz", label="GM")
-            on_grid = name("probseg", ".nii.gz", space=template.space, res=template.res, label="GM")
-            qc, volumes = name("qc", ".tsv"), name("volumes", ".json")
+            ids = {"sub": job.subject, "ses": job.session}
+            native = anat / bids_name("probseg", ".nii.gz", label="GM", **ids)
+            on_grid = anat / bids_name("probseg", ".nii.gz", space=template.space, res=template.res, label="GM", **ids)
+            qc, volumes = anat / bids_name("qc", ".tsv", **ids), anat / bids_name("volumes", ".json", **ids)
             if not on_grid.is_file():
                 LOGGER.warning("%s: no %s in %s: run the participant level first; no report", job.label,
                                on_grid.name, anat)

@@ -20,7 +20,6 @@ import logging
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -274,7 +273,7 @@ def templates_for(specs: list[str], templateflow_home: str | os.PathLike | None 
     """
     templates = [get_template(*parse_output_space(spec), templateflow_home) for spec in specs]
     seen: dict[str, str] = {}
-    for spec, tpl in zip(specs, templates):
+    for spec, tpl in zip(specs, templates, strict=True):
         if tpl.space in seen:
             raise UsageError(f"--output-spaces lists {tpl.space} twice ({seen[tpl.space]} and {spec}): give one "
                              "resolution per template space")

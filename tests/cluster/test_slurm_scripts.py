@@ -52,7 +52,7 @@ def test_participant_array_then_group_job(slurm, tmp_path):
     assert [t["exit"] for t in array["tasks"].values()] == [0, 0, 0, 0]
     assert group["options"]["dependency"] == f"afterok:{array['id']}" and group["state"] == "COMPLETED", group
     assert group["options"]["gres"] == "gpu:1"  # the group job asks for a GPU node
-    for task, subject in zip(array["tasks"].values(), ("001", "002", "003", "004")):
+    for task, subject in zip(array["tasks"].values(), ("001", "002", "003", "004"), strict=True):
         log = Path(task["log"]).read_text()
         assert f"sub-{subject}: ok" in log and Path(task["log"]).parent == work / "slurm"
         assert (out / f"sub-{subject}" / "anat").is_dir()
