@@ -11,7 +11,7 @@
 # UMAP's numba code compiled, matplotlib's font cache) is in the image, so it runs with
 # --network none, on a read-only root, as any uid: caches that are not writable at run time are
 # moved under the work dir by latentbids itself (latentbids/utils/caches.py).
-# The base image is pinned by digest (python:3.11-slim-bookworm, linux/amd64 and arm64 index).
+# The base image is pinned by digest (BASE_IMAGE; where the digest comes from: docs/container.md).
 ARG BASE_IMAGE=python:3.11-slim-bookworm@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91
 
 # The base both stages share: the system library the wheels do not bring.
