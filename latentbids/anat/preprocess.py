@@ -72,21 +72,38 @@ def reorient_to_ras(in_file: str | os.PathLike, out_file: str | os.PathLike) -> 
     return str(out_file)
 
 
+#: N4 estimates the bias field on a grid of about this spacing (mm), whatever the input's voxels.
+N4_GRID_MM = 8.0
+
+
+def n4_shrink_factor(voxel_mm: float) -> int:
+    """N4's shrink factor for an input with ``voxel_mm`` voxels: a working grid of ~:data:`N4_GRID_MM`.
+
+    4 for the 2 mm scans the pipeline was validated on (as before), 8 for 1 mm: the bias field is
+    smooth on a far larger scale, and N4 on a 4 mm grid took 30 of a 1 mm subject's 86 s
+    (BENCHMARKS.md) for the same GM maps.
+    """
+    return max(1, int(round(N4_GRID_MM / max(float(voxel_mm), 1e-3))))
+
+
 def n4_bias_correct(
     in_file: str | os.PathLike,
     out_file: str | os.PathLike,
     mask_file: str | os.PathLike | None = None,
-    shrink_factor: int = 4,
+    shrink_factor: int | None = None,
     iterations: tuple[int, ...] = (50, 50, 50, 50),
     nthreads: int | None = None,
 ) -> str:
     """N4 bias-field correction (antspyx).  Without a mask, N4 runs on an Otsu head mask.
 
-    Intensities are rescaled so that the 99.5th percentile inside the head is 1000 (negative values
-    clipped), which makes later steps independent of the scanner's arbitrary units.
+    ``shrink_factor`` None: :func:`n4_shrink_factor` of the smallest voxel size.  Intensities are
+    rescaled so that the 99.5th percentile inside the head is 1000 (negative values clipped), which
+    makes later steps independent of the scanner's arbitrary units.
     """
     import ants
 
+    if not shrink_factor:
+        shrink_factor = n4_shrink_factor(min(nib.load(str(in_file)).header.get_zooms()[:3]))
     with itk_threads(nthreads):
         img = ants.image_read(str(in_file))
         if mask_file is not None:

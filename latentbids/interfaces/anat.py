@@ -58,7 +58,7 @@ class ReorientRAS(SimpleInterface):
 # --------------------------------------------------------------------------------------------
 class _N4InputSpec(_ThreadsInputSpec):
     in_file = File(exists=True, mandatory=True)
-    shrink_factor = traits.Int(4, usedefault=True)
+    shrink_factor = traits.Int(0, usedefault=True, desc="0: N4 on a ~8 mm grid at any input resolution")
     iterations = traits.List(traits.Int, [50, 50, 50, 50], usedefault=True)
 
 

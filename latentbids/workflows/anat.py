@@ -121,18 +121,22 @@ def init_anat_wf(
     session_label: str = "",
     omp_nthreads: int = 1,
     name: str = "anat_wf",
+    n4_shrink: int = 0,
 ) -> pe.Workflow:
     """Build the T1w -> GM workflow.
 
     Inputs (``inputnode``): ``t1w``.  Outputs (``outputnode``): :data:`ANAT_OUTPUTS`.
     ``subject_label``/``session_label`` (``sub-01``/``ses-1``) only fill the QC table's id columns.
+    ``n4_shrink``: N4's shrink factor for this T1w (:func:`latentbids.anat.preprocess.n4_shrink_factor`
+    of its voxel size; 0 lets the node work it out).
     """
     wf = pe.Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(fields=["t1w"]), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=ANAT_OUTPUTS), name="outputnode")
 
     reorient = pe.Node(ReorientRAS(), name="reorient")
-    n4 = pe.Node(N4BiasCorrection(iterations=list(settings.n4_iterations), omp_nthreads=omp_nthreads),
+    n4 = pe.Node(N4BiasCorrection(iterations=list(settings.n4_iterations), shrink_factor=int(n4_shrink),
+                                  omp_nthreads=omp_nthreads),
                  name="n4", n_procs=omp_nthreads)
     brain = pe.Node(
         BrainExtraction(method=settings.brain_extraction, device=settings.device, use_gpu=settings.use_gpu,

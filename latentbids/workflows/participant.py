@@ -292,7 +292,7 @@ def init_single_subject_wf(job: T1wJob, config, template: TemplateFiles, setting
         return _with_crash_dir(wf, config, job)
 
     anat = init_anat_wf(template, settings, subject_label=sub_label, session_label=ses_label,
-                        omp_nthreads=omp_nthreads)
+                        omp_nthreads=omp_nthreads, n4_shrink=_n4_shrink(job))
     anat.inputs.inputnode.t1w = str(job.path)
     seg_meta = {
         "Description": "Gray-matter posterior probability from 3-class Atropos segmentation guided by "
@@ -340,6 +340,20 @@ def init_single_subject_wf(job: T1wJob, config, template: TemplateFiles, setting
     for extra in extra_templates:
         _add_template_space(wf, job, config, extra, settings, anat, omp_nthreads, seg_meta)
     return _with_crash_dir(wf, config, job)
+
+
+def _n4_shrink(job: T1wJob) -> int:
+    """N4's shrink factor from the T1w header's voxel size, fixed when the workflow is built (so a
+    2 mm scan keeps the node inputs, and the cache, it always had); 0 (decided by the node) when the
+    header cannot be read here."""
+    import nibabel as nib
+
+    from latentbids.anat.preprocess import n4_shrink_factor
+
+    try:
+        return n4_shrink_factor(min(float(z) for z in nib.load(str(job.path)).header.get_zooms()[:3]))
+    except Exception:  # noqa: BLE001 - the node reports an unreadable input itself
+        return 0
 
 
 def _with_crash_dir(wf: pe.Workflow, config, job: T1wJob) -> pe.Workflow:

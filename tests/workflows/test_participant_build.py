@@ -59,6 +59,13 @@ def test_one_subworkflow_per_job_one_node_per_step(tmp_path, ixi_dir):
     assert anat.get_node("atropos").inputs.mrf == 0.15
     assert anat.get_node("register").inputs.transform == "SyN"
     assert anat.get_node("register").n_procs == 1
+    # N4 on a ~8 mm grid: shrink 4 for these 2 mm scans (the value the node always had, so existing
+    # work dirs keep their cache), 8 for 1 mm
+    assert anat.get_node("n4").inputs.shrink_factor == 4
+    assert anat.get_node("qc").inputs.qc_source == "own" and anat.get_node("qc").inputs.qc_min_peak == 0.9
+    from latentbids.anat.preprocess import n4_shrink_factor
+
+    assert [n4_shrink_factor(v) for v in (0.8, 1.0, 2.0, 3.0)] == [10, 8, 4, 3]
     # crash files go to sub-<l>/log/<run_id>/
     crash = anat.get_node("n4").config["execution"]["crashdump_dir"]
     assert crash == str(tmp_path / "out" / "sub-IXI012" / "log" / "r1")
