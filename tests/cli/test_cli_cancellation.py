@@ -96,7 +96,9 @@ def _interrupt(job: subprocess.Popen, signum: int) -> tuple[float, str, list[int
     t0 = time.monotonic()
     job.send_signal(signum)
     _, err = job.communicate(timeout=60)
-    return time.monotonic() - t0, err, tree
+    seconds = time.monotonic() - t0
+    print(f"\n{signal.Signals(signum).name}: the run ended {seconds:.1f} s later")
+    return seconds, err, tree
 
 
 def _no_partial_files(*folders: Path) -> None:
