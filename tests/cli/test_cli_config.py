@@ -156,12 +156,12 @@ def test_database_dir_inside_bids_dir_is_refused(tmp_path, ixi_dir):
 
 def test_analysis_options(ixi_dir, tmp_path):
     toml = tmp_path / "c.toml"
-    toml.write_text('[analysis]\nregion_correction = "bonferroni"\nshap_permutations = 60\n')
+    toml.write_text('[analysis]\nfamily_correction = "bonferroni"\nshap_permutations = 60\n')
     config = _config(ixi_dir, tmp_path, "--config-file", str(toml), "--label-column", "dx", "--contrast",
                      "CN:AD", "sMCI:pMCI", "--confounds", "age", "tiv", "--skip-analysis")
     ac = config.analysis
     assert ac.label_column == "dx" and ac.contrasts == ["CN:AD", "sMCI:pMCI"] and ac.confounds == ["age", "tiv"]
-    assert ac.enabled is False and ac.region_correction == "bonferroni" and ac.shap_permutations == 60
+    assert ac.enabled is False and ac.family_correction == "bonferroni" and ac.shap_permutations == 60
     assert _config(ixi_dir, tmp_path).analysis.enabled is True
     for bad in ("CN", "CN:CN", ":AD", "CN:AD:MCI"):
         with pytest.raises(UsageError, match="is not a contrast"):
