@@ -21,14 +21,15 @@ It then times each step exactly as :class:`latentbids.workflows.group_analysis.G
 it (same functions, same arguments from the settings; no files are written):
 
 * ``projections``  ``project_latents`` per fold, PCA+PLS, plus t-SNE+UMAP on the reference fold;
-* ``lrcp``         ``LRCP(...).fit`` per fold, then ``consensus`` and ``ranking_stability``;
-* ``latent_vec``   ``latent_vector_test`` per fold (linear SVM + RUB with ``n_permutations``);
-* ``sam``          ``sam_regions`` with ``sam_permutations`` and the ``confirmed`` column;
+* ``lrcp``         ``LRCP(...).fit`` on every fold at once (family-wise unit and region nulls, consensus,
+                   stability);
+* ``latent_vec``   ``latent_vector_test`` per fold (linear SVM + RUB on the Gibbs classifier, permutation p);
+* ``sam``          ``sam_regions`` with ``sam_permutations`` (supported = bound and family-wise p agree);
 * ``shap``         ``explain_error`` with the orchestrator's arguments (``n_jobs`` = ``--nprocs``).
 
 Configurations (ratios against ``baseline`` = default ``AnalysisConfig``, n_jobs 1): ``sloppy``
-(``SLOPPY`` caps of group_analysis.py, i.e. ``--sloppy``), ``perm-correction`` (LRCP with
-``correction = "permutation"``), ``shap-jobs2`` (explain_error with n_jobs 2, i.e. ``--nprocs 2``),
+(``SLOPPY`` caps of group_analysis.py, i.e. ``--sloppy``), ``perm-correction`` (LRCP's association with
+``correction = "permutation"``), ``bonferroni`` (``family_correction = "bonferroni"``: no label permutations), ``shap-jobs2`` (explain_error with n_jobs 2, i.e. ``--nprocs 2``),
 ``shap-e-noise`` (baseline settings, ``e`` unrelated to ``G``).  A variant reruns only the steps whose
 settings (or inputs) differ from the baseline; the others are marked ``=`` and its total uses the
 baseline's time for them.  The first call of UMAP compiles numba code: it is warmed up before any
@@ -61,14 +62,14 @@ import time
 #: steps in pipeline order and the AnalysisConfig keys (plus "n_jobs", "e") each one depends on
 STEPS = {
     "projections": ("pca_components", "tsne_perplexity", "umap_n_neighbors", "umap_min_dist", "pls_components"),
-    "lrcp": ("correlation", "correction", "alpha", "eta", "bound", "n_permutations", "region_correction",
-             "top_k"),
-    "latent_vec": ("eta", "bound", "n_permutations"),
+    "lrcp": ("correlation", "correction", "alpha", "eta", "bound", "n_permutations", "family_correction",
+             "statistic", "top_k"),
+    "latent_vec": ("eta", "bound", "n_permutations", "rub_dropout"),
     "sam": ("sam_top_voxels", "eta", "bound", "sam_permutations", "alpha"),
     "shap": ("shap_n_estimators", "shap_max_depth", "shap_learning_rate", "shap_subsample", "shap_background",
              "shap_permutations", "shap_min_r2", "top_k", "eta", "bound", "sar_resamples", "n_jobs", "e"),
 }
-VARIANTS = ("sloppy", "perm-correction", "shap-jobs2", "shap-e-noise")
+VARIANTS = ("sloppy", "perm-correction", "bonferroni", "shap-jobs2", "shap-e-noise")
 #: columns of the planted regions (region_index = column + 1)
 PLANTED = (4, 33, 61, 97)
 
@@ -164,27 +165,20 @@ def step_projections(c, s, seed):
 
 
 def step_lrcp(c, s, seed, top_k):
+    """LRCP as the contrast section runs it: every fold's codes at once (one family of units)."""
     import numpy as np
-    import pandas as pd
 
-    from latentbids.analysis.lrcp import LRCP, consensus, ranking_stability
+    from latentbids.analysis.lrcp import LRCP
 
-    regions = []
-    for f, Z in enumerate(c["fold_Z"]):
-        est = LRCP(correlation=s.correlation, correction=s.correction, alpha=s.alpha, eta=s.eta, bound=s.bound,
-                   n_permutations=s.n_permutations, random_state=seed, region_correction=s.region_correction)
-        est.fit(Z, c["G"], c["y"], region_index=c["region_index"], region_names=c["region_names"],
-                unit_names=[f"z{k}" for k in range(Z.shape[1])])
-        df = est.regions_.copy()
-        df.insert(0, "fold", str(f))
-        regions.append(df)
-    regions_df = pd.concat(regions, ignore_index=True)
-    cons = consensus([r for _, r in regions_df.groupby("fold", sort=False)])
-    stab = ranking_stability({f: r.set_index("region_index")["rank"]
-                              for f, r in regions_df.groupby("fold", sort=False)}, top_k=top_k) \
-        if len(c["fold_Z"]) > 1 else None
-    pos = set(cons.loc[cons["positive_majority"].astype(bool), "region_index"].astype(int))
+    est = LRCP(correlation=s.correlation, correction=s.correction, alpha=s.alpha, eta=s.eta, statistic=s.statistic,
+               family_correction=s.family_correction, bound=s.bound, n_permutations=s.n_permutations,
+               random_state=seed, top_k=top_k)
+    est.fit({str(f): Z for f, Z in enumerate(c["fold_Z"])}, c["G"], c["y"], region_index=c["region_index"],
+            region_names=c["region_names"], unit_names=[f"z{k}" for k in range(c["fold_Z"][0].shape[1])])
+    cons = est.consensus_
+    pos = set(cons.loc[cons["lrcp_positive"].astype(bool), "region_index"].astype(int))
     planted = set(int(p) for p in c["planted"])
+    stab = est.stability_
     return {"lrcp_planted": len(pos & planted), "lrcp_other": len(pos - planted),
             "tau": np.nan if stab is None else stab["kendall_tau"]}
 
@@ -194,9 +188,9 @@ def step_latent_vec(c, s, seed):
 
     sig = []
     for Z in c["fold_Z"]:
-        vec = latent_vector_test(Z, c["y"], eta=s.eta, bound=s.bound, n_permutations=s.n_permutations,
-                                 random_state=seed)
-        sig.append((bool(vec["significant"]), (vec.get("rub") or {}).get("p_perm")))
+        vec = latent_vector_test(Z, c["y"], eta=s.eta / len(c["fold_Z"]), bound=s.bound,
+                                 n_permutations=s.n_permutations, random_state=seed, dropout=s.rub_dropout)
+        sig.append((bool(vec["supported"]), (vec.get("rub") or {}).get("p_perm")))
     return {"vec_significant": sum(a for a, _ in sig), "rub_p": sig[0][1]}
 
 
@@ -205,10 +199,9 @@ def step_sam(c, s, seed):
 
     sam = sam_regions(c["X"], c["labels"], c["y"], c["region_index"], top_voxels=s.sam_top_voxels, eta=s.eta,
                       bound=s.bound, n_permutations=s.sam_permutations, random_state=seed)
-    sam["confirmed"] = sam["significant"].astype(bool) & (sam["p_fwer"] < s.alpha)
-    conf = set(sam.loc[sam["confirmed"], "region_index"].astype(int))
+    conf = set(sam.loc[sam["supported"], "region_index"].astype(int))
     planted = set(int(p) for p in c["planted"])
-    return {"sam_significant": int(sam["significant"].sum()), "sam_planted": len(conf & planted),
+    return {"sam_significant": int(sam["passes_bound"].sum()), "sam_planted": len(conf & planted),
             "sam_other": len(conf - planted)}
 
 
@@ -220,7 +213,7 @@ def step_shap(c, s, seed, n_jobs, e_key):
         n_estimators=s.shap_n_estimators, max_depth=s.shap_max_depth, learning_rate=s.shap_learning_rate,
         subsample=s.shap_subsample, background=s.shap_background, n_permutations=s.shap_permutations,
         min_r2=s.shap_min_r2, top_k=s.top_k, random_state=seed, eta=s.eta, bound=s.bound,
-        sar_resamples=s.sar_resamples, n_jobs=n_jobs)
+        sar_top_m=s.sar_top_m, sar_resamples=s.sar_resamples, n_jobs=n_jobs)
     fits = res.fits.set_index("model")
     out = {"shap_fits": "; ".join(
         f"{m}: R2 {r.cv_r2:.2f} p {r.p_perm:.3f} ({int(r.n_permutations_run)} refits, {r.seconds:.0f} s)"
@@ -266,6 +259,8 @@ def settings_for(variant):
             setattr(s, key, min(int(getattr(s, key)), cap))
     elif variant == "perm-correction":
         s.correction = "permutation"
+    elif variant == "bonferroni":
+        s.family_correction = "bonferroni"
     elif variant == "shap-jobs2":
         n_jobs = 2
     elif variant == "shap-e-noise":
@@ -276,8 +271,6 @@ def settings_for(variant):
 def key_of(s, n_jobs, e_key, step):
     d = dataclasses.asdict(s)
     d.update(n_jobs=n_jobs, e=e_key)
-    if step == "lrcp" and d["correction"] != "permutation":
-        d["n_permutations"] = None  # fdr_bh / bonferroni do not read it
     return tuple(d[k] for k in STEPS[step])
 
 
@@ -422,7 +415,7 @@ def main(argv=None):
                 parts.append(f"latent vector significant in {info['vec_significant']}/{args.folds} folds, "
                              f"RUB p_perm (fold 0) {info['rub_p']:.3f}")
             if "sam_planted" in info:
-                parts.append(f"SAM significant {info['sam_significant']}/116, confirmed: planted "
+                parts.append(f"SAM bound passes {info['sam_significant']}/116, supported: planted "
                              f"{info['sam_planted']}/4, other {info['sam_other']}")
             if "shap_fits" in info:
                 parts.append(f"SHAP {info['shap_fits']}"

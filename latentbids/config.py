@@ -150,14 +150,14 @@ class AnalysisConfig:
     shap_background: int = 200
     shap_permutations: int = 99  # refits on shuffled errors; Holm over <= 4 models needs p <= eta/4 (1/100)
     shap_min_r2: float = 0.1  # below this cross-validated R^2 no SHAP claim is made
+    sar_top_m: int = 5  # SHAP's top regions tested by SAR (chosen on one half, tested on the other)
+    rub_dropout: float = 0.95  # dropout rate of RUB's PAC-Bayes (Gibbs) classifier (METHOD.md 6)
+    pc1_min_abs_r: float = 0.5  # "PC1 tracks X" needs |r| >= this and a Bonferroni p <= eta
 
 
 @dataclass
 class RunConfig:
     """Everything one ``latentbids`` invocation needs and records."""
-    sar_top_m: int = 5  # SHAP's top regions tested by SAR (chosen on one half, tested on the other)
-    rub_dropout: float = 0.95  # dropout rate of RUB's PAC-Bayes (Gibbs) classifier (METHOD.md 6)
-    pc1_min_abs_r: float = 0.5  # "PC1 tracks X" needs |r| >= this and a Bonferroni p <= eta
 
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     spatial: SpatialConfig = field(default_factory=SpatialConfig)

@@ -21,8 +21,11 @@ def _names(items) -> str:
     return shown + (f" and {len(items) - MAX_NAMES} more" if len(items) > MAX_NAMES else "")
 
 
-def _fmt_p(p: float) -> str:
-    return "n/a" if not math.isfinite(p) else (f"{p:.2g}" if p >= 0.001 else "< 0.001")
+def _p(p: float) -> str:
+    """``p = 0.03``, ``p < 0.001`` or ``p n/a``."""
+    if not math.isfinite(p):
+        return "p n/a"
+    return f"p = {p:.2g}" if p >= 0.001 else "p < 0.001"
 
 
 def contrast_verdicts(claims: ClaimsList, contrast: str, n: int, n_per_class: dict, eta: float) -> list[str]:
@@ -38,7 +41,7 @@ def contrast_verdicts(claims: ClaimsList, contrast: str, n: int, n_per_class: di
         family = units[0].correction
         if rel:
             shown = _names(f"{'fold ' + c.fold + ' ' if len(folds) > 1 else ''}{c.item} "
-                           f"({c.statistic:.2f}, p = {_fmt_p(c.p)})" for c in rel)
+                           f"({c.statistic:.2f}, {_p(c.p)})" for c in rel)
             out.append(f"{head}: latent units clinically relevant" + (f" per fold: {', '.join(map(str, per_fold))}"
                        if len(folds) > 1 else f": {len(rel)}") + f" ({family}, eta = {eta:g}): {shown}.")
         else:
@@ -88,7 +91,7 @@ def cohort_verdicts(claims: ClaimsList) -> list[str]:
         hit = [c for c in tested if c.supported]
         if hit:
             out.append("PC1 of the latent codes tracks " + ", ".join(
-                f"{c.item} (r = {c.statistic:.2f}, p = {_fmt_p(c.p)})" for c in hit)
+                f"{c.item} (r = {c.statistic:.2f}, {_p(c.p)})" for c in hit)
                 + f" ({tested[0].correction}): an axis that mostly measures this is a finding about it, not a "
                   "regional biomarker.")
         else:
@@ -99,7 +102,7 @@ def cohort_verdicts(claims: ClaimsList) -> list[str]:
         hit = [c for c in shap if c.supported]
         if hit:
             out.append("SHAP: the reconstruction error is explained out of sample for " + ", ".join(
-                f"{c.item} (CV R^2 = {c.statistic:.2f}, p = {_fmt_p(c.p)})" for c in hit)
+                f"{c.item} (CV R^2 = {c.statistic:.2f}, {_p(c.p)})" for c in hit)
                 + f" ({shap[0].correction}); only these models' SHAP maps are findings.")
         else:
             out.append(f"SHAP: no surrogate of the reconstruction error is supported ({shap[0].correction}); "
@@ -107,7 +110,7 @@ def cohort_verdicts(claims: ClaimsList) -> list[str]:
     for c in claims.select("sar"):
         out.append(f"SAR: the error on the top SHAP regions ({c.item}) is "
                    + ("predicted" if c.supported else "not shown to be predicted")
-                   + f" in subjects that did not choose them (p = {_fmt_p(c.p)}; {c.correction}).")
+                   + f" in subjects that did not choose them ({_p(c.p)}; {c.correction}).")
     return out
 
 

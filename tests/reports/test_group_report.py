@@ -1,36 +1,40 @@
-"""The group HTML report on synthetic analysis results: every section rendered, user text escaped,
-figures embedded, and missing or failing parts said in words instead of raising."""
+"""The group HTML report, rendered from a real (small) analysis run: every section, user text escaped,
+figures embedded, verdicts only from the claims list, and missing or failing parts said in words."""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
+import sys
 from html.parser import HTMLParser
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
+import torch
 
-from latentbids.reports.group import format as report_format
-from latentbids.reports.group import page as report_page
-from latentbids.reports.group import (
-    SECTIONS,
-    _r_tilde,
-    _region_order,
-    _table,
-    build_group_report,
-    error_by_class_figure,
-    lrcp_bar_figure,
-    lrcp_heatmap_figure,
-    projection_figure,
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "model"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflows"))
+from model_testdata import make_cohort, sloppy_config, toy_template  # noqa: E402
+from test_group_analysis import octant_atlas  # noqa: E402
+
+from latentbids.analysis.agnostic import sam_claims, sam_regions  # noqa: E402
+from latentbids.analysis.claims import ClaimsList  # noqa: E402
+from latentbids.reports.group import SECTIONS, GroupReport, build_group_report  # noqa: E402
+from latentbids.reports.group import figures as report_figures  # noqa: E402
+from latentbids.reports.group.figures import (  # noqa: E402
+    _r_tilde, _region_order, error_by_class_figure, lrcp_bar_figure, lrcp_heatmap_figure, projection_figure,
     shap_beeswarm_figure,
 )
+from latentbids.reports.group.format import _table  # noqa: E402
+from latentbids.workflows.group import run_group_level  # noqa: E402
+from latentbids.workflows.group_analysis import run_group_analysis  # noqa: E402
 
+torch.set_num_threads(1)
 EVIL = "<script>alert(1)</script>"
-IMG = '<img src="data:image/png;base64,'
 VOID = {"meta", "img", "br", "hr", "input", "link", "col", "area", "base", "source", "wbr"}
-N, K, J = 40, 8, 20
-LABELS = np.array(["CN"] * 16 + ["AD"] * 14 + [EVIL] * 10)
-REGIONS = [f"Region_{j}" for j in range(J)]
 
 
 class _Checker(HTMLParser):
@@ -73,320 +77,89 @@ def _sections(text: str) -> dict:
     return found
 
 
-def _contrast(rng, name, k=K, j=J):
-    units = [f"z{i}" for i in range(k)]
-    assoc = pd.DataFrame(
-        [(jj, REGIONS[jj], u) for jj in range(j) for u in units],
-        columns=["region_index", "region", "unit"],
-    )
-    assoc["r"] = rng.uniform(-0.6, 0.6, len(assoc))
-    assoc["p"] = rng.uniform(0, 1, len(assoc))
-    assoc["p_adj"] = np.minimum(assoc["p"] * 2, 1)
-    assoc["significant"] = assoc["p_adj"] < 0.3
-    score = rng.uniform(0, 1, j)
-    rank = np.argsort(np.argsort(-score)) + 1
-    regions = pd.DataFrame(
-        {
-            "region_index": range(j),
-            "region": REGIONS[:j],
-            "mean_score": score,
-            "n_positive": rng.integers(0, 6, j),
-            "positive_majority": score > 0.6,
-            "rank": rank,
-        }
-    )
-    acc = rng.uniform(0.55, 0.8, k)
-    unit_df = pd.DataFrame(
-        {
-            "unit": units,
-            "accuracy": acc,
-            "delta": 0.215,
-            "acc_star": acc - 0.215,
-            "relevant": acc - 0.215 > 0.5,
-            "auc": rng.uniform(0.4, 0.9, k),
-            "cohens_d": rng.normal(0, 1, k),
-            "cv_accuracy": rng.uniform(0.4, 0.8, k),
-            "weight": np.full(k, 1 / k),
-        }
-    )
-    sam_acc = rng.uniform(0.6, 0.8, j)
-    sam = pd.DataFrame(
-        {
-            "region_index": range(j),
-            "n_voxels": 50,
-            "accuracy": sam_acc,
-            "delta": 0.215,
-            "acc_star": sam_acc - 0.215,
-            "significant": sam_acc - 0.215 > 0.5,
-            "z": rng.normal(0, 1, j),
-            "p_z": rng.uniform(0, 1, j),
-        }
-    )
-    return {
-        "name": name,
-        "lrcp_regions": regions,
-        "lrcp_association": assoc,
-        "units": unit_df,
-        "summary": {
-            "n": 30,
-            "K": k,
-            "J": j,
-            "delta": 0.215,
-            "weights_rule": "auc_fallback",
-            "statement": f"No latent unit is clinically relevant for {name} at n = 30.",
-        },
-        "stability": {"kendall_tau": 0.41, "top_k_overlap": 0.6, "n_folds": 5},
-        "sam": sam,
-        "latent_vector": {
-            "n": 30,
-            "d": k,
-            "accuracy": 0.9,
-            "delta": 0.52,
-            "acc_star": 0.38,
-            "significant": False,
-            "rub": {
-                "n": 30,
-                "d": k,
-                "accuracy": 0.93,
-                "delta": 0.2,
-                "acc_star": 0.73,
-                "significant": True,
-                "p_perm": 0.0099,
-            },
-        },
-        "verdicts": [f"{name}: the full latent vector is not significant."],
-    }
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A real analysis: 30 toy subjects, region 1 shrunk in the second class, whose label is hostile."""
+    tmp = tmp_path_factory.mktemp("report")
+    tpl = toy_template()
+    atlas = octant_atlas(tpl)
+    rec = make_cohort(tmp / "gm", tpl, n_subjects=30, seed=4, two_sessions=())
+    rec["group"] = rec["group"].replace({"AD": EVIL})
+    config = sloppy_config(tmp, latent_dim=6)
+    result = run_group_level(config, rec, tpl, atlas)
+    analysis = run_group_analysis(config, rec, result, atlas)
+    report = GroupReport(analysis=analysis, participants=rec.drop(columns=["gm_path"]),
+                         latents=result["latent_table"], curves_png=str(result["curves_png"]), version="test",
+                         run_id="r1")
+    return analysis, report, atlas
 
 
-def _full_ctx(tmp_path):
-    rng = np.random.default_rng(1)
-    pids = [f"sub-{i:03d}" for i in range(N)]
-    participants = pd.DataFrame(
-        {
-            "participant_id": pids,
-            "group": LABELS,
-            "age": rng.uniform(55, 85, N).round(1),
-            "sex": rng.choice(["F", "M"], N),
-        }
-    )
-    latents = pd.DataFrame(
-        {
-            "participant_id": pids,
-            "session_id": "n/a",
-            "fold": [f"fold-{i % 5}" for i in range(N)],
-            "in_training": [i < 4 for i in range(N)],
-        }
-    )
-    for k in range(K):
-        latents[f"z{k}"] = rng.normal(size=N)
-    latents["error"] = rng.gamma(4, 0.003, N)
-    proj = latents[["participant_id", "session_id", "fold"]].copy()
-    for col in ("pca1", "pca2", "pca3", "tsne1", "tsne2", "umap1", "umap2", "pls1", "pls2"):
-        proj[col] = rng.normal(size=N)
-    curves = tmp_path / "curves.png"
-    fig = report_format._new_figure(2, 2)
-    fig.subplots().plot([3, 2, 1])
-    curves.write_bytes(base64.b64decode(report_format._png(fig)))
-    G = pd.DataFrame(rng.normal(0.5, 0.1, (N, J)), columns=range(J))
-    cn_rows = np.nonzero(LABELS == "CN")[0]
-    values = {
-        "pooled": pd.DataFrame(rng.normal(0, 1e-3, (N, J)), columns=range(J)),
-        "CN": pd.DataFrame(rng.normal(0, 1e-3, (len(cn_rows), J)), columns=range(J), index=cn_rows),
-    }
-    importance = pd.concat(
-        [
-            pd.DataFrame(
-                {
-                    "model": m,
-                    "region_index": range(J),
-                    "region": REGIONS,
-                    "importance": v.abs().mean().to_numpy(),
-                    "rank": v.abs().mean().rank(ascending=False).to_numpy(),
-                }
-            )
-            for m, v in values.items()
-        ],
-        ignore_index=True,
-    )
-    fits = pd.DataFrame(
-        {
-            "model": ["pooled", "CN"],
-            "n": [N, len(cn_rows)],
-            "cv_r2": [0.31, -0.2],
-            "cv_mae": [0.002, 0.003],
-            "cv_r2_ridge": [0.2, -0.1],
-            "cv_mae_ridge": [0.002, 0.003],
-            "mae_mean_predictor": [0.003, 0.003],
-            "p_perm": [0.01, 0.6],
-            "supported": [True, False],
-        }
-    )
-    return {
-        "title": "latentbids group report: synthetic",
-        "model_name": "ae-small",
-        "mode": "kfold",
-        "n_subjects": N,
-        "label_column": "group",
-        "version": "0.1.0",
-        "run_id": "20250101-abc",
-        "parameters": {"eta": 0.05, "bound": "G", "n_permutations": 1000, "random_state": 42},
-        "participants": participants,
-        "latents": latents,
-        "curves_png": str(curves),
-        "projections": proj,
-        "projections_meta": {
-            "pca": {"explained_variance_ratio": [0.31, 0.2, 0.1], "random_state": 42},
-            "tsne": {"perplexity": 13, "random_state": 42},
-        },
-        "pc1_correlations": pd.DataFrame(
-            {
-                "covariate": ["global_gm", "tiv", "age"],
-                "n": N,
-                "r": [0.72, 0.1, -0.2],
-                "p": [1.2e-7, 0.5, 0.2],
-            }
-        ),
-        "contrasts": [_contrast(rng, "CN vs AD"), _contrast(rng, f"CN vs {EVIL}")],
-        "shap": {
-            "fits": fits,
-            "importance": importance,
-            "statements": {
-                "pooled": "The pooled surrogate fits (CV R^2 = 0.31).",
-                "CN": "No SHAP claim is supported for CN: the surrogate does not fit.",
-            },
-            "values": values,
-            "features": G,
-            "regions": pd.DataFrame({"index": range(J), "name": REGIONS}),
-            "sar": {"n": N, "d": 5, "l_emp": 0.31, "delta": 0.2, "gamma": 0.62, "significant": True,
-                    "power": 0.8, "p": 0.012},
-        },
-        "notes": ["3 maps failed QC and were left out."],
-        "errors_by_class": pd.DataFrame({"label": LABELS, "error": latents["error"]}),
-        "verdicts": [
-            "No latent unit is clinically relevant at n = 40.",
-            f"Group {EVIL} differs in error.",
-        ],
-    }
-
-
-def test_full_report_has_every_section_escaped_and_all_figures(tmp_path):
-    import matplotlib.pyplot as plt
-
-    before = plt.get_fignums()
-    text = build_group_report(_full_ctx(tmp_path))
-    assert plt.get_fignums() == before  # no figure left open
-    assert (
-        _check_html(text) == 9
-    )  # curves, projections, 2x(heat map + bars), 2 beeswarms, error box plot
-    assert text.count(IMG) == 9
-    for _, name in SECTIONS:
-        assert f"<h2>{name.replace('&', '&amp;')}</h2>" in text
+def test_full_report_from_a_real_run(run):
+    analysis, report, _ = run
+    assert analysis.failures == {}
+    text = build_group_report(report)
+    assert _check_html(text) >= 6  # curves, projections, heat map, bars, errors, beeswarms
+    assert EVIL not in text and "&lt;script&gt;" in text
     sec = _sections(text)
-    # verdicts first, escaped
-    assert text.index("No latent unit is clinically relevant at n = 40.") < text.index(
-        "<h2>Data</h2>"
-    )
-    assert "Group &lt;script&gt;alert(1)&lt;/script&gt; differs in error." in sec["summary"]
-    assert "<script>" not in text
-    assert "CN vs &lt;script&gt;" in sec["lrcp"] and "CN vs &lt;script&gt;" in sec["agnostic"]
-    assert text.count('alt="LRCP heat map') == 2 and text.count('alt="SHAP beeswarm') == 2
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in sec["data"]  # label in the cohort table
-    # nothing missing in a full context, nothing failed
-    assert "not computed" not in text and "failed to render" not in text
-    # statements and warnings in words
-    assert "weights fell back to |AUC - 0.5|" in sec["lrcp"]
-    assert "PC1 tracks global_gm" in sec["projections"]
-    assert "not a finding" in sec["shap"] and "No SHAP claim is supported for CN" in sec["shap"]
-    assert "kendall_tau = 0.410" in sec["lrcp"]
-    assert "3 maps failed QC and were left out." in sec["summary"]
-    assert "<td>significant</td>" in sec["shap"]  # SAR verdict in words
-    # agnostic tests: the latent vector fails the G bound, RUB passes, verdicts as words
-    agn = sec["agnostic"]
-    assert "full latent vector, bound G" in agn and "full latent vector, RUB (PAC-Bayes)" in agn
-    assert "not significant at eta=0.05" in agn and "<td>significant</td>" in agn
-    assert re.search(r"<th>acc\*</th>", agn) and "<th>Delta</th>" in agn
-    assert (
-        "<td>0.380</td>" in agn and "<td>0.0099</td>" in agn
-    )  # 3 decimals; p-values 3 significant digits
-    # long tables are cut with a note
-    assert "Showing the first 20 of" not in sec["lrcp"]  # 20 regions fit exactly
+    summary = sec["summary"]
+    assert analysis.headline.replace("<", "&lt;").replace(">", "&gt;")[:40] in summary
+    for v in analysis.verdicts:
+        assert v.split(":")[0].replace("<", "&lt;").replace(">", "&gt;").replace("'", "&#x27;")[:20] in summary
+    # the supported-claims table lists exactly the supported claims
+    n_supported = len(analysis.claims.select(supported=True))
+    if n_supported:
+        table = summary.split("Supported claims</h3>", 1)[1].split("</table>", 1)[0]
+        assert table.count("<tr>") == n_supported  # body rows (the header row carries a style)
+    assert "Region1" in sec["lrcp"] and "Ranking stability across folds" in sec["lrcp"]
+    assert "SAM per region" in sec["agnostic"] and "p_z" not in text
+    assert "Calibration: measured false-positive rates" in sec["methods"]
     assert "latent units are not aligned across folds" in sec["methods"]
     assert "distances and clusters are not evidence" in sec["methods"]
 
 
-def test_empty_context_says_not_computed_everywhere():
-    text = build_group_report({"title": "Empty <run>"})
-    assert _check_html(text) == 0
-    assert "<h1>Empty &lt;run&gt;</h1>" in text
-    for sid, body in _sections(text).items():
-        assert "not computed" in body, sid
-    assert build_group_report(None).startswith("<!DOCTYPE html>")
-    assert "<h2>Summary</h2>" in build_group_report({})
+def test_report_decides_nothing_a_null_sam_table_shows_no_supported_region(run):
+    """Replace the contrast's SAM by SAM on pure noise (whose bound alone passes most regions): the page
+    calls no region supported, and the headline and verdicts name none."""
+    analysis, report, atlas = run
+    c = analysis.contrasts[0]
+    rng = np.random.default_rng(0)
+    labels = np.repeat(c.sam["region_index"].to_numpy(), 60)
+    y = np.repeat([0, 1], c.n // 2 + 1)[: c.n]
+    null = sam_regions(rng.normal(size=(c.n, len(labels))), labels, y, c.sam["region_index"], n_permutations=20)
+    null.insert(1, "region", c.sam["region"].to_numpy())
+    assert null["passes_bound"].sum() >= 3  # the bound alone is fooled...
+    claims = ClaimsList([x for x in analysis.claims if x.family != "sam"] + sam_claims(null, c.name, 20))
+    contrast = dataclasses.replace(c, sam=null)
+    from latentbids.analysis.verdicts import cohort_verdicts, contrast_verdicts, headline
+
+    verdicts = contrast_verdicts(claims, c.name, c.n, c.n_per_class, 0.05) + cohort_verdicts(claims)
+    fake = dataclasses.replace(analysis, contrasts=(contrast,), claims=claims, verdicts=tuple(verdicts),
+                               headline=headline(claims, [c.name], analysis.n_subjects))
+    text = build_group_report(dataclasses.replace(report, analysis=fake))
+    agn = _sections(text)["agnostic"]
+    assert "SAM per region (0 supported" in agn
+    sam_table = agn.split("SAM per region", 1)[1]
+    assert "<td>supported</td>" not in sam_table and sam_table.count("<td>not supported</td>") == len(null)
+    assert "SAM" not in fake.headline and all("SAM supports 0 of" in v for v in verdicts if "SAM" in v)
 
 
-def test_one_label_cohort_renders_without_pls_or_lrcp_and_says_why(tmp_path):
-    ctx = _full_ctx(tmp_path)
-    ctx["participants"]["group"] = "CN"
-    for key in ("contrasts", "shap", "errors_by_class", "verdicts", "curves_png"):
-        ctx.pop(key)
-    ctx["projections"] = ctx["projections"].drop(columns=["pls1", "pls2"])
-    ctx["projections_meta"]["pls"] = {"skipped": "fewer than 2 classes in column 'group'"}
-    text = build_group_report(ctx)
-    sec = _sections(text)
-    assert _check_html(text) == 2  # projections + error by class derived from the latent table
-    assert (
-        "PLS not computed: fewer than 2 classes in column &#x27;group&#x27;" in sec["projections"]
-    )
-    assert "LRCP not computed: only one label (CN) in column &#x27;group&#x27;" in sec["lrcp"]
-    assert "only one label (CN)" in sec["agnostic"]
-    assert 'alt="LRCP' not in text and 'alt="latent projections"' in text
-    assert "Derived from the latent table" in sec["errors"]
-    # without a meta reason the PLS reason is inferred from the labels
-    ctx["projections_meta"].pop("pls")
-    sec = _sections(build_group_report(ctx))
-    assert "PLS not computed: only one label (CN)" in sec["projections"]
-    # the orchestrator's own reason wins
-    ctx["skipped"] = {"lrcp": "label column has one value"}
-    ctx.pop("projections")
-    sec = _sections(build_group_report(ctx))
-    assert "LRCP not computed: label column has one value" in sec["lrcp"]
-    assert "lrcp: label column has one value" in sec["summary"]
-
-
-def test_broken_inputs_are_flagged_not_raised(tmp_path, monkeypatch):
-    ctx = _full_ctx(tmp_path)
-    ctx["curves_png"] = str(tmp_path / "missing.png")
-    ctx["projections"] = "not a table"
-    ctx["latents"] = pd.DataFrame()
-    ctx["contrasts"][0]["lrcp_association"] = pd.DataFrame({"x": [1, 2]})  # wrong columns
-    ctx["contrasts"][1]["units"] = None
-    ctx["shap"]["values"] = {"pooled": pd.DataFrame({"a": ["x", "y"]})}  # non-numeric
-    ctx["pc1_correlations"] = pd.DataFrame()
-    ctx["failures"] = {"projections": "ValueError: planted projection error"}
-    ctx["shap"]["sar"] = None
-    ctx["shap"]["sar_reason"] = "the pooled surrogate does not fit"
+def test_a_failing_figure_or_section_is_said_in_red(run, monkeypatch):
+    analysis, report, _ = run
 
     def boom(*args, **kwargs):
         raise RuntimeError("planted failure")
 
-    monkeypatch.setattr(report_page, "error_by_class_figure", boom)
-    text = build_group_report(ctx)
+    monkeypatch.setattr(report_figures, "error_by_class_figure", boom)
+    import latentbids.reports.group.sections_data as sections_data
+
+    monkeypatch.setattr(sections_data, "error_by_class_figure", boom)
+    broken = dataclasses.replace(report, curves_png=str(Path("/nonexistent/curves.png")))
+    text = build_group_report(broken)
     _check_html(text)
     sec = _sections(text)
-    assert "training-curves file not found" in sec["training"]
-    failed = "Projections not computed: the analysis failed (ValueError: planted"
-    assert failed in sec["projections"]
-    assert "Failed in this run" in sec["summary"] and "planted projection error" in sec["summary"]
-    assert "SAR check not computed: the pooled surrogate does not fit" in sec["shap"]
-    assert "PC1 correlations not computed" in sec["projections"]
-    assert "Figure &#x27;LRCP heat map CN vs AD&#x27; not computed" in sec["lrcp"]
-    assert "Figure &#x27;SHAP beeswarm pooled&#x27; not computed" in sec["shap"]
-    # a failing figure is said in red, in its section and in the summary
     assert "planted failure" in sec["errors"] and "class='fail'" in sec["errors"]
-    assert (
-        "Problems while building this report" in sec["summary"]
-        and "planted failure" in sec["summary"]
-    )
+    assert "Problems while building this report" in sec["summary"] and "planted failure" in sec["summary"]
+    assert "Training curves not computed" in sec["training"]
 
 
 def test_r_tilde_and_region_order():
@@ -420,6 +193,10 @@ def test_figures_return_png_or_none():
     rng = np.random.default_rng(0)
     assert projection_figure(None) is None and projection_figure(pd.DataFrame({"x": [1]})) is None
     assert lrcp_heatmap_figure(pd.DataFrame()) is None and lrcp_bar_figure(None) is None
+    # the bars are green only for the regions named as supported claims, whatever the table says
+    cons = pd.DataFrame({"region_index": [1, 2], "region": ["a", "b"], "mean_score": [0.5, 0.2], "rank": [1, 2],
+                         "lrcp_positive": [True, True]})
+    assert base64.b64decode(lrcp_bar_figure(cons, positive_names=set(), exploratory=True))[:4] == b"\x89PNG"
     assert (
         shap_beeswarm_figure(None) is None
         and error_by_class_figure(pd.DataFrame({"label": ["a"]})) is None

@@ -1,9 +1,10 @@
 """The group-level analysis on a trained synthetic cohort with a planted regional GM loss.
 
 Ground truth: 40 subjects, 20 CN and 20 AD, AD with 30 % less GM in region 1 of an 8-region atlas
-and nothing else.  The analysis must find region 1 (SAM, the regional accuracy behind LRCP), must not
-call the whole latent vector significant at this n (the cautionary bound), must find nothing with
-labels that carry no effect, and must survive a failing section with exit-worthy failures recorded.
+and nothing else.  The analysis must find region 1 (SAM, the region test behind LRCP), must not call the
+whole latent vector significant at this n (the cautionary bound), must support no claim about labels that
+carry no effect (and present no map as a finding), and must survive a failing section with its failure
+recorded.  Every assertion on verdicts reads the claims list of ``analysis.json``.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "model"))
 from model_testdata import make_cohort, sloppy_config, toy_template  # noqa: E402
 
+from latentbids.analysis.claims import ClaimsList  # noqa: E402
 from latentbids.resources import Atlas  # noqa: E402
 from latentbids.workflows.group import run_group_level  # noqa: E402
 from latentbids.workflows.group_analysis import run_group_analysis, validate_analysis_request  # noqa: E402
@@ -77,48 +79,65 @@ def _read(path) -> pd.DataFrame:
     return pd.read_csv(path, sep="\t")
 
 
+def _claims(res) -> ClaimsList:
+    """The claims as written to analysis.json (what a reviewer reads)."""
+    return ClaimsList.from_json(json.loads(Path(res.analysis_json).read_text())["Claims"])
+
+
+def _region_voxels(atlas, region) -> np.ndarray:
+    return np.asarray(atlas.img.dataobj) == region
+
+
 def test_planted_region_found_and_latent_vector_not_overclaimed(trained):
     tmp, tpl, atlas, rec, config, result = trained
     res = _analyse(trained)
-    assert res["failures"] == {}
-    files = res["files"]
-    out = Path(config.execution.output_dir)
-    # SAM: region 1 is confirmed on its voxels (bound and family-wise permutation p); at family-wise
-    # alpha 0.05 another region may pass by chance in one cohort, never several
+    assert res.failures == {}
+    claims = _claims(res)
+    files = res.files
+    # SAM: region 1 is supported (bound and family-wise permutation p agree), no other region
+    assert claims.supported_items("sam", "CN vs AD") == ["Region1"]
     sam = _read(files["CNvsAD_sam"]).set_index("region_index")
-    confirmed = set(sam.index[sam["confirmed"].astype(bool)])
-    assert 1 in confirmed and len(confirmed - {1}) <= 1, sam
-    assert sam["acc_star"].idxmax() == 1
-    # LRCP: only the planted region can be LRCP-positive, because only it separates the classes
-    cons = _read(files["CNvsAD_lrcp_consensus"])
-    positive = set(cons.loc[cons["positive_majority"].astype(bool), "region_index"])
-    assert positive <= {1}
-    regions = _read(files["CNvsAD_lrcp_regions"])
-    best = regions.groupby("region_index")["acc_star"].mean()
-    assert best.idxmax() == 1 and best[1] > 0.5 and (best.drop(1) <= 0.5).all()
-    # the long LRCP table has the documented columns, for every fold
-    lrcp = _read(files["CNvsAD_lrcp"])
-    assert {"fold", "region_index", "region", "unit", "r", "p", "p_adj", "score"} <= set(lrcp.columns)
-    assert set(lrcp["fold"].astype(str)) == {"1", "2", "3"}
+    assert sam.loc[1, "supported"] and sam["accuracy"].idxmax() == 1
+    assert "p_z" not in sam.columns and "z" not in sam.columns  # the z-test across regions is no p-value
+    # the region family: only region 1's GM separates the classes
+    assert claims.supported_items("region", "CN vs AD") == ["Region1"]
+    # LRCP: only the planted region can be LRCP-positive, and only through a relevant unit
+    lrcp = claims.supported_items("lrcp", "CN vs AD")
+    assert set(lrcp) <= {"Region1"}
+    if lrcp:
+        assert claims.select("unit", "CN vs AD", supported=True)
     # the 8-unit latent vector is not significant at n = 40, whatever its in-sample accuracy
+    vector = claims.select("latent_vector", "CN vs AD")
+    assert len(vector) == 3 and not any(c.supported for c in vector)
+    assert all(c.bound < 0.5 for c in vector)  # acc - Delta(40, 8, eta/3) is below chance
     tests = _read(files["CNvsAD_tests"])
-    vector = tests[tests["test"].str.startswith("latent vector (d")]
-    assert len(vector) == 3 and not vector["significant"].astype(bool).any()
-    assert (vector["delta"] > 0.4).all()
-    assert any("8-unit latent vector" in v and "in 0 of 3 fold(s)" in v for v in res["verdicts"])
-    # the LRCP map is painted on the working grid
-    img = nib.load(files["CNvsAD_lrcp_map"])
-    assert img.shape == tpl.shape
-    summary = json.loads((out / "group" / "ae-K8" / "analysis.json").read_text())
-    assert summary["Contrasts"] == ["CN:AD"] and summary["Failures"] == {}
-    html = res["report"].read_text()
-    assert "CN vs AD" in html and "data:image/png;base64" in html
+    assert (tests.loc[tests["test"].str.startswith("latent vector (d"), "delta"] > 0.4).all()
+    # every supported claim is in the headline, nothing else is
+    for c in claims.select(supported=True):
+        if c.family in ("lrcp", "pc1", "shap"):
+            assert c.item in res.headline
+    assert "Region2" not in res.headline
+    # the finding map paints the supported LRCP regions only; the full ranking is an exploratory map
+    if lrcp:
+        data = np.asarray(nib.load(files["CNvsAD_lrcp_map"]).dataobj)
+        assert data.shape == tpl.shape and (data[~_region_voxels(atlas, 1)] == 0).all() and data.max() > 0
+    else:
+        assert "CNvsAD_lrcp_map" not in files
+    side = json.loads(Path(files["CNvsAD_lrcp_map_exploratory"].replace(".nii.gz", ".json")).read_text())
+    assert side["Exploratory"] is True and "not a finding" in side["Note"]
+    assert "exploratory" in Path(files["CNvsAD_lrcp_map_exploratory"]).name
+    summary = json.loads(Path(res.analysis_json).read_text())
+    assert summary["Contrasts"] == ["CN:AD"] and summary["Failures"] == {} and summary["Headline"] == res.headline
+    claims_tsv = _read(files["claims"])
+    assert len(claims_tsv) == len(claims) and claims_tsv["supported"].sum() == len(claims.select(supported=True))
+    html = res.report.read_text()
+    assert "CN vs AD" in html and "data:image/png;base64" in html and res.headline in html
 
 
 def test_projections_fit_on_training_rows_only(trained):
     tmp, tpl, atlas, rec, config, result = trained
     res = _analyse(trained, contrasts=["CN:AD"])
-    proj = _read(res["files"]["projections"])
+    proj = _read(res.files["projections"])
     assert set(proj["fold"].astype(str)) == {"1", "2", "3"}
     assert len(proj) == 3 * len(rec)
     ref = proj[proj["fold"].astype(str) == "1"]
@@ -131,30 +150,31 @@ def test_projections_fit_on_training_rows_only(trained):
     assert sorted(held["participant_id"]) == sorted(rec["participant_id"])
 
 
-def test_labels_without_effect_give_no_finding(trained):
+def test_labels_without_effect_support_no_claim_and_no_finding_map(trained):
     res = _analyse(trained, label_column="sham")
-    assert res["failures"] == {}
-    sam = _read(res["files"]["AvsB_sam"])
-    assert not sam["confirmed"].astype(bool).any()  # family-wise controlled
-    # METHOD's region rule is uncorrected (about eta * J = 0.35 chance positives here) and says so
-    cons = _read(res["files"]["AvsB_lrcp_consensus"])
-    assert cons["positive_majority"].astype(bool).sum() <= 1
-    positives = cons["positive_majority"].astype(bool).sum()
-    assert positives == 0 or any("of 7 regions pass by chance" in v for v in res["verdicts"])
-    # with the Bonferroni option nothing survives
-    res = _analyse(trained, label_column="sham", region_correction="bonferroni")
-    cons = _read(res["files"]["AvsB_lrcp_consensus"])
-    assert not cons["positive_majority"].astype(bool).any()
-    assert any("no region is LRCP-positive" in v for v in res["verdicts"])
+    assert res.failures == {}
+    claims = _claims(res)
+    tested = claims.select(contrast="A vs B")
+    assert {c.family for c in tested} == {"unit", "region", "lrcp", "sam", "latent_vector", "rub"}
+    assert not [c for c in tested if c.supported]
+    assert not any(k.startswith("AvsB_lrcp_map") and "exploratory" not in k for k in res.files)
+    assert "A vs B" not in res.headline
+    sam = _read(res.files["AvsB_sam"])
+    assert not sam["supported"].any()
+    # with no relevant unit the LRCP ranking is exploratory, and the verdict says why
+    if not claims.select("unit", "A vs B", supported=True):
+        assert all(c.exploratory for c in claims.select("lrcp", "A vs B"))
+        assert any("carries no detectable information" in v for v in res.verdicts)
 
 
 def test_one_label_skips_the_supervised_parts(trained):
     res = _analyse(trained, label_column="site")
-    assert res["failures"] == {}
-    assert not any(k.endswith("_lrcp") for k in res["files"])
-    assert "projections" in res["files"] and "shap_fits" in res["files"]
-    html = res["report"].read_text()
-    assert "not computed" in html.lower() or "skipped" in html.lower()
+    assert res.failures == {}
+    assert not any("_lrcp" in k for k in res.files)
+    assert res.skipped["lrcp"].startswith("no contrast")
+    assert not _claims(res).select("unit") and "projections" in res.files and "shap_fits" in res.files
+    html = res.report.read_text()
+    assert "LRCP not computed: no contrast" in html
 
 
 def test_bad_requests_fail_before_training(trained):
@@ -164,34 +184,56 @@ def test_bad_requests_fail_before_training(trained):
     config.analysis.contrasts = ["CN:XX"]
     with pytest.raises(UsageError, match="no subject has the label 'XX'"):
         validate_analysis_request(config, rec)
-    config.analysis = type(config.analysis)(label_column="diagnosis")
-    with pytest.raises(UsageError, match="no such column"):
-        validate_analysis_request(config, rec)
-    config.analysis = type(config.analysis)(confounds=["weight"])
-    with pytest.raises(UsageError, match="weight"):
-        validate_analysis_request(config, rec)
+    for bad, match in ((dict(label_column="diagnosis"), "no such column"), (dict(confounds=["weight"]), "weight"),
+                       (dict(family_correction="none"), "family_correction"),
+                       (dict(n_permutations=10), "cannot give p <= eta")):
+        config.analysis = type(config.analysis)(**bad)
+        with pytest.raises(UsageError, match=match):
+            validate_analysis_request(config, rec)
     config.analysis = type(config.analysis)()
 
 
 def test_a_failing_section_is_reported_and_the_rest_is_written(trained, monkeypatch):
-    import latentbids.analysis.shap_error as shap_error
+    import latentbids.workflows.analysis.shap_section as shap_section
 
     def broken(*args, **kwargs):
         raise RuntimeError("surrogate exploded")
 
-    monkeypatch.setattr(shap_error, "explain_error", broken)
+    monkeypatch.setattr(shap_section, "explain_error", broken)
     res = _analyse(trained)
-    assert set(res["failures"]) == {"shap"}
-    assert "CNvsAD_sam" in res["files"] and Path(res["files"]["projections"]).is_file()
-    assert any("shap analysis failed" in v for v in res["verdicts"])
-    assert res["report"].is_file()
+    assert set(res.failures) == {"shap"}
+    assert "CNvsAD_sam" in res.files and Path(res.files["projections"]).is_file()
+    assert any("shap analysis failed" in v for v in res.verdicts)
+    assert not _claims(res).select("shap") and res.report.is_file()
 
 
-def test_confounds_are_regressed_out(trained):
-    res = _analyse(trained, confounds=["age", "gm_mean"])
-    assert res["failures"] == {}
-    lrcp = json.loads(Path(res["files"]["CNvsAD_lrcp"]).with_suffix(".json").read_text())
-    assert lrcp["Confounds"] == ["age", "gm_mean"]
+def test_confounds_are_regressed_out_of_the_tests(trained):
+    """A confound equal to region 1's own mean GM removes region 1's group difference from G."""
+    tmp, tpl, atlas, rec, config, result = trained
+    from latentbids.analysis.cohort import regional_means
+
+    G, _ = regional_means(result["data"], result["atlas_box"], [1], result["mask_box"])
+    rec = rec.assign(r1=G[:, 0])
+    result = dict(result, records=result["records"].assign(r1=G[:, 0]))  # as participants.tsv would carry it
+    plain = _analyse((tmp, tpl, atlas, rec, config, result))
+    adjusted = _analyse((tmp, tpl, atlas, rec, config, result), confounds=["r1"])
+    assert adjusted.failures == {}
+    before = plain.contrasts[0].lrcp.region_tests_.set_index("region_index").loc[1]
+    after = adjusted.contrasts[0].lrcp.region_tests_.set_index("region_index").loc[1]
+    assert before["discriminates"] and not after["discriminates"]
+    assert after["statistic"] < 0.6 < before["statistic"]
+    assert "Region1" not in _claims(adjusted).supported_items("sam", "CN vs AD")
+    sidecar = json.loads(Path(adjusted.files["CNvsAD_lrcp_association"]).with_suffix(".json").read_text())
+    assert sidecar["Confounds"] == ["r1"]
+
+
+def test_a_rerun_removes_what_the_earlier_analysis_wrote_and_this_one_did_not(trained):
+    first = _analyse(trained)
+    stale = Path(first.files["CNvsAD_sam"])
+    assert stale.is_file()
+    second = _analyse(trained, label_column="sham")
+    assert not stale.is_file() and Path(second.files["AvsB_sam"]).is_file()
+    assert not list(stale.parent.glob("*CNvsAD*"))
 
 
 def test_subjects_not_sessions_are_the_units_of_the_tests(tmp_path):
@@ -202,9 +244,39 @@ def test_subjects_not_sessions_are_the_units_of_the_tests(tmp_path):
     config = sloppy_config(tmp_path, latent_dim=4)
     result = run_group_level(config, rec, tpl, atlas)
     res = run_group_analysis(config, rec, result, atlas)
-    assert res["failures"] == {}
-    summary = json.loads(Path(res["analysis_json"]).read_text())
+    assert res.failures == {}
+    summary = json.loads(Path(res.analysis_json).read_text())
     assert any("2 subject(s) have several sessions" in note for note in summary["Notes"])
-    lrcp = json.loads(Path(res["files"]["CNvsAD_lrcp"]).with_suffix(".json").read_text())
+    lrcp = json.loads(Path(res.files["CNvsAD_lrcp_association"]).with_suffix(".json").read_text())
     assert len(rec) == 14 and lrcp["n"] == 12
     assert len(pd.read_csv(result["latent_tsv"], sep="\t")) == 14  # the latent table keeps every session
+
+
+def _duplicated(result: dict) -> dict:
+    """The group result with every map duplicated as a second session (same latent codes, same map)."""
+    out = dict(result)
+    rec = result["records"]
+    out["records"] = pd.concat([rec.assign(session_id="ses-1"), rec.assign(session_id="ses-2")],
+                               ignore_index=True)
+    fl = result["fold_latents"]
+    out["fold_latents"] = pd.concat([fl.assign(session_id="ses-1"), fl.assign(session_id="ses-2")],
+                                    ignore_index=True)
+    lt = result["latent_table"]
+    out["latent_table"] = pd.concat([lt.assign(session_id="ses-1"), lt.assign(session_id="ses-2")],
+                                    ignore_index=True)
+    out["data"] = np.concatenate([np.asarray(result["data"])] * 2)
+    return out
+
+
+def test_pc1_is_unchanged_when_every_subject_has_a_duplicate_second_session(trained, tmp_path):
+    tmp, tpl, atlas, rec, config, result = trained
+    from latentbids.workflows.analysis.inputs import build_inputs
+    from latentbids.workflows.analysis.projections import run_projections
+    from latentbids.workflows.group_analysis import effective_settings
+
+    settings = effective_settings(config)
+    single = run_projections(build_inputs(config, settings, rec, result, atlas), settings, 7)[0].pc1
+    doubled = _duplicated(result)
+    double = run_projections(build_inputs(config, settings, doubled["records"], doubled, atlas), settings, 7)[0].pc1
+    pd.testing.assert_frame_equal(single, double, check_exact=False, atol=1e-6)
+    assert (single["n"].max() == 40)

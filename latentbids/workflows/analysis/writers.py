@@ -63,7 +63,7 @@ def write_contrast(inp, res, claims, settings) -> dict:
         tests.append({"test": "latent vector, RUB (PAC-Bayes on the Gibbs classifier)", "fold": fold,
                       **_scalars(vec.get("rub") or {})})
     files = {
-        "lrcp": write_tsv(m.association_, inp.path("lrcp", ".tsv", True, **ent)),
+        "lrcp_association": write_tsv(m.association_, inp.path("lrcpassociation", ".tsv", True, **ent)),
         "lrcp_units": write_tsv(m.units_, inp.path("lrcpunits", ".tsv", True, **ent)),
         "lrcp_regions": write_tsv(m.folds_, inp.path("lrcpregions", ".tsv", True, **ent)),
         "lrcp_consensus": write_tsv(m.consensus_, inp.path("lrcpconsensus", ".tsv", True, **ent)),
@@ -81,7 +81,7 @@ def write_contrast(inp, res, claims, settings) -> dict:
     files["lrcp_map_exploratory"] = _write_map(
         inp, scores, "lrcp", f"{d}exploratory", f"LRCP score S_j of every region, {res.name}, mean over folds",
         exploratory=True)
-    write_json(inp.path("lrcp", ".json", True, **ent), {
+    write_json(inp.path("lrcpassociation", ".json", True, **ent), {
         "Description": f"LRCP of {res.labels[0]} (0) vs {res.labels[1]} (1): latent unit vs regional GM "
                        "correlations per fold",
         "n": res.n, "n_per_class": res.n_per_class, "Confounds": list(inp.confound_names),
