@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gm-only", action="store_true",
                    help="write a derivative dataset of GM maps on the template grid instead "
                    "of T1w scans")
+    p.add_argument("--group-ready", action="store_true",
+                   help="also place the true GM maps where the participant level writes them "
+                   "(OUT_DIR/derivatives/latentbids), so that 'latentbids OUT_DIR "
+                   "OUT_DIR/derivatives/latentbids group --skip-bids-validation --output-spaces "
+                   "MNI152NLin2009aSym:res-<grid>' trains on them without the participant level")
     p.add_argument("--overwrite", action="store_true",
                    help="replace OUT_DIR if it holds an earlier latentbids-simulate output")
     p.add_argument("-v", "--verbose", action="count", default=0, help="log each subject")
@@ -103,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             gm_only=args.gm_only,
             resolution=args.resolution,
             overwrite=args.overwrite,
+            group_ready=args.group_ready,
             voxel_size=args.voxel_size,
             severity_spread=args.severity_spread,
             age_range=tuple(args.age_range),

@@ -178,7 +178,39 @@ def write_gm_maps(root: Path, label: str, gm: np.ndarray, modulated: np.ndarray,
     return probseg
 
 
+#: where ``--group-ready`` places the maps: the participant level's output folder inside the dataset
+GROUP_READY_DIR = Path("derivatives") / "latentbids"
+
+
+def write_group_ready(root: Path, truth_root: Path, labels, space: str, resolution: float) -> Path:
+    """Place every subject's GM maps where the participant level writes them (hard links, or copies).
+
+    ``latentbids ROOT ROOT/derivatives/latentbids group`` then trains on the true maps without running
+    the participant level: the names are the participant level's (``latentbids.cli.group.gm_map_name``
+    with the template's own ``res`` label), the files the simulated truth.
+    """
+    import os
+    import shutil
+
+    from latentbids.resources import get_template
+
+    template = get_template(space, resolution)
+    out = root / GROUP_READY_DIR
+    for label in labels:
+        for rel, modulated in zip(gm_map_paths(label, space, resolution), (False, True)):
+            name = bids_name("probseg", ".nii.gz", sub=label, space=template.space, res=template.res, label="GM",
+                             desc="modulated" if modulated else None)
+            target = out / f"sub-{label}" / "anat" / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(truth_root / rel, target)
+            except OSError:
+                shutil.copy2(truth_root / rel, target)
+    return out
+
+
 __all__ = [
+    "GROUP_READY_DIR",
     "BIDS_VERSION",
     "GENERATOR",
     "TRUTH_DIR",
@@ -188,5 +220,6 @@ __all__ = [
     "write_gm_maps",
     "write_root_files",
     "write_t1w",
+    "write_group_ready",
     "write_truth_description",
 ]

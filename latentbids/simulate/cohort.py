@@ -170,6 +170,7 @@ def simulate_cohort(
     gm_only: bool = False,
     resolution: float = 2.0,
     overwrite: bool = False,
+    group_ready: bool = False,
     **options,
 ) -> pd.DataFrame:
     """Simulate a cohort into ``out_dir`` and return its participants table.
@@ -188,6 +189,9 @@ def simulate_cohort(
         Write a derivative dataset of GM maps on the template grid instead of raw T1w scans.
     resolution : float
         Template grid (and default T1w voxel size) in mm.
+    group_ready : bool
+        Also place the true GM maps where the participant level writes them
+        (``derivatives/latentbids``), so the group level runs on them without the participant level.
     **options
         Any other :class:`SimulationSpec` field (``severity_spread``, ``age_range``, ``age_effect``,
         ``tiv_confound``, ``deformation_mm``, ``gm_variability``, ``noise_scale``, ``voxel_size``).
@@ -254,6 +258,9 @@ def simulate_cohort(
         bids_writer.write_root_files(tmp, kind, spec_dict, participants, simulation)
         if not spec.gm_only:
             bids_writer.write_truth_description(truth_root, spec_dict)
+        if group_ready:
+            bids_writer.write_group_ready(tmp, truth_root, [str(r["participant_id"])[4:] for r in rows], head.space,
+                                          spec.resolution)
         if out_dir.exists():
             if any(out_dir.iterdir()):
                 shutil.rmtree(out_dir)  # checked above: an earlier simulation, --overwrite given
