@@ -112,30 +112,40 @@ def snapshot(folder: Path) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def runs(demo_bids, tmp_path_factory) -> dict:
-    """Both configurations, each through the participant then the group level."""
-    before = snapshot(demo_bids)
-    results: dict = {"input_before": before}
+    """Both configurations through the participant then the group level.
+
+    ``no-tmpfs`` runs one subject's participant level (``tmpfs`` ran them all) and the group level on a
+    copy of the ``tmpfs`` participant outputs, each level into an output folder of its own.
+    """
+    def folder(name: str) -> Path:
+        return open_to_all(tmp_path_factory.mktemp(name))
+
     subjects = sorted(p.name[4:] for p in demo_bids.glob("sub-*"))
-    for config, uid in (("tmpfs", 4242), ("no-tmpfs", 31337)):
-        out = open_to_all(tmp_path_factory.mktemp(f"out-{config}"))
-        work = open_to_all(tmp_path_factory.mktemp(f"work-{config}"))
-        mounts = {demo_bids: "/data:ro", out: "/out", work: "/work"}
-        participant = PARTICIPANT if config == "tmpfs" else [*PARTICIPANT, "--participant-label", subjects[0]]
-        procs = {"participant": run_latentbids(participant, config=config, uid=uid, mounts=mounts,
-                                               name=f"participant-{config}")}
-        if config == "no-tmpfs" and procs["participant"].returncode == 0:
-            # The group level needs every subject's maps: those of the tmpfs run, handed to this uid.
-            shutil.copytree(results["tmpfs"]["participant_out"], out / "latentbids", dirs_exist_ok=True)
-            open_to_all(out)
-        results.setdefault(config, {})["participant_out"] = out / "latentbids"
-        if config == "tmpfs" and procs["participant"].returncode == 0:
-            snap = out.parent / "tmpfs-participant-out"
-            shutil.copytree(out / "latentbids", snap, ignore=shutil.ignore_patterns("logs"))
-            results["tmpfs"]["participant_out"] = snap
-        if procs["participant"].returncode == 0:
-            procs["group"] = run_latentbids(GROUP, config=config, uid=uid, mounts=mounts, name=f"group-{config}")
-        results[config].update(uid=uid, out=out / "latentbids", work=work, procs=procs)
-    results["subjects"] = subjects
+    results: dict = {"input_before": snapshot(demo_bids), "subjects": subjects}
+
+    out, work = folder("out-tmpfs"), folder("work-tmpfs")
+    mounts = {demo_bids: "/data:ro", out: "/out", work: "/work"}
+    procs = {"participant": run_latentbids(PARTICIPANT, config="tmpfs", uid=4242, mounts=mounts,
+                                           name="participant-tmpfs")}
+    maps = tmp_path_factory.mktemp("participant-maps") / "latentbids"
+    if procs["participant"].returncode == 0:
+        shutil.copytree(out / "latentbids", maps, ignore=shutil.ignore_patterns("logs"))
+        procs["group"] = run_latentbids(GROUP, config="tmpfs", uid=4242, mounts=mounts, name="group-tmpfs")
+    results["tmpfs"] = {"uid": 4242, "work": work, "procs": procs,
+                        "out": {"participant": out / "latentbids", "group": out / "latentbids"}}
+
+    out_participant, out_group, work = folder("out-no-tmpfs-participant"), folder("out-no-tmpfs-group"), \
+        folder("work-no-tmpfs")
+    procs = {"participant": run_latentbids(
+        [*PARTICIPANT, "--participant-label", subjects[0]], config="no-tmpfs", uid=31337,
+        mounts={demo_bids: "/data:ro", out_participant: "/out", work: "/work"}, name="participant-no-tmpfs")}
+    if maps.is_dir():
+        shutil.copytree(maps, out_group / "latentbids")
+        open_to_all(out_group)
+        procs["group"] = run_latentbids(GROUP, config="no-tmpfs", uid=31337, name="group-no-tmpfs",
+                                        mounts={demo_bids: "/data:ro", out_group: "/out", work: "/work"})
+    results["no-tmpfs"] = {"uid": 31337, "work": work, "procs": procs,
+                           "out": {"participant": out_participant / "latentbids", "group": out_group / "latentbids"}}
     return results
 
 
@@ -204,7 +214,7 @@ def test_pool_workers_run_when_latentbids_is_pid_1():
 @pytest.mark.parametrize("level", ["participant", "group"])
 def test_level_succeeds(runs, config, level):
     procs = runs[config]["procs"]
-    assert level in procs, f"not run: the participant level failed first\n{outcome(procs['participant'])}"
+    assert level in procs, "not run: the tmpfs participant level failed first"
     proc = procs[level]
     assert proc.returncode == 0, outcome(proc)
     for symptom in ("Traceback", "cannot cache function", "Matplotlib created a temporary",
@@ -218,7 +228,7 @@ def test_participant_outputs(runs, config):
     import numpy as np
     import pandas as pd
 
-    out = runs[config]["out"]
+    out = runs[config]["out"]["participant"]
     subjects = runs["subjects"] if config == "tmpfs" else runs["subjects"][:1]
     assert len(runs["subjects"]) == N_SUBJECTS
     for sub in subjects:
@@ -232,7 +242,7 @@ def test_participant_outputs(runs, config):
         assert list(anat.glob(f"sub-{sub}_from-T1w_to-*_mode-image_xfm.h5"))
     description = json.loads((out / "dataset_description.json").read_text())
     assert "docker" in json.dumps(description["GeneratedBy"]).lower(), description["GeneratedBy"]
-    if os.geteuid() == 0 and config == "tmpfs":  # rootful podman: the files are the container uid's
+    if os.geteuid() == 0:  # rootful podman: the files are the container uid's
         assert {p.stat().st_uid for p in out.rglob("*")} == {runs[config]["uid"]}
 
 
@@ -240,7 +250,7 @@ def test_participant_outputs(runs, config):
 def test_group_outputs_include_umap(runs, config):
     import pandas as pd
 
-    out = runs[config]["out"]
+    out = runs[config]["out"]["group"]
     [report] = out.glob("group_ae-K*.html")
     [analysis_json] = out.glob("group/ae-K*/analysis.json")
     analysis = json.loads(analysis_json.read_text())
@@ -257,7 +267,8 @@ def test_group_outputs_include_umap(runs, config):
 @pytest.mark.parametrize("config", CONFIGS)
 def test_caches_moved_under_the_work_dir_with_one_line(runs, config):
     work = runs[config]["work"]
-    logs = sorted((runs[config]["out"] / "logs").glob("*/latentbids.log"))
+    outs = set(runs[config]["out"].values())
+    logs = sorted((log for out in outs for log in out.glob("logs/*/latentbids.log")), key=lambda p: p.parent.name)
     assert logs, "no run log"
     lines = [line for log in logs for line in log.read_text().splitlines() if "Caches moved" in line]
     assert len(lines) == len(logs), lines  # one line per run
