@@ -12,8 +12,8 @@ Output layout (raw mode)::
     OUT_DIR/sub-<l>/anat/sub-<l>_T1w.nii.gz (+ .json)
     OUT_DIR/derivatives/truth/dataset_description.json
     OUT_DIR/derivatives/truth/sub-<l>/anat/
-        sub-<l>_space-MNI152NLin2009aSym_res-2_label-GM_probseg.nii.gz (+ .json)
-        sub-<l>_space-MNI152NLin2009aSym_res-2_label-GM_desc-modulated_probseg.nii.gz (+ .json)
+        sub-<l>_space-MNI152NLin2009aSym_res-nilearn2_label-GM_probseg.nii.gz (+ .json)
+        sub-<l>_space-MNI152NLin2009aSym_res-nilearn2_label-GM_desc-modulated_probseg.nii.gz (+ .json)
 
 With ``gm_only`` the GM maps (which are then the truth) sit at the root of a derivative dataset
 (sMRIPrep naming, for ``latentbids -d``) and there are no T1w scans.

@@ -13,7 +13,7 @@ import nibabel as nib
 import pandas as pd
 
 from latentbids import __version__
-from latentbids.bids.naming import bids_name, derivative_path, res_label
+from latentbids.bids.naming import bids_name, derivative_path
 from latentbids.utils.atomic import save_nifti, write_json, write_text, write_tsv
 
 BIDS_VERSION = "1.10.0"
@@ -150,9 +150,17 @@ def _float_img(data: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
     return img
 
 
+def grid_label(space: str, resolution: float) -> str:
+    """The ``res-`` label of the template grid the maps are on (e.g. ``nilearn2`` for nilearn's 2 mm grid,
+    which TemplateFlow does not define: a plain ``res-2`` would name another grid)."""
+    from latentbids.resources import get_template
+
+    return get_template(space, resolution).res
+
+
 def gm_map_paths(label: str, space: str, resolution: float) -> tuple[Path, Path]:
     """Relative paths of the GM probability map and its modulated variant (sMRIPrep naming)."""
-    ents = dict(sub=label, space=space, res=res_label(resolution), label="GM")
+    ents = dict(sub=label, space=space, res=grid_label(space, resolution), label="GM")
     probseg = derivative_path("probseg", ".nii.gz", **ents)
     modulated = derivative_path("probseg", ".nii.gz", desc="modulated", **ents)
     return probseg, modulated
@@ -195,7 +203,7 @@ def write_group_ready(root: Path, truth_root: Path, labels, space: str, resoluti
     from latentbids.resources import get_template
 
     template = get_template(space, resolution)
-    out = root / GROUP_READY_DIR
+    out = root / GROUP_READY_DIR  # the participant level's names are the template's (space, res) too
     for label in labels:
         for rel, modulated in zip(gm_map_paths(label, space, resolution), (False, True)):
             name = bids_name("probseg", ".nii.gz", sub=label, space=template.space, res=template.res, label="GM",

@@ -53,7 +53,7 @@ def test_subjects_do_not_depend_on_n_or_mode(raw, tmp_path):
     out, _ = raw
     other = tmp_path / "four"
     simulate_cohort(other, 4, 11, effects=[EFFECT], groups="CN,MCI,AD", gm_only=True)
-    rel = "sub-002/anat/sub-002_space-MNI152NLin2009aSym_res-2_label-GM_probseg.nii.gz"
+    rel = "sub-002/anat/sub-002_space-MNI152NLin2009aSym_res-nilearn2_label-GM_probseg.nii.gz"
     assert (other / rel).read_bytes() == (out / "derivatives" / "truth" / rel).read_bytes()
     a = pd.read_csv(out / "participants.tsv", sep="\t")
     b = pd.read_csv(other / "participants.tsv", sep="\t").iloc[:3]
@@ -77,7 +77,7 @@ def test_layout_tables_and_provenance(raw):
     truth = out / "derivatives" / "truth"
     assert json.loads((truth / "dataset_description.json").read_text())["DatasetType"] == "derivative"
     for label in ("001", "002", "003"):
-        gm = truth / f"sub-{label}/anat/sub-{label}_space-MNI152NLin2009aSym_res-2_label-GM_probseg.nii.gz"
+        gm = truth / f"sub-{label}/anat/sub-{label}_space-MNI152NLin2009aSym_res-nilearn2_label-GM_probseg.nii.gz"
         img = nib.load(gm)
         assert img.shape == (99, 117, 95) and np.allclose(img.header.get_zooms(), 2)
         side = json.loads(Path(str(gm).replace(".nii.gz", ".json")).read_text())
