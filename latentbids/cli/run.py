@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from latentbids.cli.logging_setup import setup_logging
     from latentbids.cli.parser import parse_args
-    from latentbids.utils.processes import install_signal_handlers, interrupted, terminate_tree
+    from latentbids.utils.processes import install_signal_handlers, interrupted
 
     setup_logging(0)
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -248,22 +248,24 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except LatentbidsError as exc:
         if interrupted():  # e.g. a worker killed by the same signal, reported as a failure
-            return _interrupted(terminate_tree)
+            return _interrupted()
         LOGGER.error("%s", exc.message)
         return exc.exit_code
     except MemoryError:
         LOGGER.error("Out of memory: lower --nprocs, raise --mem / the container's memory limit, or use --batch-size")
         return EXIT_FAILURE
     except KeyboardInterrupt:
-        return _interrupted(terminate_tree)
+        return _interrupted()
     finally:
         for sig, handler in previous.items():  # callers that import main (tests) get theirs back
             if handler is not None:
                 signal.signal(sig, handler)
 
 
-def _interrupted(terminate_tree) -> int:
+def _interrupted() -> int:
     """End every process this run started, then report the interruption (exit 130)."""
+    from latentbids.utils.processes import terminate_tree
+
     killed = terminate_tree()
     if killed:
         LOGGER.warning("Interrupted: %d worker process(es) ignored SIGTERM and were killed", len(killed))
