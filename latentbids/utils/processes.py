@@ -122,6 +122,7 @@ def terminate_tree(grace: float = GRACE_S, pid: int | None = None) -> list[int]:
 # worker processes
 def init_worker(cwd: str | None = None) -> None:
     """Initializer of every worker process (Nipype MultiProc; see the module docstring)."""
+    parent = os.getppid()  # may be 1 legitimately: latentbids is PID 1 in a container without --init
     if cwd:
         os.chdir(cwd)
     os.environ["NIPYPE_NO_ET"] = "1"
@@ -136,7 +137,7 @@ def init_worker(cwd: str | None = None) -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):  # pragma: no cover - not Linux
         pass
-    if os.getppid() == 1:  # the parent died before prctl took effect
+    if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
 
 

@@ -53,3 +53,28 @@ def test_worker_setup():
             "signal.getsignal(signal.SIGINT) == signal.SIG_IGN, flush=True)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["True", "True", "True"], out.stderr
+
+
+ORPHAN = """
+import os, sys, time
+from pathlib import Path
+out = Path(sys.argv[1])
+first = os.getpid()
+if os.fork():
+    os._exit(0)  # the parent goes: the child is adopted by PID 1 (or a subreaper), as under `docker run`
+while os.getppid() == first:
+    time.sleep(0.01)
+from latentbids.utils.processes import init_worker
+init_worker()
+out.write_text(f"alive, parent {os.getppid()}")
+"""
+
+
+def test_a_worker_whose_parent_is_pid_1_keeps_running(tmp_path):
+    """latentbids is PID 1 in a container started without --init: its workers' parent pid is 1."""
+    out = tmp_path / "worker"
+    subprocess.run([sys.executable, "-c", ORPHAN, str(out)], timeout=60, check=True)
+    deadline = time.monotonic() + 30
+    while not out.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert out.read_text().startswith("alive"), "init_worker ended a worker whose parent is PID 1"
