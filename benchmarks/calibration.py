@@ -137,7 +137,8 @@ def shap_outcome(c, s: AnalysisConfig, seed: int) -> dict:
 
 def pc1_outcome(c, s: AnalysisConfig, seed: int) -> dict:
     """PC1 of the reference fold against global measures shuffled across subjects (the null)."""
-    from latentbids.analysis.projections import pc1_correlations, project_latents
+    from latentbids.analysis.pc1 import pc1_correlations
+    from latentbids.analysis.projections import project_latents
 
     fold = next(iter(c.Z))
     coords, _ = project_latents(c.Z[fold], c.roles[fold] != "test", None, methods=("pca",), random_state=seed)
@@ -166,7 +167,8 @@ def run_fpr(model, planted, settings, args) -> list[dict]:
             reps = {f: 0 for f in FAMILIES}
             heavy = K == args.K[1] and n <= 100  # SAM and SHAP/SAR do not depend on K: one K, small n
             t0 = time.perf_counter()
-            for r in range(args.reps):
+            reps_cell = args.reps_large if n >= 400 else args.reps
+            for r in range(reps_cell):
                 rng = np.random.default_rng([args.seed, n, K, int(balance * 10), null == "permuted", r])
                 voxels = args.voxels if heavy and r < args.reps_heavy else 0
                 c = _cohort(model, n, K, balance, rng, loss=0.18 if null == "permuted" else 0.0,
@@ -175,7 +177,8 @@ def run_fpr(model, planted, settings, args) -> list[dict]:
                 out = {**lrcp_outcome(c, settings, r), **vector_outcome(c, settings, r), **pc1_outcome(c, settings, r)}
                 if voxels:
                     out.update(sam_outcome(c, settings, r))
-                    out.update(shap_outcome(c, settings, r))
+                    if null == "fresh":  # the errors are unrelated to the labels either way
+                        out.update(shap_outcome(c, settings, r))
                 for f in FAMILIES:
                     if f in out:
                         counts[f] += bool(out[f])
@@ -303,6 +306,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--ixi", type=Path, help="estimate the regional GM model from these participant-level outputs")
     p.add_argument("--reps", type=int, default=100, help="null replications per cell (cheap families)")
+    p.add_argument("--reps-large", type=int, default=40, help="null replications per cell at n >= 400")
+    p.add_argument("--n-permutations", type=int, default=None,
+                   help="label permutations of the unit/region nulls (default: the config's, 1000); the size "
+                        "of a permutation test does not depend on it, only the resolution of its p-values")
     p.add_argument("--reps-heavy", type=int, default=40, help="replications of SAM, SHAP and SAR per cell")
     p.add_argument("--power-reps", type=int, default=40)
     p.add_argument("--n", type=int, nargs="+", default=[40, 100, 400])
@@ -319,13 +326,15 @@ def main(argv=None) -> int:
         estimate_ixi(args.ixi)
         return 0
     if args.quick:
-        args.reps, args.reps_heavy, args.power_reps = 10, 4, 5
+        args.reps, args.reps_large, args.reps_heavy, args.power_reps = 10, 4, 4, 5
         args.n, args.K, args.power_n = [40, 100], [16, 32], [60]
     if len(args.K) < 2:
         args.K = args.K * 2
     model = RegionalGMModel.ixi()
     planted = tuple(int(model.index[list(model.names).index(name)]) for name in PLANTED_NAMES)
     settings = AnalysisConfig()
+    if args.n_permutations:
+        settings = dataclasses.replace(settings, n_permutations=args.n_permutations)
     print(f"calibration on {machine()}; regional GM model: {model.source}; defaults: family_correction="
           f"{settings.family_correction}, statistic={settings.statistic}, n_permutations={settings.n_permutations}, "
           f"sam_permutations={settings.sam_permutations}, shap_permutations={settings.shap_permutations}", flush=True)

@@ -29,7 +29,6 @@ The caller maps the contrast's two labels to 0/1 and, if wanted, residualises co
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -38,6 +37,7 @@ from sklearn.base import BaseEstimator
 
 from latentbids.analysis import stats
 from latentbids.analysis.discriminability import FamilyTest, cv_logistic_accuracy, family_test
+from latentbids.analysis.lrcp_claims import lrcp_statement
 from latentbids.analysis.rankings import consensus, rank_regions, ranking_stability
 from latentbids.errors import UsageError
 
@@ -322,7 +322,7 @@ class LRCP(BaseEstimator):
             "bound": str(self.bound).upper(), "n_significant": int(self.association_["significant"].sum()),
             "best_unit_statistic": _nanmax(units.statistic), "reasons": list(self._reasons),
         }
-        s["statement"] = _statement(s)
+        s["statement"] = lrcp_statement(s)
         return s
 
 
@@ -346,69 +346,3 @@ def _test_columns(test: FamilyTest, verdict: str, cols=slice(None)) -> pd.DataFr
     """A family test's per-feature columns, the verdict named for the family (relevant, discriminates)."""
     table = test.table().iloc[cols].reset_index(drop=True)
     return table.rename(columns={"passes": verdict, "passes_uncorrected": f"{verdict}_uncorrected"})
-
-
-def _statement(s: dict) -> str:
-    """The LRCP verdict of one contrast, in words."""
-    n, K, J, F = s["n"], s["K"], s["J"], s["n_folds"]
-    rule = ("max-statistic label permutation" if s["family_correction"] == "permutation" else "Bonferroni")
-    what = "balanced accuracy" if s["statistic"] == "balanced" else "accuracy against the majority share"
-    family = f"{K} units" + (f" x {F} folds" if F > 1 else "")
-    if not math.isfinite(s["best_unit_statistic"]):
-        return (f"The latent units' clinical relevance could not be assessed at n = {n} "
-                f"({'; '.join(s['reasons']) or 'too few subjects'}).")
-    if not s["latent_informative"]:
-        return (f"No latent unit is clinically relevant at n = {n} (best one-unit {what} "
-                f"{s['best_unit_statistic']:.2f}; family-wise {rule} over {family}, eta = {s['eta']:g}): the latent "
-                "space carries no detectable information about this contrast at this n, so no region is "
-                "LRCP-positive; the region ranking shown is exploratory.")
-    per_fold = ", ".join(str(v) for v in s["units_relevant_per_fold"].values())
-    units = (f"Latent units clinically relevant (family-wise {rule} over {family}, eta = {s['eta']:g}): "
-             f"{per_fold}" + (" per fold." if F > 1 else "."))
-    names = s["positive_regions"]
-    if names:
-        shown = ", ".join(str(x) for x in names[:10]) + (", ..." if len(names) > 10 else "")
-        regions = (f" {len(names)} of {J} regions are LRCP-positive (tied to a relevant unit and passing their "
-                   f"own family-wise test" + (" in most folds" if F > 1 else "") + f"): {shown}.")
-    else:
-        regions = (f" No region is LRCP-positive: none is both tied to a relevant unit by a significant "
-                   f"correlation and discriminative under the family-wise test over the {J} regions.")
-    return units + regions
-
-
-
-
-# --------------------------------------------------------------------------------------------------
-# Claims
-
-
-def lrcp_claims(model: LRCP, contrast: str) -> list:
-    """The unit, region and LRCP claims of one fitted :class:`LRCP` (see :mod:`latentbids.analysis.claims`)."""
-    from latentbids.analysis.claims import Claim
-
-    s = model.summary_
-    stat_name = "best-threshold balanced accuracy" if s["statistic"] == "balanced" else "best-threshold accuracy"
-    rule = ("max-statistic label permutation" if s["family_correction"] == "permutation" else "Bonferroni")
-    F, K, J = s["n_folds"], s["K"], s["J"]
-    unit_family = f"{rule} over {s['unit_family_size']} units" + (f" ({F} folds x {K})" if F > 1 else "")
-    out = []
-    for u in model.units_.itertuples():
-        out.append(Claim(contrast=contrast, family="unit", item=str(u.unit), fold=str(u.fold),
-                         statistic_name=stat_name, statistic=float(u.statistic), p=float(u.p_fwer),
-                         bound=float(u.score_star), correction=unit_family, supported=bool(u.relevant)))
-    for r in model.region_tests_.itertuples():
-        out.append(Claim(contrast=contrast, family="region", item=str(r.region), statistic_name=stat_name,
-                         statistic=float(r.statistic), p=float(r.p_fwer), bound=float(r.score_star),
-                         correction=f"{rule} over {J} regions", supported=bool(r.discriminates)))
-    note = "" if s["latent_informative"] else (
-        "no latent unit is relevant: the latent space carries no detectable information about this contrast "
-        "at this n; the score ranking is exploratory")
-    for r in model.consensus_.itertuples():
-        out.append(Claim(
-            contrast=contrast, family="lrcp", item=str(r.region), statistic_name="mean LRCP score S_j",
-            statistic=float(r.mean_score), p=float(r.p_fwer), bound=math.nan,
-            correction=(f"tied to a relevant unit ({unit_family}) by a {s['correction']} significant correlation, "
-                        f"and the region's own test ({rule} over {J} regions)"
-                        + (f"; positive in {r.n_folds_positive} of {F} folds (needs more than half)" if F > 1 else "")),
-            supported=bool(r.lrcp_positive), exploratory=bool(r.exploratory), note=note))
-    return out

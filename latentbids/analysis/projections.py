@@ -26,36 +26,15 @@ requested components) never raise: the method is clipped or skipped and the reas
 """
 from __future__ import annotations
 
-import math
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.stats import pearsonr
 
+from latentbids.analysis.projection_methods import pca_scores, pls_scores, skipped, tsne_embedding, umap_embedding
 from latentbids.errors import UsageError
 
 METHODS = ("pca", "tsne", "umap", "pls")
-
-#: Fewest rows a PCA / PLS fit is attempted on.
-MIN_FIT_ROWS = 3
-#: Fewest rows t-SNE / UMAP are run on (UMAP's spectral initialisation fails below 4 points).
-MIN_EMBED_ROWS = 4
-
-PCA_SIGN_CONVENTION = (
-    "each principal axis is oriented so that the latent unit with the largest absolute loading "
-    "(the first one on a tie) has a positive loading"
-)
-PLS_SIGN_CONVENTION = (
-    "each PLS axis is oriented so that class 1 has the higher mean score on the rows PLS was fitted on "
-    "(on an exact tie: the latent unit with the largest absolute weight has a positive weight)"
-)
-EMBEDDING_CAVEAT = (
-    "unsupervised picture fitted on all rows; distances, cluster sizes and gaps are not evidence: "
-    "no statistics are computed on them"
-)
-
 
 def project_latents(
     Z,
@@ -170,99 +149,23 @@ def project_latents(
         meta["standardization"]["excluded_nonfinite_rows"] = int(n - n_valid)
 
     runners = {
-        "pca": lambda: _pca(Zs, fit, valid, constant, pca_components),
-        "pls": lambda: _pls(Zs, fit, valid, constant, y, pls_components),
-        "tsne": lambda: _tsne(Zs, valid, tsne_perplexity, random_state),
-        "umap": lambda: _umap(Zs, valid, umap_n_neighbors, umap_min_dist, random_state),
+        "pca": lambda: pca_scores(Zs, fit, valid, constant, pca_components),
+        "pls": lambda: pls_scores(Zs, fit, valid, constant, y, pls_components),
+        "tsne": lambda: tsne_embedding(Zs, tsne_perplexity, random_state),
+        "umap": lambda: umap_embedding(Zs, umap_n_neighbors, umap_min_dist, random_state),
     }
-    prefixes = {"pca": "pca", "pls": "pls", "tsne": "tsne", "umap": "umap"}
     for name in METHODS:
         if name in methods:
             scores, info = runners[name]()
         else:
-            scores, info = None, _skipped("not requested in methods")
+            scores, info = None, skipped("not requested in methods")
         meta[name] = info
         if scores is not None:
-            cols = [f"{prefixes[name]}{i + 1}" for i in range(scores.shape[1])]
+            cols = [f"{name}{i + 1}" for i in range(scores.shape[1])]
             values = np.full((n, scores.shape[1]), np.nan)
             values[valid] = scores
             coords[cols] = values
     return coords, meta
-
-
-def pc1_correlations(pc1, covariates: pd.DataFrame, eta: float = 0.05, min_abs_r: float = 0.5) -> pd.DataFrame:
-    """Pearson correlation of PC1 with each covariate (global mean GM, TIV, age, ...).
-
-    METHOD.md section 4 asks for it because an autoencoder's main latent axis often tracks head size or
-    global atrophy: a PC1 that is "only brain size" is a finding, not a biomarker.  The claim "PC1
-    tracks X" is ``supported`` when the Bonferroni-adjusted p (over the covariates that could be
-    correlated) is at most ``eta`` *and* ``|r| >= min_abs_r`` (a weak correlation is not "tracking").
-    Pass one row per subject: a second session of the same subject is not a new observation.
-
-    Parameters
-    ----------
-    pc1 : array-like, shape (N,)
-        PC1 scores (e.g. ``coords["pca1"]``), matched to the covariates by position.
-    covariates : DataFrame, N rows
-        One column per covariate.  Boolean columns count as 0/1; other non-numeric columns are not
-        correlated (code them as numbers first).
-
-    Returns
-    -------
-    DataFrame
-        One row per covariate: ``covariate``, ``n`` (complete pairs: rows where PC1 or the covariate is
-        NaN are dropped per covariate), ``r``, ``p`` (two-sided, ``scipy.stats.pearsonr``),
-        ``p_bonferroni``, ``supported`` and ``reason`` (None, or why ``r`` and ``p`` are NaN: fewer
-        than 3 pairs, a constant variable, a non-numeric column).
-    """
-    if isinstance(covariates, pd.Series):
-        covariates = covariates.to_frame()
-    if not isinstance(covariates, pd.DataFrame):
-        raise UsageError("pc1_correlations needs the covariates as a pandas DataFrame (one column each)")
-    x = np.asarray(pc1, dtype=float).ravel()
-    if len(x) != len(covariates):
-        raise UsageError(
-            f"pc1 has {len(x)} values but the covariate table has {len(covariates)} rows; "
-            "pass them in the same order"
-        )
-    rows = []
-    for name in covariates.columns:
-        col = covariates[name]
-        r = p = np.nan
-        reason = None
-        if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
-            c = col.to_numpy(dtype=float, na_value=np.nan)
-            ok = np.isfinite(x) & np.isfinite(c)
-            m = int(ok.sum())
-            if m < 3:
-                reason = f"fewer than 3 complete pairs (n={m})"
-            elif np.ptp(x[ok]) == 0 or np.ptp(c[ok]) == 0:
-                reason = "PC1 is constant" if np.ptp(x[ok]) == 0 else f"{name} is constant"
-            else:
-                res = pearsonr(x[ok], c[ok])
-                r, p = float(res.statistic), float(res.pvalue)
-        else:
-            m = 0
-            reason = f"{name} is not numeric (code it as numbers to correlate it)"
-        rows.append({"covariate": str(name), "n": m, "r": r, "p": p, "reason": reason})
-    table = pd.DataFrame(rows, columns=["covariate", "n", "r", "p", "reason"])
-    tested = int(table["p"].notna().sum())
-    table["p_bonferroni"] = np.minimum(1.0, table["p"] * max(tested, 1))
-    table["supported"] = (table["p_bonferroni"].fillna(1.0) <= float(eta) + 1e-12) & (
-        table["r"].abs().fillna(0.0) >= float(min_abs_r))
-    return table[["covariate", "n", "r", "p", "p_bonferroni", "supported", "reason"]]
-
-
-def pc1_claims(table: pd.DataFrame, min_abs_r: float = 0.5) -> list:
-    """One claim "PC1 tracks <covariate>" per row of :func:`pc1_correlations`."""
-    from latentbids.analysis.claims import Claim
-
-    tested = int(table["p"].notna().sum())
-    return [Claim(contrast="", family="pc1", item=str(row.covariate), statistic_name="Pearson r",
-                  statistic=float(row.r), p=float(row.p_bonferroni), bound=math.nan,
-                  correction=f"Bonferroni over {tested} global measure(s), and |r| >= {min_abs_r:g}",
-                  supported=bool(row.supported), note=str(row.reason or ""))
-            for row in table.itertuples()]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -330,212 +233,3 @@ def _standardise(Z: np.ndarray, fit: np.ndarray, valid: np.ndarray):
     return Zs, mean, sd, constant
 
 
-def _skipped(reason: str, **params) -> dict:
-    return {"computed": False, "skipped": reason, "clipped": None, "fitted_on": 0, **params, "warnings": []}
-
-
-def _messages(caught) -> list[str]:
-    return sorted({f"{w.category.__name__}: {w.message}" for w in caught})
-
-
-def _largest_positive(vectors: np.ndarray) -> np.ndarray:
-    """+1/-1 per row of ``vectors`` so that each row's largest-|value| entry becomes positive."""
-    idx = np.argmax(np.abs(vectors), axis=1)
-    signs = np.sign(vectors[np.arange(len(vectors)), idx])
-    signs[signs == 0] = 1.0
-    return signs
-
-
-# --------------------------------------------------------------------------------------------------
-# the four methods; each returns (scores on the valid rows or None, meta dict)
-
-
-def _pca(Zs, fit, valid, constant, n_components):
-    from sklearn.decomposition import PCA
-
-    params = {"n_components_requested": int(n_components), "sign_convention": PCA_SIGN_CONVENTION}
-    fit_v = fit[valid]
-    n_fit, k_eff = int(fit_v.sum()), int((~constant).sum())
-    if n_fit < MIN_FIT_ROWS:
-        return None, _skipped(f"too few fit rows for PCA (n={n_fit} < {MIN_FIT_ROWS})", **params)
-    if k_eff == 0:
-        return None, _skipped("every latent unit is constant on the fit rows", **params)
-    used = min(int(n_components), k_eff, n_fit - 1)
-    clipped = None
-    if used < n_components:
-        clipped = (
-            f"n_components clipped from {n_components} to {used} "
-            f"(non-constant latent units: {k_eff}, fit rows - 1: {n_fit - 1})"
-        )
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        pca = PCA(n_components=used, svd_solver="full").fit(Zs[fit_v])
-        scores = pca.transform(Zs)
-    signs = _largest_positive(pca.components_)
-    scores = scores * signs
-    sign_units = np.argmax(np.abs(pca.components_), axis=1)
-    info = {
-        "computed": True,
-        "skipped": None,
-        "clipped": clipped,
-        "fitted_on": n_fit,
-        "transformed": int(len(Zs)),
-        **params,
-        "n_components": used,
-        "explained_variance_ratio": [float(v) for v in pca.explained_variance_ratio_],
-        "components": (pca.components_ * signs[:, None]).tolist(),
-        "sign_units": [int(j) for j in sign_units],
-        "warnings": _messages(caught),
-    }
-    return scores, info
-
-
-def _pls(Zs, fit, valid, constant, y, n_components):
-    from sklearn.cross_decomposition import PLSRegression
-
-    params = {
-        "n_components_requested": int(n_components),
-        "sign_convention": PLS_SIGN_CONVENTION,
-        "labels_used": "fit rows with label 0 or 1 only; held-out labels are never read",
-    }
-    if y is None:
-        return None, _skipped("no labels given (y is None)", **params)
-    y_all = np.asarray(y, dtype=object).ravel()
-    if len(y_all) != len(fit):
-        raise UsageError(
-            f"y has {len(y_all)} entries but Z has {len(fit)} rows; pass one label per subject"
-        )
-    # Only the fit rows' labels are read: the held-out ones may hold anything.
-    try:
-        y_fit = np.array([np.nan if v is None else v for v in y_all[fit]], dtype=float)
-    except (TypeError, ValueError):
-        raise UsageError(
-            "y must hold 0/1 labels (-1 or NaN outside the contrast); map class names first"
-        ) from None
-    bad = np.isfinite(y_fit) & ~np.isin(y_fit, (0.0, 1.0, -1.0))
-    if bad.any():
-        raise UsageError(
-            f"y holds values other than 0/1 (-1 or NaN outside the contrast) on the fit rows: "
-            f"{sorted(set(y_fit[bad].tolist()))[:5]}; map the contrast's classes to 0/1 first"
-        )
-    rows = np.flatnonzero(fit)
-    labelled = np.isin(y_fit, (0.0, 1.0))
-    use = np.zeros(len(fit), dtype=bool)
-    use[rows[labelled]] = True
-    y_use = y_fit[labelled]
-    counts = {"0": int((y_use == 0).sum()), "1": int((y_use == 1).sum())}
-    params["n_per_class"] = counts
-    use_v = use[valid]
-    n_use, k_eff = int(use_v.sum()), int((~constant).sum())
-    if min(counts.values()) == 0:
-        reason = f"fewer than 2 classes among the labelled fit rows (per class: {counts})"
-        return None, _skipped(reason, **params)
-    if n_use < MIN_FIT_ROWS:
-        return None, _skipped(f"too few labelled fit rows for PLS (n={n_use} < {MIN_FIT_ROWS})", **params)
-    if k_eff == 0:
-        return None, _skipped("every latent unit is constant on the fit rows", **params)
-    used = min(int(n_components), k_eff, n_use - 1)
-    clipped = None
-    if used < n_components:
-        clipped = (
-            f"n_components clipped from {n_components} to {used} "
-            f"(non-constant latent units: {k_eff}, labelled fit rows - 1: {n_use - 1})"
-        )
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        pls = PLSRegression(n_components=used, scale=False).fit(Zs[use_v], y_use)
-        scores = pls.transform(Zs)
-    fit_scores = scores[use_v]
-    diff = fit_scores[y_use == 1].mean(axis=0) - fit_scores[y_use == 0].mean(axis=0)
-    signs = np.sign(diff)
-    tie = ~(np.abs(diff) > 1e-12 * (1.0 + np.abs(fit_scores).max(axis=0)))
-    signs[tie] = _largest_positive(pls.x_rotations_.T)[tie]
-    scores = scores * signs
-    info = {
-        "computed": True,
-        "skipped": None,
-        "clipped": clipped,
-        "fitted_on": n_use,
-        "transformed": int(len(Zs)),
-        **params,
-        "n_components": used,
-        "x_rotations": (pls.x_rotations_ * signs).tolist(),
-        "warnings": _messages(caught),
-    }
-    return scores, info
-
-
-def _embedding_precheck(Zs, name, params):
-    n = len(Zs)
-    if n < MIN_EMBED_ROWS:
-        return _skipped(f"too few rows for {name} (n={n} < {MIN_EMBED_ROWS})", **params)
-    if not np.any(np.ptp(Zs, axis=0) > 0):
-        return _skipped("the standardised latents have no variance (constant latent units)", **params)
-    return None
-
-
-def _tsne(Zs, valid, perplexity, random_state):
-    from sklearn.manifold import TSNE
-
-    params = {
-        "perplexity_requested": float(perplexity),
-        "random_state": int(random_state),
-        "caveat": EMBEDDING_CAVEAT,
-    }
-    skipped = _embedding_precheck(Zs, "t-SNE", params)
-    if skipped is not None:
-        return None, skipped
-    n = len(Zs)
-    used = min(float(perplexity), (n - 1) / 3.0)
-    clipped = None
-    if used < perplexity:
-        clipped = f"perplexity clipped from {perplexity:g} to (n-1)/3 = {used:g} (n={n})"
-    # PCA initialisation needs two informative directions; with one, fall back to a seeded random start.
-    init = "pca" if int(np.sum(np.ptp(Zs, axis=0) > 0)) >= 2 else "random"
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        emb = TSNE(n_components=2, perplexity=used, init=init, random_state=random_state).fit_transform(Zs)
-    info = {
-        "computed": True,
-        "skipped": None,
-        "clipped": clipped,
-        "fitted_on": n,
-        **params,
-        "perplexity": used,
-        "init": init,
-        "warnings": _messages(caught),
-    }
-    return emb, info
-
-
-def _umap(Zs, valid, n_neighbors, min_dist, random_state):
-    params = {
-        "n_neighbors_requested": int(n_neighbors),
-        "min_dist": float(min_dist),
-        "random_state": int(random_state),
-        "caveat": EMBEDDING_CAVEAT,
-    }
-    skipped = _embedding_precheck(Zs, "UMAP", params)
-    if skipped is not None:
-        return None, skipped
-    import umap  # lazy: importing umap compiles numba code
-
-    n = len(Zs)
-    used = min(int(n_neighbors), n - 1)
-    clipped = f"n_neighbors clipped from {n_neighbors} to n-1 = {used}" if used < n_neighbors else None
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        emb = umap.UMAP(
-            n_components=2, n_neighbors=used, min_dist=float(min_dist), random_state=int(random_state)
-        ).fit_transform(Zs)
-    msgs = [m for m in _messages(caught) if "n_jobs value" not in m]  # expected: a seed makes UMAP serial
-    info = {
-        "computed": True,
-        "skipped": None,
-        "clipped": clipped,
-        "fitted_on": n,
-        **params,
-        "n_neighbors": used,
-        "warnings": msgs,
-    }
-    return np.asarray(emb, dtype=float), info

@@ -47,17 +47,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
 from sklearn.ensemble import GradientBoostingRegressor
 from sklearn.linear_model import RidgeCV
-from sklearn.metrics import mean_absolute_error, r2_score
-from sklearn.model_selection import KFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from latentbids.analysis import shap_summaries as summaries
 from latentbids.analysis.shap_summaries import IMPORTANCE_COLUMNS, POOLED, py_scalar
-from latentbids.analysis.shap_validation import family_verdicts, permutation_p, sar_top_regions
+from latentbids.analysis.shap_surrogate import fit_one
+from latentbids.analysis.shap_validation import family_verdicts, sar_top_regions
 from latentbids.errors import UsageError
 
 #: ridge penalties searched by RidgeCV (efficient leave-one-out inside each training fold).
@@ -222,13 +220,33 @@ def explain_error(
         validation_fraction=0.1,
     )
     ridge = make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS))
-
     finite = np.isfinite(e) & np.all(np.isfinite(G), axis=1)
-    # unlabelled subjects (None/NaN class) belong to the pooled model but to no class model
-    labelled = finite & pd.notna(classes) if classes is not None else finite
-    n_excluded = int((~finite).sum())
+    groups, one_class_reason = _model_groups(classes, finite)
+    fitted = _fit_models(groups, G, e, classes, finite, gbm, ridge, params, region_index, region_names)
+    fits = family_verdicts(pd.DataFrame(fitted["fits"], columns=FIT_COLUMNS), params)
+    importance = (pd.concat(fitted["importances"], ignore_index=True) if fitted["importances"]
+                  else pd.DataFrame(columns=IMPORTANCE_COLUMNS))
+    values = fitted["values"]
+    sar, sar_reason = sar_top_regions(G, e, groups[POOLED], fits, region_index, region_names, params)
+    statement = {name: summaries.statement(fits.set_index("model").loc[name], importance, sar, sar_reason,
+                                           min_r2, name == POOLED, one_class_reason)
+                 for name in groups}
+    return ShapResult(
+        fits=fits, values=values, importance=importance,
+        comparison=summaries.compare_classes(importance, fits, [m for m in groups if m != POOLED], top_k),
+        statement=statement, sar=sar, sar_reason=sar_reason, ridge_values=fitted["ridge_values"],
+        expected_values=fitted["expected"], ridge_expected_values=fitted["ridge_expected"],
+        pooled_by_class=summaries.pooled_by_class(values.get(POOLED), classes, region_index, region_names),
+        models=fitted["models"], background_rows=fitted["background_rows"], params=params,
+    )
 
-    # model name -> row positions (in G) of its subjects
+
+def _model_groups(classes, finite: np.ndarray) -> tuple[dict[str, np.ndarray], str]:
+    """Model name -> row positions of its subjects: the pooled model, then one model per class.
+
+    Unlabelled subjects (None/NaN class) belong to the pooled model but to no class model.
+    """
+    labelled = finite & pd.notna(classes) if classes is not None else finite
     groups: dict[str, np.ndarray] = {POOLED: np.flatnonzero(finite)}
     one_class_reason = ""
     if classes is not None:
@@ -236,115 +254,36 @@ def explain_error(
         if len(labels) < 2:
             one_class_reason = "only one class is present, so there are no class-specific models"
         for lab in labels:
-            name = str(lab)
-            if name == POOLED:
+            if str(lab) == POOLED:
                 raise UsageError("a class label may not be 'pooled' (reserved for the pooled model); "
                                  "rename the label")
-            groups[name] = np.flatnonzero(labelled & (classes == lab))
+            groups[str(lab)] = np.flatnonzero(labelled & (classes == lab))
+    return groups, one_class_reason
 
-    fits_rows, values, ridge_values, expected, ridge_expected, models, importances = (
-        [], {}, {}, {}, {}, {}, [])
-    background_rows: dict[str, list[int]] = {}
+
+def _fit_models(groups, G, e, classes, finite, gbm, ridge, params, region_index, region_names) -> dict:
+    """Fit, test and explain every model of ``groups``; the per-model results gathered by kind."""
+    out = {"fits": [], "values": {}, "ridge_values": {}, "expected": {}, "ridge_expected": {}, "models": {},
+           "importances": [], "background_rows": {}}
+    n_excluded = int((~finite).sum())
     for name, rows in groups.items():
         t0 = time.perf_counter()
-        out = _fit_one(name, G[rows], e[rows], rows, gbm, ridge, params)
-        out["fit"]["n_excluded"] = n_excluded if name == POOLED else int(
+        one = fit_one(G[rows], e[rows], gbm, ridge, params)
+        one["fit"]["model"] = name
+        one["fit"]["n_excluded"] = n_excluded if name == POOLED else int(
             (~finite & (classes == _label_of(classes, name))).sum()) if classes is not None else 0
-        out["fit"]["seconds"] = round(time.perf_counter() - t0, 3)
-        fits_rows.append(out["fit"])
-        if out["phi"] is None:
+        one["fit"]["seconds"] = round(time.perf_counter() - t0, 3)
+        out["fits"].append(one["fit"])
+        if one["phi"] is None:
             continue
-        values[name] = pd.DataFrame(out["phi"], index=rows, columns=region_index)
-        ridge_values[name] = pd.DataFrame(out["phi_ridge"], index=rows, columns=region_index)
-        expected[name] = out["expected"]
-        ridge_expected[name] = out["expected_ridge"]
-        models[name] = {"gbm": out["gbm"], "ridge": out["ridge"]}
-        background_rows[name] = [int(r) for r in rows[out["background"]]]
-        importances.append(summaries.importance_table(name, out["phi"], out["phi_ridge"], region_index,
-                                             region_names))
-
-    fits = family_verdicts(pd.DataFrame(fits_rows, columns=FIT_COLUMNS), params)
-    importance = (pd.concat(importances, ignore_index=True) if importances
-                  else pd.DataFrame(columns=IMPORTANCE_COLUMNS))
-
-    pooled_by_class = summaries.pooled_by_class(values.get(POOLED), classes, region_index, region_names)
-    comparison = summaries.compare_classes(importance, fits, [m for m in groups if m != POOLED], top_k)
-    sar, sar_reason = sar_top_regions(G, e, groups[POOLED], fits, region_index, region_names, params)
-    statement = {name: summaries.statement(fits.set_index("model").loc[name], importance, sar, sar_reason,
-                                  min_r2, name == POOLED, one_class_reason)
-                 for name in groups}
-    return ShapResult(
-        fits=fits, values=values, importance=importance, comparison=comparison, statement=statement,
-        sar=sar, sar_reason=sar_reason, ridge_values=ridge_values, expected_values=expected,
-        ridge_expected_values=ridge_expected, pooled_by_class=pooled_by_class, models=models,
-        background_rows=background_rows, params=params,
-    )
-
-
-# --------------------------------------------------------------------------------------------------
-# one model
-
-
-def _fit_one(name, Gm, em, rows, gbm, ridge, params) -> dict:
-    """CV, permutation null and SHAP values of one model (the pooled one or one class)."""
-    n = len(em)
-    fit = dict(model=name, n=n, cv_r2=np.nan, cv_mae=np.nan, cv_r2_ridge=np.nan, cv_mae_ridge=np.nan,
-               mae_mean_predictor=np.nan, p_perm=np.nan, n_permutations_run=0, supported=False, reason="")
-    out = dict(fit=fit, phi=None)
-    min_n = params["min_subjects"]
-    if n < min_n:
-        fit["reason"] = f"too few subjects (n = {n} < {min_n}); no surrogate was fitted"
-        return out
-    if not np.ptp(em) > 1e-12 * max(1.0, float(np.abs(em).max())):
-        fit["reason"] = "the reconstruction error is constant, so there is nothing to explain"
-        return out
-    if not np.any(np.ptp(Gm, axis=0) > 0):
-        fit["reason"] = "every regional GM feature is constant"
-        return out
-
-    rs = params["random_state"]
-    splits = list(KFold(n_splits=params["cv"], shuffle=True, random_state=rs).split(Gm))
-    mean_pred = np.empty(n)
-    for train, test in splits:
-        mean_pred[test] = em[train].mean()
-    pred = cross_val_predict(gbm, Gm, em, cv=splits)
-    pred_ridge = cross_val_predict(ridge, Gm, em, cv=splits)
-    fit.update(
-        cv_r2=float(r2_score(em, pred)), cv_mae=float(mean_absolute_error(em, pred)),
-        cv_r2_ridge=float(r2_score(em, pred_ridge)),
-        cv_mae_ridge=float(mean_absolute_error(em, pred_ridge)),
-        mae_mean_predictor=float(mean_absolute_error(em, mean_pred)),
-    )
-
-    p, n_run, reasons = np.nan, 0, []
-    if not fit["cv_r2"] > params["min_r2"]:
-        # the R^2 floor already rules the model out: its null would only cost time (B x cv fits)
-        reasons.append(f"CV R^2 = {fit['cv_r2']:.3f} <= {params['min_r2']:g} (no permutation null needed)")
-    elif params["n_permutations"] == 0:
-        reasons.append("no permutation null was run (n_permutations = 0)")
-    else:
-        p, n_run = permutation_p(gbm, Gm, em, splits, fit["cv_r2"], params)
-    fit.update(p_perm=p, n_permutations_run=n_run)
-    fit["reason"] = "; ".join(reasons)  # the family-wise verdict is taken over all models together
-
-    # the explained models: fitted on all of the model's subjects
-    import shap  # lazy: heavy import, only needed here
-
-    model = clone(gbm).fit(Gm, em)
-    rng = np.random.default_rng(rs)
-    bg = np.sort(rng.choice(n, size=min(n, params["background"]), replace=False))
-    # an explicit masker: given a bare array, shap silently subsamples the background to 100 rows
-    masker = shap.maskers.Independent(Gm[bg], max_samples=len(bg))
-    explainer = shap.TreeExplainer(model, data=masker, feature_perturbation="interventional")
-    phi = np.asarray(explainer.shap_values(Gm), dtype=float)
-    lin = clone(ridge).fit(Gm, em)
-    scaler, ridge_model = lin[0], lin[-1]
-    Xs = scaler.transform(Gm)
-    lin_explainer = shap.LinearExplainer(ridge_model, shap.maskers.Independent(Xs[bg], max_samples=len(bg)))
-    phi_ridge = np.asarray(lin_explainer.shap_values(Xs), dtype=float)
-    out.update(phi=phi, phi_ridge=phi_ridge, gbm=model, ridge=lin, background=bg,
-               expected=float(np.ravel(explainer.expected_value)[0]),
-               expected_ridge=float(np.ravel(lin_explainer.expected_value)[0]))
+        out["values"][name] = pd.DataFrame(one["phi"], index=rows, columns=region_index)
+        out["ridge_values"][name] = pd.DataFrame(one["phi_ridge"], index=rows, columns=region_index)
+        out["expected"][name] = one["expected"]
+        out["ridge_expected"][name] = one["expected_ridge"]
+        out["models"][name] = {"gbm": one["gbm"], "ridge": one["ridge"]}
+        out["background_rows"][name] = [int(r) for r in rows[one["background"]]]
+        out["importances"].append(summaries.importance_table(name, one["phi"], one["phi_ridge"], region_index,
+                                                             region_names))
     return out
 
 

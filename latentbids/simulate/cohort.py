@@ -55,6 +55,26 @@ class Subject:
     deformation: Deformation | None = None  # template -> scanner map (for tests and QC)
 
 
+def _simulation_record(spec, spec_dict: dict, head, hidden: list) -> dict:
+    """``simulation.json``: the generator, seed, template, atlas, every planted effect and subject draw."""
+    atlas = get_atlas_grid(head, spec.atlas)
+    return {
+        "GeneratedBy": {"Name": bids_writer.GENERATOR, "Version": __version__},
+        "Seed": int(spec.seed),
+        "NSubjects": int(spec.n_subjects),
+        "Template": {"Space": head.space, "Resolution": spec.resolution, "Source": head.source},
+        "Atlas": {"Name": atlas.name, "Source": atlas.source},
+        "PlantedEffects": [
+            {"Regions": list(e.regions), "RegionIndices": [atlas.index[r] for r in e.regions], "Percent": e.percent}
+            for e in spec.effects
+        ],
+        "Groups": spec_dict["groups"],
+        "TruthMaps": "." if spec.gm_only else bids_writer.TRUTH_DIR.as_posix(),
+        "Parameters": spec_dict,
+        "Subjects": hidden,
+    }
+
+
 def subject_label(index: int, n_subjects: int) -> str:
     return f"{index:0{max(3, len(str(n_subjects)))}d}"
 
@@ -234,26 +254,7 @@ def simulate_cohort(
             LOG.info("simulated sub-%s (%s, severity %.2f)", subject.label, subject.row["group"],
                      subject.row["severity"])
         participants = bids_writer.participants_table(rows)
-        atlas = get_atlas_grid(head, spec.atlas)
-        simulation = {
-            "GeneratedBy": {"Name": bids_writer.GENERATOR, "Version": __version__},
-            "Seed": int(spec.seed),
-            "NSubjects": int(spec.n_subjects),
-            "Template": {"Space": head.space, "Resolution": spec.resolution, "Source": head.source},
-            "Atlas": {"Name": atlas.name, "Source": atlas.source},
-            "PlantedEffects": [
-                {
-                    "Regions": list(e.regions),
-                    "RegionIndices": [atlas.index[r] for r in e.regions],
-                    "Percent": e.percent,
-                }
-                for e in spec.effects
-            ],
-            "Groups": spec_dict["groups"],
-            "TruthMaps": "." if spec.gm_only else bids_writer.TRUTH_DIR.as_posix(),
-            "Parameters": spec_dict,
-            "Subjects": hidden,
-        }
+        simulation = _simulation_record(spec, spec_dict, head, hidden)
         kind = "derivative" if spec.gm_only else "raw"
         bids_writer.write_root_files(tmp, kind, spec_dict, participants, simulation)
         if not spec.gm_only:

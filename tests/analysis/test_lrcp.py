@@ -17,7 +17,8 @@ import pytest
 from scipy import stats as sps
 
 from latentbids.analysis import stats
-from latentbids.analysis.lrcp import LRCP, lrcp_claims
+from latentbids.analysis.lrcp import LRCP
+from latentbids.analysis.lrcp_claims import lrcp_claims
 from latentbids.analysis.rankings import consensus, ranking_stability
 from latentbids.errors import UsageError
 

@@ -10,7 +10,8 @@ from scipy.stats import pearsonr
 from sklearn.decomposition import PCA
 from sklearn.metrics import roc_auc_score
 
-from latentbids.analysis.projections import pc1_correlations, project_latents
+from latentbids.analysis.pc1 import pc1_correlations
+from latentbids.analysis.projections import project_latents
 from latentbids.errors import UsageError
 
 N, K = 60, 16

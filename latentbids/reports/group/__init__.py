@@ -11,8 +11,9 @@ on the page.
 The report renders a typed :class:`~latentbids.reports.group.context.GroupReport` and decides nothing:
 every verdict it shows is a claim of :mod:`latentbids.analysis.claims`.
 
-Modules: ``context`` (the input), ``format`` (values, tables, images), ``figures`` (one function per
-figure), ``sections_claims`` and ``sections_data`` (the sections), ``page`` (assembly).
+Modules: ``context`` (the input), ``format`` (values, tables, images), ``figure_projections``,
+``figure_lrcp`` and ``figures`` (SHAP, errors, curves): one function per figure; ``sections_claims`` and
+``sections_data`` (the sections), ``page`` (assembly).
 """
 from latentbids.reports.group.context import GroupReport, load_calibration
 from latentbids.reports.group.format import SECTIONS

@@ -11,9 +11,8 @@ import math
 import pandas as pd
 
 from latentbids.analysis.verdicts import contrast_verdicts
-from latentbids.reports.group.figures import (
-    lrcp_bar_figure, lrcp_heatmap_figure, shap_beeswarm_figure,
-)
+from latentbids.reports.group.figure_lrcp import lrcp_bar_figure, lrcp_heatmap_figure
+from latentbids.reports.group.figures import shap_beeswarm_figure
 from latentbids.reports.group.format import _esc, _fmt, _kv_table, _nc, _table
 
 #: columns of a claims table in the report

@@ -7,7 +7,8 @@ import re
 
 import pandas as pd
 
-from latentbids.reports.group.figures import _curves_png, error_by_class_figure, projection_figure
+from latentbids.reports.group.figure_projections import projection_figure
+from latentbids.reports.group.figures import _curves_png, error_by_class_figure
 from latentbids.reports.group.format import (
     PROJECTION_METHODS, _categories, _esc, _flatten, _img, _is_nan, _kv_table, _label_column,
     _match_participants, _nc, _natural, _role, _table,

@@ -11,7 +11,8 @@ import numpy as np
 
 from latentbids.analysis.agnostic import latent_vector_test, sam_claims, sam_regions, vector_claims
 from latentbids.analysis.cohort import contrast_name
-from latentbids.analysis.lrcp import LRCP, lrcp_claims
+from latentbids.analysis.lrcp import LRCP
+from latentbids.analysis.lrcp_claims import lrcp_claims
 from latentbids.analysis.results import ContrastResult
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from latentbids.analysis.projections import pc1_claims, pc1_correlations, project_latents
+from latentbids.analysis.pc1 import pc1_claims, pc1_correlations
+from latentbids.analysis.projections import project_latents
 from latentbids.analysis.results import ProjectionResult
 
 
