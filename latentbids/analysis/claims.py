@@ -58,6 +58,40 @@ class Claim:
     worst-case value or bound the verdict used (NaN when it is a p-value alone); ``correction`` says
     how the family is controlled; ``contrast`` is ``"A vs B"``, or ``""`` for claims about the whole
     cohort (SHAP, SAR, PC1).  ``note`` explains the verdict in words when it needs it.
+
+    Every verdict, headline, table and map of the group level is generated from these records, so a
+    statement of significance exists only where a ``Claim`` with ``supported=True`` backs it.
+
+    Attributes
+    ----------
+    contrast : str
+        ``"A vs B"`` (class 0 vs class 1), or ``""`` for a claim about the whole cohort.
+    family : str
+        One of :data:`FAMILIES` (``unit``, ``region``, ``lrcp``, ``sam``, ``latent_vector``, ``rub``,
+        ``sar``, ``shap``, ``pc1``); anything else raises ``ValueError``.
+    item : str
+        What the claim is about: a unit name (``z3``), a region name, a model name (``pooled``), ...
+    statistic_name : str
+        What ``statistic`` measures, in words (e.g. ``"best-threshold balanced accuracy"``).
+    statistic : float
+        Observed value of the statistic (balanced accuracy in [0.5, 1], Pearson r in [-1, 1], CV R^2,
+        loss, ...); NaN when it could not be computed.
+    p : float
+        p-value the verdict used, in (0, 1] (family-wise adjusted where a correction applies); NaN when
+        the verdict rests on a bound alone.
+    bound : float
+        Worst-case value the verdict used (e.g. ``acc*`` in accuracy units, or a bound ``Delta``); NaN
+        when the verdict rests on a p-value alone.
+    correction : str
+        How the family is controlled, in words (quoted by the report).
+    supported : bool
+        The verdict: True only when the claim's test passed.  Never True together with ``exploratory``.
+    exploratory : bool, default=False
+        True for statements shown for orientation only (never supported, never in a headline).
+    fold : str, default=""
+        Fold of the claim (unit, latent-vector and RUB claims); ``""`` when not fold-specific.
+    note : str, default=""
+        The verdict explained in words (a reason for NaN, the test that decided), or ``""``.
     """
 
     contrast: str
@@ -90,11 +124,21 @@ class Claim:
 
 @dataclass
 class ClaimsList:
-    """All claims of one group-level analysis, in the order they were made."""
+    """All claims of one group-level analysis, in the order they were made.
+
+    The single source the verdicts (:mod:`latentbids.analysis.verdicts`), ``analysis.json`` and the
+    report read: what is not in this list is not said.
+
+    Attributes
+    ----------
+    claims : list of Claim, default=[]
+        The claims, in the order the sections made them.
+    """
 
     claims: list[Claim] = field(default_factory=list)
 
     def extend(self, claims) -> None:
+        """Append ``claims`` (an iterable of :class:`Claim`) in order."""
         self.claims.extend(claims)
 
     def __iter__(self):
@@ -120,12 +164,15 @@ class ClaimsList:
         return out
 
     def supported_items(self, family: str, contrast: str | None = None) -> list[str]:
+        """The ``item`` of every supported claim of ``family`` (and ``contrast`` when given), in order."""
         return [c.item for c in self.select(family=family, contrast=contrast, supported=True)]
 
     def as_json(self) -> list[dict]:
+        """JSON-ready list of dicts, one per claim (:meth:`Claim.as_json`: NaN becomes null)."""
         return [c.as_json() for c in self.claims]
 
     def frame(self) -> pd.DataFrame:
+        """The claims as a DataFrame: one row per claim, one column per :class:`Claim` field (NaN kept)."""
         columns = [f.name for f in Claim.__dataclass_fields__.values()]
         return pd.DataFrame([asdict(c) for c in self.claims], columns=columns)
 

@@ -109,7 +109,23 @@ def threshold_scores(X, y01, statistic: str = "balanced") -> np.ndarray:
 
 
 def chance_level(y01, statistic: str) -> float:
-    """What a classifier without information scores: 0.5 (balanced) or the larger class's share."""
+    """What a classifier without information scores: 0.5 (balanced) or the larger class's share.
+
+    The level a feature's statistic must beat: with 70/30 classes "everyone is the majority" already has
+    accuracy 0.7, so the plain accuracy is judged against the majority share.
+
+    Parameters
+    ----------
+    y01 : array-like of shape (n_subjects,)
+        0/1 labels.
+    statistic : {"balanced", "majority"}
+        The statistic whose chance level is wanted.
+
+    Returns
+    -------
+    float
+        0.5 for ``"balanced"``; for ``"majority"`` the larger class's share, in [0.5, 1].
+    """
     share = float(np.mean(np.asarray(y01) == 1))
     return 0.5 if statistic == "balanced" else max(share, 1.0 - share)
 
@@ -143,6 +159,41 @@ class FamilyTest:
     permutation).  ``score_star_uncorrected`` / ``passes_uncorrected``: METHOD's old per-item rule
     (accuracy minus the G bound at ``eta`` on its own, against the majority share), kept for
     transparency and never used in a verdict.
+
+    Attributes
+    ----------
+    statistic : ndarray of shape (n_features,)
+        Observed best-threshold score: balanced accuracy in [0.5, 1], or accuracy in [majority share, 1];
+        NaN when fewer than 2 subjects per class.
+    chance : float
+        No-information level of ``statistic`` (:func:`chance_level`).
+    score_star : ndarray of shape (n_features,)
+        Family-wise worst case, in accuracy units: ``statistic - (critical - chance)``.
+    passes : ndarray of bool, shape (n_features,)
+        Family-wise verdict at level ``eta``.
+    p_fwer : ndarray of shape (n_features,)
+        Max-statistic permutation p in (0, 1] (at least ``1 / (B + 1)``); NaN under Bonferroni.
+    p_uncorrected : ndarray of shape (n_features,)
+        The feature's own permutation p in (0, 1]; NaN under Bonferroni.
+    score_star_uncorrected : ndarray of shape (n_features,)
+        Best-threshold accuracy minus ``Delta(n, 1, eta)`` (METHOD's per-item rule, transparency only).
+    passes_uncorrected : ndarray of bool, shape (n_features,)
+        ``score_star_uncorrected`` above the majority share (never used in a verdict).
+    critical : float
+        Statistic a feature must exceed to pass (``inf`` when too few permutations; NaN when the test
+        could not run).
+    method : {"permutation", "bonferroni"}
+        The family-wise rule used.
+    statistic_name : {"balanced", "majority"}
+        The statistic used.
+    eta : float
+        Family-wise error rate, in (0, 1).
+    family_size : int
+        Number of features ``P`` in the family.
+    n_permutations : int
+        Permutations run (0 under Bonferroni or when the test could not run).
+    reason : str, default=""
+        Why nothing can pass (too few permutations, too few subjects), or ``""``.
     """
 
     statistic: np.ndarray
@@ -181,7 +232,24 @@ def _uncorrected_rule(X, y01, eta, bound):
 
 
 def balanced_margin(n0: int, n1: int, eta: float) -> float:
-    """Per-class DKW margin of the best-threshold balanced accuracy at confidence ``1 - eta``."""
+    """Per-class DKW margin of the best-threshold balanced accuracy at confidence ``1 - eta``.
+
+    The Bonferroni rule's margin for ``statistic="balanced"``: ``(eps_0 + eps_1) / 2`` with
+    ``eps_c = sqrt(ln(4 / eta) / (2 n_c))`` (Dvoretzky-Kiefer-Wolfowitz per class), which holds uniformly
+    over thresholds in finite samples.
+
+    Parameters
+    ----------
+    n0, n1 : int
+        Number of subjects in class 0 and class 1.
+    eta : float
+        Error rate (per feature: already divided by the family size under Bonferroni), in (0, 1).
+
+    Returns
+    -------
+    float
+        Margin in balanced-accuracy units (> 0); NaN when a class is empty or ``eta`` is outside (0, 1).
+    """
     if min(n0, n1) < 1 or not 0.0 < eta < 1.0:
         return math.nan
     eps = [math.sqrt(math.log(4.0 / eta) / (2.0 * m)) for m in (n0, n1)]
@@ -266,7 +334,25 @@ def family_test(X, y01, *, statistic: str = "balanced", method: str = "permutati
 
 
 def permutation_indices(n: int, n_permutations: int, random_state: int) -> np.ndarray:
-    """``n_permutations`` seeded permutations of ``range(n)`` as a (B, n) index array."""
+    """``n_permutations`` seeded permutations of ``range(n)`` as a (B, n) index array.
+
+    Passed to :func:`family_test` as ``permutations`` so that several families are tested on the same
+    label permutations (row ``b`` permutes the labels as ``y01[perm[b]]``).
+
+    Parameters
+    ----------
+    n : int
+        Number of subjects.
+    n_permutations : int
+        Number of permutations ``B``, at least 1.
+    random_state : int
+        Seed of ``numpy.random.default_rng``.
+
+    Returns
+    -------
+    ndarray of int, shape (n_permutations, n)
+        One permutation of ``0 .. n - 1`` per row (the identity may occur; it counts as a tie).
+    """
     if int(n_permutations) < 1:
         raise UsageError(f"n_permutations must be at least 1 (got {n_permutations})")
     rng = np.random.default_rng(random_state)
@@ -281,7 +367,31 @@ def cv_logistic_accuracy(X: np.ndarray, y: np.ndarray, cv: int, random_state: in
     intercept) fitted by a column-vectorised Newton method, so 150 columns x 5 folds cost a handful of
     matrix operations instead of 750 solver calls.  Folds come from ``StratifiedKFold(shuffle=True,
     random_state)``; the accuracy is the share of correct held-out predictions pooled over folds.
-    Returns ``(accuracy per column, n_splits used, reason or None)``.
+    Returns ``(accuracy per column, n_splits used, reason or None)``.  A description shown next to the
+    in-sample statistics (no verdict uses it).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_subjects, n_features)
+        Features, finite; each column is one single-feature model.
+    y : ndarray of shape (n_subjects,)
+        0/1 labels.
+    cv : int
+        Requested folds; clipped to the size of the smaller class.
+    random_state : int
+        Seed of the stratified fold split.
+    C : float, default=1.0
+        Inverse L2 penalty of the slope (scikit-learn's ``C``).
+
+    Returns
+    -------
+    accuracy : ndarray of shape (n_features,)
+        Held-out accuracy pooled over folds, in [0, 1]; NaN (all columns) when fewer than 2 subjects
+        in a class.
+    n_splits : int
+        Folds used (below 2 when not computed).
+    reason : str or None
+        Why the accuracies are NaN, or None.
     """
     from sklearn.model_selection import StratifiedKFold
 

@@ -115,6 +115,8 @@ class LRCP(BaseEstimator):
         Folds for ``A_j`` (KFold) and for the cross-validated accuracies (StratifiedKFold).
     random_state : int
         Seed of the CV folds and the permutations.
+    top_k : int, default=10
+        ``k`` of the top-k overlap in ``stability_`` (:func:`ranking_stability`).
 
     Attributes (after ``fit``)
     --------------------------
@@ -185,6 +187,26 @@ class LRCP(BaseEstimator):
         ``n_confounds``: confounds regressed out of ``Z`` and ``G`` (each costs one degree of freedom of
         the correlation tests).  ``region_index`` are the atlas labels of the columns of ``G`` (default
         1..J); names default to DataFrame columns, ``"region<index>"`` and ``"z0".."zK-1"``.
+
+        Parameters
+        ----------
+        Z : array-like of shape (n_subjects, n_units), or mapping of str to such arrays
+            Latent codes (one matrix, or one per fold with the same ``n_units``); finite values only.
+        G : array-like of shape (n_subjects, n_regions)
+            Regional mean GM (in [0, 1] before any residualisation); finite values only.
+        y : array-like of shape (n_subjects,)
+            0/1 class labels of the contrast.
+        region_index : array-like of shape (n_regions,), optional
+            Atlas label of each column of ``G``; default ``1 .. n_regions``.
+        region_names, unit_names : sequence of str, optional
+            One name per region / per latent unit.
+        n_confounds : int, default=0
+            Number of confounds already regressed out of ``Z`` and ``G``.
+
+        Returns
+        -------
+        self : LRCP
+            The fitted estimator (tables in the attributes ending in ``_``).
         """
         first = next(iter(Z.values())) if isinstance(Z, Mapping) and Z else Z
         if unit_names is None and isinstance(first, pd.DataFrame):

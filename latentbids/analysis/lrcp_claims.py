@@ -11,7 +11,25 @@ from latentbids.analysis.claims import Claim
 
 
 def lrcp_statement(s: dict) -> str:
-    """The LRCP verdict of one contrast, in words."""
+    """The LRCP verdict of one contrast, in words.
+
+    The sentence ``LRCP.summary_["statement"]`` holds: it says whether any latent unit is clinically
+    relevant (and if not, that the latent space carries no detectable information at this n and the
+    ranking is exploratory) and which regions are LRCP-positive.
+
+    Parameters
+    ----------
+    s : dict
+        The summary under construction in ``LRCP._summary``: at least ``n``, ``K``, ``J``, ``n_folds``,
+        ``family_correction``, ``statistic``, ``eta``, ``best_unit_statistic`` (NaN when the units could
+        not be tested), ``reasons``, ``latent_informative``, ``units_relevant_per_fold`` and
+        ``positive_regions``.
+
+    Returns
+    -------
+    str
+        One or two sentences (at most 10 region names are listed).
+    """
     n, K, J, F = s["n"], s["K"], s["J"], s["n_folds"]
     rule = ("max-statistic label permutation" if s["family_correction"] == "permutation" else "Bonferroni")
     what = "balanced accuracy" if s["statistic"] == "balanced" else "accuracy against the majority share"
@@ -39,7 +57,27 @@ def lrcp_statement(s: dict) -> str:
 
 
 def lrcp_claims(model, contrast: str) -> list:
-    """The unit, region and LRCP claims of one fitted :class:`LRCP` (see :mod:`latentbids.analysis.claims`)."""
+    """The unit, region and LRCP claims of one fitted :class:`LRCP` (see :mod:`latentbids.analysis.claims`).
+
+    The claims copy the estimator's verdicts (nothing is re-decided here): a ``unit`` claim per row of
+    ``units_`` (supported = ``relevant``), a ``region`` claim per row of ``region_tests_`` (supported =
+    ``discriminates``) and an ``lrcp`` claim per row of ``consensus_`` (supported = ``lrcp_positive``;
+    ``exploratory`` when no unit was relevant).
+
+    Parameters
+    ----------
+    model : LRCP
+        A fitted :class:`latentbids.analysis.lrcp.LRCP`.
+    contrast : str
+        The contrast's name, ``"A vs B"``.
+
+    Returns
+    -------
+    list of Claim
+        ``n_folds * n_units`` unit claims, then ``n_regions`` region claims, then ``n_regions`` LRCP
+        claims.  ``p`` is the unit's or region's family-wise permutation p (for an LRCP claim the region's
+        own test; NaN under Bonferroni); ``bound`` is ``score_star`` for units and regions, NaN for LRCP.
+    """
     s = model.summary_
     stat_name = "best-threshold balanced accuracy" if s["statistic"] == "balanced" else "best-threshold accuracy"
     rule = ("max-statistic label permutation" if s["family_correction"] == "permutation" else "Bonferroni")

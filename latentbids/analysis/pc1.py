@@ -31,6 +31,10 @@ def pc1_correlations(pc1, covariates: pd.DataFrame, eta: float = 0.05, min_abs_r
     covariates : DataFrame, N rows
         One column per covariate.  Boolean columns count as 0/1; other non-numeric columns are not
         correlated (code them as numbers first).
+    eta : float, default=0.05
+        Family-wise level of the Bonferroni-adjusted p, in (0, 1).
+    min_abs_r : float, default=0.5
+        Smallest ``|r|`` that counts as "tracking", in [0, 1].
 
     Returns
     -------
@@ -79,7 +83,25 @@ def pc1_correlations(pc1, covariates: pd.DataFrame, eta: float = 0.05, min_abs_r
 
 
 def pc1_claims(table: pd.DataFrame, min_abs_r: float = 0.5) -> list:
-    """One claim "PC1 tracks <covariate>" per row of :func:`pc1_correlations`."""
+    """One claim "PC1 tracks <covariate>" per row of :func:`pc1_correlations`.
+
+    The verdicts were made by :func:`pc1_correlations`; this turns each row into a ``pc1``
+    :class:`~latentbids.analysis.claims.Claim` about the whole cohort (``contrast=""``).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Output of :func:`pc1_correlations` (one row per covariate).
+    min_abs_r : float, default=0.5
+        The ``|r|`` floor used there, in [0, 1] (quoted in the claim's ``correction``).
+
+    Returns
+    -------
+    list of Claim
+        One per row: ``statistic`` = Pearson r in [-1, 1] (NaN when not computed), ``p`` = the
+        Bonferroni-adjusted p in (0, 1] (NaN when not computed), ``supported`` copied, ``note`` = the
+        row's reason or ``""``.
+    """
     from latentbids.analysis.claims import Claim
 
     tested = int(table["p"].notna().sum())

@@ -31,6 +31,24 @@ EMBEDDING_CAVEAT = (
 
 
 def skipped(reason: str, **params) -> dict:
+    """The meta dict of a projection that was not computed, with the reason.
+
+    Degenerate input never raises in :func:`~latentbids.analysis.projections.project_latents`: a method
+    that cannot run is recorded with this dict, so ``meta`` always has the same keys.
+
+    Parameters
+    ----------
+    reason : str
+        Why the method was skipped, in words.
+    **params
+        The method's parameters (requested values, sign convention, ...), copied into the dict.
+
+    Returns
+    -------
+    dict
+        ``computed`` (False), ``skipped`` (``reason``), ``clipped`` (None), ``fitted_on`` (0), the
+        ``params`` and ``warnings`` (empty list).
+    """
     return {"computed": False, "skipped": reason, "clipped": None, "fitted_on": 0, **params, "warnings": []}
 
 
@@ -51,6 +69,35 @@ def _largest_positive(vectors: np.ndarray) -> np.ndarray:
 
 
 def pca_scores(Zs, fit, valid, constant, n_components):
+    """PCA fitted on the fit rows, every valid row transformed, each axis with a fixed sign.
+
+    The unsupervised linear view of the latent space; the explained variance ratio says how much of the
+    latent variance the plotted axes hold.  Each axis is flipped so that the unit with the largest
+    absolute loading loads positively (:data:`PCA_SIGN_CONVENTION`).
+
+    Parameters
+    ----------
+    Zs : ndarray of shape (n_valid, n_units)
+        Standardised latents of the valid rows (units constant on the fit rows are 0).
+    fit : ndarray of bool, shape (n_subjects,)
+        Rows the PCA is fitted on (a subset of ``valid``).
+    valid : ndarray of bool, shape (n_subjects,)
+        Rows with finite latents (the rows of ``Zs``).
+    constant : ndarray of bool, shape (n_units,)
+        Units constant on the fit rows.
+    n_components : int
+        Requested components; clipped to ``min(non-constant units, fit rows - 1)``.
+
+    Returns
+    -------
+    scores : ndarray of shape (n_valid, n_components_used), or None
+        PCA scores (in standard-deviation units of the latents); None when skipped.
+    info : dict
+        Meta of the method: ``computed``, ``skipped``, ``clipped``, ``fitted_on``, ``transformed``,
+        ``n_components_requested``, ``n_components``, ``explained_variance_ratio`` (each in [0, 1]),
+        ``components`` (signed loadings, ``n_components x n_units``), ``sign_units``,
+        ``sign_convention`` and ``warnings``.
+    """
     from sklearn.decomposition import PCA
 
     params = {"n_components_requested": int(n_components), "sign_convention": PCA_SIGN_CONVENTION}
@@ -91,6 +138,38 @@ def pca_scores(Zs, fit, valid, constant, n_components):
 
 
 def pls_scores(Zs, fit, valid, constant, y, n_components):
+    """PLS on the clinical label, fitted on the labelled fit rows only, every valid row projected.
+
+    The supervised linear view: only the labels of fit rows are read, so held-out subjects are placed by
+    a model that never saw their labels (the fit rows separate by construction, even on noise).  Each axis
+    is flipped so that class 1 has the higher mean score on the rows PLS was fitted on
+    (:data:`PLS_SIGN_CONVENTION`).  ``PLSRegression(scale=False)`` on the standardised latents.
+
+    Parameters
+    ----------
+    Zs : ndarray of shape (n_valid, n_units)
+        Standardised latents of the valid rows (units constant on the fit rows are 0).
+    fit : ndarray of bool, shape (n_subjects,)
+        Rows the PLS may be fitted on (a subset of ``valid``).
+    valid : ndarray of bool, shape (n_subjects,)
+        Rows with finite latents (the rows of ``Zs``).
+    constant : ndarray of bool, shape (n_units,)
+        Units constant on the fit rows.
+    y : array-like of shape (n_subjects,), or None
+        0/1 labels; -1 or NaN (or None) marks subjects outside the contrast.  Other values on the fit
+        rows, or a length other than ``n_subjects``, raise :class:`~latentbids.errors.UsageError`.
+    n_components : int
+        Requested components; clipped to ``min(non-constant units, labelled fit rows - 1)``.
+
+    Returns
+    -------
+    scores : ndarray of shape (n_valid, n_components_used), or None
+        PLS x-scores; None when skipped (no labels, one class, too few labelled fit rows, constant latents).
+    info : dict
+        Meta of the method: ``computed``, ``skipped``, ``clipped``, ``fitted_on``, ``transformed``,
+        ``n_components_requested``, ``n_components``, ``n_per_class``, ``labels_used``, ``x_rotations``
+        (signed, ``n_units x n_components``), ``sign_convention`` and ``warnings``.
+    """
     from sklearn.cross_decomposition import PLSRegression
 
     params = {
@@ -175,6 +254,29 @@ def _embedding_precheck(Zs, name, params):
 
 
 def tsne_embedding(Zs, perplexity, random_state):
+    """2-D t-SNE of every valid row: a picture, not evidence (:data:`EMBEDDING_CAVEAT`).
+
+    Distances, cluster sizes and gaps depend on the perplexity and the seed and exaggerate separation,
+    so nothing downstream computes a statistic on them.  PCA initialisation, or a seeded random one when
+    only one latent unit varies.
+
+    Parameters
+    ----------
+    Zs : ndarray of shape (n_valid, n_units)
+        Standardised latents of the valid rows.
+    perplexity : float
+        Requested perplexity (> 0); clipped to ``(n_valid - 1) / 3``.
+    random_state : int
+        Seed of t-SNE.
+
+    Returns
+    -------
+    embedding : ndarray of shape (n_valid, 2), or None
+        t-SNE coordinates (arbitrary units); None when skipped (fewer than 4 rows, constant latents).
+    info : dict
+        Meta of the method: ``computed``, ``skipped``, ``clipped``, ``fitted_on``,
+        ``perplexity_requested``, ``perplexity``, ``init``, ``random_state``, ``caveat`` and ``warnings``.
+    """
     from sklearn.manifold import TSNE
 
     params = {
@@ -209,6 +311,31 @@ def tsne_embedding(Zs, perplexity, random_state):
 
 
 def umap_embedding(Zs, n_neighbors, min_dist, random_state):
+    """2-D UMAP of every valid row: a picture, not evidence (:data:`EMBEDDING_CAVEAT`).
+
+    Like t-SNE, its distances, cluster sizes and gaps depend on ``n_neighbors`` and the seed and are not
+    tested.  The seed makes UMAP single-threaded and reproducible (its warning about ``n_jobs`` is dropped).
+
+    Parameters
+    ----------
+    Zs : ndarray of shape (n_valid, n_units)
+        Standardised latents of the valid rows.
+    n_neighbors : int
+        Requested neighbourhood size (>= 2); clipped to ``n_valid - 1``.
+    min_dist : float
+        UMAP minimum distance, in [0, 1].
+    random_state : int
+        Seed of UMAP.
+
+    Returns
+    -------
+    embedding : ndarray of shape (n_valid, 2), or None
+        UMAP coordinates (arbitrary units); None when skipped (fewer than 4 rows, constant latents).
+    info : dict
+        Meta of the method: ``computed``, ``skipped``, ``clipped``, ``fitted_on``,
+        ``n_neighbors_requested``, ``n_neighbors``, ``min_dist``, ``random_state``, ``caveat`` and
+        ``warnings``.
+    """
     params = {
         "n_neighbors_requested": int(n_neighbors),
         "min_dist": float(min_dist),

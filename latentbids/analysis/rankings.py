@@ -17,7 +17,25 @@ from latentbids.errors import UsageError
 
 
 def rank_regions(positive: np.ndarray, score: np.ndarray, region_index: np.ndarray) -> np.ndarray:
-    """Ranks (1 = top): positive regions first by score descending, then the rest; ties by region_index."""
+    """Ranks (1 = top): positive regions first by score descending, then the rest; ties by region_index.
+
+    One ordering rule for the per-fold tables and the consensus, so that a finding always outranks a
+    higher score without one.
+
+    Parameters
+    ----------
+    positive : array-like of bool, shape (n_regions,)
+        LRCP-positive regions.
+    score : array-like of float, shape (n_regions,)
+        LRCP score ``S_j`` (>= 0); NaN/inf rank last within their group.
+    region_index : array-like of int, shape (n_regions,)
+        Atlas label of each region (breaks ties, ascending).
+
+    Returns
+    -------
+    ndarray of int, shape (n_regions,)
+        Rank of each region, a permutation of ``1 .. n_regions``.
+    """
     s = np.where(np.isfinite(score), score, -np.inf)
     order = np.lexsort((region_index, -s, ~positive.astype(bool)))
     rank = np.empty(len(order), dtype=int)
@@ -28,15 +46,31 @@ def rank_regions(positive: np.ndarray, score: np.ndarray, region_index: np.ndarr
 def ranking_stability(scores, top_k: int = 10) -> dict:
     """How stable the LRCP ranking is across folds (METHOD.md section 5).
 
-    ``scores`` maps a fold name to a Series of LRCP scores S_j indexed by region_index, e.g.
-    ``lrcp.regions_.set_index("region_index")["score"]``.  For every pair of folds, over the regions
-    that score above 0 in at least one of the two: Kendall's tau-b of the scores (equal scores stay tied:
-    a ranking that only exists through tie-breaking is not stability) and the top-k overlap
+    ``scores`` maps a fold name to a Series of LRCP scores S_j indexed by region_index, e.g. one fold's
+    rows of ``LRCP.folds_`` as ``rows.set_index("region_index")["score"]``.  For every pair of folds, over
+    the regions that score above 0 in at least one of the two: Kendall's tau-b of the scores (equal scores
+    stay tied: a ranking that only exists through tie-breaking is not stability) and the top-k overlap
     ``|top_k(a) & top_k(b)| / k`` with each top-k taken among that fold's regions scoring above 0.
     Returns ``kendall_tau`` and ``top_k_overlap`` (means over pairs), ``n_folds``, ``n_pairs``,
     ``top_k`` (the k used) and ``reason`` (None, or why the values are NaN: fewer than two folds, or
     fewer than 2 regions scoring above 0).  k-fold latent units are not aligned across folds; region
     scores are.
+
+    Parameters
+    ----------
+    scores : mapping of str to pandas.Series
+        Fold name -> LRCP scores ``S_j`` (>= 0) indexed by region_index; NaN counts as 0.  Pairs are
+        compared on the regions both folds have.
+    top_k : int, default=10
+        Size of the top-k sets, at least 1 (reduced per pair to the larger number of regions scoring
+        above 0 in either fold).
+
+    Returns
+    -------
+    dict
+        ``kendall_tau`` (mean tau-b over pairs, in [-1, 1], NaN when no pair gives one),
+        ``top_k_overlap`` (mean over pairs, in [0, 1]), ``n_folds``, ``n_pairs`` (pairs compared),
+        ``top_k`` (the smallest k used, or ``top_k`` when no pair was compared) and ``reason``.
     """
     if int(top_k) < 1:
         raise UsageError(f"top_k must be at least 1 (got {top_k})")
@@ -81,7 +115,24 @@ def consensus(folds: pd.DataFrame, region_tests: pd.DataFrame | None = None) -> 
     ``exploratory`` True, when none had); ``n_folds_positive`` counts the folds where the region is
     LRCP-positive; ``lrcp_positive`` means more than half of them.  The ranking lists the positive
     regions first by mean score, then the others.  ``region_tests`` (``LRCP.region_tests_``) adds each
-    region's own test columns.
+    region's own test columns.  In k-fold mode the folds' latent units differ but their region scores
+    live on the same atlas, so the region table is what can be pooled.
+
+    Parameters
+    ----------
+    folds : pandas.DataFrame, or None
+        One row per (fold, region) with at least ``fold``, ``region_index``, ``region``, ``score``,
+        ``exploratory`` and ``lrcp_positive`` (``LRCP.folds_``).
+    region_tests : pandas.DataFrame, optional
+        One row per region with ``region_index``, ``region`` and the region test's columns; joined on
+        ``region_index`` (its ``region`` column is dropped).
+
+    Returns
+    -------
+    pandas.DataFrame of shape (n_regions, 7 + extra)
+        ``region_index``, ``region``, ``mean_score``, ``exploratory``, ``n_folds_positive``,
+        ``lrcp_positive`` (positive in more than half of the folds), ``rank`` (1 = top), then the
+        ``region_tests`` columns; sorted by rank.  Empty (those 7 columns) when ``folds`` is None or empty.
     """
     columns = ["region_index", "region", "mean_score", "exploratory", "n_folds_positive", "lrcp_positive", "rank"]
     if folds is None or not len(folds):

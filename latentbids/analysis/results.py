@@ -21,7 +21,20 @@ class ProjectionResult:
 
     ``table``: one row per map (participant_id, session_id, fold, role, label, pca1.., tsne1, tsne2,
     umap1, umap2, pls1..); ``meta``: per-method parameters, seeds and skip reasons; ``pc1``:
-    :func:`latentbids.analysis.projections.pc1_correlations` on one row per subject, or None.
+    :func:`latentbids.analysis.pc1.pc1_correlations` on one row per subject, or None.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame of shape (n_maps, n_columns)
+        The reference fold's coordinates (:func:`~latentbids.analysis.projections.project_latents`'s
+        ``coords``) with the map's identifiers; NaN where a method or component was skipped.
+    meta : dict
+        Fold name -> the ``meta`` dict of ``project_latents`` for that fold (parameters, seeds, what was
+        clipped or skipped and why).
+    pc1 : pandas.DataFrame or None
+        PC1 against the global measures (one row per measure), or None when PC1 was not computed.
+    pls_contrast : str or None
+        The contrast PLS was fitted on, ``"A (0) vs B (1)"``, or None without a contrast.
     """
 
     table: pd.DataFrame
@@ -38,6 +51,28 @@ class ContrastResult:
     ``association_``, ``folds_``, ``consensus_``, ``stability_``, ``summary_``); ``sam`` the SAM table
     (one row per region, with ``region``); ``vectors`` maps each fold to its latent-vector test (with
     ``rub``); ``reference_fold`` is the fold whose units the heat map shows.
+
+    Attributes
+    ----------
+    name : str
+        ``"A vs B"`` (the claims' ``contrast``).
+    desc : str
+        BIDS-safe ``desc`` entity of the contrast's files (:func:`~latentbids.analysis.cohort.contrast_name`).
+    labels : tuple of (str, str)
+        Labels of class 0 and class 1.
+    n : int
+        Subjects in the contrast.
+    n_per_class : dict of str to int
+        Label -> number of subjects.
+    lrcp : LRCP
+        The fitted estimator.
+    sam : pandas.DataFrame of shape (n_regions, n_columns)
+        :func:`~latentbids.analysis.agnostic.sam_regions`'s table with a ``region`` name column.
+    vectors : dict of str to dict
+        Fold -> :func:`~latentbids.analysis.agnostic.latent_vector_test` result (tested at
+        ``eta / n_folds``).
+    reference_fold : str
+        The fold whose units the heat map shows.
     """
 
     name: str
@@ -54,7 +89,17 @@ class ContrastResult:
 @dataclass(frozen=True)
 class ShapSection:
     """SHAP on the reconstruction error: the :class:`~latentbids.analysis.shap_error.ShapResult`, the
-    regional GM it explained (``features``, columns = region_index) and the region names."""
+    regional GM it explained (``features``, columns = region_index) and the region names.
+
+    Attributes
+    ----------
+    result : ShapResult
+        What :func:`~latentbids.analysis.shap_error.explain_error` found.
+    features : pandas.DataFrame of shape (n_subjects, n_regions)
+        The regional GM that was explained (after any confound adjustment), columns = region_index.
+    regions : pandas.DataFrame of shape (n_regions, n_columns)
+        The atlas regions (``index`` and ``name`` columns), in the column order of ``features``.
+    """
 
     result: object
     features: pd.DataFrame
@@ -63,7 +108,54 @@ class ShapSection:
 
 @dataclass(frozen=True)
 class AnalysisResult:
-    """One group-level analysis: its settings, sections, claims and verdicts, and the files written."""
+    """One group-level analysis: its settings, sections, claims and verdicts, and the files written.
+
+    What ``latentbids.workflows.group_analysis`` returns and the report renders; every verdict in it was
+    generated from ``claims``.
+
+    Attributes
+    ----------
+    model_name : str
+        Name of the model whose latent space was analysed.
+    mode : {"kfold", "fit_all"}
+        Training mode of the model.
+    folds : tuple of str
+        The model's folds.
+    reference_fold : str
+        The fold of the projections and heat maps.
+    label_column : str
+        participants.tsv column of the clinical labels.
+    n_subjects : int
+        Distinct participants analysed.
+    settings : AnalysisConfig
+        The effective analysis settings (sloppy caps applied).
+    confounds : tuple of str
+        Confound columns regressed out.
+    claims : ClaimsList
+        Every claim made.
+    headline : str
+        The sentence naming only supported claims (:func:`~latentbids.analysis.verdicts.headline`).
+    verdicts : tuple of str
+        The per-contrast and cohort sentences, then one per failed section.
+    contrasts : tuple of ContrastResult, default=()
+        One per contrast that ran.
+    projections : ProjectionResult or None, default=None
+        None when the section did not run or failed.
+    shap : ShapSection or None, default=None
+        None when skipped or failed.
+    notes : tuple of str, default=()
+        Decisions the user must be told about (left-out labels, skipped contrasts, ...).
+    skipped : dict of str to str
+        Section -> why it was skipped.
+    failures : dict of str to str
+        Section -> why it failed.
+    files : dict
+        Output key -> path of each file written.
+    analysis_json : pathlib.Path or None, default=None
+        Path of ``analysis.json``.
+    report : pathlib.Path or None, default=None
+        Path of the HTML report.
+    """
 
     model_name: str
     mode: str  # "kfold" | "fit_all"

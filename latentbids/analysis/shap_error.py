@@ -355,7 +355,24 @@ def _versions() -> dict:
 
 
 def shap_claims(result: ShapResult) -> list:
-    """One claim per surrogate model (Holm over the models) and one for SAR of the top regions."""
+    """One claim per surrogate model (Holm over the models) and one for SAR of the top regions.
+
+    The verdicts were made by :func:`explain_error`; this turns them into ``shap`` and ``sar``
+    :class:`~latentbids.analysis.claims.Claim` objects about the whole cohort (``contrast=""``).
+
+    Parameters
+    ----------
+    result : ShapResult
+        Output of :func:`explain_error`.
+
+    Returns
+    -------
+    list of Claim
+        One ``shap`` claim per row of ``result.fits`` (``statistic`` = GBM CV R^2, at most 1 and NaN
+        when not fitted; ``p`` = Holm-adjusted permutation p in (0, 1] or NaN), then one ``sar`` claim
+        when SAR ran (``statistic`` = held-out epsilon-insensitive loss in sd units of ``e``, ``p`` =
+        ``p_full``, ``bound`` = ``Delta``).
+    """
     from latentbids.analysis.claims import Claim
 
     m = int(result.fits["cv_r2"].notna().sum())

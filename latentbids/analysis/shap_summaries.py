@@ -21,11 +21,49 @@ COMPARISON_COLUMNS = [
 
 
 def py_scalar(v):
-    """numpy scalar -> plain Python (ints stay ints) for tables and JSON."""
+    """numpy scalar -> plain Python (ints stay ints) for tables and JSON.
+
+    Region indices end up as keys and values of ``analysis.json``, which the ``json`` module cannot write
+    as numpy scalars.
+
+    Parameters
+    ----------
+    v : object
+        Any value.
+
+    Returns
+    -------
+    object
+        ``v.item()`` for a numpy scalar (``np.int64`` -> ``int``, ``np.float64`` -> ``float``), else ``v``.
+    """
     return v.item() if isinstance(v, np.generic) else v
 
 
 def importance_table(name, phi, phi_ridge, region_index, region_names) -> pd.DataFrame:
+    """Global SHAP importance of one model: mean |phi| per region, GBM and ridge baseline side by side.
+
+    Mean absolute SHAP value is the usual global importance; the ridge column is the linear reference
+    that says whether the GBM's ranking is more than a linear effect.
+
+    Parameters
+    ----------
+    name : str
+        Model name (``"pooled"`` or a class label).
+    phi : ndarray of shape (n_subjects, n_regions)
+        SHAP values of the GBM, in units of the reconstruction error.
+    phi_ridge : ndarray of shape (n_subjects, n_regions)
+        SHAP values of the ridge baseline, same units.
+    region_index : sequence of shape (n_regions,)
+        Atlas label of each column.
+    region_names : sequence of str, shape (n_regions,)
+        Name of each region.
+
+    Returns
+    -------
+    pandas.DataFrame of shape (n_regions, 7)
+        ``model``, ``region_index``, ``region``, ``importance`` (mean |phi| >= 0, error units), ``rank``
+        (1 = most important; ties by column order), ``importance_ridge`` and ``rank_ridge``.
+    """
     imp = np.abs(phi).mean(axis=0)
     imp_r = np.abs(phi_ridge).mean(axis=0)
     return pd.DataFrame({
@@ -43,6 +81,29 @@ def _rank(x) -> np.ndarray:
 
 
 def pooled_by_class(vals, classes, region_index, region_names) -> pd.DataFrame:
+    """The pooled model's importance summarised within each class (METHOD's class-stratified summaries).
+
+    One model explains every subject; averaging its |phi| per class shows where the classes' errors are
+    driven differently without fitting smaller, noisier class models.
+
+    Parameters
+    ----------
+    vals : pandas.DataFrame of shape (n_subjects, n_regions), or None
+        SHAP values of the pooled GBM, index = row positions in ``classes``.
+    classes : ndarray of shape (n_rows,), or None
+        Class label per input row (None/NaN for unlabelled subjects, which are left out).
+    region_index : sequence of shape (n_regions,)
+        Atlas label of each column.
+    region_names : sequence of str, shape (n_regions,)
+        Name of each region.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (class, region): ``class`` (as ``str``), ``region_index``, ``region``,
+        ``importance`` (mean |phi| over the class's subjects, error units) and ``rank`` (1 = most
+        important within the class).  Empty (those columns) when ``vals`` or ``classes`` is None.
+    """
     cols = ["class", "region_index", "region", "importance", "rank"]
     if vals is None or classes is None:
         return pd.DataFrame(columns=cols)
@@ -56,6 +117,30 @@ def pooled_by_class(vals, classes, region_index, region_names) -> pd.DataFrame:
 
 
 def compare_classes(importance, fits, class_models, top_k) -> pd.DataFrame:
+    """Compare the importance vectors of every pair of fitted class models.
+
+    Whether the classes' errors are driven by the same regions; a difference is a finding only when both
+    models are supported (``both_supported``).
+
+    Parameters
+    ----------
+    importance : pandas.DataFrame
+        Long table of :func:`importance_table` rows of every fitted model.
+    fits : pandas.DataFrame
+        One row per model with ``model``, ``n`` and ``supported``.
+    class_models : sequence of str
+        Names of the class models, in pair order (models without importances are skipped).
+    top_k : int
+        Size of the top-k sets compared (capped at the number of regions).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per pair ``(a, b)``: ``class_a``, ``class_b``, ``n_a``, ``n_b``, ``spearman`` (rank
+        correlation of the importances, in [-1, 1]; NaN for constant importances), ``top_k``,
+        ``top_k_overlap`` (in [0, 1]), ``largest_changes`` (the 3 regions with the largest
+        |importance difference|, signed as b - a) and ``both_supported``.
+    """
     fitted = [m for m in class_models if m in set(importance["model"])]
     f = fits.set_index("model")
     rows = []
@@ -81,6 +166,34 @@ def compare_classes(importance, fits, class_models, top_k) -> pd.DataFrame:
 
 
 def statement(fit, importance, sar, sar_reason, min_r2, pooled, one_class_reason) -> str:
+    """One sentence on what may and may not be claimed from one surrogate model.
+
+    An explanation of a model that does not fit is not an explanation: an unsupported model's sentence
+    says in words that its SHAP values are not a finding, with its fit numbers and the reason.
+
+    Parameters
+    ----------
+    fit : pandas.Series
+        The model's row of the fits table (``name`` = model name), after
+        :func:`~latentbids.analysis.shap_validation.family_verdicts`.
+    importance : pandas.DataFrame
+        Long importance table (:func:`importance_table` rows); the model's top 3 regions are named.
+    sar : dict or None
+        SAR of the top regions (:func:`~latentbids.analysis.shap_validation.sar_top_regions`), or None.
+    sar_reason : str
+        Why SAR did not run (used when ``sar`` is None).
+    min_r2 : float
+        The CV R^2 floor of a supported model.
+    pooled : bool
+        Whether ``fit`` is the pooled model (only its sentence mentions SAR and ``one_class_reason``).
+    one_class_reason : str
+        Why there are no class models, or ``""``.
+
+    Returns
+    -------
+    str
+        The statement, in words.
+    """
     who = "the pooled surrogate" if pooled else f"the surrogate of class {fit.name}"
     extra = f" ({one_class_reason})" if pooled and one_class_reason else ""
     if not np.isfinite(fit["cv_r2"]):
@@ -115,4 +228,16 @@ def statement(fit, importance, sar, sar_reason, min_r2, pooled, one_class_reason
 
 
 def fmt_p(p) -> str:
+    """A p-value for a sentence: three significant digits, or ``"not computed"``.
+
+    Parameters
+    ----------
+    p : float
+        p-value in (0, 1], or NaN.
+
+    Returns
+    -------
+    str
+        E.g. ``"0.0123"``; ``"not computed"`` when ``p`` is not finite.
+    """
     return "not computed" if not np.isfinite(p) else f"{p:.3g}"

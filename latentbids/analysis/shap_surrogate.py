@@ -13,7 +13,39 @@ from latentbids.analysis.shap_validation import permutation_p
 
 
 def fit_one(Gm, em, gbm, ridge, params) -> dict:
-    """CV, permutation null and SHAP values of one model (the pooled one or one class)."""
+    """CV, permutation null and SHAP values of one model (the pooled one or one class).
+
+    The model is judged before it is explained: out-of-fold R^2 and MAE of the GBM and the ridge baseline
+    (against predicting the training-fold mean), then, only when the GBM's CV R^2 exceeds ``min_r2``, its
+    permutation p (:func:`~latentbids.analysis.shap_validation.permutation_p`).  Both models are then
+    refitted on all the subjects and explained with an interventional SHAP background of at most
+    ``background`` seeded subjects.  The family-wise verdict is taken later, over all models together.
+
+    Parameters
+    ----------
+    Gm : ndarray of shape (n_subjects, n_regions)
+        Regional GM of the model's subjects (finite).
+    em : ndarray of shape (n_subjects,)
+        Their reconstruction error (finite; mean squared error in model units).
+    gbm : GradientBoostingRegressor
+        Unfitted surrogate (cloned, never fitted in place).
+    ridge : Pipeline
+        Unfitted ``StandardScaler`` + ``RidgeCV`` baseline.
+    params : dict
+        The run's parameters; reads ``min_subjects``, ``random_state``, ``cv``, ``min_r2``,
+        ``n_permutations``, ``background`` (and what :func:`permutation_p` reads).
+
+    Returns
+    -------
+    dict
+        ``fit``: the model's row of the fits table (``n``, ``cv_r2`` (at most 1), ``cv_mae``,
+        ``cv_r2_ridge``, ``cv_mae_ridge``, ``mae_mean_predictor`` (error units), ``p_perm`` in (0, 1] or
+        NaN, ``n_permutations_run``, ``supported`` (False here), ``reason``); ``phi``: GBM SHAP values
+        ``(n_subjects, n_regions)`` or None when no model was fitted (too few subjects, constant ``e``,
+        constant GM: ``reason`` says which).  With ``phi`` also ``phi_ridge`` (ridge SHAP values, same
+        shape), ``gbm`` and ``ridge`` (fitted on all subjects), ``background`` (row positions in ``Gm``),
+        ``expected`` and ``expected_ridge`` (explainers' expected values).
+    """
     n = len(em)
     fit = dict(n=n, cv_r2=np.nan, cv_mae=np.nan, cv_r2_ridge=np.nan, cv_mae_ridge=np.nan,
                mae_mean_predictor=np.nan, p_perm=np.nan, n_permutations_run=0, supported=False, reason="")

@@ -33,8 +33,33 @@ def permutation_p(gbm, Gm, em, splits, observed, params) -> tuple[float, int]:
     """p of the observed CV R^2 under the null of shuffled ``e`` (same splits, same model).
 
     Full null: ``p = (#{null >= observed} + 1) / (B + 1)``.  With ``null_early_stop``: stop once the
-    count reaches ``h``, the smallest count for which the full-null p cannot fall below 0.05, and
-    return Besag & Clifford's sequential ``p = h / L`` (``L`` refits done).
+    count reaches ``h = max(1, ceil(eta (B + 1) - 1))``, meant as the smallest count for which the
+    full-null p cannot reach ``eta``, and return Besag & Clifford's sequential ``p = h / L`` (``L``
+    refits done).  A surrogate that does not fit thus costs a handful of refits instead of ``B``.
+    The null draws are seeded from ``random_state`` and consumed in order, so the result does not
+    depend on ``n_jobs``.
+
+    Parameters
+    ----------
+    gbm : GradientBoostingRegressor
+        Unfitted surrogate (refitted on each shuffled target).
+    Gm : ndarray of shape (n_subjects, n_regions)
+        Regional GM of the model's subjects.
+    em : ndarray of shape (n_subjects,)
+        Their reconstruction error.
+    splits : list of (train, test) index arrays
+        The CV splits of the observed fit (reused by every refit).
+    observed : float
+        Observed CV R^2 of the GBM (at most 1).
+    params : dict
+        Reads ``n_permutations`` (``B``), ``eta``, ``random_state``, ``n_jobs`` and ``null_early_stop``.
+
+    Returns
+    -------
+    p : float
+        Permutation p in (0, 1]; NaN when ``B = 0`` or ``observed`` is not finite.
+    n_run : int
+        Null refits done (``B`` unless stopped early; 0 when not run).
     """
     B = params["n_permutations"]
     if B == 0 or not np.isfinite(observed):
@@ -67,6 +92,22 @@ def family_verdicts(fits: pd.DataFrame, params: dict) -> pd.DataFrame:
 
     A model is ``supported`` when its CV R^2 exceeds the floor and its Holm-adjusted permutation p is at
     most ``eta``.  Fitted models without a null (below the R^2 floor) count in the family with p = 1.
+    Pooled and class models are tested on overlapping subjects, so they form one family.
+
+    Parameters
+    ----------
+    fits : pandas.DataFrame
+        One row per model (:data:`~latentbids.analysis.shap_error.FIT_COLUMNS`); a model was fitted when
+        its ``cv_r2`` is not NaN.
+    params : dict
+        Reads ``eta``, ``n_permutations`` and ``min_r2``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy of ``fits`` with ``p_holm`` (in (0, 1]; NaN for models not fitted), ``supported`` and
+        ``reason`` (extended with the Holm verdict and, when ``B`` permutations cannot reach
+        ``eta / m``, how many are needed) set.
     """
     fits = fits.copy()
     eta, B = params["eta"], params["n_permutations"]
@@ -104,6 +145,32 @@ def sar_top_regions(G, e, rows, fits, region_index, region_names, params):
     second half only, where ``p_full <= eta`` is the verdict (``supported``).  Choosing the regions with
     the same errors that test them would make the test optimistic.  ``power`` (share of significant
     subsamples of the test half) is reported as a description, never as a p-value.
+
+    Parameters
+    ----------
+    G : ndarray of shape (n_rows, n_regions)
+        Regional GM of every input row.
+    e : ndarray of shape (n_rows,)
+        Reconstruction error of every input row.
+    rows : ndarray of int
+        Row positions of the pooled model's subjects (finite ``e`` and ``G``).
+    fits : pandas.DataFrame
+        The fits table; SAR runs only when the pooled model was fitted.
+    region_index : sequence of shape (n_regions,)
+        Atlas label of each column of ``G``.
+    region_names : sequence of str, shape (n_regions,)
+        Name of each column of ``G``.
+    params : dict
+        Reads ``random_state``, ``sar_top_m``, ``eta``, ``bound``, ``sar_resamples`` and the GBM's
+        settings (``n_estimators``, ``max_depth``, ``learning_rate``, ``subsample``, ``background``).
+
+    Returns
+    -------
+    sar : dict or None
+        :func:`~latentbids.analysis.agnostic.sar`'s dict plus ``regions`` (atlas labels), ``region_names``,
+        ``m``, ``n_select``, ``n_test``, ``supported`` and ``note``; None when not run or not computed.
+    reason : str
+        Why ``sar`` is None (``"not run: ..."`` or ``"not computed: ..."``), else ``""``.
     """
     pooled = fits.set_index("model").loc[POOLED]
     if not np.isfinite(pooled["cv_r2"]):

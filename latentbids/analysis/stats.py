@@ -39,7 +39,18 @@ def standardize(X) -> np.ndarray:
     Constant columns (and every column when there are fewer than two rows) become 0 instead of NaN:
     a unit that never varies carries no information, and a 0 column contributes nothing to correlations
     computed as products of standardised arrays.  NaN in ``X`` propagates to its column.
-    A 1-D input returns a 1-D array.
+    A 1-D input returns a 1-D array.  A column counts as constant when its sd is at most ``1e-12``
+    times ``max(|mean|, 1)`` (constant up to rounding error).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples,) or (n_samples, n_features)
+        Data, e.g. latent codes or regional GM.
+
+    Returns
+    -------
+    ndarray of the same shape as ``X``, dtype float
+        z-scores (unitless); 0 for constant columns; all 0 when ``n_samples < 2``.
     """
     arr = np.asarray(X, dtype=float)
     one_d = arr.ndim == 1
@@ -65,6 +76,19 @@ def residualize(X, C) -> np.ndarray:
     that an association is not just "both track head size".  ``C`` is ``N x c`` (or length ``N``);
     the intercept is added here, so the residuals also have mean 0.  ``C`` must not contain NaN: drop
     or impute those subjects first.  A 1-D ``X`` returns a 1-D array.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples,) or (n_samples, n_features)
+        Data to adjust (latent codes, regional GM, voxels, the reconstruction error).
+    C : array-like of shape (n_samples,) or (n_samples, n_confounds)
+        Confounds, finite (e.g. from :func:`latentbids.analysis.cohort.confound_matrix`).
+
+    Returns
+    -------
+    ndarray of the same shape as ``X``, dtype float
+        Residuals, in the units of ``X``, with mean 0 per column.  Each confound costs one degree of
+        freedom of later correlation tests (``n_confounds`` of :func:`correlate`).
     """
     arr = np.asarray(X, dtype=float)
     one_d = arr.ndim == 1
@@ -109,6 +133,26 @@ def correlate(A, B, method: str = "pearson", n_confounds: int = 0):
     column ranks (average ranks for ties) with the same t approximation (as ``scipy.stats.spearmanr``).
     Pairs involving a constant column, and everything when ``N < 3``, are NaN.  ``n_confounds``: columns
     already regressed out of ``A`` and ``B`` (partial correlation), each costing one degree of freedom.
+    This is LRCP's association step: every region against every latent unit in one matrix product.
+
+    Parameters
+    ----------
+    A : array-like of shape (n_samples,) or (n_samples, n_a)
+        First set of columns (e.g. regional GM).
+    B : array-like of shape (n_samples,) or (n_samples, n_b)
+        Second set of columns (e.g. latent units), same rows as ``A``.
+    method : {"pearson", "spearman"}, default="pearson"
+        Correlation type (case-insensitive).
+    n_confounds : int, default=0
+        Confounds already regressed out; the t test uses ``n_samples - 2 - n_confounds`` degrees of
+        freedom (everything NaN when that is below 1).
+
+    Returns
+    -------
+    r : ndarray of shape (n_a, n_b)
+        Correlations in [-1, 1]; NaN for a constant column.
+    p : ndarray of shape (n_a, n_b)
+        Two-sided p-values in [0, 1] (0 where ``|r| = 1``); NaN where ``r`` is NaN.
     """
     m = _check_method(method)
     a, b = _as_2d(A, "A"), _as_2d(B, "B")
@@ -138,6 +182,18 @@ def adjust_pvalues(p, method: str = "fdr_bh") -> np.ndarray:
     the i-th smallest of ``m`` p-values is ``min_{j >= i} p_(j) m / j``, capped at 1).  ``"bonferroni"``:
     ``min(p m, 1)`` (family-wise error).  NaN entries stay NaN and do not count towards ``m``.
     A test is significant at level ``alpha`` when its adjusted p-value is below ``alpha``.
+
+    Parameters
+    ----------
+    p : array-like of any shape
+        p-values in [0, 1]; NaN for tests that were not computed.
+    method : {"fdr_bh", "bonferroni"}, default="fdr_bh"
+        Adjustment (case-insensitive).
+
+    Returns
+    -------
+    ndarray of the same shape as ``p``
+        Adjusted p-values in [0, 1], at least the raw ones; NaN where ``p`` is not finite.
     """
     name = str(method).lower()
     if name not in ADJUSTMENTS:
@@ -174,7 +230,28 @@ def max_stat_permutation(
     ``(j, k)`` is ``(#{max_null >= |r_jk|} + 1) / (n_permutations + 1)`` (the observed statistic counts
     as one permutation, so p is never 0).  Permutations are done in batches of matrix products, so 1000
     permutations of a 116 x 32 problem with N = 1000 take a few seconds.  Deterministic given
-    ``random_state``.  Pairs with a constant column are NaN.
+    ``random_state``.  Pairs with a constant column are NaN.  Unlike :func:`correlate` it takes no
+    ``n_confounds``: residualised data are permuted as they are.
+
+    Parameters
+    ----------
+    A : array-like of shape (n_samples,) or (n_samples, n_a)
+        First set of columns (regional GM), kept in place.
+    B : array-like of shape (n_samples,) or (n_samples, n_b)
+        Second set of columns (latent units), whose rows are permuted.
+    n_permutations : int, default=1000
+        Number of permutations ``B``, at least 1.
+    random_state : int, default=0
+        Seed of the permutations.
+    method : {"pearson", "spearman"}, default="pearson"
+        Correlation type (case-insensitive).
+    batch_size : int, default=64
+        Permutations per matrix product (memory vs speed).
+
+    Returns
+    -------
+    ndarray of shape (n_a, n_b)
+        Family-wise p-values in [1 / (B + 1), 1]; all NaN when ``n_samples < 3``.
     """
     m = _check_method(method)
     if int(n_permutations) < 1:
@@ -227,7 +304,20 @@ def _check_binary(y01) -> np.ndarray:
 def cohens_d_columns(X, y01) -> np.ndarray:
     """Cohen's d of every column of ``X``: (mean of class 1 - mean of class 0) / pooled SD (ddof=1).
 
-    NaN where a class has fewer than two subjects or the pooled SD is 0.
+    NaN where a class has fewer than two subjects or the pooled SD is 0.  A descriptive effect size
+    shown next to LRCP's tests (no verdict uses it).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples,) or (n_samples, n_features)
+        Features.
+    y01 : array-like of shape (n_samples,)
+        0/1 class labels.
+
+    Returns
+    -------
+    ndarray of shape (n_features,)
+        d in pooled-SD units (positive: class 1 higher).
     """
     x = _as_2d(X, "X")
     y = _check_binary(y01)
@@ -249,6 +339,19 @@ def auc_columns(X, y01) -> np.ndarray:
 
     Equal to ``sklearn.metrics.roc_auc_score(y01, X[:, c])`` (ties count one half); 0.5 is chance and
     values below 0.5 mean class 1 has the lower values.  NaN if a class is empty or the column has NaN.
+    A descriptive effect size; LRCP also uses ``|AUC - 0.5|`` to order units in an exploratory ranking.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples,) or (n_samples, n_features)
+        Features (scores; higher = more class-1-like).
+    y01 : array-like of shape (n_samples,)
+        0/1 class labels.
+
+    Returns
+    -------
+    ndarray of shape (n_features,)
+        AUC in [0, 1].
     """
     x = _as_2d(X, "X")
     y = _check_binary(y01)
@@ -269,6 +372,18 @@ def cohens_d(x, y01) -> float:
     """Cohen's d of ``x`` between class 1 and class 0 (class 1 minus class 0, pooled SD, ddof=1).
 
     NaN when a class has fewer than two subjects or ``x`` does not vary within classes.
+
+    Parameters
+    ----------
+    x : array-like of shape (n_samples,)
+        One feature.
+    y01 : array-like of shape (n_samples,)
+        0/1 class labels.
+
+    Returns
+    -------
+    float
+        d in pooled-SD units (positive: class 1 higher), or NaN.
     """
     return float(cohens_d_columns(np.asarray(x, dtype=float).reshape(-1, 1), y01)[0])
 
@@ -278,6 +393,18 @@ def auc(x, y01) -> float:
 
     Not symmetrised: 0.3 means class 1 tends to have *lower* values; use ``abs(auc - 0.5)`` for a
     direction-free strength.  NaN when only one class is present or ``x`` has NaN.
+
+    Parameters
+    ----------
+    x : array-like of shape (n_samples,)
+        One feature, used as a score for class 1.
+    y01 : array-like of shape (n_samples,)
+        0/1 class labels.
+
+    Returns
+    -------
+    float
+        AUC in [0, 1], or NaN.
     """
     from sklearn.metrics import roc_auc_score
 

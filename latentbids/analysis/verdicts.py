@@ -29,7 +29,30 @@ def _p(p: float) -> str:
 
 
 def contrast_verdicts(claims: ClaimsList, contrast: str, n: int, n_per_class: dict, eta: float) -> list[str]:
-    """One sentence per claim family of one contrast."""
+    """One sentence per claim family of one contrast.
+
+    A reading of the claims list and nothing else: counts, supported items (at most :data:`MAX_NAMES`
+    named) and the correction each family used, so no sentence can say more than the claims support.
+
+    Parameters
+    ----------
+    claims : ClaimsList
+        Every claim of the analysis (only this contrast's are read).
+    contrast : str
+        The contrast's name, ``"A vs B"``.
+    n : int
+        Subjects in the contrast.
+    n_per_class : dict of str to int
+        Label -> number of subjects, in class order.
+    eta : float
+        Family-wise error rate, in (0, 1), quoted in the unit sentence.
+
+    Returns
+    -------
+    list of str
+        In order, one sentence for each family that has claims: units, regions, LRCP, SAM, latent vector,
+        RUB.  Empty when the contrast has no claim.
+    """
     counts = ", ".join(f"{v} {k}" for k, v in n_per_class.items())
     head = f"{contrast} (n = {n}; {counts})"
     out = []
@@ -83,7 +106,19 @@ def contrast_verdicts(claims: ClaimsList, contrast: str, n: int, n_per_class: di
 
 
 def cohort_verdicts(claims: ClaimsList) -> list[str]:
-    """Sentences for the claims about the whole cohort: PC1, SHAP surrogates, SAR."""
+    """Sentences for the claims about the whole cohort: PC1, SHAP surrogates, SAR.
+
+    Parameters
+    ----------
+    claims : ClaimsList
+        Every claim of the analysis (the ``pc1``, ``shap`` and ``sar`` families are read).
+
+    Returns
+    -------
+    list of str
+        One PC1 sentence (when some PC1 correlation was computed), one SHAP sentence (when there are
+        surrogate claims), one sentence per SAR claim.
+    """
     out = []
     pc1 = claims.select("pc1")
     tested = [c for c in pc1 if math.isfinite(c.statistic)]
@@ -115,7 +150,26 @@ def cohort_verdicts(claims: ClaimsList) -> list[str]:
 
 
 def headline(claims: ClaimsList, contrasts: list[str], n_subjects: int) -> str:
-    """One sentence that names only supported claims (or says that none is supported)."""
+    """One sentence that names only supported claims (or says that none is supported).
+
+    The first thing a reader sees, so it never mentions an unsupported or exploratory statement.
+    Regions whose GM separates the classes are named only when the contrast has no LRCP-positive region.
+
+    Parameters
+    ----------
+    claims : ClaimsList
+        Every claim of the analysis.
+    contrasts : list of str
+        Names of the contrasts that ran, in order.
+    n_subjects : int
+        Distinct participants analysed (quoted when nothing is supported).
+
+    Returns
+    -------
+    str
+        ``"Supported claims (family-wise, eta as configured): ..."``, or a sentence saying that no
+        claim is supported at ``n = n_subjects``.
+    """
     parts = []
     for name in contrasts:
         bits = []

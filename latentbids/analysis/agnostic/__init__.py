@@ -10,7 +10,8 @@ regions can pass at cohort sizes where the full latent vector (``d = K``) cannot
 Functions
 ---------
 - :func:`single_feature_accuracy`: exact in-sample accuracy of the best one-feature threshold classifier
-  (used by LRCP for every latent unit and region).
+  (the ``"majority"`` statistic of :mod:`latentbids.analysis.discriminability`, whose family-wise tests
+  LRCP runs on every latent unit and region).
 - :func:`feature_test`: that accuracy against ``Delta(n, d=1)``.
 - :func:`sam_regions` (``sam``): SAM, one row per atlas region (top voxels by t-test, 1 PLS component,
   linear SVM); a region is supported only when the bound and the family-wise permutation p of the whole

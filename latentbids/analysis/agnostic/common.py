@@ -135,11 +135,29 @@ def single_feature_accuracy(x, y) -> float:
 def feature_test(x, y, eta: float = 0.05, bound: str = "G", chance="majority") -> dict:
     """SAM-style test of one feature: ``acc* = acc - Delta(n, d=1)``, significant if ``acc* > chance``.
 
+    The single-feature check of METHOD.md section 6 on its own (no family-wise control: one feature
+    tested at ``eta``).  Missing labels and non-finite values are dropped first (module conventions).
+
+    Parameters
+    ----------
+    x : array-like of shape (n_subjects,)
+        One feature (a latent unit, a regional GM value).
+    y : array-like of shape (n_subjects,)
+        Two labels of any type (sorted: the first is class 0).
+    eta : float, default=0.05
+        Confidence level of the bound, in (0, 1).
+    bound : {"G", "GZ", "VC"}, default="G"
+        Bound used for ``Delta`` (:func:`latentbids.analysis.bounds.delta`).
+    chance : "majority" or float, default="majority"
+        Level ``acc*`` must exceed: the larger class's share, or a number in [0, 1) (0.5: the paper's rule).
+
     Returns
     -------
     dict
         ``n``, ``d`` (= 1), ``accuracy`` (:func:`single_feature_accuracy`), ``delta``, ``acc_star``, ``chance``,
-        ``significant`` (bool) and ``reason`` (``""`` when computed).
+        ``significant`` (bool) and ``reason`` (``""`` when computed).  ``accuracy`` is in [0.5, 1],
+        ``delta`` and ``acc_star`` in accuracy units; the three are NaN (and ``significant`` False) when
+        ``reason`` is set (fewer than 4 subjects, one class, a constant feature).
     """
     X, y01, _, reason = _prepare(np.asarray(x, dtype=float).ravel(), y)
     n = len(y01)

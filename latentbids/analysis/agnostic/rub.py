@@ -26,6 +26,28 @@ def gibbs_loss(Xs: np.ndarray, y01: np.ndarray, theta: np.ndarray, dropout: floa
     that in called pure noise significant in 57 % of datasets at n = 400, K = 64).
 
     Returns ``(mean loss, standard error)`` over ``n_samples`` draws (seeded).
+
+    Parameters
+    ----------
+    Xs : ndarray of shape (n_subjects, n_features)
+        Standardised features the classifier was fitted on.
+    y01 : ndarray of shape (n_subjects,)
+        0/1 labels.
+    theta : ndarray of shape (n_features + 1,)
+        Weights, then the intercept, of the fitted linear classifier.
+    dropout : float
+        Dropout rate ``p`` in [0, 1): each parameter is kept with probability ``1 - p``.
+    n_samples : int, default=GIBBS_SAMPLES
+        Monte-Carlo draws of the classifier (drawn in batches of 500).
+    random_state : int, default=0
+        Seed of the draws.
+
+    Returns
+    -------
+    loss : float
+        Mean resubstitution 0-1 loss of the drawn classifiers, in [0, 1].
+    se : float
+        Its Monte-Carlo standard error.
     """
     rng = np.random.default_rng(random_state)
     design = np.column_stack([Xs, np.ones(len(Xs))])
@@ -90,14 +112,34 @@ def rub(X, y, eta: float = 0.05, dropout: float = 0.95, n_permutations: int = 10
     ``acc_star = 1 - L_Gibbs - Delta_PB``; ``passes_bound`` when ``acc_star > chance``.  ``p_perm`` refits
     the SVM on ``n_permutations`` label permutations: ``(#{perm loss <= observed} + 1) / (B + 1)`` on the
     deterministic resubstitution loss.  ``supported`` needs both (``p_perm <= eta``);
-    ``verdict_basis`` says which test decided.
+    ``verdict_basis`` says which test decided.  Without permutations nothing is supported.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_subjects, n_features)
+        Features (e.g. the latent vector); subjects with a non-finite value are dropped.
+    y : array-like of shape (n_subjects,)
+        Two labels of any type (see the package docstring).
+    eta : float, default=0.05
+        Level of the bound (confidence ``1 - eta``) and of the permutation p, in (0, 1).
+    dropout : float, default=0.95
+        Dropout rate of the Gibbs classifier, in [0, 1).
+    n_permutations : int, default=1000
+        Label permutations of the SVM refit (0: no permutation p, never supported).
+    random_state : int, default=0
+        Seed of the SVM, the Monte-Carlo draws and the permutations.
+    chance : "majority" or float, default="majority"
+        Level ``acc_star`` must exceed: the larger class's share, or a number in [0, 1).
 
     Returns
     -------
     dict
         ``n``, ``d``, ``accuracy`` (the deterministic SVM's, in sample), ``gibbs_accuracy``, ``gibbs_se``,
         ``delta``, ``acc_star``, ``chance``, ``passes_bound``, ``p_perm``, ``supported``, ``verdict_basis``,
-        ``reason``.
+        ``reason``.  Accuracies in [0, 1]; ``delta`` (``Delta_PB``) and ``acc_star`` in accuracy units;
+        ``p_perm`` in (0, 1] or NaN.  When ``reason`` is set (degenerate input) only ``n``, ``d``,
+        ``accuracy``, ``delta``, ``acc_star``, ``chance``, ``p_perm``, ``supported`` (False) and ``reason``
+        are present, the statistics NaN.
     """
     X, y01, _, reason = _prepare(X, y)
     level = _chance_level(y01, chance)
@@ -121,11 +163,32 @@ def latent_vector_test(Z, y, eta: float = 0.05, bound: str = "G", n_permutations
     declared significant while single units can.  ``supported`` = ``acc - Delta(n, K, eta) > chance``.
     The same fit is also judged by RUB (:func:`rub`).  With k folds the caller passes ``eta / k``.
 
+    Parameters
+    ----------
+    Z : array-like of shape (n_subjects, n_units)
+        Latent codes; subjects with a non-finite value are dropped.
+    y : array-like of shape (n_subjects,)
+        Two labels of any type (see the package docstring).
+    eta : float, default=0.05
+        Level of the bound and of RUB, in (0, 1).
+    bound : {"G", "GZ", "VC"}, default="G"
+        Bound used for ``Delta(n, K)``.
+    n_permutations : int, default=1000
+        Label permutations of RUB's permutation p.
+    random_state : int, default=0
+        Seed of the SVM and of RUB.
+    dropout : float, default=0.95
+        Dropout rate of RUB's Gibbs classifier, in [0, 1).
+    chance : "majority" or float, default="majority"
+        Level ``acc_star`` must exceed: the larger class's share, or a number in [0, 1).
+
     Returns
     -------
     dict
         ``n``, ``d`` (= K), ``accuracy``, ``delta`` (= Delta(n, K)), ``acc_star``, ``chance``,
-        ``supported``, ``reason`` and ``rub`` (the :func:`rub` dict of the same fit).
+        ``supported``, ``reason`` and ``rub`` (the :func:`rub` dict of the same fit).  ``accuracy`` is the
+        in-sample accuracy in [0, 1]; ``delta`` and ``acc_star`` are in accuracy units; NaN (and
+        ``supported`` False) when ``reason`` is set.
     """
     Z, y01, _, reason = _prepare(Z, y)
     n, k = Z.shape
@@ -145,7 +208,27 @@ def latent_vector_test(Z, y, eta: float = 0.05, bound: str = "G", n_permutations
 
 
 def vector_claims(vectors: dict, contrast: str, eta: float) -> list:
-    """Latent-vector and RUB claims of every fold (each fold tested at ``eta / n_folds``)."""
+    """Latent-vector and RUB claims of every fold (each fold tested at ``eta / n_folds``).
+
+    The verdicts were made by :func:`latent_vector_test` (called with ``eta / n_folds``); this records
+    them, with the Bonferroni split over folds in the ``correction`` text.
+
+    Parameters
+    ----------
+    vectors : dict of str to dict
+        Fold -> :func:`latent_vector_test` result.
+    contrast : str
+        The contrast's name, ``"A vs B"``.
+    eta : float
+        The family-wise level before the split over folds, in (0, 1).
+
+    Returns
+    -------
+    list of Claim
+        Two per fold: a ``latent_vector`` claim (``statistic`` = in-sample SVM accuracy, ``p`` NaN,
+        ``bound`` = ``acc_star``) and a ``rub`` claim (``statistic`` = Gibbs accuracy, ``p`` = ``p_perm``,
+        ``bound`` = ``acc_star`` of RUB).
+    """
     from latentbids.analysis.claims import Claim
 
     F = len(vectors)

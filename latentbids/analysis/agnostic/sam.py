@@ -145,6 +145,8 @@ def sam_regions(X, labels, y, region_ids, top_voxels: int = 50, eta: float = 0.0
     n_permutations, random_state
         Label permutations of the whole pipeline (0: skip, and nothing is supported) and the seed of
         the permutations and the SVM.
+    chance : "majority" or float, default="majority"
+        Level ``acc_star`` must exceed: the larger class's share, or a number in [0, 1).
 
     Returns
     -------
@@ -221,7 +223,26 @@ def _sam_dtypes(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def sam_claims(sam: pd.DataFrame, contrast: str, n_permutations: int) -> list:
-    """One SAM claim per region: the bound *and* the family-wise permutation p must agree."""
+    """One SAM claim per region: the bound *and* the family-wise permutation p must agree.
+
+    The verdicts were made by :func:`sam_regions`; this records them as ``sam`` claims.
+
+    Parameters
+    ----------
+    sam : pandas.DataFrame
+        :func:`sam_regions`'s table, optionally with a ``region`` name column (else ``region_index``
+        names the item).
+    contrast : str
+        The contrast's name, ``"A vs B"``.
+    n_permutations : int
+        Permutations SAM ran (quoted in the ``correction``).
+
+    Returns
+    -------
+    list of Claim
+        One per row: ``statistic`` = in-sample accuracy in [0, 1], ``p`` = ``p_fwer`` (NaN without
+        permutations), ``bound`` = ``acc_star``, ``note`` = the row's reason.
+    """
     from latentbids.analysis.claims import Claim
 
     J = int(np.isfinite(sam["accuracy"].to_numpy(float)).sum())

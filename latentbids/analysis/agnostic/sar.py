@@ -76,11 +76,31 @@ def sar(X, y, eta: float = 0.05, bound: str = "G", n_resamples: int = 20, random
     the subjects outside the tube only; we do neither.)  ``d`` counts every column of ``X``, constant ones
     included (conservative).
 
+    Parameters
+    ----------
+    X : array-like of shape (n_subjects, n_features)
+        Predictors (e.g. the GM of the top SHAP regions); subjects with a non-finite value are dropped.
+    y : array-like of shape (n_subjects,)
+        Continuous target (e.g. the reconstruction error); non-finite values are dropped.
+    eta : float, default=0.05
+        Level of the bound, in (0, 1).
+    bound : {"G", "GZ", "VC"}, default="G"
+        Bound used for ``Delta(n, d)``.
+    n_resamples : int, default=20
+        Subsets of the resampling (0: no ``power`` and ``p``).
+    random_state : int, default=0
+        Seed of the SVR and of the subsets.
+    subsample : float, default=0.8
+        Share of the subjects in each subset, in (0, 1].
+
     Returns
     -------
     dict
         ``n``, ``d``, ``epsilon``, ``l_emp``, ``delta``, ``gamma``, ``significant``, ``p_full``,
         ``power``, ``p``, ``n_subsample``, ``n_resamples`` (subsets that gave a value), ``reason``.
+        ``l_emp``, ``gamma`` and ``delta`` are in sd units of ``y``; ``p_full`` and ``p`` in (0, 1],
+        ``power`` in [0, 1]; the statistics are NaN when ``reason`` is set (fewer than 4 subjects, a
+        constant target, constant features) and ``power``/``p`` NaN when no subset was run.
     """
     X = _as_2d(X)
     y = np.asarray(y, dtype=float).ravel()
