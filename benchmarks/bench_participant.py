@@ -221,11 +221,12 @@ def guard(results: dict, reference: str) -> list[str]:
 def settings(sloppy: bool) -> dict:
     """The step settings the participant workflow uses with and without ``--sloppy``."""
     from latentbids.config import RunConfig
-    from latentbids.workflows.participant import anat_settings
+    from latentbids.settings import anat_settings
 
     cfg = RunConfig()
     cfg.execution.sloppy = sloppy
-    s = anat_settings(cfg)
+    cfg.apply_sloppy()
+    s = anat_settings(cfg, "cpu")
     return dict(brain=s.brain_extraction, transform=s.registration, n4=s.n4_iterations,
                 atropos_iter=s.atropos_iterations, prior_weight=s.prior_weight, mrf=s.mrf)
 

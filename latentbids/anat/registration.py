@@ -6,7 +6,6 @@ inverse file resamples *template images (priors) onto the subject grid*.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import tempfile
@@ -15,9 +14,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from latentbids.anat.preprocess import itk_threads
+from latentbids.anat.ants_context import ants_seed, itk_threads
+from latentbids.config import AnatConfig, ExecutionConfig
 
-#: ``config.anat.registration`` names -> antspyx ``type_of_transform``.
+#: ``[anat] registration`` names (:data:`latentbids.config_checks.REGISTRATIONS`) -> antspyx ``type_of_transform``.
 TRANSFORMS = {
     "SyN": "SyN",
     "SyNQuick": "antsRegistrationSyNQuick[s]",
@@ -26,33 +26,41 @@ TRANSFORMS = {
     "Affine": "Affine",
 }
 
-
-@contextlib.contextmanager
-def ants_seed(seed: int | None):
-    """Fix antspyx's random seed (used by antsRegistration's random metric sampling) for a block."""
-    import ants
-
-    old = ants.config._random_seed
-    ants.config._random_seed = None if seed is None else int(seed)
-    try:
-        yield
-    finally:
-        ants.config._random_seed = old
+_ANAT = AnatConfig()
+_SEED = ExecutionConfig().random_seed
 
 
 def register_to_template(
     moving_file: str | os.PathLike,
     template_file: str | os.PathLike,
     out_dir: str | os.PathLike,
-    transform: str = "SyN",
-    seed: int | None = 42,
+    transform: str = _ANAT.registration,
+    seed: int | None = _SEED,
     nthreads: int | None = None,
 ) -> dict[str, str]:
     """Register a skull-stripped T1w (``moving_file``) to a template brain (``template_file``).
 
-    Returns ``{"forward": .h5, "inverse": .h5, "warped": .nii.gz}`` inside ``out_dir``: the forward
-    composite transform (subject -> template resampling), its inverse, and the subject brain
-    resampled on the template grid.
+    Parameters
+    ----------
+    moving_file : path-like
+        Skull-stripped, bias-corrected T1w, shape (X, Y, Z).
+    template_file : path-like
+        Template brain T1w; its grid is the output grid.
+    out_dir : path-like
+        Folder for the three outputs (created).
+    transform : str
+        A :data:`TRANSFORMS` name (``[anat] registration``).
+    seed : int, optional
+        antsRegistration's random seed (``None``: not reproducible).
+    nthreads : int, optional
+        ITK threads for this call.
+
+    Returns
+    -------
+    dict of str
+        ``{"forward": .h5, "inverse": .h5, "warped": .nii.gz}`` inside ``out_dir``: the forward
+        composite transform (resamples subject images onto the template grid), its inverse, and the
+        subject brain on the template grid (the template's shape).
     """
     import ants
 
@@ -99,8 +107,25 @@ def apply_transform(
 ) -> str:
     """Resample ``moving_file`` onto the grid of ``reference_file`` through ``transforms``.
 
-    ``interpolation``: ``linear`` (probabilities, intensities), ``nearestNeighbor`` (labels),
-    ``bSpline``.  Output is float32 with the reference's affine.
+    Parameters
+    ----------
+    moving_file : path-like
+        Image to resample.
+    reference_file : path-like
+        Image whose grid (shape, affine) the output takes.
+    transforms : path-like or list of path-like
+        ANTs transforms, applied as antspyx's ``transformlist``.
+    out_file : path-like
+        Where to write the result.
+    interpolation : {"linear", "nearestNeighbor", "bSpline"}
+        ``linear`` for probabilities and intensities, ``nearestNeighbor`` for labels.
+    nthreads : int, optional
+        ITK threads for this call.
+
+    Returns
+    -------
+    str
+        ``out_file``: float32 on the reference grid, the moving image's units.
     """
     import ants
 
@@ -130,6 +155,22 @@ def jacobian_determinant(
     A value of 1.3 means one template voxel holds 1.3 voxels' worth of subject volume, so a GM map
     warped to the template and multiplied by it (modulated) keeps each subject's GM volume:
     ``sum(modulated) * template_voxel_volume ~= native GM volume``.
+
+    Parameters
+    ----------
+    forward_transform : path-like
+        The forward composite transform of :func:`register_to_template`.
+    template_file : path-like
+        The template image (defines the grid).
+    out_file : path-like
+        Where to write the determinant.
+    nthreads : int, optional
+        ITK threads for this call.
+
+    Returns
+    -------
+    str
+        ``out_file``: float32 on the template grid, unitless volume ratio, clipped at 0.
     """
     import ants
 

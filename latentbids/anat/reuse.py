@@ -35,7 +35,20 @@ CAT12_SPACE = "MNI152NLin2009cAsym"
 
 
 def map_space(path: str | os.PathLike, kind: str) -> str | None:
-    """The template space a reusable GM map is in: its ``space-`` entity, or CAT12's space."""
+    """The template space a reusable GM map is in.
+
+    Parameters
+    ----------
+    path : path-like
+        The map's file.
+    kind : {"smriprep", "cat12"}
+        Where it comes from.
+
+    Returns
+    -------
+    str or None
+        Its ``space-`` entity, :data:`CAT12_SPACE` for CAT12, ``None`` when the name has no space.
+    """
     if kind == "cat12":
         return CAT12_SPACE
     match = re.search(r"_space-([A-Za-z0-9]+)", Path(path).name)
@@ -43,10 +56,24 @@ def map_space(path: str | os.PathLike, kind: str) -> str | None:
 
 
 def space_mismatch(path: str | os.PathLike, kind: str, target_space: str) -> str | None:
-    """Why a reusable map cannot be put on a ``target_space`` grid (``None`` when it can).
+    """Why a reusable map cannot be put on a ``target_space`` grid.
 
     Resampling between two templates needs a transform between them; latentbids has none, so a
     map in another template is refused rather than treated as if both were the same space.
+
+    Parameters
+    ----------
+    path : path-like
+        The map's file.
+    kind : {"smriprep", "cat12"}
+        Where it comes from.
+    target_space : str
+        The output space (a TemplateFlow identifier).
+
+    Returns
+    -------
+    str or None
+        A one-line reason, or ``None`` when the map is in ``target_space``.
     """
     space = map_space(path, kind)
     if space == target_space:
@@ -116,9 +143,21 @@ def find_existing_gm_map(derivatives: dict[str, str], subject: str, session: str
                          space: str | None = None) -> tuple[str, str] | None:
     """Look for an existing GM map of ``subject``/``session`` in the given derivative folders.
 
-    ``derivatives`` maps a name to a folder (``-d NAME=PATH``), searched in the given order.
-    ``space``: prefer a map in this template space (the output space being filled).
-    Returns ``(path, kind)`` with kind ``smriprep`` or ``cat12``, or ``None``.
+    Parameters
+    ----------
+    derivatives : dict of str
+        ``{name: folder}`` (``-d NAME=PATH``), searched in this order.
+    subject : str
+        Subject label without ``sub-``.
+    session : str, optional
+        Session label without ``ses-`` (``None``: a map without a session entity).
+    space : str, optional
+        Prefer a map in this template space (the output space being filled).
+
+    Returns
+    -------
+    tuple of (str, str) or None
+        ``(path, kind)`` with kind ``smriprep`` or ``cat12``, or ``None`` when there is no map.
     """
     for _name, folder in (derivatives or {}).items():
         root = Path(folder)
@@ -134,7 +173,18 @@ def find_existing_gm_map(derivatives: dict[str, str], subject: str, session: str
 
 
 def unmodulated_partner(path: str | os.PathLike) -> str | None:
-    """For a CAT12 ``mwp1*`` file, the ``wp1*`` file beside it (unmodulated), if present."""
+    """The unmodulated ``wp1*`` file beside a CAT12 ``mwp1*`` file.
+
+    Parameters
+    ----------
+    path : path-like
+        A CAT12 ``mwp1*`` file.
+
+    Returns
+    -------
+    str or None
+        The ``wp1*`` partner's path when it exists, else ``None``.
+    """
     path = Path(path)
     if not path.name.startswith("mwp1"):
         return None
@@ -144,7 +194,24 @@ def unmodulated_partner(path: str | os.PathLike) -> str | None:
 
 def resample_to_grid(in_file: str | os.PathLike, reference: nib.Nifti1Image | str, out_file: str | os.PathLike,
                      clip01: bool = True) -> str:
-    """Resample a template-space map onto the analysis grid (linear; NaN -> 0)."""
+    """Resample a template-space map onto the analysis grid (linear; NaN -> 0).
+
+    Parameters
+    ----------
+    in_file : path-like
+        A template-space map (3-D, or 4-D with the map first), any grid of the same template.
+    reference : nibabel.Nifti1Image or path-like
+        An image on the analysis grid.
+    out_file : path-like
+        Where to write the result.
+    clip01 : bool
+        Clip to [0, 1] (probabilities); otherwise only negatives are clipped (modulated maps).
+
+    Returns
+    -------
+    str
+        ``out_file``: float32 on the reference grid, the input's units.
+    """
     from nilearn.image import resample_to_img
 
     ref = nib.load(str(reference)) if isinstance(reference, (str, os.PathLike)) else reference

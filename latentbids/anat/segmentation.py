@@ -9,9 +9,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from latentbids.anat.preprocess import itk_threads
+from latentbids.anat.ants_context import itk_threads
+from latentbids.config import AnatConfig
 
 TISSUES = ("CSF", "GM", "WM")
+_ANAT = AnatConfig()
 
 
 def normalise_priors(priors: list[np.ndarray], mask: np.ndarray, floor: float = 0.001) -> list[np.ndarray]:
@@ -20,6 +22,20 @@ def normalise_priors(priors: list[np.ndarray], mask: np.ndarray, floor: float = 
     Warped template priors are zero where the subject's brain mask reaches beyond the template's
     brain; without a floor Atropos could never label those voxels.  The floor is kept small: a
     large one (0.02) caps every posterior below ~0.94 and fails the ClinicaDL ``max >= 0.95`` check.
+
+    Parameters
+    ----------
+    priors : list of numpy.ndarray
+        CSF, GM and WM prior probabilities, each shape (X, Y, Z) (NaN read as 0, clipped to [0, 1]).
+    mask : numpy.ndarray
+        Brain mask, shape (X, Y, Z).
+    floor : float
+        Probability added to every class before renormalising.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        The priors as float32, shape (X, Y, Z) each, summing to 1 inside ``mask`` and 0 outside.
     """
     stack = np.stack([np.clip(np.nan_to_num(p), 0, 1) for p in priors]).astype(np.float32) + floor
     stack /= stack.sum(axis=0, keepdims=True)
@@ -32,20 +48,39 @@ def atropos_segment(
     mask_file: str | os.PathLike,
     prior_files: list[str],
     out_dir: str | os.PathLike,
-    prior_weight: float = 0.25,
-    mrf: float = 0.1,
-    iterations: int = 5,
+    prior_weight: float = _ANAT.atropos_prior_weight,
+    mrf: float = _ANAT.atropos_mrf,
+    iterations: int = _ANAT.atropos_iterations,
     nthreads: int | None = None,
 ) -> dict[str, str]:
     """Segment a bias-corrected T1w into CSF/GM/WM posteriors with Atropos.
 
-    ``prior_files`` are the CSF, GM and WM template priors already resampled onto the subject grid
-    (order matters: the posterior classes follow it).  ``prior_weight`` 0 uses the priors only to
-    initialise; 0.25 (METHOD.md default) lets them keep pulling.  ``mrf`` is the Markov random field
-    smoothing factor (radius 1 voxel).
+    Parameters
+    ----------
+    t1_file : path-like
+        Bias-corrected T1w, shape (X, Y, Z).
+    mask_file : path-like
+        Brain mask on the same grid.
+    prior_files : list of path-like
+        The CSF, GM and WM template priors already resampled onto the subject grid, in that order
+        (the posterior classes follow it).
+    out_dir : path-like
+        Folder for the outputs (created).
+    prior_weight : float
+        0 uses the priors only to initialise; 0.25 (METHOD.md default) lets them keep pulling.
+    mrf : float
+        Markov random field smoothing factor (radius 1 voxel).
+    iterations : int
+        Atropos iterations.
+    nthreads : int, optional
+        ITK threads for this call.
 
-    Returns ``{"CSF": path, "GM": path, "WM": path, "dseg": path}`` inside ``out_dir``; posteriors
-    are float32 in [0, 1], zero outside the mask, and sum to 1 inside it.
+    Returns
+    -------
+    dict of str
+        ``{"CSF": path, "GM": path, "WM": path, "dseg": path}`` inside ``out_dir``: posteriors are
+        float32 in [0, 1] on the T1w grid, zero outside the mask and summing to 1 inside it; ``dseg``
+        is uint8 (0 background, 1 CSF, 2 GM, 3 WM).
     """
     import ants
 

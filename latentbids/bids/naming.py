@@ -84,6 +84,21 @@ def derivative_path(
     return Path(root) / rel if root is not None else rel
 
 
+def gm_map_name(subject: str, session: str | None, space: str, res: str, modulated: bool) -> str:
+    """File name of a template-space GM map the participant level writes (the group level's input).
+
+    >>> gm_map_name("01", None, "MNI152NLin2009aSym", "nilearn2", modulated=True)
+    'sub-01_space-MNI152NLin2009aSym_res-nilearn2_label-GM_desc-modulated_probseg.nii.gz'
+    """
+    return bids_name("probseg", ".nii.gz", sub=subject, ses=session, space=space, res=res, label="GM",
+                     desc="modulated" if modulated else None)
+
+
+def latent_columns(k: int) -> list[str]:
+    """The latent-code columns of every latent table: ``z0`` .. ``z{k-1}``."""
+    return [f"z{i}" for i in range(int(k))]
+
+
 def raw_uri(relpath: str | os.PathLike) -> str:
     """A BIDS URI into the raw dataset (``bids:raw:sub-01/anat/sub-01_T1w.nii.gz``)."""
     return f"bids:raw:{Path(relpath).as_posix()}"

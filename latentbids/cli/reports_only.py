@@ -1,79 +1,27 @@
-"""``--reports-only`` and ``--boilerplate-only``: rebuild documents from what is already written.
+"""``--reports-only`` and ``--boilerplate-only`` as the CLI runs them: rebuild documents, nothing else.
 
-Nothing is recomputed from the inputs.  The methods boilerplate (``logs/CITATION.*``) is written by
-:func:`latentbids.cli.run.prepare_run` on every run; here the participant reports are rebuilt from
-the participant-level outputs in ``output_dir`` (and the raw T1w for the background).  What the
-outputs do not keep (the bias-corrected T1w, the native brain mask, the registered T1w) is not
-shown, and each rebuilt report says so.
+The methods boilerplate (``logs/CITATION.*``) is written for every run
+(:func:`latentbids.workflows.preflight.prepare_outputs`); ``--reports-only`` also rebuilds the
+participant reports (:func:`latentbids.workflows.participant_reports.rebuild_participant_reports`).
 """
 from __future__ import annotations
 
-import json
 import logging
-import tempfile
 from pathlib import Path
 
-from latentbids.errors import EXIT_OK, MissingInputError
+from latentbids.errors import EXIT_OK
 
 LOGGER = logging.getLogger("latentbids")
 
 
-def run_reports_only(config, templates, atlas) -> int:
-    """The ``--boilerplate-only`` / ``--reports-only`` run; returns the exit code."""
+def run_reports_only(config, run) -> int:
+    """The ``--boilerplate-only`` / ``--reports-only`` run of a resolved ``run``; returns the exit code."""
     ex = config.execution
     if ex.boilerplate_only:
         LOGGER.info("Methods boilerplate written: %s", Path(ex.output_dir) / "logs" / "CITATION.md")
         return EXIT_OK
-    written = rebuild_participant_reports(config, templates[0])
+    from latentbids.workflows.participant_reports import rebuild_participant_reports
+
+    written = rebuild_participant_reports(config, run.templates[0])
     LOGGER.info("Rebuilt %d participant report(s) in %s", len(written), ex.output_dir)
     return EXIT_OK
-
-
-def _numbers_only(volumes_json: Path, folder: Path) -> str:
-    """The volumes file without its metadata (units, description), as the report table expects."""
-    data = json.loads(volumes_json.read_text())
-    target = folder / volumes_json.name
-    target.write_text(json.dumps({k: v for k, v in data.items() if isinstance(v, (int, float))}))
-    return str(target)
-
-
-def rebuild_participant_reports(config, template) -> list[Path]:
-    """``sub-<l>[_ses-<s>].html`` for every selected T1w with outputs in ``output_dir``."""
-    from latentbids.bids.layout import get_layout, select_t1w
-    from latentbids.bids.naming import bids_name, subject_dir
-    from latentbids.reports.participant import build_participant_report
-    from latentbids.utils.atomic import save_nifti
-
-    ex = config.execution
-    out = Path(ex.output_dir)
-    jobs = select_t1w(get_layout(ex.bids_dir, ex.bids_database_dir), ex.participant_label, ex.session_label,
-                      ex.bids_filters)
-    written: list[Path] = []
-    with tempfile.TemporaryDirectory(prefix="latentbids-reports-") as tmp:
-        tmp = Path(tmp)
-        template_t1w = save_nifti(template.t1w, tmp / "template_T1w.nii.gz")
-        for job in jobs:
-            anat = out / subject_dir(job.subject, job.session)
-            ids = {"sub": job.subject, "ses": job.session}
-            native = anat / bids_name("probseg", ".nii.gz", label="GM", **ids)
-            on_grid = anat / bids_name("probseg", ".nii.gz", space=template.space, res=template.res, label="GM", **ids)
-            qc, volumes = anat / bids_name("qc", ".tsv", **ids), anat / bids_name("volumes", ".json", **ids)
-            if not on_grid.is_file():
-                LOGGER.warning("%s: no %s in %s: run the participant level first; no report", job.label,
-                               on_grid.name, anat)
-                continue
-            notes = ["Rebuilt from the outputs with --reports-only: the bias-corrected T1w, the native brain mask "
-                     "and the registered T1w are not kept in the outputs, so the raw T1w is the background and "
-                     "the registration is shown as the GM map on the template."]
-            report = build_participant_report(
-                out / f"{job.label}.html", job.label,
-                t1w=str(job.path) if native.is_file() else None, gm=str(native) if native.is_file() else None,
-                template_t1w=str(template_t1w), gm_template=str(on_grid),
-                qc_tsv=str(qc) if qc.is_file() else None,
-                volumes_json=_numbers_only(volumes, tmp) if volumes.is_file() else None, notes=notes,
-            )
-            written.append(Path(report))
-    if not written:
-        raise MissingInputError(f"No participant outputs in {out} for the selected subjects on the "
-                                f"{template.name} grid: run the participant level first")
-    return written

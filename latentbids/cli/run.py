@@ -1,34 +1,29 @@
-"""``latentbids`` entry point: build the run configuration, check inputs, dispatch a level.
+"""``latentbids`` entry point: build the run configuration, resolve it, call a level.
 
-This module only turns arguments into a :class:`~latentbids.config.RunConfig` and calls the
-participant or group level; the science lives elsewhere.  User errors end as one line on stderr
-with the exit code documented in :mod:`latentbids.errors`.
+This module only turns arguments into a :class:`~latentbids.config.RunConfig`, has it resolved
+(:mod:`latentbids.settings`) and calls the participant or group level; the work lives in
+:mod:`latentbids.workflows`.  User errors end as one line on stderr with the exit code documented in
+:mod:`latentbids.errors`.
 """
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 
 from latentbids import __version__
-from latentbids.errors import (
-    EXIT_FAILURE,
-    EXIT_INTERRUPTED,
-    CannotCreateError,
-    LatentbidsError,
-    MissingInputError,
-    UsageError,
-)
+from latentbids.errors import EXIT_FAILURE, EXIT_INTERRUPTED, LatentbidsError
 
 LOGGER = logging.getLogger("latentbids")
 
 
 def build_config(args):
-    """Defaults < ``--config-file`` < command line, then paths resolved and checked."""
+    """Defaults < ``--config-file`` < command line, every value checked, then resolved and the paths
+    checked (:func:`latentbids.settings.resolve_config`, :func:`latentbids.settings.check_paths`)."""
     from latentbids.bids.layout import load_filter_file, read_labels
     from latentbids.cli.parser import OPTION_TO_CONFIG
     from latentbids.config import RunConfig, load_toml, new_run_id
+    from latentbids.settings import check_paths, resolve_config
 
     config = RunConfig()
     given = vars(args)
@@ -58,149 +53,38 @@ def build_config(args):
         ex.bids_filters = load_filter_file(given["bids_filter_file"])
     if "derivatives" in given:
         ex.derivatives = {name: str(Path(path).absolute()) for name, path in given["derivatives"]}
-    ex.work_dir = str(Path(ex.work_dir or "work").expanduser().absolute())
-    if not ex.bids_database_dir:
-        ex.bids_database_dir = str(Path(ex.work_dir) / "bids_db")
-    ex.nprocs = ex.nprocs or available_cpus()
-    ex.omp_nthreads = ex.omp_nthreads or min(8, ex.nprocs)
-    ex.verbose = ex.verbose or 0
+    resolve_config(config)
     check_paths(config)
     return config
 
 
-def available_cpus() -> int:
-    """CPUs this job may use: the SLURM allocation, else the affinity mask (cgroups), else all."""
-    slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
-    if slurm.isdigit() and int(slurm) > 0:
-        return int(slurm)
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
-def _inside(child: Path, parent: Path) -> bool:
-    try:
-        child.resolve().relative_to(parent.resolve())
-        return True
-    except ValueError:
-        return False
-
-
-def check_paths(config) -> None:
-    """Refuse paths that would lose data or mix inputs and outputs."""
-    ex = config.execution
-    bids_dir, output_dir, work_dir = Path(ex.bids_dir), Path(ex.output_dir), Path(ex.work_dir)
-    if not bids_dir.exists():
-        raise MissingInputError(f"bids_dir {bids_dir} does not exist: check the path (and the -B/-v mounts in a container)")
-    if not bids_dir.is_dir():
-        raise UsageError(f"bids_dir {bids_dir} is not a folder: pass the root of a BIDS dataset")
-    if not (bids_dir / "dataset_description.json").is_file():
-        raise MissingInputError(
-            f"{bids_dir} has no dataset_description.json: pass the root of a BIDS dataset (the folder holding sub-*/)"
-        )
-    if output_dir.resolve() == bids_dir.resolve():
-        raise UsageError(f"output_dir is bids_dir ({bids_dir}): write to {bids_dir / 'derivatives' / 'latentbids'}")
-    if _inside(bids_dir, output_dir):
-        raise UsageError(f"output_dir {output_dir} contains bids_dir: write to {bids_dir / 'derivatives' / 'latentbids'}")
-    if _inside(output_dir, bids_dir) and not _inside(output_dir, bids_dir / "derivatives"):
-        raise UsageError(f"output_dir {output_dir} is inside bids_dir but not under derivatives/: use {bids_dir / 'derivatives' / 'latentbids'}")
-    if _inside(work_dir, bids_dir):
-        raise UsageError(f"--work-dir {work_dir} is inside bids_dir: put it outside the dataset (e.g. /tmp/work)")
-    if _inside(Path(ex.bids_database_dir), bids_dir):
-        raise UsageError(f"--bids-database-dir {ex.bids_database_dir} is inside bids_dir: put it outside the dataset")
-    if _inside(work_dir, output_dir):
-        raise UsageError(f"--work-dir {work_dir} is inside output_dir: put it outside the derivatives (e.g. /tmp/work)")
-    if config.execution.use_plugin and not Path(config.execution.use_plugin).is_file():
-        raise MissingInputError(f"--use-plugin {config.execution.use_plugin} not found: pass a Nipype plugin YAML file")
-    if config.model.model and not Path(config.model.model).is_dir():
-        raise MissingInputError(f"--model {config.model.model} not found: pass a model folder written by the group level (output_dir/models/...)")
-    for name, path in config.execution.derivatives.items():
-        if not Path(path).is_dir():
-            raise MissingInputError(f"--derivatives {name}={path}: folder not found; check the path")
-    folders = ((output_dir, "output_dir"), (work_dir, "--work-dir"),
-               (Path(ex.bids_database_dir), "--bids-database-dir"))
-    for folder, option in folders:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise CannotCreateError(
-                f"{option} {folder} cannot be created ({exc.strerror or exc}): choose a writable folder"
-            ) from None
-        if not (os.access(folder, os.W_OK | os.X_OK) and folder.is_dir()):
-            raise CannotCreateError(f"{option} {folder} is not a writable folder: choose a writable folder")
-
-
-def load_plugin(config) -> tuple[str, dict]:
-    """Nipype plugin name and arguments: ``--use-plugin`` YAML or MultiProc with ``--nprocs``.
-
-    ``--nprocs 1`` is MultiProc with one worker too, not Linear: a node running in the main process
-    (C++ code holding the interpreter) would delay a cancellation until it returns.
-    """
-    from latentbids.workflows.participant import multiproc_args
-
-    ex = config.execution
-    if not ex.use_plugin:
-        return "MultiProc", multiproc_args(config)
-    import yaml
-
-    try:
-        data = yaml.safe_load(Path(ex.use_plugin).read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise UsageError(f"--use-plugin {ex.use_plugin} is not valid YAML ({exc}): fix it") from None
-    if not isinstance(data, dict) or "plugin" not in data:
-        raise UsageError(f"--use-plugin {ex.use_plugin} must contain 'plugin: NAME' (e.g. MultiProc, SLURM)")
-    args = data.get("plugin_args") or {}
-    if data["plugin"] in ("MultiProc", "LegacyMultiProc"):
-        args = {**multiproc_args(config), **args}
-    return str(data["plugin"]), args
-
-
-def prepare_run(config):
-    """Resources, validation and the output dataset skeleton shared by both levels."""
-    from latentbids.bids.boilerplate import write_boilerplate
-    from latentbids.bids.derivatives import init_output_dataset, write_run_config
-    from latentbids.bids.validation import validate_dataset
+def start_logging(config) -> None:
+    """This run's log file, writable caches (before numba/matplotlib/torch are imported: read-only
+    containers) and Nipype's log levels; then the run's first line."""
     from latentbids.cli.logging_setup import add_log_file, quiet_nipype
-    from latentbids.config import container_kind
-    from latentbids.resources import get_atlas, templates_for
     from latentbids.utils.caches import use_writable_caches
-
-    from latentbids.model.device import describe_device, resolve_device
 
     ex = config.execution
     add_log_file(Path(ex.output_dir) / "logs" / ex.run_id / "latentbids.log")
-    use_writable_caches(ex.work_dir)  # before numba/matplotlib are imported: read-only containers
+    use_writable_caches(ex.work_dir)
     quiet_nipype(ex.verbose)
     LOGGER.info("latentbids %s, %s level, run %s", __version__, ex.analysis_level, ex.run_id)
-    # Resolve the device before any work, so '--device cuda' without a GPU fails in one line at once.
-    device = resolve_device(ex.device)
-    ex.resolved_device = f"{device} ({describe_device(device)})"
-    if ex.templateflow_home:
-        os.environ["TEMPLATEFLOW_HOME"] = ex.templateflow_home
-    templates = templates_for(config.spatial.output_spaces, ex.templateflow_home or None)
-    atlas = get_atlas(config.spatial.atlas, config.spatial.atlas_labels or None, ex.nilearn_data or None)
-    for template in templates:
-        LOGGER.info("Template %s (%s)", template.name, template.source)
-    LOGGER.info("Atlas %s with %d regions (%s)", atlas.name, atlas.n_regions, atlas.source)
-    rebuild_only = ex.reports_only or ex.boilerplate_only  # nothing is computed from the inputs
-    if ex.skip_bids_validation or rebuild_only:
-        LOGGER.info("BIDS validation skipped (%s)", "--skip-bids-validation" if ex.skip_bids_validation
-                    else "reports/boilerplate only")
-    else:
-        validate_dataset(ex.bids_dir, Path(ex.work_dir) / "logs" / f"bids-validator_{ex.run_id}.json",
-                         participant_label=ex.participant_label)
-    if (ex.analysis_level == "participant" and config.anat.brain_extraction == "hdbet" and not ex.sloppy
-            and not rebuild_only):
-        from latentbids.anat.preprocess import check_hdbet_weights
 
-        check_hdbet_weights(config.anat.hdbet_mode)  # one line and exit 66 now, not a crash per subject
-    if not ex.boilerplate_only:
-        init_output_dataset(ex.output_dir, ex.bids_dir, container_kind(), atlas, derivatives=ex.derivatives,
-                            templates=templates)
-        write_run_config(ex.output_dir, ex.run_id, config)
-    write_boilerplate(ex.output_dir, config, templates, atlas)
-    return templates, atlas
+
+def run_level(config, run) -> int:
+    """Call the level the config asks for with the resolved ``run``; return its exit code."""
+    ex = config.execution
+    if ex.boilerplate_only or ex.reports_only:
+        from latentbids.cli.reports_only import run_reports_only
+
+        return run_reports_only(config, run)
+    if ex.analysis_level == "participant":
+        from latentbids.cli.participant import run_participant_level_cli
+
+        return run_participant_level_cli(config, run)
+    from latentbids.cli.group import run_group_level_cli
+
+    return run_group_level_cli(config, list(run.templates), run.atlas)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -230,19 +114,13 @@ def main(argv: list[str] | None = None) -> int:
             from latentbids.cli.workdir import clean_work_dir
 
             clean_work_dir(config)
-        templates, atlas = prepare_run(config)
-        if config.execution.boilerplate_only or config.execution.reports_only:
-            from latentbids.cli.reports_only import run_reports_only
+        start_logging(config)
+        from latentbids.settings import resolve_run
+        from latentbids.workflows.preflight import prepare_outputs
 
-            code = run_reports_only(config, templates, atlas)
-        elif config.execution.analysis_level == "participant":
-            from latentbids.cli.participant import run_participant_level
-
-            code = run_participant_level(config, templates, atlas)
-        else:
-            from latentbids.cli.group import run_group_level_cli
-
-            code = run_group_level_cli(config, templates, atlas)
+        run = resolve_run(config)  # device, templates, atlas: once, before anything is written
+        prepare_outputs(config, run)
+        code = run_level(config, run)
         if interrupted():
             raise KeyboardInterrupt
         return code

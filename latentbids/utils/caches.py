@@ -44,7 +44,7 @@ class Cache:
 
 CACHES = (
     # First: the fallback ``$TMPDIR/latentbids-$UID`` of the others must itself be writable.
-    Cache("tmp", "TMPDIR", lambda env: Path("/tmp"), copy_contents=False),
+    Cache("tmp", "TMPDIR", lambda _env: Path("/tmp"), copy_contents=False),
     Cache("numba", "NUMBA_CACHE_DIR", lambda env: _home(env, "XDG_CACHE_HOME", ".cache") / "numba", True),
     Cache("matplotlib", "MPLCONFIGDIR", lambda env: _home(env, "XDG_CONFIG_HOME", ".config") / "matplotlib", True),
     # Unset, the validator's cache goes beside its report in the work dir (bids/validation.py).

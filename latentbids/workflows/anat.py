@@ -10,8 +10,6 @@ resampled to the grid and measured.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
@@ -21,13 +19,12 @@ from latentbids.interfaces.anat import (
     BrainExtraction,
     GMToTemplate,
     N4BiasCorrection,
-    QualityMetrics,
-    RegionalStats,
     RegisterToTemplate,
     ReorientRAS,
-    ResampleExistingGM,
-    TissueVolumes,
 )
+from latentbids.interfaces.measures import QualityMetrics, RegionalStats, ResampleExistingGM, TissueVolumes
+from latentbids.settings import AnatSettings
+from latentbids.workflows.template_files import TemplateFiles
 
 ANAT_OUTPUTS = [
     "t1w_preproc", "brain_mask", "csf", "gm", "wm", "dseg", "forward", "inverse", "warped",
@@ -35,100 +32,38 @@ ANAT_OUTPUTS = [
 ]
 
 
-@dataclass(frozen=True)
-class TemplateFiles:
-    """The template grid and atlas as files in the work dir (see ``prepare_resources``)."""
-
-    space: str
-    resolution: float
-    res_entity: str
-    t1w: str
-    mask: str
-    csf: str
-    gm: str
-    wm: str
-    atlas: str
-    atlas_labels: str
-    atlas_name: str
-    resolution_text: str
-
-
-@dataclass(frozen=True)
-class AnatSettings:
-    """Everything the anatomical workflow needs from the run configuration."""
-
-    brain_extraction: str = "hdbet"  # hdbet | template
-    hdbet_mode: str = "fast"
-    hdbet_tta: bool = False
-    registration: str = "SyN"
-    prior_weight: float = 0.25
-    mrf: float = 0.2
-    atropos_iterations: int = 5
-    n4_iterations: tuple[int, ...] = (50, 50, 50, 50)
-    seed: int = 42
-    device: str = "cpu"
-    qc_floor: float = 0.1
-    #: ``{source: {threshold: value}}`` for the sources in :data:`QC_SOURCES` (see :func:`qc_thresholds`)
-    qc: dict = field(default_factory=lambda: qc_thresholds(None))
-
-    @property
-    def use_gpu(self) -> bool:
-        return self.device.startswith("cuda")
-
-    def qc_inputs(self, source: str) -> dict:
-        """:class:`QualityMetrics` inputs for a GM map from ``source`` (own, smriprep or cat12)."""
-        return {"qc_source": source, "qc_floor": self.qc_floor, **self.qc[source]}
-
-
-#: Where a template-space GM map can come from; each has its own QC thresholds.
-QC_SOURCES = ("own", "smriprep", "cat12")
-_QC_FIELDS = ("qc_min_peak", "qc_min_coverage", "qc_max_outside", "qc_min_template_corr")
-
-
-def qc_thresholds(anat_config) -> dict[str, dict[str, float]]:
-    """``{source: {qc_min_peak: .., qc_min_coverage: .., ...}}`` from ``config.anat`` (None: defaults).
-
-    Each threshold is a table per source (``qc_min_peak = {own = 0.9, smriprep = 0.7}``) or one
-    number for every source; a source the table leaves out keeps its default.
-    """
-    from latentbids.config import AnatConfig
-    from latentbids.errors import UsageError
-
-    defaults = AnatConfig()
-    out: dict[str, dict[str, float]] = {source: {} for source in QC_SOURCES}
-    for name in _QC_FIELDS:
-        value = getattr(anat_config if anat_config is not None else defaults, name)
-        table = dict(getattr(defaults, name))
-        if isinstance(value, dict):
-            unknown = sorted(set(value) - set(QC_SOURCES))
-            if unknown:
-                raise UsageError(f"[anat] {name}: unknown source(s) {', '.join(unknown)}; use {', '.join(QC_SOURCES)}")
-            table.update(value)
-        else:
-            table = {source: value for source in QC_SOURCES}
-        for source in QC_SOURCES:
-            try:
-                out[source][name] = float(table[source])
-            except (TypeError, ValueError):
-                raise UsageError(f"[anat] {name} for {source} must be a number, not {table[source]!r}") from None
-    return out
-
-
 def init_anat_wf(
+    *,
     template: TemplateFiles,
     settings: AnatSettings,
     subject_label: str,
     session_label: str = "",
     omp_nthreads: int = 1,
-    name: str = "anat_wf",
     n4_shrink: int = 0,
+    name: str = "anat_wf",
 ) -> pe.Workflow:
     """Build the T1w -> GM workflow.
 
-    Inputs (``inputnode``): ``t1w``.  Outputs (``outputnode``): :data:`ANAT_OUTPUTS`.
-    ``subject_label``/``session_label`` (``sub-01``/``ses-1``) only fill the QC table's id columns.
-    ``n4_shrink``: N4's shrink factor for this T1w (:func:`latentbids.anat.preprocess.n4_shrink_factor`
-    of its voxel size; 0 lets the node work it out).
+    Parameters
+    ----------
+    template : TemplateFiles
+        The first output space's grid, priors and atlas as files.
+    settings : AnatSettings
+        The resolved ``[anat]`` settings (:func:`latentbids.settings.anat_settings`).
+    subject_label, session_label : str
+        ``sub-01`` / ``ses-1``: only fill the QC table's id columns.
+    omp_nthreads : int
+        Threads of each heavy node (ITK, torch).
+    n4_shrink : int
+        N4's shrink factor for this T1w (:func:`latentbids.anat.preprocess.n4_shrink_factor` of its
+        voxel size; 0 lets the node work it out).
+    name : str
+        The workflow's name.
+
+    Returns
+    -------
+    nipype.pipeline.engine.Workflow
+        Inputs (``inputnode``): ``t1w``.  Outputs (``outputnode``): :data:`ANAT_OUTPUTS`.
     """
     wf = pe.Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(fields=["t1w"]), name="inputnode")
@@ -202,6 +137,7 @@ REUSE_OUTPUTS = ["gm_template", "modulated", "stats", "qc", "qc_pass"]
 
 
 def init_reuse_wf(
+    *,
     template: TemplateFiles,
     settings: AnatSettings,
     kind: str,
@@ -209,9 +145,25 @@ def init_reuse_wf(
     session_label: str = "",
     name: str = "reuse_wf",
 ) -> pe.Workflow:
-    """Resample an existing template-space GM map (``kind`` smriprep or cat12) and measure it.
+    """Resample an existing template-space GM map (``-d``) onto the grid and measure it.
 
-    Inputs: ``gm_map``.  Outputs: :data:`REUSE_OUTPUTS` (``modulated`` only for CAT12 mwp1).
+    Parameters
+    ----------
+    template : TemplateFiles
+        The grid, priors and atlas as files.
+    settings : AnatSettings
+        The resolved ``[anat]`` settings (the QC thresholds of ``kind``).
+    kind : {"smriprep", "cat12"}
+        Where the map comes from.
+    subject_label, session_label : str
+        ``sub-01`` / ``ses-1`` for the QC table.
+    name : str
+        The workflow's name.
+
+    Returns
+    -------
+    nipype.pipeline.engine.Workflow
+        Inputs: ``gm_map``.  Outputs: :data:`REUSE_OUTPUTS` (``modulated`` only for CAT12 mwp1).
     """
     wf = pe.Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(fields=["gm_map"]), name="inputnode")

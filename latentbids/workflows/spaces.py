@@ -11,16 +11,34 @@ from __future__ import annotations
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from latentbids.interfaces.anat import GMToTemplate, RegionalStats, RegisterToTemplate
+from latentbids.interfaces.anat import GMToTemplate, RegisterToTemplate
+from latentbids.interfaces.measures import RegionalStats
+from latentbids.settings import AnatSettings
+from latentbids.workflows.template_files import TemplateFiles
 
 SPACE_OUTPUTS = ["gm_template", "modulated", "mask_template", "forward", "inverse", "stats"]
 
 
-def init_template_space_wf(template, settings, omp_nthreads: int = 1, name: str = "space_wf") -> pe.Workflow:
-    """Register to ``template`` (a :class:`~latentbids.workflows.anat.TemplateFiles`) and resample.
+def init_template_space_wf(*, template: TemplateFiles, settings: AnatSettings, omp_nthreads: int = 1,
+                           name: str = "space_wf") -> pe.Workflow:
+    """Register to a further output space's template and resample the native maps onto it.
 
-    Inputs (``inputnode``): ``brain`` (skull-stripped, bias-corrected T1w), ``gm`` (native GM
-    probability), ``mask`` (native brain mask).  Outputs: :data:`SPACE_OUTPUTS`.
+    Parameters
+    ----------
+    template : TemplateFiles
+        The further space's grid and atlas as files.
+    settings : AnatSettings
+        The resolved ``[anat]`` settings (registration preset, seed).
+    omp_nthreads : int
+        Threads of each heavy node.
+    name : str
+        The workflow's name.
+
+    Returns
+    -------
+    nipype.pipeline.engine.Workflow
+        Inputs (``inputnode``): ``brain`` (skull-stripped, bias-corrected T1w), ``gm`` (native GM
+        probability), ``mask`` (native brain mask).  Outputs: :data:`SPACE_OUTPUTS`.
     """
     wf = pe.Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(fields=["brain", "gm", "mask"]), name="inputnode")

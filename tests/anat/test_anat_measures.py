@@ -139,7 +139,7 @@ def test_qc_ignores_the_box_and_numerical_tails(brain):
 def test_qc_thresholds_per_source_from_the_config():
     from latentbids.config import RunConfig
     from latentbids.errors import UsageError
-    from latentbids.workflows.anat import qc_thresholds
+    from latentbids.settings import qc_thresholds
 
     cfg = RunConfig()
     default = qc_thresholds(cfg.anat)
@@ -149,9 +149,8 @@ def test_qc_thresholds_per_source_from_the_config():
     changed = qc_thresholds(cfg.anat)
     assert changed["cat12"]["qc_min_peak"] == 0.6 and changed["own"]["qc_min_peak"] == 0.9  # others keep theirs
     assert {changed[s]["qc_min_template_corr"] for s in ("own", "smriprep", "cat12")} == {0.4}
-    cfg.update({"anat": {"qc_min_peak": {"fsl": 0.5}}})
-    with pytest.raises(UsageError, match="unknown source"):
-        qc_thresholds(cfg.anat)
+    with pytest.raises(UsageError, match=r"qc_min_peak = \{'fsl': 0.5\} is not valid: unknown source"):
+        cfg.update({"anat": {"qc_min_peak": {"fsl": 0.5}}})  # refused when set, before any run
 
 
 def test_correlation_constant_is_nan():

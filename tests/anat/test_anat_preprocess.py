@@ -5,7 +5,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from latentbids.anat.preprocess import apply_mask, itk_threads, load_3d, n4_bias_correct, reorient_to_ras
+from latentbids.anat.ants_context import itk_threads
+from latentbids.anat.preprocess import apply_mask, load_3d, n4_bias_correct, reorient_to_ras
 from latentbids.anat.segmentation import normalise_priors
 from latentbids.errors import MissingInputError
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from latentbids.cli.parser import parse_args, parse_mem
-from latentbids.cli.run import build_config, load_plugin
+from latentbids.cli.run import build_config
 from latentbids.errors import MissingInputError, UsageError
 
 
@@ -106,14 +106,26 @@ def test_container_kind_from_explicit_markers(monkeypatch, tmp_path):
     assert container_kind() == "apptainer"
 
 
+def _plugin(config):
+    from latentbids.settings import RunSettings
+    from latentbids.workflows.participant_run import load_plugin
+
+    ex = config.execution
+    run = RunSettings(output_dir=ex.output_dir, work_dir=ex.work_dir, run_id=ex.run_id, nprocs=ex.nprocs,
+                      omp_nthreads=ex.omp_nthreads, mem_gb=ex.mem_gb, device="cpu", templates=(), atlas=None)
+    return load_plugin(ex.use_plugin, run.multiproc_args)
+
+
 def test_plugin_file(ixi_dir, tmp_path):
     plugin = tmp_path / "plugin.yml"
     plugin.write_text("plugin: MultiProc\nplugin_args: {n_procs: 3}\n")
-    name, args = load_plugin(_config(ixi_dir, tmp_path, "--use-plugin", str(plugin), "--mem", "4GB"))
+    name, args = _plugin(_config(ixi_dir, tmp_path, "--use-plugin", str(plugin), "--mem", "4GB"))
     assert name == "MultiProc" and args["n_procs"] == 3 and args["memory_gb"] == 4
+    assert _plugin(_config(ixi_dir, tmp_path, "--nprocs", "2")) == ("MultiProc", {"n_procs": 2,
+                                                                                   "raise_insufficient": False})
     plugin.write_text("plugin_args: {}\n")
     with pytest.raises(UsageError, match="plugin: NAME"):
-        load_plugin(_config(ixi_dir, tmp_path, "--use-plugin", str(plugin)))
+        _plugin(_config(ixi_dir, tmp_path, "--use-plugin", str(plugin)))
     with pytest.raises(MissingInputError):
         _config(ixi_dir, tmp_path, "--use-plugin", str(tmp_path / "none.yml"))
 

@@ -12,13 +12,11 @@ import pytest
 from latentbids.anat.reuse import find_existing_gm_map
 from latentbids.bids.jobs import T1wJob
 from latentbids.config import RunConfig
-from latentbids.resources import get_template
-from latentbids.workflows.participant import (
-    anat_settings,
-    init_participant_wf,
-    run_participant_wf,
-    subject_wf_name,
-)
+from latentbids.resources import get_atlas, get_template
+from latentbids.settings import anat_settings, participant_settings, resolve_config
+from latentbids.workflows.participant import init_participant_wf, subject_wf_name
+from latentbids.workflows.participant_run import run_participant_wf
+from latentbids.workflows.template_files import write_template_files
 
 TPL = "MNI152NLin2009aSym"
 
@@ -44,7 +42,9 @@ def test_one_subworkflow_per_job_one_node_per_step(tmp_path, ixi_dir):
     cfg = config_for(tmp_path)
     cfg.anat.atropos_mrf = 0.15  # a non-default value, to see it reach the node
     jobs = [job_for(ixi_dir, "IXI012"), job_for(ixi_dir, "IXI013", session="1")]
-    wf = init_participant_wf(cfg, jobs)
+    settings = participant_settings(cfg)
+    grids = [write_template_files(t, settings.run.atlas, settings.run.work_dir) for t in settings.run.templates]
+    wf = init_participant_wf(jobs=jobs, grids=grids, settings=settings)
     assert wf.base_dir == str(tmp_path / "work")
     names = sorted(n.name for n in wf._graph.nodes())
     assert names == sorted(subject_wf_name(j) for j in jobs) == [
@@ -76,33 +76,53 @@ def test_one_subworkflow_per_job_one_node_per_step(tmp_path, ixi_dir):
 
 def test_resources_keyed_by_atlas_content(tmp_path, ixi_dir):
     """Two different atlases with the same file name never share the work dir's resampled copy."""
-    import nibabel as nib
-    import numpy as np
-
-    from latentbids.workflows.participant import prepare_resources
-
+    tpl = get_template(TPL, "nilearn2")
     folders = []
     for value in (1, 2):
         src = tmp_path / f"a{value}" / "atlas-mine_dseg.nii.gz"
         src.parent.mkdir()
-        tpl = nib.load(str(prepare_resources(config_for(tmp_path)).t1w))
         data = np.zeros(tpl.shape, np.int16)
         data[40:60, 40:60, 40:60] = value
         nib.save(nib.Nifti1Image(data, tpl.affine), str(src))
         (src.parent / "atlas-mine_dseg.tsv").write_text(f"index\tname\n{value}\tbox\n")
-        cfg = config_for(tmp_path)
-        cfg.spatial.atlas = str(src)
-        folders.append(Path(prepare_resources(cfg).atlas).parent)
+        folders.append(Path(write_template_files(tpl, get_atlas(str(src)), tmp_path / "work").atlas).parent)
     assert folders[0] != folders[1]
 
 
 def test_sloppy_settings(tmp_path):
     cfg = config_for(tmp_path, sloppy=True, random_seed=7)
-    s = anat_settings(cfg)
+    resolve_config(cfg)
+    s = anat_settings(cfg, "cpu")
     assert s.registration == "SyN" and s.seed == 7 and s.atropos_iterations < 5
-    assert s.brain_extraction == "template"
-    full = anat_settings(config_for(tmp_path))
-    assert full.brain_extraction == "hdbet" and full.atropos_iterations == 5
+    assert s.brain_extraction == "template" and s.n4_iterations == (50, 50, 30)
+    # what ran is what the run's config.toml records
+    assert cfg.anat.brain_extraction == "template" and cfg.anat.atropos_iterations == s.atropos_iterations
+    full = config_for(tmp_path)
+    resolve_config(full)
+    full = anat_settings(full, "cpu")
+    assert full.brain_extraction == "hdbet" and full.atropos_iterations == 5 and full.n4_iterations == (50,) * 4
+
+
+def test_sloppy_never_silently_replaces_an_explicit_setting(tmp_path, caplog):
+    """--sloppy takes its fast settings only for keys the user left alone; a key the user set is
+    kept, and one log line says which and what --sloppy would have used."""
+    cfg = config_for(tmp_path, sloppy=True)
+    cfg.update({"anat": {"brain_extraction": "hdbet", "atropos_iterations": 7}}, origin="test")
+    with caplog.at_level("WARNING", logger="latentbids"):
+        resolve_config(cfg)
+    s = anat_settings(cfg, "cpu")
+    assert s.brain_extraction == "hdbet" and s.atropos_iterations == 7  # the user's choices
+    assert s.n4_iterations == (50, 50, 30)  # not set by the user: --sloppy's
+    kept = [r.getMessage() for r in caplog.records if "--sloppy" in r.getMessage()]
+    assert len(kept) == 1, kept
+    assert "brain_extraction = 'hdbet'" in kept[0] and "'template'" in kept[0] and "atropos_iterations = 7" in kept[0]
+    # the same choice as --sloppy's needs no line
+    caplog.clear()
+    same = config_for(tmp_path, sloppy=True)
+    same.update({"anat": {"brain_extraction": "template"}}, origin="test")
+    with caplog.at_level("WARNING", logger="latentbids"):
+        resolve_config(same)
+    assert not [r for r in caplog.records if "--sloppy" in r.getMessage()]
 
 
 @pytest.fixture()
@@ -129,7 +149,7 @@ def test_reuse_branch_and_failed_subject_isolated(tmp_path, ixi_dir, smriprep_de
         T1wJob("BAD", None, bad_dir / "sub-BAD_T1w.nii.gz", "sub-BAD/anat/sub-BAD_T1w.nii.gz"),
     ]
     cfg = config_for(tmp_path, derivatives={"smriprep": str(root)})
-    status = run_participant_wf(cfg, jobs)
+    status = run_participant_wf(jobs=jobs, settings=participant_settings(cfg))
     assert status["sub-IXI012"] == "ok"
     assert status["sub-BAD"].startswith("failed: ") and "reorient" in status["sub-BAD"], status
     crashes = list((tmp_path / "out" / "sub-BAD" / "log" / "r1").glob("crash-*.txt"))
@@ -159,13 +179,12 @@ def test_reuse_branch_and_failed_subject_isolated(tmp_path, ixi_dir, smriprep_de
 def test_a_subject_already_being_processed_is_skipped(tmp_path, ixi_dir):
     """Overlapping array tasks: a job whose subject is locked by another process is not run twice."""
     from latentbids.utils.locks import try_lock
-    from latentbids.workflows.participant import run_participant_wf, subject_wf_name
 
     cfg = config_for(tmp_path)
     job = job_for(ixi_dir, "IXI012")
     handle = try_lock(tmp_path / "work" / "locks" / f"{subject_wf_name(job)}.lock")
     try:
-        assert run_participant_wf(cfg, [job]) == {
+        assert run_participant_wf(jobs=[job], settings=participant_settings(cfg)) == {
             "sub-IXI012": "failed: another latentbids job is processing it right now; rerun when it ends"}
     finally:
         handle.close()
@@ -175,15 +194,15 @@ def test_a_subject_already_being_processed_is_skipped(tmp_path, ixi_dir):
 def test_crash_files_are_attributed_to_their_session(tmp_path):
     import time
 
-    from latentbids.workflows.participant import _crash_reason
+    from latentbids.workflows.participant_run import crash_reason
 
     folder = tmp_path / "log"
     folder.mkdir()
     (folder / "crash-20260101-000000-root-n4-0123abcd-1111.txt").write_text(
         "Node: latentbids_participant_wf.single_subject_sub_01_ses_1_wf.anat_wf.n4\n\nValueError: bad\n")
     since = time.time()
-    assert _crash_reason(folder, since, "single_subject_sub_01_ses_2_wf") is None
-    assert "ValueError: bad" in _crash_reason(folder, since, "single_subject_sub_01_ses_1_wf")
+    assert crash_reason(folder, since, "single_subject_sub_01_ses_2_wf") is None
+    assert "ValueError: bad" in crash_reason(folder, since, "single_subject_sub_01_ses_1_wf")
 
 
 def test_reused_maps_with_smooth_tails_pass_qc(tmp_path, ixi_dir):
@@ -201,7 +220,8 @@ def test_reused_maps_with_smooth_tails_pass_qc(tmp_path, ixi_dir):
     path.parent.mkdir(parents=True)
     nib.save(nib.Nifti1Image(tails.astype(np.float32), tpl3.affine), path)
     cfg = config_for(tmp_path, derivatives={"smriprep": str(root)})
-    assert run_participant_wf(cfg, [job_for(ixi_dir, "IXI012", gm_map=path, gm_map_kind="smriprep")]) == {
+    job = job_for(ixi_dir, "IXI012", gm_map=path, gm_map_kind="smriprep")
+    assert run_participant_wf(jobs=[job], settings=participant_settings(cfg)) == {
         "sub-IXI012": "ok"}
     anat = tmp_path / "out" / "sub-IXI012" / "anat"
     gm = np.asarray(nib.load(next(anat.glob("*_label-GM_probseg.nii.gz"))).dataobj)

@@ -20,7 +20,8 @@ from latentbids.bids.jobs import T1wJob
 from latentbids.bids.derivatives import init_output_dataset
 from latentbids.config import RunConfig
 from latentbids.resources import get_atlas
-from latentbids.workflows.participant import run_participant_wf
+from latentbids.settings import participant_settings
+from latentbids.workflows.participant_run import run_participant_wf
 
 pytestmark = pytest.mark.slow
 
@@ -71,7 +72,7 @@ def run_logged(cfg, jobs) -> tuple[dict, float, list[str]]:
     logger.addHandler(handler)
     try:
         t0 = time.time()
-        status = run_participant_wf(cfg, jobs)
+        status = run_participant_wf(jobs=jobs, settings=participant_settings(cfg))
         seconds = time.time() - t0
     finally:
         logger.removeHandler(handler)
@@ -201,7 +202,7 @@ def test_regional_table_and_qc(ixi10_run):
     qc = pd.concat(qcs)
     print("\n" + qc[["participant_id", "gm_peak", "gm_coverage", "gm_outside", "gm_template_corr",
                      "t1w_template_corr", "qc_pass", "qc_fail_reasons"]].to_string(index=False))
-    from latentbids.workflows.anat import qc_thresholds
+    from latentbids.settings import qc_thresholds
 
     th = qc_thresholds(ixi10_run["config"].anat)["own"]
     # the verdict is exactly the AND of the configured checks, and a failure names its reason

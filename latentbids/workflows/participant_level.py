@@ -1,0 +1,155 @@
+"""The participant level, start to end: select and check the T1w images, run the workflow, and with
+``--model`` encode each processed subject with an existing model.
+
+Bad inputs are reported and skipped, the good ones processed; what happened to every selected image
+is returned as a :class:`ParticipantOutcome`, which the CLI turns into the exit code
+(:func:`latentbids.cli.participant.exit_code`, policy in docs/usage.md).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from latentbids.bids.input_checks import InputProblem
+from latentbids.bids.jobs import T1wJob
+from latentbids.errors import MissingInputError
+from latentbids.settings import RunSettings, participant_settings
+from latentbids.workflows.participant_run import LOCKED, load_plugin, run_participant_wf
+
+LOGGER = logging.getLogger("latentbids")
+
+
+@dataclass(frozen=True)
+class ParticipantOutcome:
+    """What the participant level did with each selected image.
+
+    ``results`` maps every processed (or attempted) job's label to ``"ok"``, :data:`LOCKED` or
+    ``"failed: <reason>"``; ``rejected`` lists the inputs refused before any work.
+    """
+
+    results: dict[str, str]
+    rejected: tuple[InputProblem, ...] = ()
+
+    @property
+    def failed(self) -> dict[str, str]:
+        return {label: status for label, status in self.results.items() if status not in ("ok", LOCKED)}
+
+    @property
+    def locked(self) -> list[str]:
+        return [label for label, status in self.results.items() if status == LOCKED]
+
+
+def collect_jobs(config) -> tuple[list[T1wJob], list[InputProblem]]:
+    """The T1w jobs of this run (with reusable GM maps attached) and the inputs rejected.
+
+    Raises :class:`~latentbids.errors.MissingInputError` (exit 66) when no selected image is usable.
+    """
+    from latentbids.bids.input_checks import check_jobs
+    from latentbids.bids.layout import get_layout, select_t1w
+
+    ex = config.execution
+    layout = get_layout(ex.bids_dir, ex.bids_database_dir)
+    jobs = select_t1w(layout, ex.participant_label, ex.session_label, ex.bids_filters)
+    if ex.derivatives:
+        jobs = [_attach_reused_gm(job, ex.derivatives) for job in jobs]
+    LOGGER.info("Selected %d T1w image(s) from %d subject(s)", len(jobs), len({j.subject for j in jobs}))
+    good, bad = check_jobs(jobs)
+    if not good:
+        raise MissingInputError(
+            f"None of the {len(jobs)} selected T1w image(s) is usable (first: {bad[0]}); fix or remove them"
+        )
+    return good, bad
+
+
+def _attach_reused_gm(job: T1wJob, derivatives: dict[str, str]) -> T1wJob:
+    from latentbids.anat.reuse import find_existing_gm_map
+
+    found = find_existing_gm_map(derivatives, job.subject, job.session)
+    if not found:
+        return job
+    path, kind = found
+    LOGGER.info("%s: reusing GM map %s (%s)", job.label, path, kind)
+    return dataclasses.replace(job, gm_map=Path(path), gm_map_kind=kind)
+
+
+def check_model_grid(model_dir: str, template) -> None:
+    """Refuse a ``--model`` trained on another template or grid before any subject is processed."""
+    import nibabel as nib
+    import numpy as np
+
+    from latentbids.model.bundle import load_bundle
+
+    bundle = load_bundle(model_dir)
+    probe = nib.Nifti1Image(np.zeros(template.shape, "uint8"), template.affine)
+    bundle.check_input(probe, space=template.space, name=f"participant grid {template.name}")
+    LOGGER.info("--model %s: subjects will be encoded with it after processing", model_dir)
+
+
+def encode_with_existing_model(config, run: RunSettings, jobs: list[T1wJob], results: dict[str, str]) -> dict[str, str]:
+    """Participant-level ``--model``: each job encodes only its own subjects (map/reduce).
+
+    The map encoded is the kind the model was trained on (modulated or not), whatever this run's
+    default; a subject whose encoding fails gets a failed result.
+    """
+    from latentbids.bids.naming import gm_map_name, subject_dir
+    from latentbids.errors import LatentbidsError
+    from latentbids.model.bundle import encode_with_model, load_bundle
+
+    out, template, model_dir = run.output_dir, run.templates[0], config.model.model
+    trained_on = load_bundle(model_dir).meta.get("intensity", {}).get("input_map", config.model.input_map)
+    for job in jobs:
+        if results.get(job.label) != "ok":
+            continue
+        gm = out / subject_dir(job.subject, job.session) / gm_map_name(
+            job.subject, job.session, template.space, template.res, modulated=trained_on == "modulated")
+        try:
+            encoded = encode_with_model(
+                model_dir, gm, participant_id=f"sub-{job.subject}", session_id=job.session, output_dir=out,
+                space=template.space, device=run.device, source=f"bids::{gm.relative_to(out).as_posix()}",
+            )
+        except LatentbidsError as exc:
+            LOGGER.error("%s: encoding failed: %s", job.label, exc.message)
+            results[job.label] = f"failed: encoding ({exc.message})"
+            continue
+        row = encoded["latent"].iloc[0]
+        LOGGER.info("%s: encoded with fold %s (in_training=%s), error %.5f", job.label, row["fold"],
+                    bool(row["in_training"]), float(row["error"]))
+    return results
+
+
+def run_participant_level(config, run: RunSettings) -> ParticipantOutcome:
+    """Process every selected T1w of a resolved run (:func:`latentbids.settings.resolve_run`).
+
+    Parameters
+    ----------
+    config : RunConfig
+        The resolved configuration (selection, ``-d``, ``--model``, ``--use-plugin``).
+    run : RunSettings
+        Paths, threads, device, templates and atlas of this run.
+
+    Returns
+    -------
+    ParticipantOutcome
+        Every job's result and the rejected inputs (also logged, one line each, and summed up).
+    """
+    good, bad = collect_jobs(config)
+    if config.model.model:
+        check_model_grid(config.model.model, run.templates[0])
+    plugin, plugin_args = load_plugin(config.execution.use_plugin, run.multiproc_args)
+    results = run_participant_wf(jobs=good, settings=participant_settings(config, run), plugin=plugin,
+                                 plugin_args=plugin_args)
+    if config.model.model:
+        results = encode_with_existing_model(config, run, good, results)
+    outcome = ParticipantOutcome(results=results, rejected=tuple(bad))
+    for label, status in sorted(results.items()):
+        LOGGER.info("%s: %s", label, status)
+    for problem in bad:
+        LOGGER.info("%s: input rejected: %s", problem.job.label, problem.reason)
+    LOGGER.info(
+        "Participant level finished: %d processed, %d failed, %d input(s) rejected, %d held by another job; "
+        "outputs in %s", len(results) - len(outcome.failed) - len(outcome.locked), len(outcome.failed), len(bad),
+        len(outcome.locked), run.output_dir,
+    )
+    return outcome
