@@ -229,13 +229,21 @@ def one_t1w_per_session(jobs: list[T1wJob]) -> list[T1wJob]:
 
 
 def read_participants(bids_dir: str | os.PathLike):
-    """``participants.tsv`` as a DataFrame indexed by ``participant_id`` (empty when absent)."""
+    """``participants.tsv`` as a DataFrame indexed by ``participant_id`` (empty when absent).
+
+    Every cell :func:`~latentbids.bids.tables.is_missing` calls missing (``n/a``, empty, ``NA``,
+    ``none`` ...) is NaN, so no later step has to know the spellings.
+    """
     import pandas as pd
+
+    from latentbids.bids.tables import NA_REP, is_missing
 
     path = Path(bids_dir) / "participants.tsv"
     if not path.is_file():
         return pd.DataFrame(columns=["participant_id"]).set_index("participant_id")
-    df = pd.read_csv(path, sep="\t", na_values=["n/a"], dtype={"participant_id": str})
+    df = pd.read_csv(path, sep="\t", na_values=[NA_REP], dtype={"participant_id": str})
     if "participant_id" not in df.columns:
         raise UsageError(f"{path} has no participant_id column: add one (sub-<label> per row)")
+    for column in df.columns.drop("participant_id"):
+        df[column] = df[column].mask(df[column].map(is_missing))
     return df.set_index("participant_id")

@@ -93,6 +93,7 @@ def parse_mem_mb(value: str) -> float:
 
 
 def _positive_int(value: str) -> int:
+    """An integer >= 1 (``--nprocs``, ``--latent-dim`` ...)."""
     try:
         number = int(value)
     except ValueError:
@@ -103,13 +104,17 @@ def _positive_int(value: str) -> int:
 
 
 def _device(value: str) -> str:
-    text = value.strip().lower()
-    if text in ("auto", "cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit()):
-        return text
-    raise argparse.ArgumentTypeError(f"'{value}' is not one of auto, cpu, cuda, cuda:N")
+    """``--device``: parsed by the one device parser (:func:`latentbids.utils.devices.parse_device`)."""
+    from latentbids.utils.devices import parse_device
+
+    try:
+        return str(parse_device(value))
+    except UsageError:
+        raise argparse.ArgumentTypeError(f"'{value}' is not one of auto, cpu, cuda, cuda:N") from None
 
 
 def _derivative(value: str) -> tuple[str, str]:
+    """``-d NAME=PATH`` (or a bare PATH, named by its folder)."""
     name, sep, path = value.partition("=")
     if not sep:
         path, name = value, value.rstrip("/").split("/")[-1]
@@ -119,6 +124,7 @@ def _derivative(value: str) -> tuple[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``latentbids`` parser: the positional arguments, then one function per option group."""
     parser = _Parser(
         prog="latentbids",
         description=(
@@ -132,7 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("output_dir", help="output folder; use <bids_dir>/derivatives/latentbids")
     parser.add_argument("analysis_level", help="'participant' (per subject, parallel) or 'group'")
     parser.add_argument("--version", action="version", version=f"latentbids {__version__}")
+    for add_options in (_selection_options, _resource_options, _model_options, _analysis_options,
+                        _running_options, _redo_options):
+        add_options(parser)
+    _show_defaults(parser)
+    return parser
 
+
+def _selection_options(parser: argparse.ArgumentParser) -> None:
+    """Which subjects, sessions and images; the validator; the pybids index; reused derivatives."""
     sel = parser.add_argument_group("selecting data")
     sel.add_argument("--participant-label", "--participant_label", dest="participant_label", nargs="+",
                      metavar="LABEL", help="subjects to process (with or without 'sub-'), or a file with one label per line")
@@ -147,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     sel.add_argument("-d", "--derivatives", dest="derivatives", nargs="+", type=_derivative, metavar="NAME=PATH",
                      help="existing derivatives to reuse GM maps from (sMRIPrep/fMRIPrep probseg or CAT12 mwp1)")
 
+
+def _resource_options(parser: argparse.ArgumentParser) -> None:
+    """Template grids, atlas and the offline caches they come from."""
     spa = parser.add_argument_group("template, atlas and resources")
     spa.add_argument("--output-spaces", dest="output_spaces", nargs="+", metavar="SPACE[:res-N]",
                      help="template grids of the GM maps, every one processed (the first drives segmentation "
@@ -163,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     spa.add_argument("--nilearn-data", dest="nilearn_data", metavar="DIR",
                      help="nilearn data cache for AAL-SPM* atlases")
 
+
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    """The autoencoder (group level; --model also at participant level)."""
     mod = parser.add_argument_group("model (group level; --model also at participant level)")
     mod.add_argument("--model", dest="model", metavar="DIR", help="encode with an existing trained model folder")
     mod.add_argument("--latent-dim", dest="latent_dim", type=_positive_int, metavar="K", help="latent units")
@@ -171,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     mod.add_argument("--max-epochs", dest="max_epochs", type=_positive_int, metavar="N", help="epoch limit")
     mod.add_argument("--batch-size", dest="batch_size", type=_positive_int, metavar="N", help="batch size")
 
+
+def _analysis_options(parser: argparse.ArgumentParser) -> None:
+    """The latent-space analysis (group level)."""
     ana = parser.add_argument_group("latent-space analysis (group level)")
     ana.add_argument("--skip-analysis", dest="analysis_enabled", action="store_false",
                      help="train and encode only: no projections, LRCP, SHAP, statistics or group report")
@@ -181,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     ana.add_argument("--confounds", dest="confounds", nargs="+", metavar="NAME",
                      help="regress these out before the analysis: participants.tsv columns, or tiv, gm_mean")
 
+
+def _running_options(parser: argparse.ArgumentParser) -> None:
+    """Work dir, processes, memory, plugin, config file, seed, device, speed, logging."""
     run = parser.add_argument_group("running")
     run.add_argument("-w", "--work-dir", dest="work_dir", metavar="DIR",
                      help="working folder for intermediate files; must be outside bids_dir")
@@ -207,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--notrack", dest="notrack", action="store_true", help="accepted for compatibility; there is no telemetry")
     run.add_argument("-v", "--verbose", dest="verbose", action="count", help="more log output (-vv for debug)")
 
+
+def _redo_options(parser: argparse.ArgumentParser) -> None:
+    """What to (re)do: reports or boilerplate only, a clean work dir."""
     out = parser.add_argument_group("what to (re)do")
     out.add_argument("--reports-only", dest="reports_only", action="store_true",
                      help="only rebuild the reports (sub-*.html, logs/CITATION.*) from the outputs already in "
@@ -215,8 +244,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help="only write the methods boilerplate (logs/CITATION.md and .html) and stop")
     out.add_argument("--clean-workdir", dest="clean_workdir", action="store_true",
                      help="empty latentbids' folders in the work dir first (refused while another job uses it)")
-    _show_defaults(parser)
-    return parser
 
 
 #: Defaults that depend on the run (not a constant of RunConfig), as --help states them.
