@@ -280,7 +280,7 @@ def gm_dice(sub: str, gm_file: str) -> float | None:
 # one subject
 def run_one(sub: str, setting: dict, voxel: float, tpl: dict, work: Path, threads: int,
             ieee_hdbet: bool = False) -> dict:
-    from latentbids.anat import measures, preprocess as pp, registration as rg, segmentation as sg
+    from latentbids.anat import brain_mask as bm, measures, preprocess as pp, registration as rg, segmentation as sg
 
     t1 = IXI / f"sub-{sub}" / "anat" / f"sub-{sub}_T1w.nii.gz"
     t = time.perf_counter()
@@ -305,7 +305,7 @@ def run_one(sub: str, setting: dict, voxel: float, tpl: dict, work: Path, thread
     ras = step("reorient", pp.reorient_to_ras, t1, work / "ras.nii.gz")
     n4 = step("n4", pp.n4_bias_correct, ras, work / "n4.nii.gz", iterations=setting["n4"], nthreads=threads)
     if setting["brain"] == "hdbet":
-        mask = step("brain_extraction", pp.hdbet_brain_mask, n4, work / "mask.nii.gz", nthreads=threads)
+        mask = step("brain_extraction", bm.hdbet_brain_mask, n4, work / "mask.nii.gz", nthreads=threads)
         if ieee_hdbet:  # the same call with denormals computed (not counted in the total)
             import contextlib
 
@@ -315,14 +315,14 @@ def run_one(sub: str, setting: dict, voxel: float, tpl: dict, work: Path, thread
             denormals.flush_denormals = lambda active=True: contextlib.nullcontext(False)
             try:
                 t = time.perf_counter()
-                pp.hdbet_brain_mask(n4, work / "mask_ieee.nii.gz", nthreads=threads)
+                bm.hdbet_brain_mask(n4, work / "mask_ieee.nii.gz", nthreads=threads)
                 ieee_s = time.perf_counter() - t
             finally:
                 denormals.flush_denormals = flush
     else:
-        mask = step("brain_extraction", pp.template_brain_mask, n4, work / "mask.nii.gz", tpl["t1w"],
+        mask = step("brain_extraction", bm.template_brain_mask, n4, work / "mask.nii.gz", tpl["t1w"],
                     tpl["mask"], nthreads=threads)
-    brain = pp.apply_mask(n4, mask, work / "brain.nii.gz")
+    brain = bm.apply_mask(n4, mask, work / "brain.nii.gz")
     reg = step("register", rg.register_to_template, brain, tpl["t1w"], work, transform=setting["transform"],
                nthreads=threads)
     priors = step("warp_priors", lambda: [rg.apply_transform(tpl[k], n4, [reg["inverse"]], work / f"p_{k}.nii.gz",

@@ -103,7 +103,7 @@ class BrainExtraction(SimpleInterface):
     output_spec = _BrainExtractionOutputSpec
 
     def _run_interface(self, runtime):
-        from latentbids.anat.preprocess import apply_mask, hdbet_brain_mask, template_brain_mask
+        from latentbids.anat.brain_mask import apply_mask, hdbet_brain_mask, template_brain_mask
 
         mask = out_path(runtime, "brain_mask.nii.gz")
         if self.inputs.method == "hdbet":

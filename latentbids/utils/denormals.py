@@ -15,7 +15,7 @@ one OpenMP parallel region of ``torch.get_num_threads()`` threads (libgomp's ``G
 runtime torch's CPU wheels ship; LLVM's libomp and Intel's libiomp5 export the same entry point)
 in which every thread of the caller's team sets its own register.  A forked Nipype worker starts
 with its parent's main-thread register and has no OpenMP threads until its first parallel region,
-so setting it in the worker before torch runs, as :func:`latentbids.anat.preprocess.hdbet_brain_mask`
+so setting it in the worker before torch runs, as :func:`latentbids.anat.brain_mask.hdbet_brain_mask`
 does, covers the worker and every thread it creates.
 
 The setting is scoped (:func:`flush_denormals` restores the previous state): ITK (N4, SyN, Atropos)

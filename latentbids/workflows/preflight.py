@@ -41,7 +41,7 @@ def prepare_outputs(config, run: RunSettings) -> None:
         validate_dataset(ex.bids_dir, Path(ex.work_dir) / "logs" / f"bids-validator_{ex.run_id}.json",
                          participant_label=ex.participant_label)
     if ex.analysis_level == "participant" and config.anat.brain_extraction == "hdbet" and not rebuild_only:
-        from latentbids.anat.preprocess import check_hdbet_weights
+        from latentbids.anat.brain_mask import check_hdbet_weights
 
         check_hdbet_weights(config.anat.hdbet_mode)  # one line and exit 66 now, not a crash per subject
     if not ex.boilerplate_only:

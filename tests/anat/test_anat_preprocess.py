@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from latentbids.anat.ants_context import itk_threads
-from latentbids.anat.preprocess import apply_mask, load_3d, n4_bias_correct, reorient_to_ras
+from latentbids.anat.brain_mask import apply_mask
+from latentbids.anat.preprocess import load_3d, n4_bias_correct, reorient_to_ras
 from latentbids.anat.segmentation import normalise_priors
 from latentbids.errors import MissingInputError
 
@@ -107,7 +108,7 @@ def test_template_brain_mask_matches_dlmuse_brain(t1w, ixi_dir, tmp_path, monkey
     import tempfile
 
     from latentbids.anat.measures import dice
-    from latentbids.anat.preprocess import template_brain_mask
+    from latentbids.anat.brain_mask import template_brain_mask
     from latentbids.resources import get_template
 
     system_tmp = tmp_path / "system_tmp"

