@@ -5,8 +5,8 @@ Files are resolved with :class:`templateflow.client.TemplateFlowClient` (the cli
 ``get`` would download the 0-byte placeholders TemplateFlow leaves for files it has not fetched, and a
 run on a compute node (or in a container run with ``--network none``) must never reach the network.
 A placeholder or a missing file is refused with one line (exit 66) that says how to fill the cache;
-:func:`prefetch` (``python -m latentbids.resources.templates --prefetch``) fills it where there is
-internet, e.g. when the container image is built.
+:func:`latentbids.resources.prefetch.prefetch` (``python -m latentbids.resources.templates --prefetch``)
+fills it where there is internet, e.g. when the container image is built.
 
 Which resolutions a template defines comes from its ``template_description.json`` (``res``): from the
 cache when it holds the template, else from the skeleton that ships inside the templateflow wheel, so
@@ -22,7 +22,7 @@ import os
 import zipfile
 from pathlib import Path
 
-from latentbids.errors import MissingInputError, UsageError
+from latentbids.errors import MissingInputError
 
 LOGGER = logging.getLogger("latentbids")
 S3_ROOT = "https://templateflow.s3.amazonaws.com"
@@ -35,9 +35,6 @@ QUERIES = {
     "wm": {"suffix": "probseg", "label": "WM", "desc": None, "atlas": None},
     "csf": {"suffix": "probseg", "label": "CSF", "desc": None, "atlas": None},
 }
-
-#: fMRIPrep's default space and the offline default's TemplateFlow twin: what the image pre-fetches.
-PREFETCH_DEFAULT = ("MNI152NLin2009cAsym:res-1", "MNI152NLin2009cAsym:res-2", "MNI152NLin2009aSym:res-1")
 
 
 def templateflow_home(explicit: str | os.PathLike | None = None) -> Path:
@@ -130,6 +127,11 @@ def _client(home: str, autoupdate: bool = False):
     return TemplateFlowClient(root=home, autoupdate=autoupdate)
 
 
+def reset_client() -> None:
+    """Forget the indexed client: the next lookup indexes the cache as it is now (after a download)."""
+    _client.cache_clear()
+
+
 def resolve_files(space: str, index: int, home: str | os.PathLike) -> dict[str, Path]:
     """The T1w, brain mask and CSF/GM/WM probseg files of ``space`` at ``res-<index>``, offline.
 
@@ -169,81 +171,3 @@ def s3_url(path: str | os.PathLike, home: str | os.PathLike) -> str:
     """The public TemplateFlow URL of a cache file (the ``SpatialReference`` of its grid)."""
     rel = Path(path).absolute().relative_to(Path(home).absolute())
     return f"{S3_ROOT}/{rel.as_posix()}"
-
-
-def prefetch(specs: list[str], home: str | os.PathLike | None = None, s3_root: str | None = None) -> list[Path]:
-    """Download what latentbids reads of each ``SPACE:res-N`` into the cache (needs internet).
-
-    Meant for image builds and login nodes (``s3_root``: a mirror of TemplateFlow's archive).
-    Returns the files latentbids will read; each space is then checked offline as a run would.
-    """
-    from latentbids.resources.templates import parse_output_space
-
-    home = templateflow_home(home)
-    home.mkdir(parents=True, exist_ok=True)
-    os.environ["TEMPLATEFLOW_HOME"] = str(home)
-    os.environ["TEMPLATEFLOW_AUTOUPDATE"] = "1"
-    from templateflow.client import TemplateFlowClient
-
-    client = TemplateFlowClient(root=home, autoupdate=True, **({"s3_root": s3_root} if s3_root else {}))
-    wanted = []
-    for spec in specs:
-        space, res = parse_output_space(spec)
-        if not str(res).isdigit():
-            raise UsageError(f"--prefetch {spec}: give a TemplateFlow resolution index, e.g. {space}:res-1")
-        index = int(res)
-        if index not in defined_resolutions(space, home):
-            raise UsageError(f"--prefetch {spec}: TemplateFlow defines no res-{index} for {space}")
-        wanted.append((space, index))
-        queries = [*QUERIES.values(), {"suffix": "T1w", "desc": "brain"}]
-        for query in queries:
-            try:
-                client.get(space, resolution=index, extension=".nii.gz", **query)
-            except Exception as exc:  # noqa: BLE001 - requests/TemplateFlow errors, said in one line
-                raise MissingInputError(f"--prefetch {spec}: TemplateFlow download failed ({type(exc).__name__}: "
-                                        f"{' '.join(str(exc).split())[:300]}): check the network and retry") from None
-    _client.cache_clear()  # a run in this process must index the cache as it is now
-    files: list[Path] = []
-    for space, index in wanted:
-        files += resolve_files(space, index, home).values()
-    return files
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m latentbids.resources.templates --prefetch [SPACE:res-N ...]``."""
-    import argparse
-
-    from latentbids.errors import LatentbidsError
-
-    parser = argparse.ArgumentParser(
-        prog="python -m latentbids.resources.templates",
-        description="Fill a TemplateFlow cache with the templates latentbids reads (needs internet; run "
-                    "at image build time or on a login node). Runs never download.",
-    )
-    parser.add_argument("--prefetch", nargs="*", metavar="SPACE:res-N", default=None,
-                        help=f"spaces to fetch (default: {' '.join(PREFETCH_DEFAULT)})")
-    parser.add_argument("--templateflow-home", metavar="DIR",
-                        help="cache folder (default: $TEMPLATEFLOW_HOME, else TemplateFlow's default)")
-    parser.add_argument("--check", nargs="*", metavar="SPACE:res-N", default=None,
-                        help="check offline that the cache holds these spaces (exit 66 if not)")
-    parser.add_argument("--s3-root", metavar="URL", help="a mirror of TemplateFlow's archive (default: TemplateFlow's)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        if args.prefetch is not None:
-            files = prefetch(list(args.prefetch) or list(PREFETCH_DEFAULT), args.templateflow_home, args.s3_root)
-            print(f"TemplateFlow cache {templateflow_home(args.templateflow_home)}: {len(files)} file(s) ready")
-        if args.check is not None:
-            from latentbids.resources.templates import get_template, parse_output_space
-
-            for spec in list(args.check) or list(PREFETCH_DEFAULT):
-                space, res = parse_output_space(spec)
-                tpl = get_template(space, res, args.templateflow_home)
-                print(f"{spec}: {tpl.name}, {tpl.resolution_text}")
-        if args.prefetch is None and args.check is None:
-            parser.print_help()
-            return 64
-    except LatentbidsError as exc:
-        print(f"ERROR: {exc.message}")
-        return exc.exit_code
-    return 0

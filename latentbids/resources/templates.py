@@ -284,6 +284,6 @@ def templates_for(specs: list[str], templateflow_home: str | os.PathLike | None 
 if __name__ == "__main__":  # pragma: no cover - python -m latentbids.resources.templates --prefetch
     import sys
 
-    from latentbids.resources.templateflow_cache import main
+    from latentbids.resources.prefetch import main
 
     sys.exit(main())
