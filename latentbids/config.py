@@ -166,6 +166,11 @@ class ModelConfig(_Section):
     fit_all: bool = False
     input_map: str = "modulated"  # modulated | probseg
     norm: str = "batch"  # batch | instance | group: instance norm would erase global GM differences
+    # the network's ends: space_to_depth (2x2x2 blocks as 8 channels, nothing at full resolution) |
+    # conv (latentbids 0.1's); quality and speed of both in BENCHMARKS.md (benchmarks/stem_quality.py)
+    stem: str = "conv"
+    compile: str = "auto"  # torch.compile the training steps: auto (CUDA only) | on | off
+    fold: int = 0  # --fold N: train only fold N (a job of its own); 0: every fold, then the analysis
     validation_fraction: float = 0.15  # share of each fold's training subjects used for early stopping
     scale_percentile: float = 99.9  # modulated maps / this percentile of the training set (one constant)
     model_name: str = ""  # models/<name>/; default ae-K<latent_dim>

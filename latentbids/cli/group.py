@@ -185,7 +185,12 @@ def run_group_level_cli(config, templates, atlas) -> int:
     validate_analysis_request(config, records)  # a bad --contrast fails before hours of training
     LOGGER.info("Group level on %d GM map(s) from %d subject(s)", len(records), records["participant_id"].nunique())
     result = run_group_level(config, records, template, atlas)
-    for key, value in (result or {}).items():
+    if result is None:  # a torchrun process other than 0: it trained, process 0 writes everything
+        return EXIT_OK
+    if config.model.fold:  # one fold trained and kept in the work dir: no outputs, no analysis yet
+        LOGGER.info("Group level --fold %s finished; the fold is kept in %s", config.model.fold, result["fold_record"])
+        return EXIT_OK
+    for key, value in result.items():
         if isinstance(value, (str, Path)):
             LOGGER.debug("%s: %s", key, value)
     analysis = run_group_analysis(config, records, result, atlas)  # None with --skip-analysis

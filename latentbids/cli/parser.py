@@ -48,6 +48,7 @@ OPTION_TO_CONFIG = {
     "fit_all": ("model", "fit_all"),
     "max_epochs": ("model", "max_epochs"),
     "batch_size": ("model", "batch_size"),
+    "fold": ("model", "fold"),
     "analysis_enabled": ("analysis", "enabled"),
     "label_column": ("analysis", "label_column"),
     "contrasts": ("analysis", "contrasts"),
@@ -189,7 +190,12 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     mod.add_argument("--n-folds", dest="n_folds", type=_positive_int, metavar="K", help="cross-validation folds")
     mod.add_argument("--fit-all", dest="fit_all", action="store_true", help="train one model on all subjects")
     mod.add_argument("--max-epochs", dest="max_epochs", type=_positive_int, metavar="N", help="epoch limit")
-    mod.add_argument("--batch-size", dest="batch_size", type=_positive_int, metavar="N", help="batch size")
+    mod.add_argument("--batch-size", dest="batch_size", type=_positive_int, metavar="N",
+                     help="batch size (under torchrun: the global batch, split between the processes)")
+    mod.add_argument("--fold", dest="fold", type=_positive_int, metavar="N",
+                     help="train only cross-validation fold N and keep it in the work dir (one job per fold, e.g. a "
+                          "SLURM array); a later group run without --fold merges the trained folds and runs the "
+                          "analysis (docs/cluster.md)")
 
 
 def _analysis_options(parser: argparse.ArgumentParser) -> None:
@@ -264,6 +270,7 @@ DYNAMIC_DEFAULTS = {
     "participant_label": "all subjects",
     "session_label": "all sessions",
     "model": "none: the group level trains a new model",
+    "fold": "every fold, then the analysis",
     "use_plugin": "MultiProc with --nprocs",
     "config_file": "none",
     "verbose": "info messages",
@@ -312,6 +319,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         raise UnknownAnalysisLevel(
             f"Unknown analysis level '{args.analysis_level}': use 'participant' or 'group'"
         )
+    if getattr(args, "fold", None) is not None and args.analysis_level != "group":
+        raise UsageError("--fold trains one fold of the group level's cross-validation: use it with 'group'")
     if getattr(args, "reports_only", False) and args.analysis_level == "group":
         raise UsageError("--reports-only rebuilds the participant reports; the group report is written by the group "
                          "level itself: rerun the group level to rebuild it")

@@ -2,7 +2,8 @@
 
 Layout::
 
-    model.json              architecture, K, template space/resolution/grid, working grid and crop
+    model.json              architecture (K, channels, norm, stem), template space/resolution/grid,
+                            working grid and crop
                             box, atlas, intensity scale, seeds, folds (weights + sha256), versions
     config.toml             the whole run configuration that trained it
     weights/fold-<k>.pt     one state dict per fold (``fold-all.pt`` in fit-all mode)
@@ -41,7 +42,10 @@ from latentbids.utils.atomic import pending
 
 LOGGER = logging.getLogger("latentbids.model")
 FORMAT = "latentbids-model"
-FORMAT_VERSION = 1
+#: the newest model folder this version reads.  2: ``architecture.stem`` may be ``space_to_depth``
+#: (version 1 readers would build the conv network and fail on its weights); a folder is written
+#: with the lowest version that describes it, so conv models stay readable by latentbids 0.1
+FORMAT_VERSION = 2
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -97,7 +101,7 @@ def save_bundle(
             first = next(iter(models.values()))
             doc = {
                 "format": FORMAT,
-                "format_version": FORMAT_VERSION,
+                "format_version": 1 if first.stem == "conv" else 2,
                 **meta,
                 "architecture": first.architecture(),
                 "latent_dim": first.latent_dim,

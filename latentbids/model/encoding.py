@@ -17,15 +17,11 @@ import pandas as pd
 import torch
 
 from latentbids.errors import LatentbidsError
+from latentbids.model.acceleration import GraphedEncoder, cuda_graphs_wanted, fold_batchnorm
+from latentbids.model.batches import BatchSource
+from latentbids.model.memory import is_oom, release_cuda_memory
 from latentbids.model.network import AutoEncoder3D
-from latentbids.model.training import (
-    BatchSource,
-    FastPath,
-    _is_oom,
-    _oom_message,
-    _release_cuda_memory,
-    resolve_fast_path,
-)
+from latentbids.model.training import FastPath, _oom_message, resolve_fast_path
 from latentbids.utils.denormals import flush_denormals
 
 LOGGER = logging.getLogger("latentbids.model")
@@ -40,31 +36,61 @@ class EncodedBatch:
     error: np.ndarray  # (b,) mean squared error inside the mask
 
 
-def _encode_batch(
-    model: AutoEncoder3D,
-    x: torch.Tensor,
-    rows: np.ndarray,
-    mask_t: torch.Tensor,
-    n_mask: float,
-    path: FastPath,
-    device: torch.device,
-) -> EncodedBatch:
-    """One forward pass over a whole batch (its intermediate tensors die with this frame, or with
-    the traceback of an out-of-memory error)."""
-    with torch.no_grad():
-        with path.autocast(device):
-            z = model.encode(x)
-            recon = model.decode(z)
+def _encode_step(net: AutoEncoder3D, mask_t: torch.Tensor, n_mask: float, path: FastPath,
+                 device: torch.device, cache_enabled: bool = True):
+    """The device-side encoding of one batch: ``x -> (z, reconstruction, squared error, error)``,
+    masked, in float32 (what a CUDA graph captures whole)."""
+
+    def step(x: torch.Tensor):
+        with path.autocast(device, cache_enabled):
+            z = net.encode(x)
+            recon = net.decode(z)
         recon = recon.float() * mask_t
         sq = (recon - x.float() * mask_t).pow(2)
-        err = sq.flatten(1).sum(1) / n_mask
-        return EncodedBatch(
-            rows=rows,
-            z=z.float().cpu().numpy(),
-            recon=recon[:, 0].contiguous().cpu().numpy(),
-            error_map=sq[:, 0].contiguous().cpu().numpy(),
-            error=err.cpu().numpy(),
-        )
+        return z.float(), recon[:, 0], sq[:, 0], sq.flatten(1).sum(1) / n_mask
+
+    return step
+
+
+def _to_host(rows: np.ndarray, out) -> EncodedBatch:
+    z, recon, sq, err = out
+    return EncodedBatch(
+        rows=rows,
+        z=z.cpu().numpy(),
+        recon=recon.contiguous().cpu().numpy(),
+        error_map=sq.contiguous().cpu().numpy(),
+        error=err.cpu().numpy(),
+    )
+
+
+class _Forward:
+    """Eager encoding steps, or on CUDA their CUDA graphs (one per batch shape, captured at first
+    use; a capture that fails, or an out-of-memory error, turns the graphs off for this run)."""
+
+    def __init__(self, net, mask_t, n_mask, path, device, graphs: bool):
+        self.eager = _encode_step(net, mask_t, n_mask, path, device)
+        self.graphable = _encode_step(net, mask_t, n_mask, path, device, cache_enabled=False)
+        self.graphs: dict | None = {} if graphs else None
+
+    def __call__(self, x: torch.Tensor):
+        if self.graphs is None:
+            return self.eager(x)
+        key = (tuple(x.shape), x.stride())
+        if key not in self.graphs:
+            try:
+                self.graphs[key] = GraphedEncoder(self.graphable, x)
+            except Exception as exc:  # noqa: BLE001 - pragma: no cover (needs a GPU)
+                if is_oom(exc):
+                    raise
+                LOGGER.warning("CUDA graph capture failed for encoding (%s: %s): encoding eagerly",
+                               type(exc).__name__, " ".join(str(exc).split())[:200])
+                self.graphs = None
+                return self.eager(x)
+        return self.graphs[key](x)
+
+    def drop_graphs(self) -> None:
+        """After an out-of-memory error: free the graphs' memory pools and stay eager."""
+        self.graphs = None
 
 
 def iter_encode(
@@ -81,31 +107,40 @@ def iter_encode(
     precision: str | None = None,
     memory_format: str | None = None,
     placement: str | None = None,
+    storage: str | None = None,
+    graphs: bool | None = None,
 ) -> Iterator[EncodedBatch]:
     """Encode and reconstruct ``data[rows]`` in batches of ``batch_size`` volumes per forward call
     (``data``: ``(N, X, Y, Z)`` on the box, original units; divided by ``scale`` here).
 
-    ``fast``/``resident`` and the explicit ``precision``, ``memory_format`` and ``placement``
-    overrides resolve as in :func:`latentbids.model.training.resolve_fast_path` (the overrides give
-    the CPU twin of the CUDA fast path).  The model is moved to ``device`` and to the resolved
-    memory format in place.  An out-of-memory error halves the batch and retries (logged); at one
-    volume a resident copy is dropped first, then a one-line
+    ``fast``/``resident`` and the explicit ``precision``, ``memory_format``, ``placement`` and
+    ``storage`` overrides resolve as in :func:`latentbids.model.training.resolve_fast_path` (the
+    overrides give the CPU twin of the CUDA fast path).  The model is moved to ``device`` and to the
+    resolved memory format in place; the forward passes run on an inference copy with batch norm
+    folded into the convolutions (:func:`latentbids.model.acceleration.fold_batchnorm`).
+    ``graphs`` (default: on CUDA only) replays CUDA graphs of the encoding step
+    (:class:`latentbids.model.acceleration.GraphedEncoder`).  An out-of-memory error halves the
+    batch and retries (logged); at one volume a resident copy is dropped first, then a one-line
     :class:`~latentbids.errors.LatentbidsError` is raised.  On CPU each forward pass runs with
     denormals flushed to zero (:mod:`latentbids.utils.denormals`).
     """
     device = torch.device(device)
     rows = np.asarray(rows, dtype=np.int64)
-    path = resolve_fast_path(device, fast, resident, precision, memory_format, placement)
+    path = resolve_fast_path(device, fast, resident, precision, memory_format, placement, storage)
     model = model.to(device).eval()
     model = model.to(
         memory_format=torch.channels_last_3d if path.channels_last else torch.contiguous_format
     )
+    net = fold_batchnorm(model)
     mask_np = np.asarray(mask, dtype=np.float32)
     mask_t = torch.as_tensor(mask_np, device=device)[None, None]
     n_mask = float(mask_np.sum())
     source = BatchSource(
-        data, rows, device, scale, resident=path.resident, channels_last=path.channels_last
+        data, rows, device, scale, resident=path.resident, channels_last=path.channels_last,
+        storage=path.storage,
     )
+    use_graphs = cuda_graphs_wanted(device) if graphs is None else bool(graphs and cuda_graphs_wanted(device))
+    forward = _Forward(net, mask_t, n_mask, path, device, use_graphs)
     batch_size = max(1, int(batch_size))
     cpu = device.type == "cpu"
     pos = 0
@@ -113,21 +148,20 @@ def iter_encode(
         try:
             # one generator for all remaining batches, so the prefetch thread overlaps transfers
             for x in source.batches(np.arange(pos, len(rows)), batch_size):
-                with flush_denormals(cpu):  # per batch: the caller's code between batches keeps IEEE
-                    out = _encode_batch(
-                        model, x, rows[pos : pos + x.shape[0]], mask_t, n_mask, path, device
-                    )
+                with flush_denormals(cpu), torch.no_grad():  # per batch: the caller's code keeps IEEE
+                    out = _to_host(rows[pos : pos + x.shape[0]], forward(x))
                 x = None
                 pos += len(out.rows)
                 yield out
             out = None
             continue
         except Exception as exc:
-            if not _is_oom(exc):
+            if not is_oom(exc):
                 raise
         # recovery outside the except block: the failed batch's tensors are unreferenced now
         x = out = None
-        _release_cuda_memory(device)
+        forward.drop_graphs()
+        release_cuda_memory(device)
         if batch_size > 1:
             batch_size = max(1, batch_size // 2)
             LOGGER.warning(
@@ -136,7 +170,7 @@ def iter_encode(
                 batch_size,
             )
         elif source.release():
-            _release_cuda_memory(device)
+            release_cuda_memory(device)
             LOGGER.warning(
                 "Out of memory on %s while encoding one volume: streaming from host memory",
                 device,

@@ -1,10 +1,31 @@
 """The 3D convolutional autoencoder of METHOD.md section 3.
 
-Encoder: ``len(channels)`` blocks of Conv3d(k3, stride 2) + norm + LeakyReLU (default channels
-16-32-64-128), then a linear map to ``latent_dim`` units (the linear bottleneck).  Decoder: a linear
-map back to the coarsest feature map, then mirrored blocks of ConvTranspose3d(k4, stride 2) + norm +
-LeakyReLU, a final Conv3d(k3) to one channel and a sigmoid (probability maps; modulated maps are
-divided by one training-set constant before they enter, see :mod:`latentbids.workflows.group`).
+Encoder: ``len(channels)`` blocks of Conv3d(k3) + norm + LeakyReLU (default channels 16-32-64-128),
+each halving the grid, then a linear map to ``latent_dim`` units (the linear bottleneck).  Decoder: a
+linear map back to the coarsest feature map, then mirrored blocks of ConvTranspose3d(k4, stride 2) +
+norm + LeakyReLU, an output convolution to one channel and a sigmoid (probability maps; modulated
+maps are divided by one training-set constant before they enter, see
+:mod:`latentbids.workflows.group`).
+
+The network's two ends (``stem``) come in two shapes, recorded in the model folder:
+
+* ``"conv"`` (the network of latentbids <= 0.1): the first block is a stride-2 convolution of the
+  one-channel full-resolution map, and the decoder ends with a ConvTranspose3d c0->c0 (k4, stride 2)
+  + norm + LeakyReLU and a Conv3d(k3) c0->1, both at full resolution.  That end costs ~6 of the 7.87
+  GFLOP of a forward pass at 96x112x96, and convolutions with 1-16 channels at full resolution keep a
+  GPU's matrix units mostly idle (about 70 % of a step in an H100 profile).
+* ``"space_to_depth"``: the map is first rearranged without loss into 8 channels at half resolution
+  (3-D pixel unshuffle: each 2x2x2 block becomes 8 channels), so the first convolution is a stride-1
+  Conv3d(k3) 8->c0 at half resolution; it can express the conv stem's stride-2 k3 convolution
+  exactly (that one reads full-resolution offsets -1..1, which lie in half-resolution cells i-1..i).
+  The decoder mirrors it: the last ConvTranspose3d brings the features to half resolution, a
+  Conv3d(k3) c0->8 predicts the 8 voxels of every 2x2x2 block and a depth-to-space rearrangement
+  (3-D pixel shuffle) puts them in place; together they can express a ConvTranspose3d(k4, stride
+  2) to one channel exactly.  What the conv end adds beyond that, a c0-channel layer with its norm
+  and activation at full resolution, is what this end leaves out.  Nothing runs at full resolution
+  but the two rearrangements, the sigmoid and the loss: 4.42 instead of 7.87 GFLOP per forward pass
+  at 96x112x96 (both tested in tests/model/test_model_stem.py; speed and reconstruction quality of
+  both ends in BENCHMARKS.md).
 
 The input shape must be divisible by ``2**len(channels)`` (see :mod:`latentbids.model.grid`).
 """
@@ -18,6 +39,26 @@ import torch
 from torch import nn
 
 NORMS = ("batch", "instance", "group", "none")
+STEMS = ("conv", "space_to_depth")
+
+
+class SpaceToDepth3d(nn.Module):
+    """``(B, C, X, Y, Z)`` -> ``(B, 8C, X/2, Y/2, Z/2)``: every 2x2x2 block becomes 8 channels
+    (3-D pixel unshuffle; channel ``8c + 4i + 2j + k`` holds offset ``(i, j, k)`` of channel ``c``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, nx, ny, nz = x.shape
+        x = x.reshape(b, c, nx // 2, 2, ny // 2, 2, nz // 2, 2)
+        return x.permute(0, 1, 3, 5, 7, 2, 4, 6).reshape(b, c * 8, nx // 2, ny // 2, nz // 2)
+
+
+class DepthToSpace3d(nn.Module):
+    """The inverse of :class:`SpaceToDepth3d`: ``(B, 8C, X, Y, Z)`` -> ``(B, C, 2X, 2Y, 2Z)``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c8, nx, ny, nz = x.shape
+        x = x.reshape(b, c8 // 8, 2, 2, 2, nx, ny, nz)
+        return x.permute(0, 1, 5, 2, 6, 3, 7, 4).reshape(b, c8 // 8, 2 * nx, 2 * ny, 2 * nz)
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -50,6 +91,9 @@ class AutoEncoder3D(nn.Module):
         LeakyReLU slope.
     output : {"sigmoid", "linear"}
         Final activation.
+    stem : {"conv", "space_to_depth"}
+        The network's two ends (see the module docstring).  Both keep the parameter names of the
+        other layers, so ``encoder.0`` is the first convolution either way.
     """
 
     def __init__(
@@ -60,6 +104,7 @@ class AutoEncoder3D(nn.Module):
         norm: str = "batch",
         negative_slope: float = 0.01,
         output: str = "sigmoid",
+        stem: str = "conv",
     ):
         super().__init__()
         self.input_shape = tuple(int(s) for s in input_shape)
@@ -68,6 +113,9 @@ class AutoEncoder3D(nn.Module):
         self.norm = norm
         self.negative_slope = float(negative_slope)
         self.output = output
+        self.stem = stem
+        if stem not in STEMS:
+            raise ValueError(f"unknown stem {stem!r}: use one of {', '.join(STEMS)}")
         if len(self.input_shape) != 3:
             raise ValueError(f"input_shape must be (X, Y, Z), got {self.input_shape}")
         if not self.channels:
@@ -85,10 +133,15 @@ class AutoEncoder3D(nn.Module):
         self.bottom_shape = tuple(s // step for s in self.input_shape)
         flat = self.channels[-1] * math.prod(self.bottom_shape)
 
-        blocks, cin = [], 1
-        for cout in self.channels:
+        s2d = stem == "space_to_depth"
+        # conv: every encoder block halves the grid; space_to_depth: the rearrangement halves it and
+        # the first convolution keeps it
+        self.space_to_depth = SpaceToDepth3d() if s2d else nn.Identity()
+        blocks, cin = [], 8 if s2d else 1
+        for i, cout in enumerate(self.channels):
+            stride = 1 if (s2d and i == 0) else 2
             blocks += [
-                nn.Conv3d(cin, cout, kernel_size=3, stride=2, padding=1, bias=norm == "none"),
+                nn.Conv3d(cin, cout, kernel_size=3, stride=stride, padding=1, bias=norm == "none"),
                 _norm(norm, cout),
                 nn.LeakyReLU(self.negative_slope, inplace=True),
             ]
@@ -99,7 +152,9 @@ class AutoEncoder3D(nn.Module):
 
         blocks = []
         rev = list(reversed(self.channels))
-        for cin, cout in zip(rev, rev[1:] + [self.channels[0]]):
+        # conv: one transposed convolution per encoder block (the last one c0->c0 at full
+        # resolution); space_to_depth: one fewer, the last rearrangement does the final doubling
+        for cin, cout in zip(rev, rev[1:] + ([] if s2d else [self.channels[0]])):
             blocks += [
                 nn.ConvTranspose3d(
                     cin, cout, kernel_size=4, stride=2, padding=1, bias=norm == "none"
@@ -107,21 +162,30 @@ class AutoEncoder3D(nn.Module):
                 _norm(norm, cout),
                 nn.LeakyReLU(self.negative_slope, inplace=True),
             ]
-        blocks.append(nn.Conv3d(self.channels[0], 1, kernel_size=3, padding=1))
+        blocks.append(nn.Conv3d(self.channels[0], 8 if s2d else 1, kernel_size=3, padding=1))
         self.decoder = nn.Sequential(*blocks)
+        self.depth_to_space = DepthToSpace3d() if s2d else nn.Identity()
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 1, X, Y, Z)`` -> ``(B, K)``."""
-        h = self.encoder(x)
+        h = self.space_to_depth(x)
+        if self.stem != "conv" and h.is_cuda and self._channels_last():
+            h = h.contiguous(memory_format=torch.channels_last_3d)
+        h = self.encoder(h)
         return self.to_latent(torch.flatten(h, 1))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """``(B, K)`` -> ``(B, 1, X, Y, Z)``."""
         h = self.from_latent(z).view(z.shape[0], self.channels[-1], *self.bottom_shape)
-        if self.decoder[0].weight.is_contiguous(memory_format=torch.channels_last_3d) and h.is_cuda:
+        if h.is_cuda and self._channels_last():
             h = h.contiguous(memory_format=torch.channels_last_3d)
-        out = self.decoder(h)
+        out = self.depth_to_space(self.decoder(h))
         return torch.sigmoid(out) if self.output == "sigmoid" else out
+
+    def _channels_last(self) -> bool:
+        """Whether the model was moved to ``channels_last_3d`` (inputs rearranged inside the
+        network are then handed to the convolutions in that layout too)."""
+        return self.encoder[0].weight.is_contiguous(memory_format=torch.channels_last_3d)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(reconstruction, z)``."""
@@ -138,6 +202,7 @@ class AutoEncoder3D(nn.Module):
             "norm": self.norm,
             "negative_slope": self.negative_slope,
             "output": self.output,
+            "stem": self.stem,
             "n_parameters": int(sum(p.numel() for p in self.parameters())),
         }
 
@@ -150,6 +215,7 @@ class AutoEncoder3D(nn.Module):
             norm=arch.get("norm", "batch"),
             negative_slope=arch.get("negative_slope", 0.01),
             output=arch.get("output", "sigmoid"),
+            stem=arch.get("stem", "conv"),  # model folders of latentbids <= 0.1 have no stem
         )
 
 

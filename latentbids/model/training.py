@@ -4,10 +4,16 @@ Data path (no NIfTI decoding here: the caller passes the cached ``(N, X, Y, Z)``
 
 * CPU (default): fp32, contiguous; each batch is gathered from the memory-mapped cache by a prefetch
   thread while the previous step computes.
-* CUDA: the training and validation volumes live on the GPU when they fit (``resident``), else each
-  batch is gathered into pinned host memory by the prefetch thread and copied asynchronously;
-  bf16 autocast (fp32 on a card without native bf16) and ``channels_last_3d`` (the ``fast`` path;
-  ``fast=False`` is the fp32 baseline).  See :func:`resolve_fast_path`.
+* CUDA: the training and validation volumes live on the GPU when they fit (``resident``; stored in
+  fp16 under bf16 autocast, so twice the cohort fits), else each batch is gathered into pinned host
+  memory by the prefetch thread and copied asynchronously; bf16 autocast (fp32 on a card without
+  native bf16) and ``channels_last_3d`` (the ``fast`` path; ``fast=False`` is the fp32 baseline).
+  See :func:`resolve_fast_path` and :mod:`latentbids.model.batches`.
+* ``compile`` (``[model] compile``; ``auto`` = CUDA only): the forward pass goes through
+  ``torch.compile``; a compilation failure logs one line and the step is redone eagerly
+  (:mod:`latentbids.model.acceleration`).
+* Several processes (``torchrun``, :mod:`latentbids.model.distributed`): DistributedDataParallel over
+  shards of every global batch; the processes together take the step one process would.
 * CPU twin of the fast path (tests, benchmarks; never a default): ``precision="bf16"``,
   ``memory_format="channels_last_3d"`` and ``placement="resident"`` passed to
   :func:`train_autoencoder` / :func:`latentbids.model.encoding.iter_encode` force those choices on
@@ -22,7 +28,8 @@ Data path (no NIfTI decoding here: the caller passes the cached ``(N, X, Y, Z)``
   :class:`~latentbids.errors.LatentbidsError`.  Recovery runs outside the ``except`` block, so the
   failed attempt's activations (held by the traceback) are released before ``empty_cache``.  An
   out-of-memory error inside ``optimizer.step()`` is not retried (Adam may have updated part of its
-  state): it is reported as such.
+  state): it is reported as such; nor is one under several processes (see
+  :mod:`latentbids.model.distributed`).
 
 Checkpoints (``<checkpoint_dir>/last.pt``, written atomically each epoch) hold the model, optimizer,
 early-stopping state, history and every RNG state (on CUDA: the training device's generator only),
@@ -33,11 +40,10 @@ one (bit-identical on CPU with ``deterministic=True``).  They are read back with
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import gc
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -47,7 +53,12 @@ import pandas as pd
 import torch
 
 from latentbids.errors import LatentbidsError
+from latentbids.model.acceleration import CompiledOrEager, compile_wanted
+from latentbids.model.batches import STORAGES, BatchSource
 from latentbids.model.device import set_determinism
+from latentbids.model.distributed import SINGLE, Distributed, convert_batchnorm, local_positions
+from latentbids.model.memory import is_oom as _is_oom
+from latentbids.model.memory import release_cuda_memory as _release_cuda_memory
 from latentbids.model.network import AutoEncoder3D, masked_mse
 from latentbids.utils.atomic import atomic_path
 from latentbids.utils.denormals import flush_denormals
@@ -63,6 +74,7 @@ class TrainSettings:
     latent_dim: int = 32
     channels: Sequence[int] = (16, 32, 64, 128)
     norm: str = "batch"
+    stem: str = "conv"  # network ends: "conv" | "space_to_depth" (latentbids.model.network)
     learning_rate: float = 1e-4
     batch_size: int = 8
     max_epochs: int = 200
@@ -77,6 +89,9 @@ class TrainSettings:
     def fingerprint(self) -> dict:
         data = dataclasses.asdict(self)
         data["channels"] = [int(c) for c in self.channels]
+        if data["stem"] == "conv":
+            # the network of latentbids <= 0.1: its work dirs' checkpoints keep resuming
+            del data["stem"]
         return data
 
 
@@ -92,7 +107,8 @@ class TrainResult:
     oom_events: list = field(default_factory=list)
     placement: str = "cpu"
     data_wait_share: float = 0.0
-    fast_path: dict = field(default_factory=dict)  # resolved precision / memory format / placement
+    fast_path: dict = field(default_factory=dict)  # resolved precision / memory format / placement / storage
+    compiled: bool = False  # the steps ran through torch.compile (False also after a fallback)
 
 
 PRECISIONS = ("fp32", "bf16")
@@ -108,6 +124,7 @@ class FastPath:
     memory_format: str = "contiguous"  # "contiguous" | "channels_last_3d" (model and inputs)
     placement: str = "streamed"  # "resident" (whole set on the device when it fits) | "streamed"
     forced: bool = False  # an explicit override was given (logged)
+    storage: str = "fp32"  # a resident set's type: "fp16" under bf16 autocast, else "fp32"
 
     @property
     def channels_last(self) -> bool:
@@ -117,14 +134,15 @@ class FastPath:
     def resident(self) -> bool:
         return self.placement == "resident"
 
-    def autocast(self, device: torch.device):
-        return _autocast(device, self.precision)
+    def autocast(self, device: torch.device, cache_enabled: bool = True):
+        return _autocast(device, self.precision, cache_enabled)
 
     def as_dict(self) -> dict:
         return {
             "precision": self.precision,
             "memory_format": self.memory_format,
             "placement": self.placement,
+            "storage": self.storage,
         }
 
 
@@ -160,13 +178,15 @@ def resolve_fast_path(
     precision: str | None = None,
     memory_format: str | None = None,
     placement: str | None = None,
+    storage: str | None = None,
 ) -> FastPath:
-    """Resolve precision, memory format and data placement for ``device``.
+    """Resolve precision, memory format, data placement and resident storage for ``device``.
 
     Defaults (``None`` or ``"auto"``): on CUDA with ``fast``, bf16 autocast (fp32 on a card without
     native bf16, e.g. V100/T4, logged) and ``channels_last_3d``; fp32 and contiguous otherwise (CPU
     always).  Placement is ``resident`` on CUDA when ``resident`` is true (the set still falls back
-    to pinned batches when it does not fit), ``streamed`` otherwise.
+    to pinned batches when it does not fit), ``streamed`` otherwise.  A resident set is stored in
+    fp16 under bf16 (the network reads 8 significant bits of it, fp16 keeps 11), in fp32 otherwise.
 
     An explicit ``precision`` (``fp32``/``bf16``), ``memory_format``
     (``contiguous``/``channels_last_3d``) or ``placement`` (``resident``/``streamed``) is obeyed on
@@ -178,7 +198,8 @@ def resolve_fast_path(
     p = _choice(precision, PRECISIONS, "precision")
     m = _choice(memory_format, MEMORY_FORMATS, "memory_format")
     pl = _choice(placement, PLACEMENTS, "placement")
-    forced = any(v is not None for v in (p, m, pl))
+    st = _choice(storage, STORAGES, "storage")
+    forced = any(v is not None for v in (p, m, pl, st))
     if p is None:
         p = "bf16" if cuda and fast else "fp32"
         if p == "bf16" and not _native_bf16(device):
@@ -188,188 +209,23 @@ def resolve_fast_path(
         m = "channels_last_3d" if cuda and fast else "contiguous"
     if pl is None:
         pl = "resident" if cuda and resident else "streamed"
-    return FastPath(p, m, pl, forced)
+    if st is None:
+        st = "fp16" if p == "bf16" else "fp32"
+    return FastPath(p, m, pl, forced, st)
 
 
-def _autocast(device: torch.device, precision: str | bool):
+def _autocast(device: torch.device, precision: str | bool, cache_enabled: bool = True):
     """The autocast context for ``precision`` (``"bf16"`` on any device type, ``"fp32"``: off).
 
-    A boolean is the older ``fast`` flag: ``True`` means bf16 on CUDA only.
+    A boolean is the older ``fast`` flag: ``True`` means bf16 on CUDA only.  ``cache_enabled=False``
+    inside a CUDA graph capture (autocast's weight-cast cache must not outlive it).
     """
     device = torch.device(device)
     if isinstance(precision, bool):
         precision = "bf16" if (precision and device.type == "cuda") else "fp32"
     if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
+        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache_enabled)
     return torch.autocast(device.type, enabled=False)
-
-
-_OOM_TEXT = (
-    "CUDA out of memory",
-    "CUDNN_STATUS_NOT_ENOUGH_MEMORY",
-    "CUBLAS_STATUS_ALLOC_FAILED",
-)
-
-
-def _is_oom(exc: BaseException) -> bool:
-    """A GPU out-of-memory error: ``torch.OutOfMemoryError`` (``torch.cuda.OutOfMemoryError`` is
-    the same class), or the RuntimeError forms of older torch and of cuDNN/cuBLAS allocation
-    failures."""
-    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", ())
-    return isinstance(exc, oom) or (
-        isinstance(exc, RuntimeError) and any(t in str(exc) for t in _OOM_TEXT)
-    )
-
-
-def _free_cuda_memory(device: torch.device) -> int:
-    """Bytes this process can still get on ``device``: the driver's free memory plus what PyTorch's
-    caching allocator holds reserved but unused (e.g. the previous fold's training set)."""
-    free, _ = torch.cuda.mem_get_info(device)
-    cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-    return int(free) + max(0, int(cached))
-
-
-def _release_cuda_memory(device: torch.device) -> None:
-    """After an out-of-memory error (called outside the ``except`` block): collect the failed
-    attempt's tensors and give the allocator's cached blocks back."""
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-
-
-class BatchSource:
-    """Serve scaled ``(B, 1, X, Y, Z)`` float32 batches of ``data[indices[pos]]`` on ``device``.
-
-    ``resident``: on CUDA, copy the whole set to the GPU when it needs at most ``memory_share`` of
-    the memory still available (else pinned batches); on CPU (the twin, only when asked), keep a
-    float32 torch copy in RAM and serve batches with the same ``index_select`` as on the GPU.
-    :meth:`release` drops the resident copy (OOM fallback); batches already being served switch to
-    the streamed path at the next batch.
-    """
-
-    def __init__(
-        self,
-        data: np.ndarray,
-        indices: Sequence[int],
-        device: torch.device,
-        scale: float,
-        resident: bool = True,
-        channels_last: bool = False,
-        memory_share: float = 0.5,
-    ):
-        self.data = data
-        self.indices = np.asarray(indices, dtype=np.int64)
-        self.device = torch.device(device)
-        self.inv_scale = float(1.0 / scale)
-        self.channels_last = channels_last
-        self.store = None
-        self.placement = self._streamed_name()
-        if not (resident and len(self.indices)):
-            return
-        if self.device.type == "cuda":
-            self._upload(memory_share)
-        else:
-            # same row layout as the GPU store: row i is data[indices[i]]
-            rows = np.ascontiguousarray(data[self.indices], dtype=np.float32)
-            self.store = torch.from_numpy(rows)
-            self.placement = f"{self.device.type}-resident"
-
-    def _streamed_name(self) -> str:
-        return "pinned" if self.device.type == "cuda" else self.device.type
-
-    def _upload(self, memory_share: float) -> None:
-        need = len(self.indices) * int(np.prod(self.data.shape[1:])) * 4
-        available = _free_cuda_memory(self.device)
-        if need > memory_share * available:
-            LOGGER.info(
-                "Data set (%.2f GiB) exceeds %.0f%% of available GPU memory (%.2f GiB): "
-                "pinned batches",
-                need / 2**30,
-                memory_share * 100,
-                available / 2**30,
-            )
-            return
-        failed = False
-        try:
-            self.store = torch.empty(
-                (len(self.indices),) + tuple(self.data.shape[1:]),
-                dtype=torch.float32,
-                device=self.device,
-            )
-            for lo in range(0, len(self.indices), 32):
-                part = np.ascontiguousarray(self.data[self.indices[lo : lo + 32]], dtype=np.float32)
-                self.store[lo : lo + 32].copy_(torch.from_numpy(part))
-            self.placement = "gpu"
-        except Exception as exc:  # pragma: no cover - needs a GPU
-            if not _is_oom(exc):
-                raise
-            failed = True
-        if failed:  # pragma: no cover - needs a GPU
-            self.store = None
-            _release_cuda_memory(self.device)
-            LOGGER.warning("Data set did not fit on the GPU: using pinned-memory batches")
-
-    def release(self) -> bool:
-        """Drop the resident copy (True when there was one); later batches are streamed."""
-        if self.store is None:
-            return False
-        self.store = None
-        self.placement = self._streamed_name()
-        return True
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def _host(self, positions: np.ndarray) -> torch.Tensor:
-        rows = self.indices[np.sort(positions)]  # same order as the resident path
-        arr = self.data[rows]
-        tensor = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
-        if self.device.type == "cuda":
-            tensor = tensor.pin_memory()  # pinned only for a CUDA target (async copy in _finish)
-        return tensor
-
-    def _finish(self, tensor: torch.Tensor) -> torch.Tensor:
-        if tensor.device != self.device:
-            tensor = tensor.to(self.device, non_blocking=True)
-        tensor = tensor.unsqueeze(1).mul_(self.inv_scale)  # always a fresh tensor here
-        if self.channels_last:
-            tensor = tensor.contiguous(memory_format=torch.channels_last_3d)
-        return tensor
-
-    def _store_rows(self, chunks: list) -> torch.Tensor:
-        """Rows of the resident store for ``chunks`` (concatenated), uploaded in one copy per pass:
-        a per-batch ``as_tensor(..., device=cuda)`` is a blocking copy that stalls the host on
-        every step (and showed up as data wait)."""
-        return torch.as_tensor(np.concatenate(chunks), dtype=torch.int64, device=self.store.device)
-
-    def batches(self, order: np.ndarray, batch_size: int, wait: list | None = None):
-        """Yield batches in ``order`` (positions into ``indices``; each batch's positions sorted);
-        ``wait[0]`` accumulates seconds spent blocked on data."""
-        order = np.asarray(order, dtype=np.int64)
-        batch_size = max(1, int(batch_size))
-        chunks = [np.sort(order[i : i + batch_size]) for i in range(0, len(order), batch_size)]
-        rows = self._store_rows(chunks) if (self.store is not None and chunks) else None
-        pool, future, start = None, None, 0
-        try:
-            for i, chunk in enumerate(chunks):
-                t0 = time.perf_counter()
-                if self.store is not None and rows is not None:
-                    x = self._finish(self.store.index_select(0, rows[start : start + len(chunk)]))
-                else:  # streamed (or the resident copy was released by the OOM fallback)
-                    if pool is None:
-                        pool = ThreadPoolExecutor(max_workers=1)
-                    host = future.result() if future is not None else self._host(chunk)
-                    future = pool.submit(self._host, chunks[i + 1]) if i + 1 < len(chunks) else None
-                    x = self._finish(host)
-                start += len(chunk)
-                if wait is not None:
-                    wait[0] += time.perf_counter() - t0
-                yield x
-        finally:
-            if pool is not None:
-                if future is not None:
-                    future.cancel()
-                pool.shutdown(wait=True)
 
 
 def _rng_state(gen: torch.Generator, device: torch.device) -> dict:
@@ -453,7 +309,8 @@ def build_model(settings: TrainSettings, input_shape, output: str = "sigmoid") -
     """A freshly initialised network (seeded by ``settings.seed``)."""
     torch.manual_seed(int(settings.seed))
     return AutoEncoder3D(
-        input_shape, settings.latent_dim, settings.channels, norm=settings.norm, output=output
+        input_shape, settings.latent_dim, settings.channels, norm=settings.norm, output=output,
+        stem=settings.stem,
     )
 
 
@@ -482,6 +339,9 @@ def train_autoencoder(
     precision: str | None = None,
     memory_format: str | None = None,
     placement: str | None = None,
+    storage: str | None = None,
+    compile: str = "auto",
+    dist: Distributed = SINGLE,
 ) -> TrainResult:
     """Train one autoencoder on ``data[train_idx]``, early-stopping on ``data[val_idx]``.
 
@@ -497,32 +357,43 @@ def train_autoencoder(
         made by the same settings and data.
     on_epoch_end : called as ``on_epoch_end(epoch, row)`` after each epoch's checkpoint is written.
     extra_fingerprint : more facts (data cache key, fold) that must match for a resume.
-    precision, memory_format, placement : override the data path chosen from ``device`` and
-        ``settings.fast``/``settings.resident`` (see :func:`resolve_fast_path`); ``None`` (default)
-        keeps the automatic choice.  ``precision="bf16", memory_format="channels_last_3d",
+    precision, memory_format, placement, storage : override the data path chosen from ``device``
+        and ``settings.fast``/``settings.resident`` (see :func:`resolve_fast_path`); ``None``
+        (default) keeps the automatic choice.  ``precision="bf16", memory_format="channels_last_3d",
         placement="resident"`` on CPU is the CPU twin of the CUDA fast path (tests, benchmarks).
+    compile : ``auto`` (CUDA only), ``on`` or ``off``: the steps through ``torch.compile``, eager
+        after a compilation failure (one log line; see :mod:`latentbids.model.acceleration`).
+    dist : this process's place among data-parallel processes (:mod:`latentbids.model.distributed`);
+        every process calls this with the same arguments.
 
     On CPU, denormal floats are flushed to zero in this thread and torch's intra-op threads for the
     whole training (:mod:`latentbids.utils.denormals`): near-zero weights, activations and Adam
     moments would otherwise be computed in microcode on Intel cores.
+
+    The returned model is a plain :class:`AutoEncoder3D` with the best epoch's weights, in eval mode.
     """
     device = torch.device(device)
+    options = dict(precision=precision, memory_format=memory_format, placement=placement, storage=storage,
+                   compile=compile, dist=dist)
     with flush_denormals(device.type == "cpu"):
         return _train(data, mask, train_idx, val_idx, settings, device, scale, checkpoint_dir, on_epoch_end,
-                      extra_fingerprint, precision, memory_format, placement)
+                      extra_fingerprint, **options)
 
 
 def _train(data, mask, train_idx, val_idx, settings, device, scale, checkpoint_dir, on_epoch_end,
-           extra_fingerprint, precision, memory_format, placement) -> TrainResult:
+           extra_fingerprint, *, precision, memory_format, placement, storage, compile, dist) -> TrainResult:
     """The body of :func:`train_autoencoder` (same arguments, ``device`` a :class:`torch.device`)."""
+    from latentbids.model.distributed import check_batch
+
     device = torch.device(device)
     set_determinism(settings.deterministic, device)
     train_idx = np.asarray(train_idx, dtype=np.int64)
     val_idx = np.asarray(val_idx, dtype=np.int64)
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise ValueError("training needs at least one training and one validation volume")
+    check_batch(settings.batch_size, dist)
     path = resolve_fast_path(
-        device, settings.fast, settings.resident, precision, memory_format, placement
+        device, settings.fast, settings.resident, precision, memory_format, placement, storage
     )
     fingerprint = {
         "settings": settings.fingerprint(),
@@ -535,11 +406,13 @@ def _train(data, mask, train_idx, val_idx, settings, device, scale, checkpoint_d
     numerics = {"precision": path.precision, "memory_format": path.memory_format}
     if numerics != {"precision": "fp32", "memory_format": "contiguous"}:
         # a bf16 / channels_last run (CUDA default, or forced) resumes only the same numerics; the
-        # fp32 default keeps its old key, so existing checkpoints still resume; placement does not
-        # change the batches and is left out
+        # fp32 default keeps its old key, so existing checkpoints still resume; placement and the
+        # resident storage do not change what the bf16 network reads and are left out
         fingerprint["numerics"] = numerics
+    if dist.active:
+        fingerprint["processes"] = dist.world_size  # batch norm statistics per process on CPU
 
-    model = build_model(settings, data.shape[1:]).to(device)
+    model = convert_batchnorm(build_model(settings, data.shape[1:]), dist, device).to(device)
     if path.channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
@@ -555,39 +428,47 @@ def _train(data, mask, train_idx, val_idx, settings, device, scale, checkpoint_d
     done = False
 
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir else None
-    if ckpt_path is not None and ckpt_path.is_file():
+    ckpt = None
+    if ckpt_path is not None and dist.is_main and ckpt_path.is_file():
         ckpt = load_checkpoint(ckpt_path)
-        if ckpt is not None and ckpt.get("fingerprint") == fingerprint:
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            _set_rng_state(ckpt["rng"], gen, device)
-            best_state, best_val = ckpt["best_state"], ckpt["best_val"]
-            best_epoch, bad_epochs = ckpt["best_epoch"], ckpt["bad_epochs"]
-            history, micro, oom_events = ckpt["history"], ckpt["micro"], ckpt["oom_events"]
-            done = ckpt["done"]
-            start_epoch = resumed_from = int(ckpt["epoch"]) + 1
-            LOGGER.info("Resuming training from %s (epoch %d done)", ckpt_path, ckpt["epoch"])
-        elif ckpt is not None:
+        if ckpt is not None and ckpt.get("fingerprint") != fingerprint:
             LOGGER.warning(
                 "Checkpoint %s was made by other settings or data: training from scratch", ckpt_path
             )
+            ckpt = None
+    ckpt = dist.from_main(ckpt)  # process 0 reads it, every process resumes from it
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        _set_rng_state(ckpt["rng"], gen, device)
+        best_state, best_val = ckpt["best_state"], ckpt["best_val"]
+        best_epoch, bad_epochs = ckpt["best_epoch"], ckpt["bad_epochs"]
+        history, micro, oom_events = ckpt["history"], ckpt["micro"], ckpt["oom_events"]
+        done = ckpt["done"]
+        start_epoch = resumed_from = int(ckpt["epoch"]) + 1
+        LOGGER.info("Resuming training from %s (epoch %d done)", ckpt_path, ckpt["epoch"])
+    del ckpt
 
-    train_src = BatchSource(
-        data, train_idx, device, scale, path.resident, path.channels_last, settings.gpu_memory_share
-    )
-    val_src = BatchSource(
-        data, val_idx, device, scale, path.resident, path.channels_last, settings.gpu_memory_share
-    )
+    train_src = BatchSource(data, train_idx, device, scale, path.resident, path.channels_last,
+                            settings.gpu_memory_share, storage=path.storage)
+    val_src = BatchSource(data, val_idx, device, scale, path.resident, path.channels_last,
+                          settings.gpu_memory_share, storage=path.storage)
     n_mask = float(mask_t.sum())
     if n_mask == 0:
         raise ValueError("the loss mask is empty")
+    wanted = compile_wanted(compile, device)
+    trained = dist.prepare(model, device)  # DDP wrapper, or the model itself
+    forward = CompiledOrEager(trained, wanted, "training")
+    val_forward = CompiledOrEager(model, wanted, "validation")
     LOGGER.info(
-        "Training on %s: %s, %s, data %s%s",
+        "Training on %s: %s, %s, data %s%s%s%s",
         device,
         path.precision,
         path.memory_format,
         train_src.placement,
+        f" ({train_src.storage})" if train_src.store is not None else "",
         " (forced)" if path.forced else "",
+        ", torch.compile" if forward.active else "",
     )
 
     def recover(where: str) -> None:
@@ -613,26 +494,40 @@ def _train(data, mask, train_idx, val_idx, settings, device, scale, checkpoint_d
         oom_events.append(event)
         LOGGER.warning(event)
 
-    def accumulate(x: torch.Tensor) -> torch.Tensor:
+    def accumulate(x: torch.Tensor, n_batch: int) -> torch.Tensor:
+        """Gradients of this process's part ``x`` of a global batch of ``n_batch`` volumes (in
+        micro-batches); returns its summed (unweighted) loss.  The factor ``world_size /
+        n_batch`` makes DDP's average over the processes the mean over the global batch."""
         optimizer.zero_grad(set_to_none=True)
         total = torch.zeros((), device=device)
-        for chunk in x.split(micro):
-            with path.autocast(device):
-                recon, _ = model(chunk)
-            # loss in fp32 outside autocast (masked_mse casts); bf16 needs no GradScaler
-            loss = masked_mse(recon, chunk, mask_t).sum() / x.shape[0]
-            loss.backward()
-            total += loss.detach()
+        # an empty part (the last batch of an epoch, more processes than volumes) still takes part
+        # in the gradient exchange, with zero gradients
+        chunks = x.split(micro) if x.shape[0] else (x,)
+        for i, chunk in enumerate(chunks):
+            # one gradient exchange per step: DDP synchronises on the last micro-batch only
+            sync = contextlib.nullcontext() if i == len(chunks) - 1 or not dist.active else trained.no_sync()
+            with sync:
+                with path.autocast(device):
+                    recon, _ = forward(chunk)
+                # loss in fp32 outside autocast (masked_mse casts); bf16 needs no GradScaler
+                summed = masked_mse(recon, chunk, mask_t).sum()
+                (summed * dist.world_size / n_batch).backward()
+            total += summed.detach()
         return total
 
-    def step(x: torch.Tensor) -> torch.Tensor:
+    def step(x: torch.Tensor, n_batch: int) -> torch.Tensor:
         while True:
             try:
-                total = accumulate(x)
+                total = accumulate(x, n_batch)
                 break
             except Exception as exc:
+                if forward.fell_back(exc):  # torch.compile failed: redo the step eagerly
+                    optimizer.zero_grad(set_to_none=True)
+                    continue
                 if not _is_oom(exc):
                     raise
+                if dist.active:  # the other processes are inside the same step's exchange
+                    raise LatentbidsError(_ddp_oom_message(device, dist)) from None
             # here the exception and its traceback (holding the activations) are gone
             optimizer.zero_grad(set_to_none=True)  # no stale partial gradients in the retry
             recover("training step")
@@ -657,11 +552,12 @@ def _train(data, mask, train_idx, val_idx, settings, device, scale, checkpoint_d
     def validation_pass() -> float:
         total = torch.zeros((), device=device)
         with torch.no_grad():
-            for x in val_src.batches(np.arange(len(val_src)), micro):
+            # every process its part of the validation set; no exchange until the sum below
+            for x in val_src.batches(local_positions(np.arange(len(val_src)), dist), micro):
                 with path.autocast(device):
-                    recon, _ = model(x)
+                    recon, _ = val_forward(x)
                 total += masked_mse(recon, x, mask_t).sum()
-        return float(total) / len(val_src)
+        return float(dist.sum(total)) / len(val_src)
 
     def validate() -> float:
         model.eval()
@@ -670,6 +566,8 @@ def _train(data, mask, train_idx, val_idx, settings, device, scale, checkpoint_d
                 try:
                     return validation_pass()
                 except Exception as exc:
+                    if val_forward.fell_back(exc):
+                        continue
                     if not _is_oom(exc):
                         raise
                 recover("validation")
@@ -682,11 +580,14 @@ def _train(data, mask, train_idx, val_idx, settings, device, scale, checkpoint_d
         t0 = time.perf_counter()
         wait = [0.0]
         order = torch.randperm(len(train_src), generator=gen).numpy()
+        sizes = [len(order[i : i + settings.batch_size]) for i in range(0, len(order), settings.batch_size)]
         total = torch.zeros((), device=device)
-        for x in train_src.batches(order, settings.batch_size, wait):
-            total += step(x) * x.shape[0]
-        train_loss = float(total) / len(train_src)
-        val_loss = validate()
+        for x, n_batch in zip(train_src.batches(order, settings.batch_size, wait, shard=dist.shard), sizes,
+                              strict=True):
+            total += step(x, n_batch)
+        train_loss = float(dist.sum(total)) / len(train_src)
+        dist.sync_buffers(model)  # process 0's running statistics: one network everywhere
+        val_loss = dist.from_main(validate())  # bitwise the same early-stopping decision everywhere
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - t0
@@ -716,7 +617,7 @@ def _train(data, mask, train_idx, val_idx, settings, device, scale, checkpoint_d
             " *" if improved else "",
             seconds,
         )
-        if ckpt_path is not None:
+        if ckpt_path is not None and dist.is_main:
             ckpt = {
                 "fingerprint": fingerprint,
                 "epoch": epoch,
@@ -735,10 +636,14 @@ def _train(data, mask, train_idx, val_idx, settings, device, scale, checkpoint_d
             ckpt_path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(ckpt_path) as tmp:
                 torch.save(ckpt, tmp)
+            del ckpt
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
         epoch += 1
 
+    if any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules()):
+        with torch.random.fork_rng(devices=[]):  # a plain network for encoding and saving
+            model = AutoEncoder3D.from_architecture(model.architecture()).to(device)
     model.load_state_dict(best_state)
     model.eval()
     hist = pd.DataFrame(history)
@@ -761,5 +666,15 @@ def _train(data, mask, train_idx, val_idx, settings, device, scale, checkpoint_d
         oom_events=list(oom_events),
         placement=train_src.placement,
         data_wait_share=share,
-        fast_path={**path.as_dict(), "placement": train_src.placement},
+        fast_path={**path.as_dict(), "placement": train_src.placement, "storage": train_src.storage},
+        compiled=forward.active,
+    )
+
+
+def _ddp_oom_message(device: torch.device, dist: Distributed) -> str:
+    """The one-line error for an out-of-memory error under several processes."""
+    return (
+        f"Out of memory on {device} in a training step of {dist.describe()}: under torchrun the batch "
+        f"cannot be cut on one process alone; use a smaller --batch-size (the global batch, split "
+        f"between the {dist.world_size} processes), more processes, or a coarser grid"
     )

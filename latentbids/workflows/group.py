@@ -5,19 +5,26 @@
 1. fit the template grid (plus every atlas voxel) to the network (``--sloppy``: a 4 mm grid);
 2. read every GM map once into the memory-mapped cache in the work dir;
 3. split subjects (stratified k-fold by ``group``, or fit-all) and train one model per fold,
-   checkpointing each epoch in the work dir (an interrupted run resumes);
+   checkpointing each epoch in the work dir (an interrupted run resumes); a fold already trained by
+   a job of its own (``--fold N``, :mod:`latentbids.model.folds`) is merged instead of trained;
 4. encode each subject with the fold that held it out: latent TSV, reconstruction, error map and
    regional error under ``sub-<l>/[ses-<s>/]anat/``;
 5. write the group latent table and training curves under ``group/`` and the model folder under
    ``models/<name>/``.
+
+With ``--fold N`` only step 3 runs, for fold N, and the fold is kept in the work dir.  Under
+``torchrun`` (:mod:`latentbids.model.distributed`) every process trains (step 3) and process 0 alone
+does the rest.  Jobs that share the work dir build the GM cache once, under a lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -27,6 +34,7 @@ import pandas as pd
 from latentbids.bids.naming import bids_name, res_label
 from latentbids.errors import MissingInputError, UsageError
 from latentbids.utils.atomic import atomic_path, write_json, write_tsv
+from latentbids.utils.locks import locked
 
 LOGGER = logging.getLogger("latentbids.workflows.group")
 
@@ -44,6 +52,8 @@ def _na(value) -> bool:
 
 
 def _settings(config):
+    from latentbids.model.acceleration import COMPILE_MODES
+    from latentbids.model.network import STEMS
     from latentbids.model.training import TrainSettings
 
     mc, ex = config.model, config.execution
@@ -55,6 +65,10 @@ def _settings(config):
         patience = min(patience, SLOPPY["patience"])
     if int(mc.batch_size) < 1 or int(mc.latent_dim) < 1 or float(mc.learning_rate) <= 0:
         raise UsageError("model batch_size, latent_dim and learning_rate must be positive")
+    if mc.stem not in STEMS:
+        raise UsageError(f"[model] stem = {mc.stem!r} is not valid: use one of {', '.join(STEMS)}")
+    if mc.compile not in COMPILE_MODES:
+        raise UsageError(f"[model] compile = {mc.compile!r} is not valid: use one of {', '.join(COMPILE_MODES)}")
     return TrainSettings(
         latent_dim=int(mc.latent_dim),
         channels=channels,
@@ -65,7 +79,61 @@ def _settings(config):
         seed=int(ex.random_seed),
         deterministic=bool(ex.deterministic),
         norm=str(mc.norm),
+        stem=str(mc.stem),
     )
+
+
+def _fold_request(config) -> str | None:
+    """The fold ``--fold N`` asks for (``None``: every fold); checked against the run's mode here,
+    against the number of folds once they are made."""
+    fold = int(config.model.fold or 0)
+    if fold < 0:
+        raise UsageError(f"--fold {fold}: folds are numbered from 1")
+    if fold and config.model.fit_all:
+        raise UsageError("--fold trains one fold of the cross-validation, --fit-all one model on every subject: "
+                         "drop one of them")
+    if fold and config.model.model:
+        raise UsageError("--fold trains a fold; --model encodes with a trained model: drop one of them")
+    return str(fold) if fold else None
+
+
+@dataclass
+class TrainedFold:
+    """One fold's network (best epoch, eval mode), its facts for model.json and its training curve."""
+
+    model: object
+    info: dict
+    history: pd.DataFrame
+
+
+def _grid_facts(template, factor: int, fit) -> dict:
+    """What a fold model's input grid is (a fold trained on another grid is refused)."""
+    return {"space": template.space, "resolution": float(template.resolution), "shape": list(template.shape),
+            "downsample": int(factor), "box": fit.to_dict()}
+
+
+def _grid_text(grid: dict) -> str:
+    box = "x".join(str(s) for s in grid["box"]["size"])
+    res = grid["resolution"] * grid["downsample"]
+    return f"{grid['space']} at {res:g} mm (network box {box})"
+
+
+def _check_record(record: dict, fold: str, expected: dict, store) -> None:
+    """Refuse (exit 64) a fold trained by a ``--fold`` job on another grid, or for another model."""
+    path = store.record_path(fold)
+    if record.get("grid") != expected["grid"]:
+        raise UsageError(
+            f"Fold {fold} in {path} was trained on {_grid_text(record['grid'])}, but this run fits "
+            f"{_grid_text(expected['grid'])}: rerun the --fold jobs with this run's --output-spaces and --sloppy, "
+            f"or remove {store.folder} to train the folds here"
+        )
+    if record.get("model_key") != expected["model_key"]:
+        differ = [name for name in ("settings", "subjects", "input_map", "n_folds")
+                  if record.get(name) != expected[name]] or ["the GM maps"]
+        raise UsageError(
+            f"Fold {fold} in {path} was trained for another model ({', '.join(differ)} differ from this run's): "
+            f"rerun the --fold jobs with this run's options, or remove {store.folder} to train the folds here"
+        )
 
 
 def _check_records(records: pd.DataFrame) -> pd.DataFrame:
@@ -99,6 +167,61 @@ def _check_records(records: pd.DataFrame) -> pd.DataFrame:
             f"participant level for those subjects"
         )
     return records
+
+
+def _key(identity: dict) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def train_fold(data, mask_box, rows_of: dict, settings, device, scale: float, config, *, checkpoint_dir,
+               cache_key: str, fold: str, dist) -> TrainedFold:
+    """Train one fold (resuming from its checkpoint) and gather what model.json says about it."""
+    from latentbids.model.training import train_autoencoder
+
+    result = train_autoencoder(
+        data,
+        mask_box,
+        rows_of["train"],
+        rows_of["validation"],
+        settings,
+        device,
+        scale,
+        checkpoint_dir=checkpoint_dir,
+        extra_fingerprint={"cache": cache_key, "fold": fold},
+        compile=config.model.compile,
+        dist=dist,
+    )
+    info = {
+        "scale": scale,
+        "best_epoch": result.best_epoch,
+        "best_val_loss": result.best_val_loss,
+        "epochs_run": len(result.history),
+        "stopped_early": result.stopped_early,
+        "n_train": int(len(rows_of["train"])),
+        "n_validation": int(len(rows_of["validation"])),
+        "n_test": int(len(rows_of["test"])),
+        "micro_batch": result.micro_batch,
+        "oom_events": result.oom_events,
+        "data_placement": result.placement,
+        "fast_path": result.fast_path,
+        "compiled": result.compiled,
+        "processes": dist.world_size,
+        "trained_by": "--fold job" if config.model.fold else "this run",
+    }
+    return TrainedFold(result.model, info, result.history.copy())
+
+
+def _merged_fold(record: dict, store, fold: str, settings, shape) -> TrainedFold:
+    """A fold a ``--fold`` job trained: its network with the recorded weights, facts and curve."""
+    from latentbids.model.training import build_model
+
+    import torch
+
+    with torch.random.fork_rng(devices=[]):  # the network's init is overwritten at once
+        model = build_model(settings, shape)
+    model.load_state_dict(store.weights(fold, record))
+    info = {**record["info"], "trained_by": "--fold job", "record_sha256": record["sha256"]}
+    return TrainedFold(model.eval(), info, pd.DataFrame(record["history"]))
 
 
 def _scale(config, data: np.ndarray, rows: np.ndarray, mask: np.ndarray) -> float:
@@ -168,15 +291,30 @@ def run_group_level(config, records: pd.DataFrame, template, atlas) -> dict:
     """
     import torch
 
+    from latentbids.model import distributed
+
+    ex = config.execution
+    if ex.omp_nthreads and ex.omp_nthreads > 0:
+        torch.set_num_threads(int(ex.omp_nthreads))
+    dist, device = distributed.setup(ex.device)
+    try:
+        return _run(config, records, template, atlas, dist, device)
+    finally:
+        distributed.shutdown(dist)  # idempotent: training's end already left the group
+
+
+def _run(config, records: pd.DataFrame, template, atlas, dist, device) -> dict | None:
+    """The body of :func:`run_group_level`; ``None`` on a process other than 0 of several."""
     from latentbids.config import dump_toml, package_versions
+    from latentbids.model import distributed
     from latentbids.model.cache import load_volumes
-    from latentbids.model.device import describe_device, resolve_device
+    from latentbids.model.device import describe_device
     from latentbids.model.bundle import save_bundle
     from latentbids.model.encoding import iter_encode, regional_error
+    from latentbids.model.folds import FoldStore
     from latentbids.model.grid import block_reduce, downsample_affine, downsample_shape, fit_grid
     from latentbids.model.outputs import latent_columns, write_subject_outputs
     from latentbids.model.splits import make_splits
-    from latentbids.model.training import train_autoencoder
     from latentbids.resources import resample_atlas
 
     ex, mc = config.execution, config.model
@@ -184,10 +322,9 @@ def run_group_level(config, records: pd.DataFrame, template, atlas) -> dict:
         raise UsageError("group level needs an output directory")
     out = Path(ex.output_dir)
     work = Path(ex.work_dir) if ex.work_dir else Path(tempfile.gettempdir()) / "latentbids_work"
-    if ex.omp_nthreads and ex.omp_nthreads > 0:
-        torch.set_num_threads(int(ex.omp_nthreads))
-    device = resolve_device(ex.device)
     settings = _settings(config)
+    only = _fold_request(config)
+    distributed.check_batch(settings.batch_size, dist)
     records = _check_records(records)
 
     # 1. grid: template (or its 4 mm block-average in sloppy mode), mask united with the atlas.
@@ -213,16 +350,18 @@ def run_group_level(config, records: pd.DataFrame, template, atlas) -> dict:
         device,
     )
 
-    # 2. every map once, into the memory-mapped cache.
-    cached = load_volumes(
-        records["gm_path"].tolist(),
-        work / "model_cache",
-        template.shape,
-        template.affine,
-        factor,
-        fit,
-        n_threads=max(1, int(ex.nprocs or 1)),
-    )
+    # 2. every map once, into the memory-mapped cache (built once by whichever job or process of
+    # those sharing the work dir comes first; the others wait, then reuse it).
+    with locked(work / "model_cache" / ".build.lock"):
+        cached = load_volumes(
+            records["gm_path"].tolist(),
+            work / "model_cache",
+            template.shape,
+            template.affine,
+            factor,
+            fit,
+            n_threads=max(1, int(ex.nprocs or 1)),
+        )
     data = cached.data
 
     # 3. splits and training, one model per fold.
@@ -234,23 +373,29 @@ def run_group_level(config, records: pd.DataFrame, template, atlas) -> dict:
         (f, p): r for f, p, r in splits[["fold", "participant_id", "role"]].itertuples(index=False)
     }
     folds = list(dict.fromkeys(splits["fold"]))
-    run_key = hashlib.sha256(
-        json.dumps(
-            {
-                "cache": cached.key,
-                "settings": settings.fingerprint(),
-                "splits": splits.to_dict("list"),
-                "input_map": mc.input_map,
-                "device": str(device),
-            },
-            sort_keys=True,
-        ).encode()
-    ).hexdigest()[:16]
-    models, fold_info, curves, latent_rows, subjects, fold_rows = {}, {}, [], [], {}, []
+    if only is not None and only not in folds:
+        raise UsageError(f"--fold {only}: this run has {len(folds)} folds (--n-folds {len(folds)}): "
+                         f"pick one of 1-{len(folds)}")
+    identity = {
+        "cache": cached.key,
+        "settings": settings.fingerprint(),
+        "splits": splits.to_dict("list"),
+        "input_map": mc.input_map,
+    }
+    model_key = _key(identity)
+    # the checkpoint folder: one process keeps the key of earlier versions, so their work dirs resume
+    run_key = _key({**identity, "device": str(device) if not dist.active else f"{device.type}x{dist.world_size}"})
     K = settings.latent_dim
     space, atlas_bids = template.space, atlas.bids_name
     model_name = mc.model_name or f"ae-K{K}"
+    store = FoldStore(work, model_name)
+    expected = {"model_key": model_key, "grid": _grid_facts(template, factor, fit),
+                "settings": settings.fingerprint(), "input_map": mc.input_map, "n_folds": len(folds),
+                "subjects": hashlib.sha256(json.dumps(splits.to_dict("list")).encode()).hexdigest()[:16]}
+    trained: dict[str, TrainedFold] = {}
     for fold in folds:
+        if only is not None and fold != only:
+            continue
         rows_of = {
             r: np.array(
                 [i for i, p in enumerate(records["participant_id"]) if role[(fold, p)] == r],
@@ -258,6 +403,21 @@ def run_group_level(config, records: pd.DataFrame, template, atlas) -> dict:
             )
             for r in ("train", "validation", "test")
         }
+        record = store.record(fold)
+        if record is not None:
+            try:
+                _check_record(record, fold, expected, store)
+            except UsageError:
+                if only is None:
+                    raise
+                LOGGER.warning("Fold %s's earlier record in %s is for another model: training it again", fold,
+                               store.folder)
+                record = None
+        if record is not None:
+            trained[fold] = _merged_fold(record, store, fold, settings, data.shape[1:])
+            LOGGER.info("Fold %s: trained by a --fold job (%s, best epoch %s), merged", fold,
+                        record.get("device", "?"), record["info"].get("best_epoch"))
+            continue
         scale = _scale(config, data, rows_of["train"], mask_box > 0)
         LOGGER.info(
             "Fold %s: %d train, %d validation, %d held-out maps; intensity scale %.4g",
@@ -267,40 +427,41 @@ def run_group_level(config, records: pd.DataFrame, template, atlas) -> dict:
             len(rows_of["test"]),
             scale,
         )
-        result = train_autoencoder(
-            data,
-            mask_box,
-            rows_of["train"],
-            rows_of["validation"],
-            settings,
-            device,
-            scale,
-            checkpoint_dir=work / "model_training" / run_key / f"fold-{fold}",
-            extra_fingerprint={"cache": cached.key, "fold": fold},
-        )
-        models[fold] = result.model
-        fold_info[fold] = {
-            "scale": scale,
-            "best_epoch": result.best_epoch,
-            "best_val_loss": result.best_val_loss,
-            "epochs_run": len(result.history),
-            "stopped_early": result.stopped_early,
-            "n_train": int(len(rows_of["train"])),
-            "n_validation": int(len(rows_of["validation"])),
-            "n_test": int(len(rows_of["test"])),
-            "micro_batch": result.micro_batch,
-            "oom_events": result.oom_events,
-            "data_placement": result.placement,
-        }
-        hist = result.history.copy()
-        hist.insert(0, "fold", fold)
-        curves.append(hist)
+        with store.training(fold) if dist.is_main else contextlib.nullcontext():
+            result = train_fold(data, mask_box, rows_of, settings, device, scale, config,
+                                checkpoint_dir=work / "model_training" / run_key / f"fold-{fold}",
+                                cache_key=cached.key, fold=fold, dist=dist)
+        trained[fold] = result
+        if only is not None and dist.is_main:
+            path = store.save(fold, result.model.state_dict(), {
+                **{k: expected[k] for k in ("model_key", "grid", "settings", "input_map", "n_folds", "subjects")},
+                "info": result.info,
+                "history": result.history.to_dict("records"),
+                "device": f"{device} ({describe_device(device)})" + (f" x{dist.world_size}" if dist.active else ""),
+                "versions": package_versions(),
+            })
+            LOGGER.info("Fold %s of %d trained (best epoch %d, validation loss %.6g) and kept in %s: run the group "
+                        "level without --fold to merge the folds and run the analysis", fold, len(folds),
+                        result.info["best_epoch"], result.info["best_val_loss"], path)
+    distributed.shutdown(dist)  # the last exchange between processes was training's
+    if only is not None:
+        return {"fold": only, "folds": folds, "fold_record": store.record_path(only), "model_name": model_name,
+                "device": str(device)} if dist.is_main else None
+    if not dist.is_main:
+        LOGGER.info("%s: training done; process 0 encodes and writes the outputs", dist.describe())
+        return None
 
+    models = {fold: t.model for fold, t in trained.items()}
+    fold_info = {fold: t.info for fold, t in trained.items()}
+    curves = [t.history.assign(fold=fold)[["fold"] + list(t.history.columns)] for fold, t in trained.items()]
+    latent_rows, subjects, fold_rows = [], {}, []
+    for fold in folds:
+        scale = float(fold_info[fold]["scale"])
         # 4. encode every map with this fold's model.  The held-out maps (fit-all: every map,
         # labelled in_training) give the per-subject derivatives and the group latent table; the
         # others only feed the within-fold analysis (a fold's latent units are its own).
         for batch in iter_encode(
-            result.model, data, np.arange(len(records)), mask_box, device, scale,
+            models[fold], data, np.arange(len(records)), mask_box, device, scale,
             batch_size=settings.batch_size,
         ):
             for j, r in enumerate(batch.rows):

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from latentbids.errors import LatentbidsError
-from latentbids.model import network, training
+from latentbids.model import memory, network, training
 from latentbids.model.encoding import encode_all, iter_encode
 from latentbids.model.grid import fit_grid
 from latentbids.model.training import (
@@ -183,6 +183,7 @@ def test_twin_training_learns_in_bf16_channels_last_resident(cohort, monkeypatch
         "precision": "bf16",
         "memory_format": "channels_last_3d",
         "placement": "cpu-resident",
+        "storage": "fp16",  # the resident set in half the memory under bf16
     }
     assert seen and all(s == (True, True, True, torch.bfloat16) for s in seen)
     loss = res.history.train_loss.to_numpy()
@@ -379,13 +380,13 @@ def test_free_gpu_memory_counts_the_allocator_cache(monkeypatch):
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda d: (1_000, 80_000))
     monkeypatch.setattr(torch.cuda, "memory_reserved", lambda d: 5_000)
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda d: 3_000)
-    assert training._free_cuda_memory(torch.device("cuda:0")) == 3_000
+    assert memory.free_cuda_memory(torch.device("cuda:0")) == 3_000
 
 
 def test_oom_detection():
-    assert training._is_oom(torch.OutOfMemoryError("x"))
-    assert training._is_oom(torch.cuda.OutOfMemoryError("x"))
-    assert training._is_oom(RuntimeError("CUDA out of memory. Tried to allocate"))
-    assert training._is_oom(RuntimeError("cuDNN error: CUDNN_STATUS_NOT_ENOUGH_MEMORY"))
-    assert not training._is_oom(RuntimeError("shape mismatch"))
-    assert not training._is_oom(MemoryError())
+    assert memory.is_oom(torch.OutOfMemoryError("x"))
+    assert memory.is_oom(torch.cuda.OutOfMemoryError("x"))
+    assert memory.is_oom(RuntimeError("CUDA out of memory. Tried to allocate"))
+    assert memory.is_oom(RuntimeError("cuDNN error: CUDNN_STATUS_NOT_ENOUGH_MEMORY"))
+    assert not memory.is_oom(RuntimeError("shape mismatch"))
+    assert not memory.is_oom(MemoryError())

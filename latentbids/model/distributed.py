@@ -1,0 +1,178 @@
+"""Data-parallel training over several processes with PyTorch's DistributedDataParallel (DDP).
+
+Launched by ``torchrun`` (one process per GPU on each node; several nodes under SLURM with ``srun
+torchrun``, see docs/cluster.md): every process runs the same ``latentbids ... group`` command and
+finds its rank in the environment torchrun sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
+``LOCAL_WORLD_SIZE``, ``MASTER_ADDR``/``MASTER_PORT``).  Process ``r`` trains on GPU ``LOCAL_RANK``
+(``nccl``), or on CPU (``gloo``, what the tests run).
+
+What makes N processes train the network one process would:
+
+* every process draws the same shuffled order (same seed) and takes its contiguous part of each
+  global batch of ``--batch-size`` volumes (:func:`latentbids.model.batches.shard_of`); each
+  process's loss is its volumes' summed error divided by the global batch size and multiplied by N,
+  so DDP's gradient average is the one-process gradient;
+* batch norm sees the statistics of the whole global batch on CUDA (``SyncBatchNorm``); on CPU,
+  where PyTorch has no SyncBatchNorm, each process normalises with its own part's statistics (the
+  documented tolerance of the gloo test); the running statistics of process 0 are sent to all
+  before validation, so every process holds the same network;
+* validation is split over the processes and summed, and process 0's value is the one every
+  process decides early stopping on; checkpoints are written by process 0 only and read back by
+  process 0, which sends the state to the others.
+
+Only process 0 encodes and writes outputs after training; the others end when the folds are trained.
+An out-of-memory error is not recovered under DDP (cutting the batch on one process alone would
+desynchronise the collectives): the run stops with a one-line error saying how to fit.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from latentbids.errors import UsageError
+
+LOGGER = logging.getLogger("latentbids.model")
+
+#: how long a process waits for the others at a collective (the others may be building the GM
+#: cache of a large cohort under its lock meanwhile)
+TIMEOUT = datetime.timedelta(minutes=60)
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place among the training processes (one process: rank 0 of 1)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    local_world_size: int = 1
+    backend: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Process 0: reads and writes checkpoints, encodes, writes every output."""
+        return self.rank == 0
+
+    @property
+    def shard(self) -> tuple[int, int]:
+        return self.rank, self.world_size
+
+    def describe(self) -> str:
+        return (f"process {self.rank} of {self.world_size} ({self.backend}, local {self.local_rank} of "
+                f"{self.local_world_size})" if self.active else "one process")
+
+    def sum(self, value: torch.Tensor) -> torch.Tensor:
+        """The sum of ``value`` over all processes (every process gets it)."""
+        if self.active:
+            torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.SUM)
+        return value
+
+    def from_main(self, obj):
+        """Process 0's ``obj``, on every process (any picklable object)."""
+        if not self.active:
+            return obj
+        box = [obj if self.is_main else None]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def prepare(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+        """The module training calls: ``model`` itself, or a DDP wrapper around it (on CUDA with
+        batch norm converted to SyncBatchNorm first, in place of ``model``'s own modules)."""
+        if not self.active:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [device.index] if device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids, output_device=ids[0] if ids else None)
+
+    def sync_buffers(self, model: torch.nn.Module) -> None:
+        """Send process 0's buffers (batch norm's running statistics) to every process."""
+        if self.active:
+            for buf in model.buffers():
+                torch.distributed.broadcast(buf, src=0)
+
+
+SINGLE = Distributed()
+
+
+def convert_batchnorm(model: torch.nn.Module, dist: Distributed, device: torch.device) -> torch.nn.Module:
+    """With several CUDA processes, batch norm over the whole global batch (``SyncBatchNorm``); the
+    parameter names stay the same, so the weights load into the plain network."""
+    if dist.active and device.type == "cuda":
+        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+
+
+def setup(device_spec: str | None) -> tuple[Distributed, torch.device]:
+    """This process's :class:`Distributed` and device; the process group is joined when torchrun
+    started several processes (``WORLD_SIZE`` > 1), else ``(SINGLE, resolve_device(device_spec))``.
+
+    Raises a one-line :class:`~latentbids.errors.UsageError` (exit 64) when torchrun started more
+    processes on this node than it has GPUs, or when ``--device cuda:N`` pins one GPU for all.
+    """
+    from latentbids.model.device import resolve_device
+
+    if not launched_by_torchrun():
+        return SINGLE, resolve_device(device_spec)
+    env = os.environ
+    world, rank = int(env["WORLD_SIZE"]), int(env.get("RANK", "0"))
+    local_rank = int(env.get("LOCAL_RANK", "0"))
+    local_world = int(env.get("LOCAL_WORLD_SIZE", str(world)))
+    spec = (str(device_spec) if device_spec is not None else "auto").strip().lower() or "auto"
+    if spec.startswith("cuda:"):
+        raise UsageError(f"--device {spec} pins one GPU, but torchrun started {world} processes: use --device "
+                         "cuda (each process takes the GPU of its LOCAL_RANK) and CUDA_VISIBLE_DEVICES to choose GPUs")
+    use_cuda = spec == "cuda" or (spec == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        resolve_device("cuda")  # one-line error when CUDA is absent
+        count = torch.cuda.device_count()
+        if local_world > count:
+            raise UsageError(
+                f"torchrun started {local_world} processes on this node but only {count} GPU(s) are visible: "
+                f"use torchrun --nproc-per-node {count} (one process per GPU), or --device cpu")
+        device = torch.device(f"cuda:{local_rank}")
+        torch.cuda.set_device(device)
+        backend = "nccl"
+    else:
+        device = resolve_device("cpu")
+        backend = "gloo"
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend=backend, timeout=TIMEOUT)
+    dist = Distributed(rank=rank, world_size=world, local_rank=local_rank, local_world_size=local_world,
+                       backend=backend)
+    LOGGER.info("Data-parallel training: %s on %s", dist.describe(), device)
+    return dist, device
+
+
+def shutdown(dist: Distributed) -> None:
+    """Leave the process group (after the last collective: training's end)."""
+    if dist.active and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def check_batch(batch_size: int, dist: Distributed) -> None:
+    """A global batch must give every process at least one volume."""
+    if dist.active and int(batch_size) < dist.world_size:
+        raise UsageError(f"--batch-size {batch_size} cannot be split over {dist.world_size} processes: use "
+                         f"--batch-size {dist.world_size} or more (it is the global batch, split between them)")
+
+
+def local_positions(positions: np.ndarray, dist: Distributed) -> np.ndarray:
+    """This process's part of ``positions`` (e.g. the validation set)."""
+    from latentbids.model.batches import shard_of
+
+    return shard_of(positions, dist.rank, dist.world_size) if dist.active else np.asarray(positions)
