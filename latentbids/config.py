@@ -370,7 +370,11 @@ def container_kind() -> str:
     return "none"
 
 
+#: The image's name (tags: the version, ``-cuda`` for the GPU variant), as the descriptors call it.
+IMAGE_NAME = "latentbids/latentbids"
+
+
 def container_image() -> str:
     """The image tag recorded with a container run: ``$LATENTBIDS_CONTAINER_IMAGE`` when the image
     names itself (e.g. a CPU or CUDA variant), else ``latentbids/latentbids:<version>``."""
-    return os.environ.get("LATENTBIDS_CONTAINER_IMAGE", "").strip() or f"latentbids/latentbids:{__version__}"
+    return os.environ.get("LATENTBIDS_CONTAINER_IMAGE", "").strip() or f"{IMAGE_NAME}:{__version__}"

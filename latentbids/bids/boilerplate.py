@@ -12,10 +12,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from latentbids.bids.derivatives import CODE_URL
+
 #: key -> (citation text, DOI or URL)
 REFERENCES: dict[str, tuple[str, str]] = {
     "latentbids": ("latentbids developers. latentbids: gray-matter autoencoders and an honest reading of their "
-                   "latent space, a BIDS App (software). See CITATION.cff.", "https://github.com/latentbids/latentbids"),
+                   "latent space, a BIDS App (software). See CITATION.cff.", CODE_URL),
     "gorriz2026": ("Gorriz JM, Segovia F, Jimenez-Mesa C, Arco JE, Martinez FJ, Ramirez J, Abulikemu S, Suckling J. "
                    "Latent Space Projections and Atlases, a Cautionary Tale in Deep Neuroimaging using "
                    "Autoencoders. International Journal of Neural Systems 2026, 2650053.",

@@ -21,7 +21,6 @@ from latentbids.utils.atomic import write_json, write_text, write_tsv
 
 LOGGER = logging.getLogger("latentbids")
 CODE_URL = "https://github.com/latentbids/latentbids"
-DOCKER_IMAGE = "latentbids/latentbids"
 BIDS_VERSION = "1.10.0"
 HOW_TO_ACKNOWLEDGE = (
     "Cite latentbids as its CITATION.cff says (" + CODE_URL + "/blob/main/CITATION.cff) and the software "

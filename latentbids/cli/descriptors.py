@@ -27,10 +27,10 @@ import sys
 from pathlib import Path
 
 from latentbids import __version__
+from latentbids.config import IMAGE_NAME
 
 REPO_DESCRIPTORS = Path(__file__).resolve().parents[2] / "descriptors"
 EXECUTABLE = "/opt/venv/bin/latentbids"
-IMAGE = "latentbids/latentbids"
 BIDS_APP_SPEC_VERSION = "1.0.0"  # the BIDS Apps command line: bids_dir output_dir level [options]
 OUTPUT_KEY = "[OUTPUT_DIR]"
 GROUP_INPUT_KEY = "[PARTICIPANT_LEVEL_ANALYSIS_DIR]"
@@ -38,10 +38,6 @@ GROUP_INPUT_KEY = "[PARTICIPANT_LEVEL_ANALYSIS_DIR]"
 #: Options whose value is an existing file or folder the container must see (mounted by bosh).
 FILE_OPTIONS = {"bids_filter_file", "config_file", "use_plugin", "atlas_labels", "model", "templateflow_home",
                 "nilearn_data"}
-#: Options listed in the descriptors of the BIDS Apps template with these ids (kept for callers).
-POSITIONALS = ("bids_dir", "output_dir", "analysis_level")
-
-
 def input_id(action: argparse.Action) -> str:
     """The descriptor id of an option: its first long spelling, e.g. ``--skip-analysis`` -> ``skip_analysis``."""
     long = next((s for s in action.option_strings if s.startswith("--")), action.option_strings[0])
@@ -139,7 +135,7 @@ def build_descriptor(gpu: bool = False) -> dict:
     command = f"mkdir -p {OUTPUT_KEY} {GROUP_INPUT_KEY}; {EXECUTABLE} {keys}"
     if gpu:
         command += " --device cuda"
-    tag = f"{IMAGE}:{__version__}" + ("-cuda" if gpu else "")
+    tag = f"{IMAGE_NAME}:{__version__}" + ("-cuda" if gpu else "")
     image = {"type": "docker", "image": tag}
     if gpu:
         image["container-opts"] = ["--gpus all"]

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import nibabel as nib
 import numpy as np
 
-from latentbids.bids.naming import res_label
+from latentbids.bids.naming import res_label, self_uri
 from latentbids.errors import MissingInputError, UsageError
 
 LOGGER = logging.getLogger("latentbids")
@@ -138,7 +138,7 @@ def _nilearn_template(resolution: float) -> Template:
         source=(f"nilearn {nilearn.__version__} ICBM152 2009a symmetric template on nilearn's grid, "
                 "not a TemplateFlow grid"),
         res_entity=res,
-        spatial_reference=f"bids::tpl-{NILEARN_SPACE}/tpl-{NILEARN_SPACE}_res-{res}_T1w.nii.gz",
+        spatial_reference=self_uri(f"tpl-{NILEARN_SPACE}/tpl-{NILEARN_SPACE}_res-{res}_T1w.nii.gz"),
         provider="nilearn",
     )
 

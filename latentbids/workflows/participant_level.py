@@ -93,7 +93,7 @@ def encode_with_existing_model(config, run: RunSettings, jobs: list[T1wJob], res
     The map encoded is the kind the model was trained on (modulated or not), whatever this run's
     default; a subject whose encoding fails gets a failed result.
     """
-    from latentbids.bids.naming import gm_map_name, subject_dir
+    from latentbids.bids.naming import gm_map_name, self_uri, subject_dir
     from latentbids.errors import LatentbidsError
     from latentbids.model.bundle import encode_with_model, load_bundle
 
@@ -107,7 +107,7 @@ def encode_with_existing_model(config, run: RunSettings, jobs: list[T1wJob], res
         try:
             encoded = encode_with_model(
                 model_dir, gm, participant_id=f"sub-{job.subject}", session_id=job.session, output_dir=out,
-                space=template.space, device=run.device, source=f"bids::{gm.relative_to(out).as_posix()}",
+                space=template.space, device=run.device, source=self_uri(gm.relative_to(out)),
             )
         except LatentbidsError as exc:
             LOGGER.error("%s: encoding failed: %s", job.label, exc.message)
