@@ -130,6 +130,9 @@ RULES: dict[tuple[str, str], Rule] = {
     ("model", "n_folds"): POSITIVE,
     ("model", "input_map"): Rule(choices=("modulated", "probseg")),
     ("model", "norm"): Rule(choices=("batch", "instance", "group", "none")),
+    ("model", "stem"): Rule(choices=("conv", "space_to_depth")),
+    ("model", "compile"): Rule(choices=("auto", "on", "off")),
+    ("model", "fold"): NOT_NEGATIVE,  # 0: every fold
     ("model", "validation_fraction"): Rule(low=0, high=1, low_open=True),
     ("model", "scale_percentile"): Rule(low=0, high=100, low_open=True),
     ("analysis", "min_per_class"): POSITIVE,
@@ -141,9 +144,11 @@ RULES: dict[tuple[str, str], Rule] = {
     ("analysis", "family_correction"): Rule(choices=("permutation", "bonferroni")),
     ("analysis", "statistic"): Rule(choices=("balanced", "majority")),
     **{("analysis", key): POSITIVE for key in (
-        "n_permutations", "top_k", "pca_components", "umap_n_neighbors", "pls_components", "sam_top_voxels",
-        "sam_permutations", "sar_resamples", "shap_n_estimators", "shap_max_depth", "shap_background",
-        "shap_permutations", "sar_top_m")},
+        "top_k", "pca_components", "umap_n_neighbors", "pls_components", "sam_top_voxels", "shap_n_estimators",
+        "shap_max_depth", "shap_background", "sar_top_m")},
+    # 0 runs no null: the step reports its statistics and supports no claim
+    **{("analysis", key): NOT_NEGATIVE for key in ("n_permutations", "sam_permutations", "sar_resamples",
+                                                   "shap_permutations")},
     ("analysis", "tsne_perplexity"): Rule(low=0, low_open=True),
     ("analysis", "umap_min_dist"): NOT_NEGATIVE,
     ("analysis", "shap_learning_rate"): Rule(low=0, low_open=True),

@@ -34,6 +34,7 @@ def _from_file(ixi_dir, tmp_path, text: str, *extra):
     ('[anat]\nhdbet_mode = "slow"\n', r"\[anat\] hdbet_mode = 'slow' is not valid: use one of fast, accurate"),
     ('[anat]\nregistration = "BSplineSyN"\n', r"registration = 'BSplineSyN' is not valid: use one of SyN, SyNQuick"),
     ("[model]\nlatent_dim = 0\n", r"\[model\] latent_dim = 0 is not valid: use a value >= 1"),
+    ("[analysis]\nshap_permutations = -1\n", r"shap_permutations = -1 is not valid: use a value >= 0"),
     ('[model]\nlatent_dim = "16"\n', r"\[model\] latent_dim = '16' is not valid: use an integer"),
     ("[model]\nfit_all = 1\n", r"\[model\] fit_all = 1 is not valid: use true or false"),
     ('[model]\nnorm = "layer"\n', r"norm = 'layer' is not valid: use one of batch, instance, group, none"),
@@ -117,9 +118,11 @@ def test_choices_agree_with_their_consumers():
     from latentbids.analysis.stats import CORRELATIONS
     from latentbids.anat.registration import TRANSFORMS
     from latentbids.config_checks import RULES
-    from latentbids.model.network import NORMS
+    from latentbids.model.acceleration import COMPILE_MODES
+    from latentbids.model.network import NORMS, STEMS
 
     consumers = {("anat", "registration"): tuple(TRANSFORMS), ("model", "norm"): NORMS,
+                 ("model", "stem"): STEMS, ("model", "compile"): COMPILE_MODES,
                  ("analysis", "bound"): BOUNDS, ("analysis", "correction"): CORRECTIONS,
                  ("analysis", "correlation"): CORRELATIONS, ("analysis", "statistic"): STATISTICS,
                  ("analysis", "family_correction"): FWER_METHODS}
