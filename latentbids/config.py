@@ -266,8 +266,9 @@ class RunConfig:
                 self.anat.derive(key, value)
             elif current != value:
                 kept.append(f"{key} = {current!r} (--sloppy would use {value!r})")
-        if kept:
+        if kept and kept != self.__dict__.get("_sloppy_kept"):  # said once, however often it is resolved
             LOGGER.warning("--sloppy: keeping the [anat] value(s) you set: %s", "; ".join(kept))
+        self._sloppy_kept = kept
 
     def provenance(self) -> dict[str, Any]:
         """The config plus environment facts (versions, host, device) for ``logs/``."""

@@ -88,8 +88,11 @@ def test_explicit_keys_are_remembered():
 def test_sloppy_keeps_what_the_config_file_set(ixi_dir, tmp_path, caplog):
     """--sloppy on the command line and brain_extraction = "hdbet" in the file: HD-BET runs, and one
     log line says so; without the file --sloppy takes the template mask."""
+    from latentbids.settings import resolve_config
+
     with caplog.at_level("WARNING", logger="latentbids"):
         config = _from_file(ixi_dir, tmp_path, '[anat]\nbrain_extraction = "hdbet"\n', "--sloppy")
+        resolve_config(config)  # resolved again when the run starts: not said twice
     assert config.anat.brain_extraction == "hdbet" and config.anat.atropos_iterations == 3
     lines = [r.getMessage() for r in caplog.records if "--sloppy" in r.getMessage()]
     assert lines == ["--sloppy: keeping the [anat] value(s) you set: brain_extraction = 'hdbet' "
