@@ -56,10 +56,6 @@ def resolve_config(config) -> None:
     ex.derive("nprocs", ex.nprocs or available_cpus())
     ex.derive("omp_nthreads", ex.omp_nthreads or min(8, ex.nprocs))
     config.apply_sloppy()
-    for old, new in (("qc_min_max", "qc_min_peak"), ("qc_nonzero_range", "qc_min_coverage and qc_max_outside")):
-        if getattr(config.anat, old) is not None:
-            LOGGER.warning("[anat] %s is no longer used (it depended on the grid's box and on numerical tails): "
-                           "see %s", old, new)
     config.validate()
 
 
@@ -153,6 +149,10 @@ def resolve_run(config) -> RunSettings:
 
     resolve_config(config)
     ex, sp = config.execution, config.spatial
+    for old, new in (("qc_min_max", "qc_min_peak"), ("qc_nonzero_range", "qc_min_coverage and qc_max_outside")):
+        if getattr(config.anat, old) is not None:
+            LOGGER.warning("[anat] %s is no longer used (it depended on the grid's box and on numerical tails): "
+                           "see %s", old, new)
     device = resolve_device(ex.device)
     ex.derive("resolved_device", f"{device} ({describe_device(device)})")
     LOGGER.info("Device %s resolved to %s", ex.device, ex.resolved_device)

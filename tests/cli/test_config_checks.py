@@ -169,3 +169,19 @@ def test_usage_md_lists_every_file_only_setting_with_its_default():
     assert not {key for section, key in OPTION_TO_CONFIG.values() if section == "anat"}
     for key in set(defaults.anat.__dataclass_fields__) - {"qc_min_max", "qc_nonzero_range"}:  # deprecated
         assert key in documented["anat"], f"[anat] {key} is not in docs/usage.md"
+
+
+def test_replaced_qc_keys_are_accepted_and_said_once(tmp_path, caplog):
+    """Old config files with qc_min_max still run; the run says once which keys replaced it."""
+    from latentbids.settings import participant_settings
+
+    config = RunConfig()
+    config.update({"execution": {"output_dir": str(tmp_path / "out"), "work_dir": str(tmp_path / "w"),
+                                 "device": "cpu"}, "anat": {"qc_min_max": 0.95}}, origin="old.toml")
+    with caplog.at_level("WARNING", logger="latentbids"):
+        settings = participant_settings(config)
+    lines = [r.getMessage() for r in caplog.records if "no longer used" in r.getMessage()]
+    assert lines == ["[anat] qc_min_max is no longer used (it depended on the grid's box and on numerical tails): "
+                     "see qc_min_peak"]
+    assert settings.anat.qc["own"]["qc_min_peak"] == 0.9 and settings.run.device == "cpu"
+    assert settings.run.work_dir == tmp_path / "w" and settings.run.nprocs >= 1
