@@ -83,3 +83,28 @@ def test_submit_refuses_what_no_job_could_run(slurm, tmp_path):
     assert proc.returncode == 18 and "no subject" in proc.stderr and jobs == []
     proc, _ = slurm(tmp_path)
     assert proc.returncode == 64 and "submit.sh BIDS_DIR OUTPUT_DIR WORK_DIR" in proc.stderr
+
+
+@pytest.mark.slow
+def test_folds_as_an_array_between_participants_and_the_group_job(slurm, tmp_path):
+    """FOLD_JOBS=1: participant array -> fold array (one task per fold, side by side on one work dir)
+    -> the group job, which merges the trained folds instead of training them."""
+    bids = tmp_path / "bids"
+    proc = run_cli(bids, "--n-subjects", 4, "--seed", 3, entry="latentbids-simulate")
+    assert proc.returncode == 0, proc.stderr
+    out, work = bids / "derivatives" / "latentbids", tmp_path / "work"
+    proc, jobs = slurm(bids, out, work, "-d", f"truth={bids / 'derivatives' / 'truth'}",
+                       "--group", "--sloppy", "--n-folds", 2, "--skip-analysis", FOLD_JOBS="1")
+    assert proc.returncode == 0, proc.stderr
+    assert "fold array job" in proc.stdout and "(2 folds, one job each)" in proc.stdout
+    participants, folds, group = jobs
+    assert folds["options"]["array"] == "1-2" and folds["options"]["dependency"] == f"afterok:{participants['id']}"
+    assert folds["options"]["gres"] == "gpu:1" and folds["state"] == "COMPLETED", folds
+    assert group["options"]["dependency"] == f"afterok:{folds['id']}" and group["state"] == "COMPLETED", group
+    for task in ("1", "2"):
+        log = Path(folds["tasks"][task]["log"]).read_text()
+        assert f"Group level --fold {task} finished" in log, log[-2000:]
+    merged = Path(group["tasks"]["None"]["log"]).read_text()
+    assert merged.count("trained by a --fold job") == 2 and "Group level finished" in merged
+    meta = json.loads((out / "models" / "ae-K32" / "model.json").read_text())
+    assert [f["trained_by"] for f in meta["folds"]] == ["--fold job", "--fold job"]
