@@ -24,9 +24,19 @@ resident gather), a proxy for GPU idle time.
 autocast, channels_last_3d, resident data; see :func:`latentbids.model.training.resolve_fast_path`):
 on CPU it checks the code path, not a speed target (CPU bf16 is slow without AMX).
 
-Example (GPU target, one H100 at 96x112x96: >= 350 train vol/s, >= 900 encode vol/s)::
+``--stem`` picks the network's ends for every config (``[model] stem``; the default is the config's),
+``--compile`` the ``fast`` config's ``[model] compile`` (``auto``: CUDA only).  Under the table, the
+largest cohort each data placement holds for this grid (:func:`latentbids.model.memory.capacity`):
+on CUDA from the memory the device has free; on CPU for ``--device-memory-gib`` (default 80 and 141,
+an H100's and an H200's), labelled as what it *would* be there.
 
-    python benchmarks/bench_model.py --device cuda --shape 96 112 96 --n 512 --epochs 3
+Example (GPU targets, one H100/H200 at 96x112x96, the default model, end to end with data: >= 1,000
+training and >= 3,000 encoding vol/s, data wait < 10 % of step time)::
+
+    python benchmarks/bench_model.py --device cuda --shape 96 112 96 --n 512 --epochs 3 --encode-batch 64 \
+        --skip-nifti --stem conv
+    python benchmarks/bench_model.py --device cuda --shape 96 112 96 --n 512 --epochs 3 --encode-batch 64 \
+        --skip-nifti --stem space_to_depth
     python benchmarks/bench_model.py --device cpu --shape 48 64 48 --n 24 --epochs 2 --threads 2
     python benchmarks/bench_model.py --device cpu --shape 32 32 32 --n 16 --epochs 2 --threads 2 \
         --force-fast --skip-nifti
@@ -197,7 +207,7 @@ def run_loader_baseline(name, dataset, mask, settings, device, epochs, encode_ba
 TWIN = {"precision": "bf16", "memory_format": "channels_last_3d", "placement": "resident"}
 
 
-def run_fast(data, mask, settings, device, epochs, encode_batch, force=False):
+def run_fast(data, mask, settings, device, epochs, encode_batch, force=False, compile="auto"):
     """latentbids' own training and encoding; ``force``: the CPU twin of the CUDA fast path."""
     from latentbids.model.encoding import iter_encode
     from latentbids.model.training import train_autoencoder
@@ -209,7 +219,7 @@ def run_fast(data, mask, settings, device, epochs, encode_batch, force=False):
     path = TWIN if force else {}
     with PeakRSS() as mem:
         # epoch times come from train_autoencoder: it synchronises the GPU at each epoch's end
-        res = train_autoencoder(data, mask, train, val, settings, device, scale=1.0, **path)
+        res = train_autoencoder(data, mask, train, val, settings, device, scale=1.0, compile=compile, **path)
         hist = res.history.iloc[1:] if len(res.history) > 1 else res.history
 
         def encode_pass(rows):
@@ -231,7 +241,8 @@ def run_fast(data, mask, settings, device, epochs, encode_batch, force=False):
     seconds = float(hist["seconds"].sum())
     fp = res.fast_path
     return {
-        "config": "fast (" + ", ".join([fp["precision"], fp["memory_format"]]) + ")"
+        "config": "fast (" + ", ".join([fp["precision"], fp["memory_format"]]
+                                       + (["torch.compile"] if res.compiled else [])) + ")"
         + (" forced" if force else ""),
         "train_vol_s": len(train) * len(hist) / seconds,
         "encode_vol_s": n_enc / t_enc,
@@ -262,6 +273,10 @@ def main(argv=None):
         help="run the configs this many times, interleaved; report the median of each",
     )
     parser.add_argument("--skip-nifti", action="store_true", help="skip the per-item NIfTI loader")
+    parser.add_argument("--stem", default=None, help="conv or space_to_depth (default: [model] stem)")
+    parser.add_argument("--compile", default="auto", help="the fast config's [model] compile: auto, on, off")
+    parser.add_argument("--device-memory-gib", type=float, nargs="+", default=[80.0, 141.0],
+                        help="on CPU: the device memory sizes to report the largest cohorts for")
     parser.add_argument(
         "--force-fast",
         action="store_true",
@@ -274,6 +289,7 @@ def main(argv=None):
     import torch
     from torch.utils.data import Dataset
 
+    from latentbids.config import ModelConfig
     from latentbids.model.device import describe_device, resolve_device, set_determinism
     from latentbids.model.training import TrainSettings
 
@@ -291,6 +307,7 @@ def main(argv=None):
         max_epochs=args.epochs,
         patience=args.epochs + 1,
         seed=0,
+        stem=args.stem or ModelConfig().stem,
     )
     mask = np.zeros(shape, dtype=np.float32)
     sl = tuple(slice(s // 8, s - s // 8) for s in shape)
@@ -359,7 +376,8 @@ def main(argv=None):
                 )
             one.append(
                 run_fast(
-                    data, mask, settings, device, args.epochs, args.encode_batch, args.force_fast
+                    data, mask, settings, device, args.epochs, args.encode_batch, args.force_fast,
+                    args.compile,
                 )
             )
             runs.append(one)
@@ -377,6 +395,7 @@ def main(argv=None):
     )
     print(
         f"# shape {shape}, {args.n} volumes, batch {args.batch}, K {args.latent}, channels {args.channels}, "
+        f"stem {settings.stem}, "
         f"{args.epochs} epochs (first = warm-up), median of {max(1, args.repeats)} interleaved repeats"
     )
     if device.type == "cuda":
@@ -414,7 +433,33 @@ def main(argv=None):
         f"data placement {fast['placement']}, micro-batch {fast['micro_batch']}, "
         f"OOM retries {fast['oom_events']}"
     )
+    if device.type == "cuda":
+        fast_wait = fast["data_wait_share"]
+        print(f"# targets (H100/H200, 96x112x96): train {fast['train_vol_s']:.0f} / 1000 vol/s, encode "
+              f"{fast['encode_vol_s']:.0f} / 3000 vol/s, data wait {100 * fast_wait:.1f} % / 10 %")
+    print_capacity(shape, device, settings.gpu_memory_share, args.device_memory_gib)
     return rows
+
+
+def print_capacity(shape, device, share, sizes_gib):
+    """The largest cohort each data placement holds for this grid (from this device's free memory on
+    CUDA; on CPU for the given device memory sizes, labelled as such)."""
+    import torch
+
+    from latentbids.model.memory import capacity, free_cuda_memory
+
+    host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if device.type == "cuda":
+        free = free_cuda_memory(device)
+        found = [(f"{torch.cuda.get_device_name(device)}, {free / 2**30:.1f} GiB free now", free)]
+    else:
+        found = [(f"NOT MEASURED: what a device with {g:g} GiB would hold (this run is on CPU)", int(g * 2**30))
+                 for g in sizes_gib]
+    for label, size in found:
+        cap = capacity(shape, size, share, host)
+        print(f"# largest cohort of {'x'.join(map(str, shape))} maps, {label}:")
+        for placement, volumes, bound in cap.rows():
+            print(f"#   {placement}: {volumes:,} volumes ({bound})")
 
 
 if __name__ == "__main__":
