@@ -2,14 +2,20 @@
 
 One module, one job (METHOD.md section 3):
 
-* :mod:`.network`   the ``nn.Module`` (hierarchical conv encoder, linear bottleneck, mirrored decoder)
-* :mod:`.grid`      crop/pad a template grid to a shape divisible by ``2**levels`` and restore it
-* :mod:`.cache`     every GM map read once into one contiguous memory-mapped ``.npy`` in the work dir
-* :mod:`.device`    ``--device auto|cpu|cuda|cuda:N`` resolution and determinism switches
-* :mod:`.splits`    subject-level stratified k-fold with a validation subset inside each training set
-* :mod:`.training`  training loop: early stopping, per-epoch checkpoints, resume, OOM fallback
-* :mod:`.encoding`  batched encoding, reconstruction, voxelwise/scalar/regional error
-* :mod:`.bundle`    the self-describing model folder and :func:`encode_with_model`
+* :mod:`.network`      the ``nn.Module`` (hierarchical conv encoder, linear bottleneck, mirrored
+  decoder; its two ends: the conv stem or space-to-depth)
+* :mod:`.grid`         crop/pad a template grid to a shape divisible by ``2**levels`` and restore it
+* :mod:`.cache`        every GM map read once into one contiguous memory-mapped ``.npy`` in the work dir
+* :mod:`.device`       ``--device auto|cpu|cuda|cuda:N`` resolution and determinism switches
+* :mod:`.splits`       subject-level stratified k-fold with a validation subset inside each training set
+* :mod:`.memory`       out-of-memory errors, free device memory, how many volumes fit where
+* :mod:`.batches`      batches from the memmap (prefetched, pinned) or a resident fp32/fp16 device copy
+* :mod:`.acceleration` torch.compile with an eager fallback, batch norm folded, CUDA graphs (encoding)
+* :mod:`.distributed`  DistributedDataParallel over torchrun's processes
+* :mod:`.training`     training loop: early stopping, per-epoch checkpoints, resume, OOM fallback
+* :mod:`.encoding`     batched encoding, reconstruction, voxelwise/scalar/regional error
+* :mod:`.folds`        folds trained by jobs of their own (``--fold N``), kept until a run merges them
+* :mod:`.bundle`       the self-describing model folder and :func:`encode_with_model`
 
 Nothing here knows about BIDS layouts or Nipype; :mod:`latentbids.workflows.group` wires it.
 """
