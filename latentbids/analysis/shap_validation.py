@@ -64,8 +64,9 @@ def permutation_p(gbm, Gm, em, splits, observed, params) -> tuple[float, int]:
     B = params["n_permutations"]
     if B == 0 or not np.isfinite(observed):
         return float("nan"), 0
-    h = math.ceil(params["eta"] * (B + 1) - 1)  # count with (h + 1) / (B + 1) >= eta
-    h = max(h, 1)
+    # the full null fails (p = (count + 1) / (B + 1) > eta) as soon as count reaches h: the smallest count
+    # with (h + 1) / (B + 1) > eta
+    h = max(1, int(math.floor(params["eta"] * (B + 1) + 1e-9)))
     seeds = np.random.SeedSequence(params["random_state"]).generate_state(B)
     n_jobs = params["n_jobs"]
     count, done = 0, 0
@@ -83,7 +84,9 @@ def permutation_p(gbm, Gm, em, splits, observed, params) -> tuple[float, int]:
             done += 1
             count += r >= observed
             if params["null_early_stop"] and count >= h and done < B:
-                return h / done, done
+                # Besag-Clifford's h / L, never below what the full null would give at least, so that the
+                # reported p and the decision agree with the full run (p > eta)
+                return max(h / done, (h + 1) / (B + 1)), done
     return (count + 1) / (B + 1), B
 
 
@@ -205,7 +208,8 @@ def _top_regions_by_shap(Gs, es, params) -> list[int]:
         n_estimators=params["n_estimators"], max_depth=params["max_depth"],
         learning_rate=params["learning_rate"], subsample=params["subsample"],
         random_state=params["random_state"]).fit(Gs, es)
-    bg = Gs[: min(len(Gs), params["background"])]
+    rng = np.random.default_rng(params["random_state"])
+    bg = Gs[np.sort(rng.choice(len(Gs), size=min(len(Gs), params["background"]), replace=False))]
     phi = shap.TreeExplainer(gbm, data=shap.maskers.Independent(bg, max_samples=len(bg)),
                              feature_perturbation="interventional").shap_values(Gs)
     imp = np.abs(np.asarray(phi, dtype=float)).mean(axis=0)

@@ -306,3 +306,30 @@ def test_a_fitting_surrogate_without_enough_null_is_not_called_a_misfit():
     assert fit["cv_r2"] > 0.1 and not fit["supported"]
     text = res.statement["pooled"]
     assert "not established against the permutation null" in text and "does not predict" not in text
+
+
+@pytest.mark.parametrize("B", [19, 50, 99])
+def test_sequential_null_decides_as_the_full_null_would(B):
+    """Besag-Clifford stopping: the stop count h makes the full-null p exceed eta, and the reported p is
+    above eta too (an off-by-one at eta (B + 1) integer, e.g. B = 99, would let the two disagree)."""
+    import math
+
+    from latentbids.analysis import shap_validation as sv
+
+    eta = 0.05
+    calls = {"n": 0}
+
+    def always_beats(*args):
+        calls["n"] += 1
+        return 1.0  # every null R^2 beats the observed one
+
+    orig = sv._null_r2
+    sv._null_r2 = always_beats
+    try:
+        p, run = sv.permutation_p(None, None, None, None, 0.5, dict(
+            n_permutations=B, eta=eta, random_state=0, n_jobs=1, null_early_stop=True))
+    finally:
+        sv._null_r2 = orig
+    h = run
+    assert (h + 1) / (B + 1) > eta and h / (B + 1) <= eta + 1e-12  # h is the smallest failing count
+    assert p > eta and h == max(1, math.floor(eta * (B + 1) + 1e-9))
