@@ -187,8 +187,8 @@ def test_bad_requests_fail_before_training(trained):
     for bad, match in ((dict(label_column="diagnosis"), "no such column"), (dict(confounds=["weight"]), "weight"),
                        (dict(family_correction="none"), "family_correction"),
                        (dict(n_permutations=10), "cannot give p <= eta")):
-        config.analysis = type(config.analysis)(**bad)
-        with pytest.raises(UsageError, match=match):
+        with pytest.raises(UsageError, match=match):  # a bad choice is refused when it is set (config checks)
+            config.analysis = type(config.analysis)(**bad)
             validate_analysis_request(config, rec)
     config.analysis = type(config.analysis)()
 
