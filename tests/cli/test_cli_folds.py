@@ -112,3 +112,71 @@ def test_a_fold_trained_on_another_grid_is_refused(tmp_path):
     assert "but this run fits MNI152NLin2009aSym at 2 mm" in merge.stderr
     assert "rerun the --fold jobs with this run's --output-spaces and --sloppy" in merge.stderr
     assert not (out / "models").exists()
+
+
+INTERRUPTIBLE = '''
+"""latentbids with training stuck inside its second epoch (after the first epoch's checkpoint)."""
+import glob, os, sys, time
+from pathlib import Path
+
+import latentbids.model.training as training
+
+loss = training.masked_mse
+
+
+def stuck_after_first_checkpoint(*args, **kwargs):
+    if glob.glob(os.environ["CHECKPOINTS"]):
+        Path(os.environ["BUSY_MARKER"]).write_text(str(os.getpid()))
+        while True:
+            time.sleep(0.05)
+    return loss(*args, **kwargs)
+
+
+training.masked_mse = stuck_after_first_checkpoint
+from latentbids.cli.run import main
+
+sys.exit(main(sys.argv[1:]))
+'''
+
+
+@pytest.mark.slow
+def test_an_interrupted_fold_job_leaves_nothing_half_written_and_resumes(cohort, tmp_path):
+    import signal
+    import time
+
+    bids, out = cohort
+    work = tmp_path / "work"
+    driver = tmp_path / "driver.py"
+    driver.write_text(INTERRUPTIBLE)
+    busy = tmp_path / "busy"
+    args = [sys.executable, str(driver), *_group(bids, out, work, "--fold", 1)[1:]]
+    env = dict(os.environ, NIPYPE_NO_ET="1", BUSY_MARKER=str(busy),
+               CHECKPOINTS=str(work / "model_training" / "*" / "fold-1" / "last.pt"))
+    job = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 300
+        while not busy.exists():
+            assert job.poll() is None, job.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "training never reached its second epoch"
+            time.sleep(0.2)
+        job.send_signal(signal.SIGTERM)
+        _, err = job.communicate(timeout=30)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 130, err[-3000:]
+    store = work / "model_folds" / "ae-K32"
+    # no weights, no record, no temporary file: only the lock file, which the dead job no longer holds
+    assert sorted(p.name for p in store.iterdir()) == ["fold-1.lock"]
+    held = try_lock(store / "fold-1.lock")
+    assert held is not None
+    held.close()
+
+    again = run_cli(bids, out, "group", "-w", work, *COMMON, "--fold", 1)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "Resuming training from" in again.stderr and "(epoch 1 done)" in again.stderr
+    record = json.loads((store / "fold-1.json").read_text())
+    from latentbids.model.bundle import sha256_file
+
+    assert sha256_file(store / record["weights"]) == record["sha256"]
+    assert [row["epoch"] for row in record["history"]] == [1, 2, 3]  # --sloppy: 3 epochs, none lost
