@@ -1,0 +1,101 @@
+"""The package's layers, kept by a test: which part of latentbids may import which.
+
+The table below is the one drawn in docs/architecture.md.  Reading down, each part builds only on
+the parts above it: the science (``analysis``, ``model``) never reads the config or the command line
+(it takes its parameters as arguments, scikit-learn style), only ``settings`` resolves the config,
+only ``workflows`` wires stages together, and only ``cli`` knows about all of them.  A new import
+that crosses a layer fails here with the file and line, so the drawing cannot go stale silently.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "latentbids"
+
+#: part -> the parts it may import (beyond itself and third-party libraries)
+ALLOWED = {
+    "errors": set(),
+    "utils": {"errors"},
+    "config_checks": {"errors", "utils"},
+    "config": {"config_checks", "errors"},
+    "bids": {"config", "errors", "utils"},
+    "anat": {"config", "errors", "utils"},
+    "resources": {"bids", "errors", "utils"},
+    "analysis": {"bids", "errors", "utils"},
+    "model": {"bids", "errors", "utils"},
+    "reports": {"analysis", "errors", "utils"},
+    "simulate": {"bids", "errors", "resources", "utils"},
+    "settings": {"config", "config_checks", "errors", "resources", "utils"},
+    "interfaces": {"anat", "bids", "config", "config_checks", "errors", "reports", "utils"},
+    "workflows": {"analysis", "anat", "bids", "config", "config_checks", "errors", "interfaces", "model",
+                  "reports", "resources", "settings", "utils"},
+    "cli": {"bids", "config", "config_checks", "errors", "model", "resources", "settings", "simulate", "utils",
+            "workflows"},
+    "__main__": {"cli"},
+    "__init__": set(),
+}
+
+
+def _part(path: Path) -> str:
+    rel = path.relative_to(PACKAGE).parts
+    return rel[0][:-3] if len(rel) == 1 else rel[0]
+
+
+def _imports(path: Path):
+    """(line, imported latentbids part) for every import in ``path``, relative ones resolved."""
+    rel = path.relative_to(PACKAGE)
+    here = ["latentbids", *rel.parts[:-1]]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = here[: len(here) - node.level + 1]
+                names = [".".join(base + ([node.module] if node.module else []))]
+            else:
+                names = [node.module or ""]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "latentbids" and len(parts) > 1:
+                yield node.lineno, parts[1]
+
+
+def test_every_part_of_the_package_is_in_the_layer_table():
+    parts = {_part(p) for p in PACKAGE.rglob("*.py")}
+    assert parts <= set(ALLOWED), f"add {sorted(parts - set(ALLOWED))} to ALLOWED and docs/architecture.md"
+
+
+def test_no_import_crosses_a_layer():
+    crossings = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        src = _part(path)
+        for line, dst in _imports(path):
+            if dst != src and dst not in ALLOWED.get(src, set()):
+                crossings.append(f"{path.relative_to(PACKAGE.parent)}:{line}: {src} imports {dst}")
+    assert not crossings, "\n".join(crossings)
+
+
+def test_the_layer_table_has_no_cycle():
+    done, stack = set(), []
+
+    def visit(node):
+        assert node not in stack, f"cycle: {' -> '.join(stack[stack.index(node):] + [node])}"
+        if node in done:
+            return
+        stack.append(node)
+        for dst in ALLOWED[node]:
+            visit(dst)
+        stack.pop()
+        done.add(node)
+
+    for node in ALLOWED:
+        visit(node)
+
+
+def test_the_architecture_doc_names_every_part():
+    doc = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    missing = [p for p in ALLOWED if not p.startswith("__") and f"{p}" not in doc]
+    assert not missing, f"docs/architecture.md does not mention {missing}"
