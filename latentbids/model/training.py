@@ -395,6 +395,44 @@ def _train(data, mask, train_idx, val_idx, settings, device, scale, checkpoint_d
     path = resolve_fast_path(
         device, settings.fast, settings.resident, precision, memory_format, placement, storage
     )
+    fingerprint = _fingerprint(settings, scale, data, train_idx, val_idx, extra_fingerprint, path, dist)
+
+    model = convert_batchnorm(build_model(settings, data.shape[1:]), dist, device).to(device)
+    if path.channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    gen = torch.Generator().manual_seed(int(settings.seed) + 1)
+    mask_t = torch.as_tensor(np.asarray(mask, dtype=np.float32), device=device)[None, None]
+    progress = _Progress(best_state=_cpu_state(model), micro=int(settings.batch_size))
+    ckpt_path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir else None
+    _resume(ckpt_path, fingerprint, model, optimizer, gen, device, dist, progress)
+
+    train_src = BatchSource(data, train_idx, device, scale, path.resident, path.channels_last,
+                            settings.gpu_memory_share, storage=path.storage)
+    val_src = BatchSource(data, val_idx, device, scale, path.resident, path.channels_last,
+                          settings.gpu_memory_share, storage=path.storage)
+    n_mask = float(mask_t.sum())
+    if n_mask == 0:
+        raise ValueError("the loss mask is empty")
+    steps = _Steps(model, optimizer, train_src, val_src, mask_t, path, device, dist, progress,
+                   compile_wanted(compile, device))
+    LOGGER.info(
+        "Training on %s: %s, %s, data %s%s%s%s",
+        device,
+        path.precision,
+        path.memory_format,
+        train_src.placement,
+        f" ({train_src.storage})" if train_src.store is not None else "",
+        " (forced)" if path.forced else "",
+        ", torch.compile" if steps.forward.active else "",
+    )
+    _run_epochs(steps, progress, settings, gen, fingerprint, ckpt_path, on_epoch_end)
+    return _result(steps, progress, settings)
+
+
+def _fingerprint(settings, scale, data, train_idx, val_idx, extra_fingerprint, path: FastPath,
+                 dist: Distributed) -> dict:
+    """What a checkpoint must have been made by to be resumed: settings, data, numerics, processes."""
     fingerprint = {
         "settings": settings.fingerprint(),
         "scale": float(scale),
@@ -411,23 +449,81 @@ def _train(data, mask, train_idx, val_idx, settings, device, scale, checkpoint_d
         fingerprint["numerics"] = numerics
     if dist.active:
         fingerprint["processes"] = dist.world_size  # batch norm statistics per process on CPU
+    return fingerprint
 
-    model = convert_batchnorm(build_model(settings, data.shape[1:]), dist, device).to(device)
-    if path.channels_last:
-        model = model.to(memory_format=torch.channels_last_3d)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
-    gen = torch.Generator().manual_seed(int(settings.seed) + 1)
-    mask_t = torch.as_tensor(np.asarray(mask, dtype=np.float32), device=device)[None, None]
 
-    history: list[dict] = []
-    best_val, best_epoch, bad_epochs, start_epoch = float("inf"), 0, 0, 1
-    best_state = _cpu_state(model)
-    micro = int(settings.batch_size)
-    oom_events: list = []
-    resumed_from = None
-    done = False
+@dataclass
+class _Progress:
+    """A training run's state between epochs (early stopping, history, micro-batch, OOM events):
+    what a checkpoint holds besides the model, optimiser and RNG states."""
 
-    ckpt_path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir else None
+    best_state: dict
+    micro: int
+    history: list = field(default_factory=list)
+    best_val: float = float("inf")
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    oom_events: list = field(default_factory=list)
+    done: bool = False
+    start_epoch: int = 1
+    resumed_from: int | None = None
+
+    def end_epoch(self, epoch: int, train_loss: float, val_loss: float, seconds: float, wait: float,
+                  n_train: int, model: torch.nn.Module, settings: TrainSettings) -> dict:
+        """Early-stopping bookkeeping after an epoch (keeps the best weights); logs the epoch and
+        returns its history row."""
+        improved = val_loss < self.best_val - settings.min_delta
+        if improved:
+            self.best_val, self.best_epoch, self.bad_epochs = val_loss, epoch, 0
+            self.best_state = _cpu_state(model)
+        else:
+            self.bad_epochs += 1
+        self.done = self.bad_epochs >= settings.patience or epoch >= settings.max_epochs
+        row = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "best": improved,
+            "seconds": round(seconds, 4),
+            "data_wait_s": round(wait, 4),
+            "micro_batch": self.micro,
+            "volumes_per_s": round(n_train / max(seconds, 1e-9), 3),
+        }
+        self.history.append(row)
+        LOGGER.info(
+            "epoch %d: train %.6f val %.6f%s (%.1fs)",
+            epoch,
+            train_loss,
+            val_loss,
+            " *" if improved else "",
+            seconds,
+        )
+        return row
+
+    def checkpoint(self, fingerprint: dict, epoch: int, model: torch.nn.Module, optimizer,
+                   gen: torch.Generator, device: torch.device) -> dict:
+        """Everything an interrupted run needs to resume after ``epoch`` as if never stopped."""
+        return {
+            "fingerprint": fingerprint,
+            "epoch": epoch,
+            "model": _cpu_state(model),
+            "optimizer": optimizer.state_dict(),
+            "rng": _rng_state(gen, device),
+            "best_state": self.best_state,
+            "best_val": self.best_val,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+            "history": self.history,
+            "micro": self.micro,
+            "oom_events": self.oom_events,
+            "done": self.done,
+        }
+
+
+def _resume(ckpt_path: Path | None, fingerprint: dict, model, optimizer, gen: torch.Generator,
+            device: torch.device, dist: Distributed, progress: _Progress) -> None:
+    """Restore model, optimiser, RNG states and ``progress`` from the last checkpoint when there is
+    one made by the same settings and data (process 0 reads it, every process resumes from it)."""
     ckpt = None
     if ckpt_path is not None and dist.is_main and ckpt_path.is_file():
         ckpt = load_checkpoint(ckpt_path)
@@ -436,101 +532,99 @@ def _train(data, mask, train_idx, val_idx, settings, device, scale, checkpoint_d
                 "Checkpoint %s was made by other settings or data: training from scratch", ckpt_path
             )
             ckpt = None
-    ckpt = dist.from_main(ckpt)  # process 0 reads it, every process resumes from it
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        _set_rng_state(ckpt["rng"], gen, device)
-        best_state, best_val = ckpt["best_state"], ckpt["best_val"]
-        best_epoch, bad_epochs = ckpt["best_epoch"], ckpt["bad_epochs"]
-        history, micro, oom_events = ckpt["history"], ckpt["micro"], ckpt["oom_events"]
-        done = ckpt["done"]
-        start_epoch = resumed_from = int(ckpt["epoch"]) + 1
-        LOGGER.info("Resuming training from %s (epoch %d done)", ckpt_path, ckpt["epoch"])
-    del ckpt
+    ckpt = dist.from_main(ckpt)
+    if ckpt is None:
+        return
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    _set_rng_state(ckpt["rng"], gen, device)
+    progress.best_state, progress.best_val = ckpt["best_state"], ckpt["best_val"]
+    progress.best_epoch, progress.bad_epochs = ckpt["best_epoch"], ckpt["bad_epochs"]
+    progress.history, progress.micro, progress.oom_events = ckpt["history"], ckpt["micro"], ckpt["oom_events"]
+    progress.done = ckpt["done"]
+    progress.start_epoch = progress.resumed_from = int(ckpt["epoch"]) + 1
+    LOGGER.info("Resuming training from %s (epoch %d done)", ckpt_path, ckpt["epoch"])
 
-    train_src = BatchSource(data, train_idx, device, scale, path.resident, path.channels_last,
-                            settings.gpu_memory_share, storage=path.storage)
-    val_src = BatchSource(data, val_idx, device, scale, path.resident, path.channels_last,
-                          settings.gpu_memory_share, storage=path.storage)
-    n_mask = float(mask_t.sum())
-    if n_mask == 0:
-        raise ValueError("the loss mask is empty")
-    wanted = compile_wanted(compile, device)
-    trained = dist.prepare(model, device)  # DDP wrapper, or the model itself
-    forward = CompiledOrEager(trained, wanted, "training")
-    val_forward = CompiledOrEager(model, wanted, "validation")
-    LOGGER.info(
-        "Training on %s: %s, %s, data %s%s%s%s",
-        device,
-        path.precision,
-        path.memory_format,
-        train_src.placement,
-        f" ({train_src.storage})" if train_src.store is not None else "",
-        " (forced)" if path.forced else "",
-        ", torch.compile" if forward.active else "",
-    )
 
-    def recover(where: str) -> None:
+class _Steps:
+    """The training steps and validation passes of one run, with the out-of-memory ladder
+    (micro-batches, then data off the device, then a one-line error) and the eager fallback of
+    ``torch.compile``.  ``epoch`` is the current epoch (named in the OOM events)."""
+
+    def __init__(self, model, optimizer, train_src: BatchSource, val_src: BatchSource, mask_t: torch.Tensor,
+                 path: FastPath, device: torch.device, dist: Distributed, progress: _Progress, wanted: bool):
+        self.model, self.optimizer = model, optimizer
+        self.train_src, self.val_src, self.mask_t = train_src, val_src, mask_t
+        self.path, self.device, self.dist, self.progress = path, device, dist, progress
+        self.trained = dist.prepare(model, device)  # DDP wrapper, or the model itself
+        self.forward = CompiledOrEager(self.trained, wanted, "training")
+        self.val_forward = CompiledOrEager(model, wanted, "validation")
+        self.epoch = progress.start_epoch
+
+    def recover(self, where: str) -> None:
         """After an out-of-memory error (outside its ``except`` block, so the failed attempt's
         tensors are unreferenced): free memory, then halve the micro-batch, else move the data off
         the device, else give up with a one-line error."""
-        nonlocal micro
+        device, progress = self.device, self.progress
         _release_cuda_memory(device)
-        if micro > 1:
-            micro = max(1, micro // 2)
+        if progress.micro > 1:
+            progress.micro = max(1, progress.micro // 2)
             event = (
-                f"epoch {epoch}: out of memory on {device} ({where}), "
-                f"retrying with micro-batches of {micro}"
+                f"epoch {self.epoch}: out of memory on {device} ({where}), "
+                f"retrying with micro-batches of {progress.micro}"
             )
-        elif train_src.release() | val_src.release():  # both, no short-circuit
+        elif self.train_src.release() | self.val_src.release():  # both, no short-circuit
             _release_cuda_memory(device)
             event = (
-                f"epoch {epoch}: out of memory on {device} ({where}) at one volume per step, "
-                f"retrying with the data streamed from host memory ({train_src.placement})"
+                f"epoch {self.epoch}: out of memory on {device} ({where}) at one volume per step, "
+                f"retrying with the data streamed from host memory ({self.train_src.placement})"
             )
         else:
             raise LatentbidsError(_oom_message(device, f"during {where}"))
-        oom_events.append(event)
+        progress.oom_events.append(event)
         LOGGER.warning(event)
 
-    def accumulate(x: torch.Tensor, n_batch: int) -> torch.Tensor:
+    def accumulate(self, x: torch.Tensor, n_batch: int) -> torch.Tensor:
         """Gradients of this process's part ``x`` of a global batch of ``n_batch`` volumes (in
         micro-batches); returns its summed (unweighted) loss.  The factor ``world_size /
         n_batch`` makes DDP's average over the processes the mean over the global batch."""
-        optimizer.zero_grad(set_to_none=True)
-        total = torch.zeros((), device=device)
+        dist = self.dist
+        self.optimizer.zero_grad(set_to_none=True)
+        total = torch.zeros((), device=self.device)
         # an empty part (the last batch of an epoch, more processes than volumes) still takes part
         # in the gradient exchange, with zero gradients
-        chunks = x.split(micro) if x.shape[0] else (x,)
+        chunks = x.split(self.progress.micro) if x.shape[0] else (x,)
         for i, chunk in enumerate(chunks):
             # one gradient exchange per step: DDP synchronises on the last micro-batch only
-            sync = contextlib.nullcontext() if i == len(chunks) - 1 or not dist.active else trained.no_sync()
+            sync = contextlib.nullcontext() if i == len(chunks) - 1 or not dist.active else self.trained.no_sync()
             with sync:
-                with path.autocast(device):
-                    recon, _ = forward(chunk)
+                with self.path.autocast(self.device):
+                    recon, _ = self.forward(chunk)
                 # loss in fp32 outside autocast (masked_mse casts); bf16 needs no GradScaler
-                summed = masked_mse(recon, chunk, mask_t).sum()
+                summed = masked_mse(recon, chunk, self.mask_t).sum()
                 (summed * dist.world_size / n_batch).backward()
             total += summed.detach()
         return total
 
-    def step(x: torch.Tensor, n_batch: int) -> torch.Tensor:
+    def step(self, x: torch.Tensor, n_batch: int) -> torch.Tensor:
+        """One optimiser step on a global batch (redone in smaller micro-batches after an OOM
+        error); returns this process's summed loss."""
+        optimizer, device = self.optimizer, self.device
         while True:
             try:
-                total = accumulate(x, n_batch)
+                total = self.accumulate(x, n_batch)
                 break
             except Exception as exc:
-                if forward.fell_back(exc):  # torch.compile failed: redo the step eagerly
+                if self.forward.fell_back(exc):  # torch.compile failed: redo the step eagerly
                     optimizer.zero_grad(set_to_none=True)
                     continue
                 if not _is_oom(exc):
                     raise
-                if dist.active:  # the other processes are inside the same step's exchange
-                    raise LatentbidsError(_ddp_oom_message(device, dist)) from None
+                if self.dist.active:  # the other processes are inside the same step's exchange
+                    raise LatentbidsError(_ddp_oom_message(device, self.dist)) from None
             # here the exception and its traceback (holding the activations) are gone
             optimizer.zero_grad(set_to_none=True)  # no stale partial gradients in the retry
-            recover("training step")
+            self.recover("training step")
         try:
             optimizer.step()
             return total
@@ -549,90 +643,68 @@ def _train(data, mask, train_idx, val_idx, settings, device, scale, checkpoint_d
             f"grid"
         )
 
-    def validation_pass() -> float:
-        total = torch.zeros((), device=device)
+    def train_epoch(self, gen: torch.Generator, batch_size: int) -> tuple[float, float]:
+        """One pass over the training set in a shuffled order; returns the mean training loss (over
+        every process) and the seconds spent waiting for data."""
+        dist, train_src = self.dist, self.train_src
+        wait = [0.0]
+        order = torch.randperm(len(train_src), generator=gen).numpy()
+        sizes = [len(order[i : i + batch_size]) for i in range(0, len(order), batch_size)]
+        total = torch.zeros((), device=self.device)
+        for x, n_batch in zip(train_src.batches(order, batch_size, wait, shard=dist.shard), sizes,
+                              strict=True):
+            total += self.step(x, n_batch)
+        return float(dist.sum(total)) / len(train_src), wait[0]
+
+    def validation_pass(self) -> float:
+        """The mean validation loss (each process its part of the set, summed over all)."""
+        dist, val_src = self.dist, self.val_src
+        total = torch.zeros((), device=self.device)
         with torch.no_grad():
             # every process its part of the validation set; no exchange until the sum below
-            for x in val_src.batches(local_positions(np.arange(len(val_src)), dist), micro):
-                with path.autocast(device):
-                    recon, _ = val_forward(x)
-                total += masked_mse(recon, x, mask_t).sum()
+            for x in val_src.batches(local_positions(np.arange(len(val_src)), dist), self.progress.micro):
+                with self.path.autocast(self.device):
+                    recon, _ = self.val_forward(x)
+                total += masked_mse(recon, x, self.mask_t).sum()
         return float(dist.sum(total)) / len(val_src)
 
-    def validate() -> float:
-        model.eval()
+    def validate(self) -> float:
+        """The validation loss in eval mode (redone eagerly or in smaller batches on failure)."""
+        self.model.eval()
         try:
             while True:
                 try:
-                    return validation_pass()
+                    return self.validation_pass()
                 except Exception as exc:
-                    if val_forward.fell_back(exc):
+                    if self.val_forward.fell_back(exc):
                         continue
                     if not _is_oom(exc):
                         raise
-                recover("validation")
+                self.recover("validation")
         finally:
-            model.train()
+            self.model.train()
 
-    epoch = start_epoch
+
+def _run_epochs(steps: _Steps, progress: _Progress, settings: TrainSettings, gen: torch.Generator,
+                fingerprint: dict, ckpt_path: Path | None, on_epoch_end) -> None:
+    """Train epoch after epoch until early stopping or ``max_epochs``, writing the checkpoint
+    (process 0) and calling ``on_epoch_end`` after each."""
+    model, device, dist = steps.model, steps.device, steps.dist
+    epoch = progress.start_epoch
     model.train()
-    while not done and epoch <= settings.max_epochs:
+    while not progress.done and epoch <= settings.max_epochs:
+        steps.epoch = epoch
         t0 = time.perf_counter()
-        wait = [0.0]
-        order = torch.randperm(len(train_src), generator=gen).numpy()
-        sizes = [len(order[i : i + settings.batch_size]) for i in range(0, len(order), settings.batch_size)]
-        total = torch.zeros((), device=device)
-        for x, n_batch in zip(train_src.batches(order, settings.batch_size, wait, shard=dist.shard), sizes,
-                              strict=True):
-            total += step(x, n_batch)
-        train_loss = float(dist.sum(total)) / len(train_src)
+        train_loss, wait = steps.train_epoch(gen, settings.batch_size)
         dist.sync_buffers(model)  # process 0's running statistics: one network everywhere
-        val_loss = dist.from_main(validate())  # bitwise the same early-stopping decision everywhere
+        val_loss = dist.from_main(steps.validate())  # bitwise the same early-stopping decision everywhere
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - t0
-        improved = val_loss < best_val - settings.min_delta
-        if improved:
-            best_val, best_epoch, bad_epochs = val_loss, epoch, 0
-            best_state = _cpu_state(model)
-        else:
-            bad_epochs += 1
-        done = bad_epochs >= settings.patience or epoch >= settings.max_epochs
-        row = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            "val_loss": val_loss,
-            "best": improved,
-            "seconds": round(seconds, 4),
-            "data_wait_s": round(wait[0], 4),
-            "micro_batch": micro,
-            "volumes_per_s": round(len(train_src) / max(seconds, 1e-9), 3),
-        }
-        history.append(row)
-        LOGGER.info(
-            "epoch %d: train %.6f val %.6f%s (%.1fs)",
-            epoch,
-            train_loss,
-            val_loss,
-            " *" if improved else "",
-            seconds,
-        )
+        row = progress.end_epoch(epoch, train_loss, val_loss, seconds, wait, len(steps.train_src), model,
+                                 settings)
         if ckpt_path is not None and dist.is_main:
-            ckpt = {
-                "fingerprint": fingerprint,
-                "epoch": epoch,
-                "model": _cpu_state(model),
-                "optimizer": optimizer.state_dict(),
-                "rng": _rng_state(gen, device),
-                "best_state": best_state,
-                "best_val": best_val,
-                "best_epoch": best_epoch,
-                "bad_epochs": bad_epochs,
-                "history": history,
-                "micro": micro,
-                "oom_events": oom_events,
-                "done": done,
-            }
+            ckpt = progress.checkpoint(fingerprint, epoch, model, steps.optimizer, gen, device)
             ckpt_path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(ckpt_path) as tmp:
                 torch.save(ckpt, tmp)
@@ -641,33 +713,39 @@ def _train(data, mask, train_idx, val_idx, settings, device, scale, checkpoint_d
             on_epoch_end(epoch, row)
         epoch += 1
 
+
+def _result(steps: _Steps, progress: _Progress, settings: TrainSettings) -> TrainResult:
+    """The final selection: a plain network with the best epoch's weights, in eval mode, and the
+    run's facts."""
+    model, device = steps.model, steps.device
     if any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules()):
         with torch.random.fork_rng(devices=[]):  # a plain network for encoding and saving
             model = AutoEncoder3D.from_architecture(model.architecture()).to(device)
-    model.load_state_dict(best_state)
+    model.load_state_dict(progress.best_state)
     model.eval()
-    hist = pd.DataFrame(history)
+    hist = pd.DataFrame(progress.history)
     share = (
         float(hist["data_wait_s"].sum() / max(hist["seconds"].sum(), 1e-9)) if len(hist) else 0.0
     )
     stopped = (
         bool(len(hist))
-        and bad_epochs >= settings.patience
+        and progress.bad_epochs >= settings.patience
         and int(hist["epoch"].iloc[-1]) < settings.max_epochs
     )
+    train_src = steps.train_src
     return TrainResult(
         model=model,
         history=hist,
-        best_epoch=best_epoch,
-        best_val_loss=best_val,
+        best_epoch=progress.best_epoch,
+        best_val_loss=progress.best_val,
         stopped_early=stopped,
-        resumed_from=resumed_from,
-        micro_batch=micro,
-        oom_events=list(oom_events),
+        resumed_from=progress.resumed_from,
+        micro_batch=progress.micro,
+        oom_events=list(progress.oom_events),
         placement=train_src.placement,
         data_wait_share=share,
-        fast_path={**path.as_dict(), "placement": train_src.placement, "storage": train_src.storage},
-        compiled=forward.active,
+        fast_path={**steps.path.as_dict(), "placement": train_src.placement, "storage": train_src.storage},
+        compiled=steps.forward.active,
     )
 
 

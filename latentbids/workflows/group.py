@@ -303,33 +303,29 @@ def run_group_level(config, records: pd.DataFrame, template, atlas) -> dict:
         distributed.shutdown(dist)  # idempotent: training's end already left the group
 
 
-def _run(config, records: pd.DataFrame, template, atlas, dist, device) -> dict | None:
-    """The body of :func:`run_group_level`; ``None`` on a process other than 0 of several."""
-    from latentbids.config import dump_toml, package_versions
-    from latentbids.model import distributed
-    from latentbids.model.cache import load_volumes
-    from latentbids.model.device import describe_device
-    from latentbids.model.bundle import save_bundle
-    from latentbids.model.encoding import iter_encode, regional_error
-    from latentbids.model.folds import FoldStore
+@dataclass(frozen=True, eq=False)
+class WorkingGrid:
+    """The grid the network works on: the template (or its block-average under ``--sloppy``), its
+    mask united with every atlas voxel, and the box fitted to the network's levels."""
+
+    factor: int  # template voxels per working voxel along each axis
+    resolution: float  # working voxel size (mm)
+    shape: tuple  # working grid shape
+    affine: np.ndarray  # working grid affine
+    atlas_work: np.ndarray  # atlas labels on the working grid (int16)
+    mask_work: np.ndarray  # brain mask on the working grid (template mask | atlas)
+    fit: object  # :class:`latentbids.model.grid.GridFit`: working grid <-> network box
+    mask_box: np.ndarray  # the mask cropped to the box (float32)
+
+
+def _working_grid(template, atlas, sloppy, levels: int) -> WorkingGrid:
+    """Step 1: the working grid (``sloppy``: a 4 mm block-average of the template), its mask united
+    with the atlas (so every region is kept) and the network box fitted to ``levels`` levels."""
     from latentbids.model.grid import block_reduce, downsample_affine, downsample_shape, fit_grid
-    from latentbids.model.outputs import latent_columns, write_subject_outputs
-    from latentbids.model.splits import make_splits
     from latentbids.resources import resample_atlas
 
-    ex, mc = config.execution, config.model
-    if not ex.output_dir:
-        raise UsageError("group level needs an output directory")
-    out = Path(ex.output_dir)
-    work = Path(ex.work_dir) if ex.work_dir else Path(tempfile.gettempdir()) / "latentbids_work"
-    settings = _settings(config)
-    only = _fold_request(config)
-    distributed.check_batch(settings.batch_size, dist)
-    records = _check_records(records)
-
-    # 1. grid: template (or its 4 mm block-average in sloppy mode), mask united with the atlas.
     factor = 1
-    if ex.sloppy and template.resolution < SLOPPY["resolution_mm"]:
+    if sloppy and template.resolution < SLOPPY["resolution_mm"]:
         factor = max(1, int(round(SLOPPY["resolution_mm"] / template.resolution)))
     work_res = template.resolution * factor
     work_shape = downsample_shape(template.shape, factor)
@@ -339,32 +335,34 @@ def _run(config, records: pd.DataFrame, template, atlas, dist, device) -> dict |
     mask_tpl = (np.asarray(template.mask.dataobj) > 0) | (atlas_tpl > 0)
     atlas_work = np.asarray(resample_atlas(atlas, work_ref).dataobj).astype(np.int16)
     mask_work = (block_reduce(mask_tpl.astype(np.uint8), factor, "max") > 0) | (atlas_work > 0)
-    fit = fit_grid(mask_work, levels=len(settings.channels))
+    fit = fit_grid(mask_work, levels=levels)
     mask_box = fit.crop(mask_work.astype(np.float32))
-    LOGGER.info(
-        "Group level: %d maps, grid %s -> box %s (factor %d), device %s",
-        len(records),
-        work_shape,
-        fit.size,
-        factor,
-        device,
-    )
+    return WorkingGrid(factor, work_res, work_shape, work_affine, atlas_work, mask_work, fit, mask_box)
 
-    # 2. every map once, into the memory-mapped cache (built once by whichever job or process of
-    # those sharing the work dir comes first; the others wait, then reuse it).
+
+def _load_cache(records: pd.DataFrame, work: Path, template, grid: WorkingGrid, nprocs):
+    """Step 2: every map once, into the memory-mapped cache (built once by whichever job or process
+    of those sharing the work dir comes first; the others wait, then reuse it)."""
+    from latentbids.model.cache import load_volumes
+
     with locked(work / "model_cache" / ".build.lock"):
-        cached = load_volumes(
+        return load_volumes(
             records["gm_path"].tolist(),
             work / "model_cache",
             template.shape,
             template.affine,
-            factor,
-            fit,
-            n_threads=max(1, int(ex.nprocs or 1)),
+            grid.factor,
+            grid.fit,
+            n_threads=max(1, int(nprocs or 1)),
         )
-    data = cached.data
 
-    # 3. splits and training, one model per fold.
+
+def _make_folds(config, records: pd.DataFrame, only: str | None):
+    """Step 3a: the splits, each (fold, participant) pair's role and the fold names; ``--fold N``
+    is checked against the number of folds here."""
+    from latentbids.model.splits import make_splits
+
+    ex, mc = config.execution, config.model
     splits = make_splits(
         records, n_folds=int(mc.n_folds), seed=int(ex.random_seed), fit_all=bool(mc.fit_all),
         validation_fraction=float(mc.validation_fraction),
@@ -376,43 +374,84 @@ def _run(config, records: pd.DataFrame, template, atlas, dist, device) -> dict |
     if only is not None and only not in folds:
         raise UsageError(f"--fold {only}: this run has {len(folds)} folds (--n-folds {len(folds)}): "
                          f"pick one of 1-{len(folds)}")
+    return splits, role, folds
+
+
+def _fold_identity(cache_key: str, settings, splits: pd.DataFrame, input_map: str, grid_facts: dict,
+                   n_folds: int, device, dist) -> tuple[dict, str]:
+    """What a fold's model is (``expected``: a ``--fold`` record must match it) and the key of its
+    checkpoint folder (one process keeps the key of earlier versions, so their work dirs resume)."""
     identity = {
-        "cache": cached.key,
+        "cache": cache_key,
         "settings": settings.fingerprint(),
         "splits": splits.to_dict("list"),
-        "input_map": mc.input_map,
+        "input_map": input_map,
     }
     model_key = _key(identity)
-    # the checkpoint folder: one process keeps the key of earlier versions, so their work dirs resume
     run_key = _key({**identity, "device": str(device) if not dist.active else f"{device.type}x{dist.world_size}"})
-    K = settings.latent_dim
-    space, atlas_bids = template.space, atlas.bids_name
-    model_name = mc.model_name or f"ae-K{K}"
-    store = FoldStore(work, model_name)
-    expected = {"model_key": model_key, "grid": _grid_facts(template, factor, fit),
-                "settings": settings.fingerprint(), "input_map": mc.input_map, "n_folds": len(folds),
+    expected = {"model_key": model_key, "grid": grid_facts,
+                "settings": settings.fingerprint(), "input_map": input_map, "n_folds": n_folds,
                 "subjects": hashlib.sha256(json.dumps(splits.to_dict("list")).encode()).hexdigest()[:16]}
+    return expected, run_key
+
+
+def _fold_rows(records: pd.DataFrame, role: dict, fold: str) -> dict:
+    """The rows of ``records`` (cache rows) in each role of ``fold``."""
+    return {
+        r: np.array(
+            [i for i, p in enumerate(records["participant_id"]) if role[(fold, p)] == r],
+            dtype=np.int64,
+        )
+        for r in ("train", "validation", "test")
+    }
+
+
+def _earlier_record(store, fold: str, expected: dict, only: str | None) -> dict | None:
+    """The record a ``--fold`` job left for ``fold``, checked against this run; under ``--fold`` a
+    record for another model is trained again (logged), without it the run is refused."""
+    record = store.record(fold)
+    if record is not None:
+        try:
+            _check_record(record, fold, expected, store)
+        except UsageError:
+            if only is None:
+                raise
+            LOGGER.warning("Fold %s's earlier record in %s is for another model: training it again", fold,
+                           store.folder)
+            record = None
+    return record
+
+
+def _save_fold_record(store, fold: str, result: TrainedFold, expected: dict, device, dist, n_folds: int) -> None:
+    """Under ``--fold N``: keep the trained fold (weights, facts, curve) in the work dir for the
+    group run that merges the folds."""
+    from latentbids.config import package_versions
+    from latentbids.model.device import describe_device
+
+    path = store.save(fold, result.model.state_dict(), {
+        **{k: expected[k] for k in ("model_key", "grid", "settings", "input_map", "n_folds", "subjects")},
+        "info": result.info,
+        "history": result.history.to_dict("records"),
+        "device": f"{device} ({describe_device(device)})" + (f" x{dist.world_size}" if dist.active else ""),
+        "versions": package_versions(),
+    })
+    LOGGER.info("Fold %s of %d trained (best epoch %d, validation loss %.6g) and kept in %s: run the group "
+                "level without --fold to merge the folds and run the analysis", fold, n_folds,
+                result.info["best_epoch"], result.info["best_val_loss"], path)
+
+
+def _train_folds(config, records: pd.DataFrame, data, mask_box, role: dict, folds: list, only: str | None,
+                 settings, device, dist, *, store, expected: dict, run_key: str, cache_key: str,
+                 work: Path) -> dict[str, TrainedFold]:
+    """Step 3b: one model per fold (only fold ``only`` under ``--fold``): a fold a ``--fold`` job
+    already trained is merged from its record, the others are trained here (checkpointed in the
+    work dir); under ``--fold`` the trained fold's record is saved."""
     trained: dict[str, TrainedFold] = {}
     for fold in folds:
         if only is not None and fold != only:
             continue
-        rows_of = {
-            r: np.array(
-                [i for i, p in enumerate(records["participant_id"]) if role[(fold, p)] == r],
-                dtype=np.int64,
-            )
-            for r in ("train", "validation", "test")
-        }
-        record = store.record(fold)
-        if record is not None:
-            try:
-                _check_record(record, fold, expected, store)
-            except UsageError:
-                if only is None:
-                    raise
-                LOGGER.warning("Fold %s's earlier record in %s is for another model: training it again", fold,
-                               store.folder)
-                record = None
+        rows_of = _fold_rows(records, role, fold)
+        record = _earlier_record(store, fold, expected, only)
         if record is not None:
             trained[fold] = _merged_fold(record, store, fold, settings, data.shape[1:])
             LOGGER.info("Fold %s: trained by a --fold job (%s, best epoch %s), merged", fold,
@@ -430,38 +469,63 @@ def _run(config, records: pd.DataFrame, template, atlas, dist, device) -> dict |
         with store.training(fold) if dist.is_main else contextlib.nullcontext():
             result = train_fold(data, mask_box, rows_of, settings, device, scale, config,
                                 checkpoint_dir=work / "model_training" / run_key / f"fold-{fold}",
-                                cache_key=cached.key, fold=fold, dist=dist)
+                                cache_key=cache_key, fold=fold, dist=dist)
         trained[fold] = result
         if only is not None and dist.is_main:
-            path = store.save(fold, result.model.state_dict(), {
-                **{k: expected[k] for k in ("model_key", "grid", "settings", "input_map", "n_folds", "subjects")},
-                "info": result.info,
-                "history": result.history.to_dict("records"),
-                "device": f"{device} ({describe_device(device)})" + (f" x{dist.world_size}" if dist.active else ""),
-                "versions": package_versions(),
-            })
-            LOGGER.info("Fold %s of %d trained (best epoch %d, validation loss %.6g) and kept in %s: run the group "
-                        "level without --fold to merge the folds and run the analysis", fold, len(folds),
-                        result.info["best_epoch"], result.info["best_val_loss"], path)
-    distributed.shutdown(dist)  # the last exchange between processes was training's
-    if only is not None:
-        return {"fold": only, "folds": folds, "fold_record": store.record_path(only), "model_name": model_name,
-                "device": str(device)} if dist.is_main else None
-    if not dist.is_main:
-        LOGGER.info("%s: training done; process 0 encodes and writes the outputs", dist.describe())
-        return None
+            _save_fold_record(store, fold, result, expected, device, dist, len(folds))
+    return trained
 
-    models = {fold: t.model for fold, t in trained.items()}
-    fold_info = {fold: t.info for fold, t in trained.items()}
-    curves = [t.history.assign(fold=fold)[["fold"] + list(t.history.columns)] for fold, t in trained.items()]
+
+def _write_subject(out: Path, rec, fold: str, in_training: bool, latent: pd.DataFrame, batch, j: int,
+                   scale: float, grid: WorkingGrid, atlas, model_name: str, space: str) -> dict:
+    """One subject's derivatives (latent TSV, reconstruction, error map, regional error) under
+    ``sub-<l>/[ses-<s>/]anat/``, from item ``j`` of an encoded batch; returns their paths."""
+    from latentbids.model.encoding import regional_error
+    from latentbids.model.outputs import write_subject_outputs
+
+    recon = grid.fit.restore(batch.recon[j] * scale)
+    error_map = grid.fit.restore(batch.error_map[j])
+    regions = regional_error(error_map, grid.atlas_work, atlas.labels, grid.mask_work)
+    sidecar = {
+        "Model": model_name,
+        "ModelFold": fold,
+        "InTraining": bool(in_training),
+        "IntensityScale": scale,
+        "Sources": [f"bids::{Path(rec.gm_path).relative_to(out).as_posix()}"
+                    if Path(rec.gm_path).is_relative_to(out) else str(rec.gm_path)],
+    }
+    return write_subject_outputs(
+        out,
+        rec.participant_id,
+        rec.session_id,
+        space=space,
+        resolution=grid.resolution,
+        atlas_name=atlas.bids_name,
+        latent_row=latent,
+        recon=recon,
+        error_map=error_map,
+        affine=grid.affine,
+        regions=regions,
+        sidecar=sidecar,
+    )
+
+
+def _encode_folds(trained: dict[str, TrainedFold], folds: list, records: pd.DataFrame, data, role: dict,
+                  grid: WorkingGrid, atlas, settings, device, out: Path, model_name: str,
+                  space: str) -> tuple[list, dict, list]:
+    """Step 4: encode every map with every fold's model.  The held-out maps (fit-all: every map,
+    labelled in_training) give the per-subject derivatives (written here) and the group latent
+    table; the others only feed the within-fold analysis (a fold's latent units are its own).
+    Returns the latent table's rows, the subjects' output paths and every (fold, map) row."""
+    from latentbids.model.encoding import iter_encode
+    from latentbids.model.outputs import latent_columns
+
+    K = settings.latent_dim
     latent_rows, subjects, fold_rows = [], {}, []
     for fold in folds:
-        scale = float(fold_info[fold]["scale"])
-        # 4. encode every map with this fold's model.  The held-out maps (fit-all: every map,
-        # labelled in_training) give the per-subject derivatives and the group latent table; the
-        # others only feed the within-fold analysis (a fold's latent units are its own).
+        scale = float(trained[fold].info["scale"])
         for batch in iter_encode(
-            models[fold], data, np.arange(len(records)), mask_box, device, scale,
+            trained[fold].model, data, np.arange(len(records)), grid.mask_box, device, scale,
             batch_size=settings.batch_size,
         ):
             for j, r in enumerate(batch.rows):
@@ -485,46 +549,36 @@ def _run(config, records: pd.DataFrame, template, atlas, dist, device) -> dict |
                     + ["error"],
                 )
                 latent_rows.append(latent)
-                recon = fit.restore(batch.recon[j] * scale)
-                error_map = fit.restore(batch.error_map[j])
-                regions = regional_error(error_map, atlas_work, atlas.labels, mask_work)
-                sidecar = {
-                    "Model": model_name,
-                    "ModelFold": fold,
-                    "InTraining": bool(in_training),
-                    "IntensityScale": scale,
-                    "Sources": [f"bids::{Path(rec.gm_path).relative_to(out).as_posix()}"
-                                if Path(rec.gm_path).is_relative_to(out) else str(rec.gm_path)],
-                }
                 label = rec.participant_id + (
                     "" if rec.session_id == "n/a" else f"_{rec.session_id}"
                 )
-                subjects[label] = write_subject_outputs(
-                    out,
-                    rec.participant_id,
-                    rec.session_id,
-                    space=space,
-                    resolution=work_res,
-                    atlas_name=atlas_bids,
-                    latent_row=latent,
-                    recon=recon,
-                    error_map=error_map,
-                    affine=work_affine,
-                    regions=regions,
-                    sidecar=sidecar,
-                )
+                subjects[label] = _write_subject(out, rec, fold, in_training, latent, batch, j, scale, grid,
+                                                 atlas, model_name, space)
+    return latent_rows, subjects, fold_rows
 
-    # 5. model folder, group table, curves.
+
+def _group_table(latent_rows: list, records: pd.DataFrame) -> pd.DataFrame:
+    """The group latent table: one row per map, in ``records`` order."""
     table = pd.concat(latent_rows, ignore_index=True)
     order = {
         (p, s): i for i, (p, s) in enumerate(zip(records["participant_id"], records["session_id"]))
     }
-    table = table.iloc[
+    return table.iloc[
         np.argsort(
             [order[(p, s)] for p, s in zip(table.participant_id, table.session_id)], kind="stable"
         )
     ].reset_index(drop=True)
-    meta = {
+
+
+def _model_meta(config, template, atlas, grid: WorkingGrid, folds: list, settings, device,
+                model_name: str) -> dict:
+    """model.json: what the model is and how it was made (grid, atlas, intensity rule, seeds,
+    training settings, device, versions), so it can encode new maps the same way."""
+    from latentbids.config import package_versions
+    from latentbids.model.device import describe_device
+
+    ex, mc = config.execution, config.model
+    return {
         "name": model_name,
         "mode": "fit_all" if mc.fit_all else "kfold",
         "n_folds": len(folds),
@@ -537,15 +591,15 @@ def _run(config, records: pd.DataFrame, template, atlas, dist, device) -> dict |
             "source": template.source,
         },
         "grid": {
-            "downsample": factor,
-            "resolution": float(work_res),
-            "shape": list(work_shape),
-            "affine": work_affine.tolist(),
-            "fit": fit.to_dict(),
+            "downsample": grid.factor,
+            "resolution": float(grid.resolution),
+            "shape": list(grid.shape),
+            "affine": grid.affine.tolist(),
+            "fit": grid.fit.to_dict(),
         },
         "atlas": {
             "name": atlas.name,
-            "bids_name": atlas_bids,
+            "bids_name": atlas.bids_name,
             "n_regions": atlas.n_regions,
             "source": atlas.source,
         },
@@ -566,24 +620,43 @@ def _run(config, records: pd.DataFrame, template, atlas, dist, device) -> dict |
         "device": f"{device} ({describe_device(device)})",
         "versions": package_versions(),
     }
+
+
+def _write_model_folder(target: Path, config, trained: dict[str, TrainedFold], meta: dict, splits: pd.DataFrame,
+                        grid: WorkingGrid, atlas) -> Path:
+    """Step 5a: the model folder ``models/<name>/`` (weights, model.json, splits, mask, atlas, the
+    run's config as TOML: a config that cannot be serialised is logged, never fatal)."""
+    from latentbids.config import dump_toml
+    from latentbids.model.bundle import save_bundle
+
     try:
         config_toml = dump_toml(config.provenance())
     except Exception as exc:  # provenance must not stop a finished training
         LOGGER.warning("Could not serialise the run config to TOML (%s)", exc)
         config_toml = ""
-    model_dir = save_bundle(
-        out / "models" / model_name,
-        models=models,
+    return save_bundle(
+        target,
+        models={fold: t.model for fold, t in trained.items()},
         meta=meta,
-        fold_info=fold_info,
+        fold_info={fold: t.info for fold, t in trained.items()},
         splits=splits,
-        mask=nib.Nifti1Image(mask_work.astype(np.uint8), work_affine),
-        atlas=nib.Nifti1Image(atlas_work, work_affine),
+        mask=nib.Nifti1Image(grid.mask_work.astype(np.uint8), grid.affine),
+        atlas=nib.Nifti1Image(grid.atlas_work, grid.affine),
         atlas_labels=atlas.labels,
         config_toml=config_toml,
     )
+
+
+def _write_group_tables(out: Path, records: pd.DataFrame, table: pd.DataFrame, fold_rows: list,
+                        trained: dict[str, TrainedFold], model_name: str, space: str, resolution,
+                        K: int) -> dict:
+    """Step 5b: under ``group/``, the latent table and every fold's latents (TSV + JSON sidecar)
+    and the training curves (TSV + PNG).  Returns ``latent_tsv``, ``fold_latents``, ``curves_tsv``
+    and ``curves_png``."""
+    from latentbids.model.outputs import latent_columns
+
     group_dir = out / "group"
-    ent = {"space": space, "res": res_label(work_res)}
+    ent = {"space": space, "res": res_label(resolution)}
     latent_tsv = write_tsv(
         table, group_dir / bids_name("latent", ".tsv", desc=model_name.replace("-", ""), **ent)
     )
@@ -617,6 +690,7 @@ def _run(config, records: pd.DataFrame, template, atlas, dist, device) -> dict |
             "a fold's units are not aligned with another fold's"),
         "role": {"Description": "train | validation | test (held out in this fold); fit-all: train | validation"},
     })
+    curves = [t.history.assign(fold=fold)[["fold"] + list(t.history.columns)] for fold, t in trained.items()]
     curves_df = pd.concat(curves, ignore_index=True)
     curves_tsv = write_tsv(
         curves_df, group_dir / bids_name("curves", ".tsv", desc="training", **ent)
@@ -624,27 +698,74 @@ def _run(config, records: pd.DataFrame, template, atlas, dist, device) -> dict |
     curves_png = _plot_curves(
         curves_df, group_dir / bids_name("curves", ".png", desc="training", **ent)
     )
-    atlas_box = fit.crop(atlas_work.astype(np.float32)).astype(np.int64)
+    return {"latent_tsv": latent_tsv, "fold_latents": fold_latents, "curves_tsv": curves_tsv,
+            "curves_png": curves_png}
+
+
+def _run(config, records: pd.DataFrame, template, atlas, dist, device) -> dict | None:
+    """The body of :func:`run_group_level`; ``None`` on a process other than 0 of several."""
+    from latentbids.model import distributed
+    from latentbids.model.folds import FoldStore
+
+    ex, mc = config.execution, config.model
+    if not ex.output_dir:
+        raise UsageError("group level needs an output directory")
+    out = Path(ex.output_dir)
+    work = Path(ex.work_dir) if ex.work_dir else Path(tempfile.gettempdir()) / "latentbids_work"
+    settings = _settings(config)
+    only = _fold_request(config)
+    distributed.check_batch(settings.batch_size, dist)
+    records = _check_records(records)
+
+    grid = _working_grid(template, atlas, ex.sloppy, len(settings.channels))  # 1. grid
+    LOGGER.info("Group level: %d maps, grid %s -> box %s (factor %d), device %s",
+                len(records), grid.shape, grid.fit.size, grid.factor, device)
+    cached = _load_cache(records, work, template, grid, ex.nprocs)  # 2. the GM cache
+    data = cached.data
+
+    splits, role, folds = _make_folds(config, records, only)  # 3. splits and training, one model per fold
+    model_name = mc.model_name or f"ae-K{settings.latent_dim}"
+    store = FoldStore(work, model_name)
+    expected, run_key = _fold_identity(cached.key, settings, splits, mc.input_map,
+                                       _grid_facts(template, grid.factor, grid.fit), len(folds), device, dist)
+    trained = _train_folds(config, records, data, grid.mask_box, role, folds, only, settings, device, dist,
+                           store=store, expected=expected, run_key=run_key, cache_key=cached.key, work=work)
+    distributed.shutdown(dist)  # the last exchange between processes was training's
+    if only is not None:
+        return {"fold": only, "folds": folds, "fold_record": store.record_path(only), "model_name": model_name,
+                "device": str(device)} if dist.is_main else None
+    if not dist.is_main:
+        LOGGER.info("%s: training done; process 0 encodes and writes the outputs", dist.describe())
+        return None
+
+    space = template.space
+    latent_rows, subjects, fold_rows = _encode_folds(trained, folds, records, data, role, grid, atlas,
+                                                     settings, device, out, model_name, space)  # 4. encode
+    table = _group_table(latent_rows, records)  # 5. model folder, group table, curves
+    meta = _model_meta(config, template, atlas, grid, folds, settings, device, model_name)
+    model_dir = _write_model_folder(out / "models" / model_name, config, trained, meta, splits, grid, atlas)
+    written = _write_group_tables(out, records, table, fold_rows, trained, model_name, space, grid.resolution,
+                                  settings.latent_dim)
     return {
         "records": records,
-        "fold_latents": fold_latents,
+        "fold_latents": written["fold_latents"],
         "data": data,
-        "mask_box": mask_box > 0,
-        "atlas_box": atlas_box,
-        "atlas_image": nib.Nifti1Image(atlas_work, work_affine),
-        "resolution": float(work_res),
+        "mask_box": grid.mask_box > 0,
+        "atlas_box": grid.fit.crop(grid.atlas_work.astype(np.float32)).astype(np.int64),
+        "atlas_image": nib.Nifti1Image(grid.atlas_work, grid.affine),
+        "resolution": float(grid.resolution),
         "space": space,
         "model_name": model_name,
         "folds": folds,
         "latent_table": table,
-        "latent_tsv": latent_tsv,
-        "curves_tsv": curves_tsv,
-        "curves_png": curves_png,
+        "latent_tsv": written["latent_tsv"],
+        "curves_tsv": written["curves_tsv"],
+        "curves_png": written["curves_png"],
         "model_dir": model_dir,
         "subjects": subjects,
         "splits": splits,
         "device": str(device),
         "cache": cached.path,
         "cache_reused": cached.reused,
-        "fold_info": fold_info,
+        "fold_info": {fold: t.info for fold, t in trained.items()},
     }
