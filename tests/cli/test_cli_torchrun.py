@@ -3,6 +3,7 @@ train, process 0 writes the outputs once; a refusal ends every process with the 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -43,8 +44,9 @@ def test_group_level_under_torchrun(cohort, tmp_path):
 
 
 def test_a_refusal_ends_every_process_with_its_code(cohort, tmp_path):
-    """Each process ends with the one-line error and exit 64; torchrun itself then exits 1 (with its
-    own traceback, ChildFailedError) and lists every process's exit code."""
+    """Each process says the one-line error and exits 64; torchrun itself then exits 1 (with its own
+    traceback, ChildFailedError) and lists the exit codes: the first failure's is 64, and a process
+    still on its way out when torchrun stops the others may be listed as ended by SIGTERM (-15)."""
     bids, out = cohort
     code, log = torchrun(["-m", "latentbids", bids, out, "group", "-w", tmp_path / "work", *COMMON,
                           "--batch-size", 1])
@@ -52,4 +54,6 @@ def test_a_refusal_ends_every_process_with_its_code(cohort, tmp_path):
     errors = [line for line in log.splitlines() if "| ERROR" in line]
     assert len(errors) == 2, log[-3000:]  # one line per process, no traceback of latentbids'
     assert all("--batch-size 1 cannot be split over 2 processes: use --batch-size 2 or more" in e for e in errors)
-    assert log.count("exitcode  : 64") == 2 and "latentbids/model" not in log
+    codes = re.findall(r"exitcode\s*:\s*(-?\d+)", log)
+    assert "64" in codes and set(codes) <= {"64", "-15"}, codes
+    assert "latentbids/model" not in log

@@ -6,6 +6,12 @@
 ``ROOT/records.tsv`` (written by the test) lists the GM maps; for each NORM the outputs go to
 ``ROOT/<NORM>/out`` and the work dir to ``ROOT/<NORM>/work``.  Process 0 writes ``ROOT/<NORM>/done.json``
 with what it returned; every process writes ``ROOT/<NORM>/rank-<r>.json`` with what it saw.
+
+Under torchrun give one NORM per launch: like ``latentbids group``, a launched process joins one
+process group.  A second ``init_process_group`` in the same process, after the first was destroyed,
+restarts torch's group counter and so reuses the first group's keys in torchrun's store: a process can
+read its peer's stale rendezvous entry and the two deadlock (seen: one in ``init_process_group``, the
+other in its first broadcast).
 """
 from __future__ import annotations
 
