@@ -30,9 +30,12 @@ $(STAMP): setup.cfg pyproject.toml $(CONSTRAINTS)
 
 venv: $(STAMP)
 
+# Two pytest workers (CI has 2 cores); --dist loadfile keeps each file's tests, and so its module
+# fixtures (the real runs several tests assert on), in one worker. The 30 slowest tests are listed.
+PYTEST_WORKERS ?= 2
 test: venv
 	mkdir -p $(NUMBA_CACHE_DIR) $(MPLCONFIGDIR)
-	$(PY) -m pytest --cov=latentbids --cov-report=term $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=30 --cov=latentbids --cov-report=term $(PYTEST_ARGS)
 	$(if $(SKIP_CONTAINER_TEST),@echo "make container-test skipped (SKIP_CONTAINER_TEST is set)",$(MAKE) --no-print-directory container-test)
 
 # Needs root (apt-get installs podman, buildah, debootstrap, runc when missing) or those tools.

@@ -1,7 +1,9 @@
-"""End-to-end participant level on the ten real IXI T1w scans (ds-ixi10), run once per session.
+"""End-to-end participant level on real IXI T1w scans (ds-ixi10), run once per session.
 
 The run uses the real pipeline (N4, HD-BET fast mode on CPU, SyN, prior-guided Atropos) with
-2 processes x 1 thread, as CI has 2 cores.  Several tests assert on that one run.
+2 processes x 1 thread, as CI has 2 cores.  Several tests assert on that one run.  It processes the
+five scans that carry an independent reference segmentation (DLMUSE, derivatives/dlmuse): the other
+five add 6 min of CI time and no reference; BENCHMARKS.md has the run over all ten.
 """
 from __future__ import annotations
 
@@ -38,10 +40,17 @@ DICE_FLOOR = 0.78
 MEAN_DICE_FLOOR = 0.80
 
 
-def ixi_jobs(ixi_dir: Path) -> list[T1wJob]:
+def reference_subjects(ixi_dir: Path) -> list[str]:
+    """The subjects with a DLMUSE segmentation (the independent reference)."""
+    return sorted(p.name[4:] for p in (ixi_dir / "derivatives" / "dlmuse").glob("sub-*"))
+
+
+def ixi_jobs(ixi_dir: Path, subjects=None) -> list[T1wJob]:
     jobs = []
     for path in sorted(ixi_dir.glob("sub-*/anat/sub-*_T1w.nii.gz")):
         sub = path.name.split("_")[0][4:]
+        if subjects is not None and sub not in subjects:
+            continue
         jobs.append(T1wJob(subject=sub, session=None, path=path, relpath=path.relative_to(ixi_dir).as_posix()))
     return jobs
 
@@ -82,17 +91,17 @@ def run_logged(cfg, jobs) -> tuple[dict, float, list[str]]:
 
 @pytest.fixture(scope="session")
 def ixi10_run(tmp_path_factory, ixi_dir):
-    """Run the participant level on all ten subjects once; return paths, statuses and timings."""
+    """Run the participant level on the reference subjects once; return paths, statuses and timings."""
     base = tmp_path_factory.mktemp("ixi10")
     out = base / "derivatives" / "latentbids"
     work = base / "work"
-    jobs = ixi_jobs(ixi_dir)
-    assert len(jobs) == 10
+    jobs = ixi_jobs(ixi_dir, reference_subjects(ixi_dir))
+    assert len(jobs) == 5
     cfg = make_config(out, work)
     init_output_dataset(out, ixi_dir, atlas=get_atlas(cfg.spatial.atlas))
     status, seconds, records = run_logged(cfg, jobs)
-    print(f"\nparticipant level, 10 subjects, 2 procs x 1 thread: {seconds:.0f} s "
-          f"({seconds / 10 * 2:.0f} s per subject per process)")
+    print(f"\nparticipant level, {len(jobs)} subjects, 2 procs x 1 thread: {seconds:.0f} s "
+          f"({seconds / len(jobs) * 2:.0f} s per subject per process)")
     return dict(out=out, work=work, jobs=jobs, status=status, seconds=seconds, config=cfg, log=records)
 
 
@@ -112,7 +121,11 @@ def test_output_tree_matches_committed_list(ixi10_run):
         p.relative_to(out).as_posix() for p in out.rglob("*")
         if p.is_file() and "/log/" not in p.relative_to(out).as_posix() and not p.name.startswith(".")
     )
-    expected = [ln.strip() for ln in EXPECTED_TREE.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    ran = {job.label for job in ixi10_run["jobs"]}
+    # the committed list covers all ten subjects: keep the dataset-level files and the subjects run
+    expected = [ln.strip() for ln in EXPECTED_TREE.read_text().splitlines() if ln.strip() and not ln.startswith("#")
+                and (not ln.startswith("sub-") or ln.strip().split("/")[0].split(".")[0] in ran)]
+    assert len(expected) > 50
     assert found == sorted(expected), (
         f"missing: {sorted(set(expected) - set(found))}; unexpected: {sorted(set(found) - set(expected))}"
     )
@@ -128,8 +141,8 @@ def _dlmuse_gm(ixi_dir: Path, sub: str, ref: nib.Nifti1Image) -> np.ndarray:
 
 def test_native_gm_dice_vs_dlmuse(ixi10_run, ixi_dir):
     out = ixi10_run["out"]
-    subs = sorted(p.name[4:] for p in (ixi_dir / "derivatives" / "dlmuse").glob("sub-*"))
-    assert len(subs) == 5
+    subs = reference_subjects(ixi_dir)
+    assert len(subs) == 5 and {f"sub-{s}" for s in subs} <= {job.label for job in ixi10_run["jobs"]}
     scores = {}
     for sub in subs:
         img = nib.load(str(out / f"sub-{sub}" / "anat" / f"sub-{sub}_label-GM_probseg.nii.gz"))
