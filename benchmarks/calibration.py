@@ -265,7 +265,13 @@ def package_summary(rows: pd.DataFrame, settings, args) -> dict:
                        "condition": f"n = {worst['n']}, K = {worst['K']}, {worst['balance']}, {worst['null']} null",
                        "replications": int(part["reps"].sum()), "cells": int(len(part)),
                        "mean_fpr": float(part["rate"].mean())}
-    return {"description": (f"worst cell over n = {', '.join(map(str, args.n))}, K = {', '.join(map(str, args.K))}, "
+        hits = int(round(float((part["rate"] * part["reps"]).sum())))
+        lo, hi = wilson(hits, int(part["reps"].sum()))
+        families[f].update(false_positives=hits, pooled_fpr=hits / float(part["reps"].sum()), pooled_lo=lo,
+                           pooled_hi=hi)
+    ns = sorted(int(n) for n in fpr["n"].unique())
+    ks = sorted(int(k) for k in fpr["K"].unique())
+    return {"description": (f"worst cell over n = {', '.join(map(str, ns))}, K = {', '.join(map(str, ks))}, "
                             f"balanced and 70/30 classes, fresh and label-permuted nulls; {args.folds} folds; "
                             "IXI-estimated regional GM correlation"),
             "eta": settings.eta, "machine": machine(), "date": date.today().isoformat(),
@@ -302,6 +308,33 @@ def estimate_ixi(derivatives: Path) -> Path:
     return out
 
 
+def summarize(args) -> int:
+    """Join earlier runs' tables (see ``--summarize``) and write the summary they support."""
+    table = None
+    for path in args.summarize:
+        part = pd.read_csv(path, sep="\t")
+        if table is not None:
+            heavy = set(part.loc[part["kind"] == "fpr", "family"]) - set(table.loc[table["kind"] == "fpr", "family"])
+            part = part[part["family"].isin(heavy)]  # only the families the earlier tables lack
+        table = part if table is None else pd.concat([table, part], ignore_index=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out, sep="\t", index=False, float_format="%.4f")
+    print(f"wrote {args.out} from {', '.join(map(str, args.summarize))}")
+    if args.write_package_data:
+        out = ROOT / "latentbids" / "data" / "calibration.json"
+        summary = package_summary(table, AnalysisConfig(), args)
+        summary["command"] += " (tables: " + "; ".join(
+            f"{p}: {_command_of(p)}" for p in args.summarize) + ")"
+        out.write_text(json.dumps(summary, indent=1) + "\n")
+        print(f"wrote {out}")
+    return 0
+
+
+def _command_of(tsv: Path) -> str:
+    side = Path(tsv).with_suffix(".command")
+    return side.read_text().strip() if side.exists() else "?"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--ixi", type=Path, help="estimate the regional GM model from these participant-level outputs")
@@ -321,7 +354,14 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="a few replications on a small grid (smoke run)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "calibration.tsv")
     p.add_argument("--write-package-data", action="store_true")
+    p.add_argument("--fpr-only", action="store_true", help="false-positive grid only (no power, no 70/30 table)")
+    p.add_argument("--summarize", type=Path, nargs="+", metavar="TSV",
+                   help="no new replications: join these tables (a later table adds only the families the "
+                        "earlier ones lack) into --out and, with --write-package-data, the "
+                        "package summary; e.g. a wide grid of the cheap families and a narrow one of SAM/SHAP/SAR")
     args = p.parse_args(argv)
+    if args.summarize:
+        return summarize(args)
     if args.ixi:
         estimate_ixi(args.ixi)
         return 0
@@ -339,11 +379,14 @@ def main(argv=None) -> int:
           f"{settings.family_correction}, statistic={settings.statistic}, n_permutations={settings.n_permutations}, "
           f"sam_permutations={settings.sam_permutations}, shap_permutations={settings.shap_permutations}", flush=True)
     t0 = time.perf_counter()
-    rows = run_fpr(model, planted, settings, args) + run_power(model, planted, settings, args)
-    rows += run_unbalanced(model, planted, settings, args)
+    rows = run_fpr(model, planted, settings, args)
+    if not args.fpr_only:
+        rows += run_power(model, planted, settings, args) + run_unbalanced(model, planted, settings, args)
     table = pd.DataFrame(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out, sep="\t", index=False, float_format="%.4f")
+    args.out.with_suffix(".command").write_text(
+        f"python benchmarks/calibration.py {' '.join(sys.argv[1:])}  # {machine()}, {time.perf_counter() - t0:.0f} s\n")
     print(f"wrote {args.out} ({time.perf_counter() - t0:.0f} s)")
     if args.write_package_data:
         out = ROOT / "latentbids" / "data" / "calibration.json"

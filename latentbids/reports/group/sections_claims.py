@@ -175,11 +175,17 @@ def calibration_table(report) -> str:
         return _nc("Calibration table", "no calibration results are shipped with this version")
     rows = []
     for family, r in cal["families"].items():
-        rows.append({"family": family, "default rule": r.get("rule", ""), "worst false-positive rate":
-                     r.get("fpr"), "95% interval": f"{_fmt(r.get('lo'))}-{_fmt(r.get('hi'))}",
-                     "at": r.get("condition", ""), "null replications": r.get("replications")})
+        pooled = r.get("pooled_fpr")
+        rows.append({"family": family, "default rule": r.get("rule", ""),
+                     "false positives / null replications": f"{r.get('false_positives', '?')} / "
+                                                            f"{r.get('replications')}",
+                     "pooled rate (95% interval)": "" if pooled is None else
+                     f"{_fmt(pooled)} ({_fmt(r.get('pooled_lo'))}-{_fmt(r.get('pooled_hi'))})",
+                     "worst cell (95% interval)": f"{_fmt(r.get('fpr'))} ({_fmt(r.get('lo'))}-{_fmt(r.get('hi'))})",
+                     "worst cell at": r.get("condition", "")})
     head = (f"<p>False-positive rates of each family's default rule, measured on null cohorts and label "
-            f"permutations ({_esc(cal.get('description', ''))}; eta = {cal.get('eta')}; "
+            f"permutations; a rule holds its level when the pooled rate's interval covers eta or lies below "
+            f"it (a cell of few replications can show a high rate by chance: see its interval) ({_esc(cal.get('description', ''))}; eta = {cal.get('eta')}; "
             f"{_esc(cal.get('machine', ''))}, {_esc(cal.get('date', ''))}).</p>")
     return head + _table(pd.DataFrame(rows), max_rows=20, what="families") + _kv_table(
         [("command", cal.get("command", ""))])
