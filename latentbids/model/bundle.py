@@ -272,6 +272,40 @@ def load_bundle(model_dir: str | os.PathLike) -> ModelBundle:
     )
 
 
+def _read_gm_map(gm_img) -> tuple:
+    """``(image, name for messages)`` from a path or an image; a missing or unreadable file is a
+    one-line :class:`MissingInputError`."""
+    if isinstance(gm_img, nib.spatialimages.SpatialImage):
+        return gm_img, "input GM map"
+    path = Path(gm_img)
+    if not path.is_file():
+        raise MissingInputError(f"GM map {path} not found: run the participant level first")
+    try:
+        return nib.load(str(path)), str(gm_img)
+    except Exception as exc:
+        raise MissingInputError(f"GM map {path} cannot be read ({exc})") from None
+
+
+def _encoding_fold(bundle: "ModelBundle", pid: str, fold: str | None, refuse_training: bool) -> tuple:
+    """``(fold, in_training, role)`` of ``pid`` for encoding: the fold that held it out (see
+    :meth:`ModelBundle.role_of`) or the forced ``fold``; a training subject is refused when asked,
+    since its reconstruction error would not be held-out."""
+    auto_fold, in_training, role = bundle.role_of(pid)
+    if fold is not None:
+        fold = str(fold)
+        rows = bundle.splits[(bundle.splits["fold"] == fold) & (bundle.splits["participant_id"] == pid)]
+        role = str(rows["role"].iloc[0]) if len(rows) else "new"
+        in_training = role in ("train", "validation")
+    else:
+        fold = auto_fold
+    if in_training and refuse_training:
+        raise UsageError(
+            f"{pid} was a {role} subject of model {bundle.path} (fold {fold}): its "
+            f"reconstruction error would not be held-out; use a model that did not train on it"
+        )
+    return fold, in_training, role
+
+
 def encode_with_model(
     model_dir: str | os.PathLike,
     gm_img,
@@ -310,32 +344,10 @@ def encode_with_model(
     from latentbids.model.outputs import clean_session, latent_columns, write_subject_outputs
 
     bundle = load_bundle(model_dir)
-    name = str(gm_img) if not isinstance(gm_img, nib.spatialimages.SpatialImage) else "input GM map"
-    if not isinstance(gm_img, nib.spatialimages.SpatialImage):
-        path = Path(gm_img)
-        if not path.is_file():
-            raise MissingInputError(f"GM map {path} not found: run the participant level first")
-        try:
-            gm_img = nib.load(str(path))
-        except Exception as exc:
-            raise MissingInputError(f"GM map {path} cannot be read ({exc})") from None
+    gm_img, name = _read_gm_map(gm_img)
     bundle.check_input(gm_img, space=space, name=f"GM map {name}")
     pid = participant_id if str(participant_id).startswith("sub-") else f"sub-{participant_id}"
-    auto_fold, in_training, role = bundle.role_of(pid)
-    if fold is not None:
-        fold = str(fold)
-        rows = bundle.splits[
-            (bundle.splits["fold"] == fold) & (bundle.splits["participant_id"] == pid)
-        ]
-        role = str(rows["role"].iloc[0]) if len(rows) else "new"
-        in_training = role in ("train", "validation")
-    else:
-        fold = auto_fold
-    if in_training and refuse_training:
-        raise UsageError(
-            f"{pid} was a {role} subject of model {bundle.path} (fold {fold}): its "
-            f"reconstruction error would not be held-out; use a model that did not train on it"
-        )
+    fold, in_training, role = _encoding_fold(bundle, pid, fold, refuse_training)
     entry = bundle.fold_entry(fold)
     dev = resolve_device(device)
     model = bundle.load_model(fold, dev)
