@@ -1,0 +1,278 @@
+"""Group level, steps 4 and 5: encode every map and write what the model learned.
+
+:func:`encode_folds` encodes every map with every fold's model and writes each held-out subject's
+derivatives (latent TSV, reconstruction, error map, regional error); :func:`group_table` orders the
+group latent table; :func:`model_meta` and :func:`write_model_folder` make the model folder
+``models/<name>/``; :func:`write_group_tables` writes the latent tables and training curves (TSV and
+figure) under ``group/``.  Process 0 alone runs these.  Wired by :mod:`latentbids.workflows.group`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from latentbids.bids.naming import bids_name, res_label
+from latentbids.utils.atomic import atomic_path, write_json, write_tsv
+from latentbids.workflows.group_folds import TrainedFold
+from latentbids.workflows.group_grid import WorkingGrid
+
+LOGGER = logging.getLogger("latentbids.workflows.group")
+
+
+def plot_curves(curves: pd.DataFrame, target: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    for fold, part in curves.groupby("fold", sort=False):
+        (line,) = ax.plot(part["epoch"], part["train_loss"], label=f"fold {fold} train")
+        ax.plot(
+            part["epoch"],
+            part["val_loss"],
+            "--",
+            color=line.get_color(),
+            label=f"fold {fold} validation",
+        )
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("masked MSE")
+    ax.set_yscale("log")
+    ax.set_title("Autoencoder training curves")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return target
+
+
+def _write_subject(out: Path, rec, fold: str, in_training: bool, latent: pd.DataFrame, batch, j: int,
+                   scale: float, grid: WorkingGrid, atlas, model_name: str, space: str) -> dict:
+    """One subject's derivatives (latent TSV, reconstruction, error map, regional error) under
+    ``sub-<l>/[ses-<s>/]anat/``, from item ``j`` of an encoded batch; returns their paths."""
+    from latentbids.model.encoding import regional_error
+    from latentbids.model.outputs import write_subject_outputs
+
+    recon = grid.fit.restore(batch.recon[j] * scale)
+    error_map = grid.fit.restore(batch.error_map[j])
+    regions = regional_error(error_map, grid.atlas_work, atlas.labels, grid.mask_work)
+    sidecar = {
+        "Model": model_name,
+        "ModelFold": fold,
+        "InTraining": bool(in_training),
+        "IntensityScale": scale,
+        "Sources": [f"bids::{Path(rec.gm_path).relative_to(out).as_posix()}"
+                    if Path(rec.gm_path).is_relative_to(out) else str(rec.gm_path)],
+    }
+    return write_subject_outputs(
+        out,
+        rec.participant_id,
+        rec.session_id,
+        space=space,
+        resolution=grid.resolution,
+        atlas_name=atlas.bids_name,
+        latent_row=latent,
+        recon=recon,
+        error_map=error_map,
+        affine=grid.affine,
+        regions=regions,
+        sidecar=sidecar,
+    )
+
+
+def encode_folds(trained: dict[str, TrainedFold], folds: list, records: pd.DataFrame, data, role: dict,
+                 grid: WorkingGrid, atlas, settings, device, out: Path, model_name: str,
+                 space: str) -> tuple[list, dict, list]:
+    """Step 4: encode every map with every fold's model.  The held-out maps (fit-all: every map,
+    labelled in_training) give the per-subject derivatives (written here) and the group latent
+    table; the others only feed the within-fold analysis (a fold's latent units are its own).
+    Returns the latent table's rows, the subjects' output paths and every (fold, map) row."""
+    from latentbids.model.encoding import iter_encode
+    from latentbids.model.outputs import latent_columns
+
+    K = settings.latent_dim
+    latent_rows, subjects, fold_rows = [], {}, []
+    for fold in folds:
+        scale = float(trained[fold].info["scale"])
+        for batch in iter_encode(
+            trained[fold].model, data, np.arange(len(records)), grid.mask_box, device, scale,
+            batch_size=settings.batch_size,
+        ):
+            for j, r in enumerate(batch.rows):
+                rec = records.iloc[int(r)]
+                fold_role = role[(fold, rec.participant_id)]
+                fold_rows.append(
+                    [fold, rec.participant_id, rec.session_id, fold_role]
+                    + batch.z[j].tolist() + [float(batch.error[j])]
+                )
+                if fold != "all" and fold_role != "test":
+                    continue
+                in_training = fold_role in ("train", "validation")
+                latent = pd.DataFrame(
+                    [
+                        [rec.participant_id, rec.session_id, fold, in_training]
+                        + batch.z[j].tolist()
+                        + [float(batch.error[j])]
+                    ],
+                    columns=["participant_id", "session_id", "fold", "in_training"]
+                    + latent_columns(K)
+                    + ["error"],
+                )
+                latent_rows.append(latent)
+                label = rec.participant_id + (
+                    "" if rec.session_id == "n/a" else f"_{rec.session_id}"
+                )
+                subjects[label] = _write_subject(out, rec, fold, in_training, latent, batch, j, scale, grid,
+                                                 atlas, model_name, space)
+    return latent_rows, subjects, fold_rows
+
+
+def group_table(latent_rows: list, records: pd.DataFrame) -> pd.DataFrame:
+    """The group latent table: one row per map, in ``records`` order."""
+    table = pd.concat(latent_rows, ignore_index=True)
+    order = {
+        (p, s): i for i, (p, s) in enumerate(zip(records["participant_id"], records["session_id"]))
+    }
+    return table.iloc[
+        np.argsort(
+            [order[(p, s)] for p, s in zip(table.participant_id, table.session_id)], kind="stable"
+        )
+    ].reset_index(drop=True)
+
+
+def model_meta(config, template, atlas, grid: WorkingGrid, folds: list, settings, device,
+               model_name: str) -> dict:
+    """model.json: what the model is and how it was made (grid, atlas, intensity rule, seeds,
+    training settings, device, versions), so it can encode new maps the same way."""
+    from latentbids.config import package_versions
+    from latentbids.model.device import describe_device
+
+    ex, mc = config.execution, config.model
+    return {
+        "name": model_name,
+        "mode": "fit_all" if mc.fit_all else "kfold",
+        "n_folds": len(folds),
+        "default_fold": folds[0],
+        "template": {
+            "space": template.space,
+            "resolution": float(template.resolution),
+            "shape": list(template.shape),
+            "affine": np.asarray(template.affine).tolist(),
+            "source": template.source,
+        },
+        "grid": {
+            "downsample": grid.factor,
+            "resolution": float(grid.resolution),
+            "shape": list(grid.shape),
+            "affine": grid.affine.tolist(),
+            "fit": grid.fit.to_dict(),
+        },
+        "atlas": {
+            "name": atlas.name,
+            "bids_name": atlas.bids_name,
+            "n_regions": atlas.n_regions,
+            "source": atlas.source,
+        },
+        "intensity": {
+            "input_map": mc.input_map,
+            "rule": "probseg: 1; modulated: percentile %g of in-mask training values"
+            % float(mc.scale_percentile),
+        },
+        "seeds": {
+            "random_seed": int(ex.random_seed),
+            "model_init": int(ex.random_seed),
+            "shuffle": int(ex.random_seed) + 1,
+            "splits": int(ex.random_seed),
+        },
+        "deterministic": bool(ex.deterministic),
+        "sloppy": bool(ex.sloppy),
+        "training": settings.fingerprint(),
+        "device": f"{device} ({describe_device(device)})",
+        "versions": package_versions(),
+    }
+
+
+def write_model_folder(target: Path, config, trained: dict[str, TrainedFold], meta: dict, splits: pd.DataFrame,
+                       grid: WorkingGrid, atlas) -> Path:
+    """Step 5a: the model folder ``models/<name>/`` (weights, model.json, splits, mask, atlas, the
+    run's config as TOML: a config that cannot be serialised is logged, never fatal)."""
+    from latentbids.config import dump_toml
+    from latentbids.model.bundle import save_bundle
+
+    try:
+        config_toml = dump_toml(config.provenance())
+    except Exception as exc:  # provenance must not stop a finished training
+        LOGGER.warning("Could not serialise the run config to TOML (%s)", exc)
+        config_toml = ""
+    return save_bundle(
+        target,
+        models={fold: t.model for fold, t in trained.items()},
+        meta=meta,
+        fold_info={fold: t.info for fold, t in trained.items()},
+        splits=splits,
+        mask=nib.Nifti1Image(grid.mask_work.astype(np.uint8), grid.affine),
+        atlas=nib.Nifti1Image(grid.atlas_work, grid.affine),
+        atlas_labels=atlas.labels,
+        config_toml=config_toml,
+    )
+
+
+def write_group_tables(out: Path, records: pd.DataFrame, table: pd.DataFrame, fold_rows: list,
+                       trained: dict[str, TrainedFold], model_name: str, space: str, resolution,
+                       K: int) -> dict:
+    """Step 5b: under ``group/``, the latent table and every fold's latents (TSV + JSON sidecar)
+    and the training curves (TSV + PNG).  Returns ``latent_tsv``, ``fold_latents``, ``curves_tsv``
+    and ``curves_png``."""
+    from latentbids.model.outputs import latent_columns
+
+    group_dir = out / "group"
+    ent = {"space": space, "res": res_label(resolution)}
+    latent_tsv = write_tsv(
+        table, group_dir / bids_name("latent", ".tsv", desc=model_name.replace("-", ""), **ent)
+    )
+    write_json(latent_tsv.with_suffix(".json"), {
+        "Description": "Latent code of every subject/session, each from the model that held it out",
+        "participant_id": {"Description": "subject"},
+        "session_id": {"Description": "session or n/a"},
+        "fold": {"Description": "the cross-validation fold whose model encoded this subject (held out there)"},
+        "in_training": {"Description": "true only when the encoding model saw this subject in training"},
+        "z0": {"Description": (
+            "latent units z0..zK-1. In k-fold mode each fold is its own network and its units are not "
+            "aligned with other folds' units: compare or pool latent coordinates only within one fold "
+            "(fit on its training subjects, project its held-out ones), or train with --fit-all")},
+        "error": {"Description": (
+            "mean squared reconstruction error inside the brain mask, in the model's input units (the GM "
+            "map divided by the fold's intensity scale, see models/<name>/model.json); multiply by the "
+            "scale squared for GM units")},
+        "Sources": [f"bids::{Path(p).relative_to(out).as_posix()}" if Path(p).is_relative_to(out) else str(p)
+                    for p in records["gm_path"]],
+    })
+    fold_latents = pd.DataFrame(
+        fold_rows,
+        columns=["fold", "participant_id", "session_id", "role"] + latent_columns(K) + ["error"],
+    )
+    folds_tsv = write_tsv(fold_latents, group_dir / bids_name(
+        "latent", ".tsv", desc=model_name.replace("-", "") + "allfolds", **ent))
+    write_json(folds_tsv.with_suffix(".json"), {
+        "Description": (
+            "Every map encoded by every fold's model, with its role in that fold (train, validation or "
+            "test = held out; fit-all: all). The latent analysis works within one fold on these rows: "
+            "a fold's units are not aligned with another fold's"),
+        "role": {"Description": "train | validation | test (held out in this fold); fit-all: train | validation"},
+    })
+    curves = [t.history.assign(fold=fold)[["fold"] + list(t.history.columns)] for fold, t in trained.items()]
+    curves_df = pd.concat(curves, ignore_index=True)
+    curves_tsv = write_tsv(
+        curves_df, group_dir / bids_name("curves", ".tsv", desc="training", **ent)
+    )
+    curves_png = plot_curves(
+        curves_df, group_dir / bids_name("curves", ".png", desc="training", **ent)
+    )
+    return {"latent_tsv": latent_tsv, "fold_latents": fold_latents, "curves_tsv": curves_tsv,
+            "curves_png": curves_png}
