@@ -13,9 +13,11 @@ One module, one job (METHOD.md section 3):
 * :mod:`.acceleration` torch.compile with an eager fallback, batch norm folded, CUDA graphs (encoding)
 * :mod:`.distributed`  DistributedDataParallel over torchrun's processes
 * :mod:`.training`     training loop: early stopping, per-epoch checkpoints, resume, OOM fallback
+  (:mod:`.training_steps`: steps, OOM retries, epochs; :mod:`.checkpoint`: fingerprint, resume, RNG)
 * :mod:`.encoding`     batched encoding, reconstruction, voxelwise/scalar/regional error
 * :mod:`.folds`        folds trained by jobs of their own (``--fold N``), kept until a run merges them
-* :mod:`.bundle`       the self-describing model folder and :func:`encode_with_model`
+* :mod:`.bundle`       the self-describing model folder
+* :mod:`.subject_encoding` one subject encoded with a model folder (:func:`encode_with_model`, ``--model``)
 
 Nothing here knows about BIDS layouts or Nipype; :mod:`latentbids.workflows.group` wires it.
 """

@@ -95,7 +95,8 @@ def encode_with_existing_model(config, run: RunSettings, jobs: list[T1wJob], res
     """
     from latentbids.bids.naming import gm_map_name, self_uri, subject_dir
     from latentbids.errors import LatentbidsError
-    from latentbids.model.bundle import encode_with_model, load_bundle
+    from latentbids.model.bundle import load_bundle
+    from latentbids.model.subject_encoding import encode_with_model
 
     out, template, model_dir = run.output_dir, run.templates[0], config.model.model
     trained_on = load_bundle(model_dir).meta.get("intensity", {}).get("input_map", config.model.input_map)

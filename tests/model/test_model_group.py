@@ -18,7 +18,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from model_testdata import make_cohort, sloppy_config, toy_atlas, toy_template  # noqa: E402
 
 from latentbids.errors import UsageError  # noqa: E402
-from latentbids.model.bundle import encode_with_model, load_bundle, sha256_file  # noqa: E402
+from latentbids.model.bundle import load_bundle, sha256_file  # noqa: E402
+from latentbids.model.subject_encoding import encode_with_model  # noqa: E402
 from latentbids.workflows.group import run_group_level  # noqa: E402
 
 torch.set_num_threads(1)

@@ -1,0 +1,151 @@
+"""Encode one subject's template-space GM map with a trained model folder (participant-level
+``--model PATH``): the fold that held the subject out, the same encoding and per-subject files as the
+group level (:func:`latentbids.model.encoding.iter_encode`,
+:func:`latentbids.model.outputs.write_subject_outputs`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from latentbids.errors import MissingInputError, UsageError
+from latentbids.model.bundle import ModelBundle, load_bundle
+
+
+def _read_gm_map(gm_img) -> tuple:
+    """``(image, name for messages)`` from a path or an image; a missing or unreadable file is a
+    one-line :class:`MissingInputError`."""
+    if isinstance(gm_img, nib.spatialimages.SpatialImage):
+        return gm_img, "input GM map"
+    path = Path(gm_img)
+    if not path.is_file():
+        raise MissingInputError(f"GM map {path} not found: run the participant level first")
+    try:
+        return nib.load(str(path)), str(gm_img)
+    except Exception as exc:
+        raise MissingInputError(f"GM map {path} cannot be read ({exc})") from None
+
+
+def _encoding_fold(bundle: ModelBundle, pid: str, fold: str | None, refuse_training: bool) -> tuple:
+    """``(fold, in_training, role)`` of ``pid`` for encoding: the fold that held it out (see
+    :meth:`ModelBundle.role_of`) or the forced ``fold``; a training subject is refused when asked,
+    since its reconstruction error would not be held-out."""
+    auto_fold, in_training, role = bundle.role_of(pid)
+    if fold is not None:
+        fold = str(fold)
+        rows = bundle.splits[(bundle.splits["fold"] == fold) & (bundle.splits["participant_id"] == pid)]
+        role = str(rows["role"].iloc[0]) if len(rows) else "new"
+        in_training = role in ("train", "validation")
+    else:
+        fold = auto_fold
+    if in_training and refuse_training:
+        raise UsageError(
+            f"{pid} was a {role} subject of model {bundle.path} (fold {fold}): its "
+            f"reconstruction error would not be held-out; use a model that did not train on it"
+        )
+    return fold, in_training, role
+
+
+def encode_with_model(
+    model_dir: str | os.PathLike,
+    gm_img,
+    *,
+    participant_id: str,
+    session_id: str | None = None,
+    output_dir: str | os.PathLike | None = None,
+    space: str | None = None,
+    device="auto",
+    fold: str | None = None,
+    refuse_training: bool = False,
+    source: str | None = None,
+) -> dict:
+    """Encode one template-space GM map with a trained model (participant-level ``--model PATH``).
+
+    Parameters
+    ----------
+    model_dir : the model folder (``<output_dir>/models/<name>``).
+    gm_img : path or nibabel image of the GM map on the model's template grid.
+    participant_id : ``sub-XX`` (decides the fold and the ``in_training`` label).
+    session_id : ``ses-YY``/``YY`` or None.
+    output_dir : when given, the latent TSV, reconstruction, error map and regional error TSV are
+        written under ``sub-<l>/[ses-<s>/]anat/`` there (each job writes only its own files).
+    space : the template space of ``gm_img``; refused when it differs from the model's.
+    device : ``auto|cpu|cuda|cuda:N``.
+    fold : force a fold's model (default: see :meth:`ModelBundle.role_of`).
+    refuse_training : raise :class:`UsageError` instead of labelling a training subject.
+    source : recorded in the sidecars (e.g. the GM map's path relative to the dataset).
+
+    Returns a dict with ``latent`` (one-row DataFrame: participant_id, session_id, fold,
+    in_training, z0..zK-1, error), ``regions`` (DataFrame), ``recon`` and ``error_map`` (arrays on the
+    working grid), ``affine`` and, when written, ``paths``.
+    """
+    from latentbids.model.device import resolve_device
+    from latentbids.model.encoding import iter_encode, regional_error
+    from latentbids.model.outputs import clean_session, latent_columns, write_subject_outputs
+
+    bundle = load_bundle(model_dir)
+    gm_img, name = _read_gm_map(gm_img)
+    bundle.check_input(gm_img, space=space, name=f"GM map {name}")
+    pid = participant_id if str(participant_id).startswith("sub-") else f"sub-{participant_id}"
+    fold, in_training, role = _encoding_fold(bundle, pid, fold, refuse_training)
+    entry = bundle.fold_entry(fold)
+    dev = resolve_device(device)
+    model = bundle.load_model(fold, dev)
+    vol = bundle.prepare(gm_img)[None]
+    scale = float(entry.get("scale", 1.0))
+    mask_box = bundle.fit.crop(bundle.mask.astype(np.float32))
+    batch = next(iter_encode(model, vol, [0], mask_box, dev, scale, batch_size=1))
+    ses = clean_session(session_id)
+    latent = pd.DataFrame(
+        [
+            [pid, f"ses-{ses}" if ses else "n/a", fold, in_training]
+            + batch.z[0].tolist()
+            + [float(batch.error[0])]
+        ],
+        columns=["participant_id", "session_id", "fold", "in_training"]
+        + latent_columns(model.latent_dim)
+        + ["error"],
+    )
+    fit = bundle.fit
+    recon = fit.restore(batch.recon[0] * scale)
+    error_map = fit.restore(batch.error_map[0])
+    regions = regional_error(error_map, bundle.atlas, bundle.atlas_labels, bundle.mask)
+    affine = np.asarray(bundle.meta["grid"]["affine"], dtype=float)
+    result = {
+        "latent": latent,
+        "regions": regions,
+        "recon": recon,
+        "error_map": error_map,
+        "affine": affine,
+        "fold": fold,
+        "in_training": in_training,
+        "role": role,
+    }
+    if output_dir is not None:
+        sidecar = {
+            "Model": bundle.meta.get("name", bundle.path.name),
+            "ModelFold": fold,
+            "ModelWeightsSHA256": entry["sha256"],
+            "InTraining": bool(in_training),
+            "IntensityScale": scale,
+            "Sources": [source or name],
+        }
+        result["paths"] = write_subject_outputs(
+            output_dir,
+            pid,
+            session_id,
+            space=bundle.meta["template"]["space"],
+            resolution=float(bundle.meta["grid"]["resolution"]),
+            atlas_name=bundle.meta["atlas"]["bids_name"],
+            latent_row=latent,
+            recon=recon,
+            error_map=error_map,
+            affine=affine,
+            regions=regions,
+            sidecar=sidecar,
+        )
+    return result
