@@ -21,7 +21,8 @@ from latentbids.model.acceleration import GraphedEncoder, cuda_graphs_wanted, fo
 from latentbids.model.batches import BatchSource
 from latentbids.model.memory import is_oom, release_cuda_memory
 from latentbids.model.network import AutoEncoder3D
-from latentbids.model.training import FastPath, _oom_message, resolve_fast_path
+from latentbids.model.training import FastPath, resolve_fast_path
+from latentbids.model.training_steps import oom_message
 from latentbids.utils.denormals import flush_denormals
 
 LOGGER = logging.getLogger("latentbids.model")
@@ -176,7 +177,7 @@ def iter_encode(
                 device,
             )
         else:
-            raise LatentbidsError(_oom_message(device, "while encoding"))
+            raise LatentbidsError(oom_message(device, "while encoding"))
 
 
 def encode_all(

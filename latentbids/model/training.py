@@ -35,7 +35,7 @@ Checkpoints (``<checkpoint_dir>/last.pt``, written atomically each epoch) hold t
 early-stopping state, history and every RNG state (on CUDA: the training device's generator only),
 so an interrupted run resumed from its last checkpoint reaches the same result as an uninterrupted
 one (bit-identical on CPU with ``deterministic=True``).  They are read back with
-``weights_only=True`` (:func:`load_checkpoint`): a file in a shared work dir cannot run code.
+``weights_only=True`` (:func:`latentbids.model.checkpoint.load_checkpoint`): a file in a shared work dir cannot run code.
 
 The checkpoint parts live in :mod:`latentbids.model.checkpoint`, the steps, the OOM ladder and the
 epoch loop in :mod:`latentbids.model.training_steps`; this module resolves the data path, builds the
@@ -57,14 +57,11 @@ import torch
 
 from latentbids.model.acceleration import compile_wanted
 from latentbids.model.batches import STORAGES, BatchSource
-from latentbids.model.checkpoint import Progress, cpu_state, load_checkpoint, resume, run_fingerprint  # noqa: F401
-from latentbids.model.checkpoint import rng_state as _rng_state  # noqa: F401 - tests read it here
-from latentbids.model.checkpoint import set_rng_state as _set_rng_state  # noqa: F401
+from latentbids.model.checkpoint import Progress, cpu_state, resume, run_fingerprint
 from latentbids.model.device import set_determinism
 from latentbids.model.distributed import SINGLE, Distributed, convert_batchnorm
 from latentbids.model.network import AutoEncoder3D, masked_mse
 from latentbids.model.training_steps import Steps, run_epochs
-from latentbids.model.training_steps import oom_message as _oom_message  # noqa: F401 - encoding imports it
 from latentbids.utils.denormals import flush_denormals
 
 LOGGER = logging.getLogger("latentbids.model")

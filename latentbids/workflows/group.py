@@ -32,15 +32,8 @@ import numpy as np
 import pandas as pd
 
 from latentbids.errors import MissingInputError, UsageError
-from latentbids.workflows.group_folds import (  # noqa: F401 - TrainedFold, train_fold: importable from here as before
-    SCALE_MAX_VOLUMES,
-    TrainedFold,
-    fold_identity,
-    make_folds,
-    train_fold,
-    train_folds,
-)
-from latentbids.workflows.group_grid import SLOPPY, WorkingGrid, grid_facts, load_cache, working_grid  # noqa: F401
+from latentbids.workflows.group_folds import fold_identity, make_folds, train_folds
+from latentbids.workflows.group_grid import SLOPPY, grid_facts, load_cache, working_grid
 from latentbids.workflows.group_outputs import (
     encode_folds,
     group_table,

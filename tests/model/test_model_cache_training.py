@@ -239,7 +239,7 @@ def test_a_crafted_checkpoint_is_refused_without_running_code(cohort, tmp_path, 
     assert "system" in refused[0] and str(folder / "last.pt") in refused[0]
     assert res.resumed_from is None and len(res.history) == 1  # trained from scratch
     # the next epoch's checkpoint replaced the file with a plain one that loads safely
-    from latentbids.model.training import load_checkpoint
+    from latentbids.model.checkpoint import load_checkpoint
 
     assert load_checkpoint(folder / "last.pt")["epoch"] == 1
 

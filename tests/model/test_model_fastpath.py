@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from latentbids.errors import LatentbidsError
-from latentbids.model import memory, network, training
+from latentbids.model import checkpoint, memory, network, training, training_steps
 from latentbids.model.encoding import encode_all, iter_encode
 from latentbids.model.grid import fit_grid
 from latentbids.model.training import (
@@ -322,7 +322,7 @@ def test_oom_at_one_volume_is_a_one_line_error(cohort, monkeypatch):
     assert "--batch-size will not help" in msg
     # 2 -> 1, then the resident copy is dropped, then the error
     assert len(events) == 2 and "streamed from host memory" in events[1]
-    gpu = training._oom_message(torch.device("cuda:0"), "while encoding")
+    gpu = training_steps.oom_message(torch.device("cuda:0"), "while encoding")
     assert "use --device cpu" in gpu and "\n" not in gpu
 
 
@@ -367,12 +367,12 @@ def test_cuda_rng_state_is_the_training_device_only(monkeypatch):
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     dev = torch.device("cuda:1")
     gen = torch.Generator().manual_seed(0)
-    state = training._rng_state(gen, dev)
-    training._set_rng_state(state, gen, dev)
+    state = checkpoint.rng_state(gen, dev)
+    checkpoint.set_rng_state(state, gen, dev)
     assert calls == [("get", dev), ("set", dev, 4.0)]
     # a checkpoint from the older format (one state per visible GPU) restores GPU 1's
     state["cuda"] = [torch.zeros(4), torch.full((4,), 2.0)]
-    training._set_rng_state(state, gen, dev)
+    checkpoint.set_rng_state(state, gen, dev)
     assert calls[-1] == ("set", dev, 8.0)
 
 
