@@ -308,6 +308,14 @@ def estimate_ixi(derivatives: Path) -> Path:
     return out
 
 
+def write_package_data(summary: dict, command_note: str = "") -> None:
+    """``latentbids/data/calibration.json``: the summary every group report quotes."""
+    out = ROOT / "latentbids" / "data" / "calibration.json"
+    summary = {**summary, "command": summary["command"] + command_note}
+    out.write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"wrote {out}")
+
+
 def summarize(args) -> int:
     """Join earlier runs' tables (see ``--summarize``) and write the summary they support."""
     table = None
@@ -321,12 +329,8 @@ def summarize(args) -> int:
     table.to_csv(args.out, sep="\t", index=False, float_format="%.4f")
     print(f"wrote {args.out} from {', '.join(map(str, args.summarize))}")
     if args.write_package_data:
-        out = ROOT / "latentbids" / "data" / "calibration.json"
-        summary = package_summary(table, AnalysisConfig(), args)
-        summary["command"] += " (tables: " + "; ".join(
-            f"{p}: {_command_of(p)}" for p in args.summarize) + ")"
-        out.write_text(json.dumps(summary, indent=1) + "\n")
-        print(f"wrote {out}")
+        tables = "; ".join(f"{p}: {_command_of(p)}" for p in args.summarize)
+        write_package_data(package_summary(table, AnalysisConfig(), args), f" (tables: {tables})")
     return 0
 
 
@@ -389,9 +393,7 @@ def main(argv=None) -> int:
         f"python benchmarks/calibration.py {' '.join(sys.argv[1:])}  # {machine()}, {time.perf_counter() - t0:.0f} s\n")
     print(f"wrote {args.out} ({time.perf_counter() - t0:.0f} s)")
     if args.write_package_data:
-        out = ROOT / "latentbids" / "data" / "calibration.json"
-        out.write_text(json.dumps(package_summary(table, settings, args), indent=1) + "\n")
-        print(f"wrote {out}")
+        write_package_data(package_summary(table, settings, args))
     fpr = table[table["kind"] == "fpr"]
     worst = fpr.sort_values("rate", ascending=False).groupby("family").head(1)
     print(worst[["family", "null", "n", "K", "balance", "reps", "rate", "lo", "hi"]].to_string(index=False))
