@@ -188,12 +188,10 @@ def run_group_level_cli(config, templates, atlas) -> int:
     if result is None:  # a torchrun process other than 0: it trained, process 0 writes everything
         return EXIT_OK
     if config.model.fold:  # one fold trained and kept in the work dir: no outputs, no analysis yet
-        LOGGER.info("Group level --fold %s finished; the fold is kept in %s", config.model.fold, result["fold_record"])
+        LOGGER.info("Group level --fold %s finished; the fold is kept in %s", config.model.fold, result.fold_record)
         return EXIT_OK
-    for key, value in result.items():
-        if isinstance(value, (str, Path)):
-            LOGGER.debug("%s: %s", key, value)
-    analysis = run_group_analysis(config, records, result, atlas)  # None with --skip-analysis
+    LOGGER.debug("Latent table %s; model %s; curves %s", result.latent_tsv, result.model_dir, result.curves_tsv)
+    analysis = run_group_analysis(config, result, atlas)  # None with --skip-analysis
     if analysis is not None:
         LOGGER.info("Headline: %s", analysis.headline)
         for sentence in analysis.verdicts:

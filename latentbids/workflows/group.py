@@ -34,6 +34,7 @@ import pandas as pd
 from latentbids.errors import MissingInputError, UsageError
 from latentbids.workflows.group_folds import fold_identity, make_folds, train_folds
 from latentbids.workflows.group_grid import SLOPPY, grid_facts, load_cache, working_grid
+from latentbids.workflows.group_result import FoldJobResult, GroupLevelResult
 from latentbids.workflows.group_outputs import (
     encode_folds,
     group_table,
@@ -132,7 +133,7 @@ def _check_records(records: pd.DataFrame) -> pd.DataFrame:
     return records
 
 
-def run_group_level(config, records: pd.DataFrame, template, atlas) -> dict:
+def run_group_level(config, records: pd.DataFrame, template, atlas) -> GroupLevelResult | FoldJobResult | None:
     """Train the autoencoder (k-fold or fit-all) and write latents, reconstructions, errors, model.
 
     Parameters
@@ -146,14 +147,12 @@ def run_group_level(config, records: pd.DataFrame, template, atlas) -> dict:
 
     Returns
     -------
-    dict with ``latent_table`` (DataFrame), ``latent_tsv``, ``curves_tsv``, ``curves_png``,
-    ``model_dir``, ``subjects`` (``{"sub-XX[_ses-YY]": {kind: path}}``), ``splits`` (DataFrame),
-    ``device``, ``cache`` (path) and ``cache_reused``; for the analysis: ``fold_latents`` (every map
-    encoded by every fold's model: fold, participant_id, session_id, role, z0.., error), ``data`` (the
-    cached maps on the network box, in ``records`` order, GM units), ``mask_box``, ``atlas_box``
-    (atlas labels on the box), ``atlas_image`` (atlas on the working grid), ``resolution``, ``space``,
-    ``records`` (the input records, normalised: ``sub-``/``ses-`` prefixes, ``group`` column),
-    ``model_name`` and ``folds``.
+    GroupLevelResult
+        Every file written and what the analysis reads (:mod:`latentbids.workflows.group_result`).
+    FoldJobResult
+        With ``--fold N``: the fold trained and kept in the work dir.
+    None
+        On a ``torchrun`` process other than 0 (process 0 writes everything).
     """
     import torch
 
@@ -169,7 +168,7 @@ def run_group_level(config, records: pd.DataFrame, template, atlas) -> dict:
         distributed.shutdown(dist)  # idempotent: training's end already left the group
 
 
-def _run(config, records: pd.DataFrame, template, atlas, dist, device) -> dict | None:
+def _run(config, records: pd.DataFrame, template, atlas, dist, device) -> GroupLevelResult | FoldJobResult | None:
     """The body of :func:`run_group_level`; ``None`` on a process other than 0 of several."""
     from latentbids.model import distributed
     from latentbids.model.folds import FoldStore
@@ -199,8 +198,8 @@ def _run(config, records: pd.DataFrame, template, atlas, dist, device) -> dict |
                           store=store, expected=expected, run_key=run_key, cache_key=cached.key, work=work)
     distributed.shutdown(dist)  # the last exchange between processes was training's
     if only is not None:
-        return {"fold": only, "folds": folds, "fold_record": store.record_path(only), "model_name": model_name,
-                "device": str(device)} if dist.is_main else None
+        return FoldJobResult(fold=only, folds=tuple(folds), fold_record=store.record_path(only),
+                             model_name=model_name, device=str(device)) if dist.is_main else None
     if not dist.is_main:
         LOGGER.info("%s: training done; process 0 encodes and writes the outputs", dist.describe())
         return None
@@ -213,26 +212,26 @@ def _run(config, records: pd.DataFrame, template, atlas, dist, device) -> dict |
     model_dir = write_model_folder(out / "models" / model_name, config, trained, meta, splits, grid, atlas)
     written = write_group_tables(out, records, table, fold_rows, trained, model_name, space, grid.resolution,
                                  settings.latent_dim)
-    return {
-        "records": records,
-        "fold_latents": written["fold_latents"],
-        "data": data,
-        "mask_box": grid.mask_box > 0,
-        "atlas_box": grid.fit.crop(grid.atlas_work.astype(np.float32)).astype(np.int64),
-        "atlas_image": nib.Nifti1Image(grid.atlas_work, grid.affine),
-        "resolution": float(grid.resolution),
-        "space": space,
-        "model_name": model_name,
-        "folds": folds,
-        "latent_table": table,
-        "latent_tsv": written["latent_tsv"],
-        "curves_tsv": written["curves_tsv"],
-        "curves_png": written["curves_png"],
-        "model_dir": model_dir,
-        "subjects": subjects,
-        "splits": splits,
-        "device": str(device),
-        "cache": cached.path,
-        "cache_reused": cached.reused,
-        "fold_info": {fold: t.info for fold, t in trained.items()},
-    }
+    return GroupLevelResult(
+        records=records,
+        fold_latents=written["fold_latents"],
+        data=data,
+        mask_box=grid.mask_box > 0,
+        atlas_box=grid.fit.crop(grid.atlas_work.astype(np.float32)).astype(np.int64),
+        atlas_image=nib.Nifti1Image(grid.atlas_work, grid.affine),
+        resolution=float(grid.resolution),
+        space=space,
+        model_name=model_name,
+        folds=tuple(folds),
+        latent_table=table,
+        latent_tsv=written["latent_tsv"],
+        curves_tsv=written["curves_tsv"],
+        curves_png=written["curves_png"],
+        model_dir=model_dir,
+        subjects=subjects,
+        splits=splits,
+        device=str(device),
+        cache=cached.path,
+        cache_reused=cached.reused,
+        fold_info={fold: t.info for fold, t in trained.items()},
+    )

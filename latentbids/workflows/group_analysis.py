@@ -26,6 +26,7 @@ from latentbids.analysis.verdicts import cohort_verdicts, contrast_verdicts, hea
 from latentbids.errors import UsageError
 from latentbids.utils.atomic import write_json, write_text
 from latentbids.workflows.analysis.writers import jsonable
+from latentbids.workflows.group_result import GroupLevelResult
 
 LOGGER = logging.getLogger("latentbids.workflows.group_analysis")
 
@@ -101,7 +102,7 @@ class _Sections:
             return None
 
 
-def run_group_analysis(config, records, group_result: dict, atlas) -> AnalysisResult | None:
+def run_group_analysis(config, group_result: GroupLevelResult, atlas) -> AnalysisResult | None:
     """Interpret the latent space of a finished group-level training (see the module docstring).
 
     Returns the :class:`~latentbids.analysis.results.AnalysisResult` (``failures`` non-empty when a
@@ -118,7 +119,7 @@ def run_group_analysis(config, records, group_result: dict, atlas) -> AnalysisRe
 
     settings = effective_settings(config)
     seed = int(config.execution.random_seed)
-    inp = build_inputs(config, settings, records, group_result, atlas)
+    inp = build_inputs(config, settings, group_result, atlas)
     inp.analysis_dir.mkdir(parents=True, exist_ok=True)
     sec, claims, notes, files = _Sections(), ClaimsList(), list(inp.notes), writers.write_cohort(inp)
 

@@ -45,8 +45,8 @@ def main(root: Path, norms: list[str]) -> int:
         (folder / f"rank-{rank}.json").write_text(json.dumps({"returned": result is not None,
                                                               "world": os.environ.get("WORLD_SIZE", "1")}))
         if result is not None:
-            (folder / "done.json").write_text(json.dumps({"model_dir": str(result["model_dir"]),
-                                                          "curves": str(result["curves_tsv"])}))
+            (folder / "done.json").write_text(json.dumps({"model_dir": str(result.model_dir),
+                                                          "curves": str(result.curves_tsv)}))
     return 0
 
 

@@ -38,7 +38,7 @@ def trained(tmp_path_factory):
 
 def test_group_outputs(trained):
     tmp, tpl, atlas, rec, config, res = trained
-    table = res["latent_table"]
+    table = res.latent_table
     assert list(table.columns) == [
         "participant_id",
         "session_id",
@@ -52,12 +52,12 @@ def test_group_outputs(trained):
     ]
     assert len(table) == len(rec)  # every map once (sub-01 has two sessions)
     assert not table["in_training"].any()
-    on_disk = pd.read_csv(res["latent_tsv"], sep="\t")
+    on_disk = pd.read_csv(res.latent_tsv, sep="\t")
     assert len(on_disk) == len(rec)
-    assert res["curves_png"].is_file() and res["curves_tsv"].is_file()
-    assert res["latent_tsv"].parent.name == "group"
+    assert res.curves_png.is_file() and res.curves_tsv.is_file()
+    assert res.latent_tsv.parent.name == "group"
     # each map's fold is the one that held its subject out; sessions of a subject share it
-    held = res["splits"][res["splits"].role == "test"].set_index("participant_id")["fold"]
+    held = res.splits[res.splits.role == "test"].set_index("participant_id")["fold"]
     assert (table["fold"] == table["participant_id"].map(held)).all()
     assert table[table.participant_id == "sub-01"].fold.nunique() == 1
     out = Path(config.execution.output_dir)
@@ -79,7 +79,7 @@ def test_group_outputs(trained):
 
 def test_model_folder_is_self_describing(trained):
     tmp, tpl, atlas, rec, config, res = trained
-    mdir = res["model_dir"]
+    mdir = res.model_dir
     meta = json.loads((mdir / "model.json").read_text())
     assert meta["latent_dim"] == 4 and meta["template"]["space"] == tpl.space
     assert meta["template"]["shape"] == list(tpl.shape) and meta["atlas"]["name"] == "toy"
@@ -99,7 +99,7 @@ def test_encode_with_model_matches_group_and_writes(trained, tmp_path):
     tmp, tpl, atlas, rec, config, res = trained
     row = rec.iloc[3]
     out = encode_with_model(
-        res["model_dir"],
+        res.model_dir,
         row.gm_path,
         participant_id=row.participant_id,
         session_id=row.session_id,
@@ -107,7 +107,7 @@ def test_encode_with_model_matches_group_and_writes(trained, tmp_path):
         device="cpu",
         space=tpl.space,
     )
-    group_row = res["latent_table"].query("participant_id == @row.participant_id").iloc[0]
+    group_row = res.latent_table.query("participant_id == @row.participant_id").iloc[0]
     assert out["fold"] == group_row.fold and out["in_training"] is False
     np.testing.assert_allclose(
         out["latent"][["z0", "z1", "z2", "z3"]].to_numpy()[0],
@@ -117,16 +117,16 @@ def test_encode_with_model_matches_group_and_writes(trained, tmp_path):
     )
     assert all(p.is_file() for p in out["paths"].values())
     # a subject the model never saw uses the default fold and is not in training
-    new = encode_with_model(res["model_dir"], row.gm_path, participant_id="sub-99", device="cpu")
+    new = encode_with_model(res.model_dir, row.gm_path, participant_id="sub-99", device="cpu")
     assert new["role"] == "new" and not new["in_training"]
     # forcing a fold where the subject trained labels it, or refuses it on request
     train_fold = (
-        res["splits"]
+        res.splits
         .query("participant_id == @row.participant_id and role == 'train'")
         .fold.iloc[0]
     )
     forced = encode_with_model(
-        res["model_dir"],
+        res.model_dir,
         row.gm_path,
         participant_id=row.participant_id,
         fold=train_fold,
@@ -135,7 +135,7 @@ def test_encode_with_model_matches_group_and_writes(trained, tmp_path):
     assert forced["in_training"] and bool(forced["latent"]["in_training"].iloc[0])
     with pytest.raises(UsageError, match="train subject"):
         encode_with_model(
-            res["model_dir"],
+            res.model_dir,
             row.gm_path,
             participant_id=row.participant_id,
             fold=train_fold,
@@ -151,12 +151,12 @@ def test_model_refuses_other_grid_and_template(trained, tmp_path):
         nib.Nifti1Image(np.zeros((24, 28, 24), np.float32), np.diag([3.0, 3, 3, 1])), str(other)
     )
     with pytest.raises(UsageError) as info:
-        encode_with_model(res["model_dir"], other, participant_id="sub-01", device="cpu")
+        encode_with_model(res.model_dir, other, participant_id="sub-01", device="cpu")
     msg = info.value.message
     assert "20x24x20" in msg and "24x28x24" in msg  # both grids named
     with pytest.raises(UsageError, match="MNI152NLin2009cAsym"):
         encode_with_model(
-            res["model_dir"],
+            res.model_dir,
             rec.gm_path[0],
             participant_id="sub-01",
             space="MNI152NLin2009cAsym",
@@ -165,7 +165,7 @@ def test_model_refuses_other_grid_and_template(trained, tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(UsageError, match="CUDA"):
             encode_with_model(
-                res["model_dir"], rec.gm_path[0], participant_id="sub-01", device="cuda"
+                res.model_dir, rec.gm_path[0], participant_id="sub-01", device="cuda"
             )
 
 
@@ -173,14 +173,14 @@ def test_rerun_reuses_cache_and_is_deterministic(trained):
     tmp, tpl, atlas, rec, config, res = trained
     # same work dir: cache reused, training resumes from its finished checkpoints
     again = run_group_level(config, rec, tpl, atlas)
-    assert again["cache_reused"] and again["cache"] == res["cache"]
-    pd.testing.assert_frame_equal(again["latent_table"], res["latent_table"])
+    assert again.cache_reused and again.cache == res.cache
+    pd.testing.assert_frame_equal(again.latent_table, res.latent_table)
     # fresh work dir: trained again from scratch, identical latents (deterministic, same device)
     config.execution.work_dir = str(tmp / "work2")
     config.execution.output_dir = str(tmp / "out2")
     fresh = run_group_level(config, rec, tpl, atlas)
-    assert not fresh["cache_reused"]
-    pd.testing.assert_frame_equal(fresh["latent_table"], res["latent_table"])
+    assert not fresh.cache_reused
+    pd.testing.assert_frame_equal(fresh.latent_table, res.latent_table)
     shutil.rmtree(tmp / "out2")
 
 
@@ -190,12 +190,12 @@ def test_fit_all_labels_training_subjects_and_modulated_scale(tmp_path):
     rec = make_cohort(tmp_path / "gm", tpl, n_subjects=5, two_sessions=())
     config = sloppy_config(tmp_path, fit_all=True, input_map="modulated", max_epochs=1)
     res = run_group_level(config, rec, tpl, atlas)
-    table = res["latent_table"]
+    table = res.latent_table
     assert set(table.fold) == {"all"} and table.in_training.all() and len(table) == 5
-    meta = json.loads((res["model_dir"] / "model.json").read_text())
+    meta = json.loads((res.model_dir / "model.json").read_text())
     assert meta["mode"] == "fit_all" and 0 < meta["folds"][0]["scale"] <= 1
     out = encode_with_model(
-        res["model_dir"], rec.gm_path[0], participant_id=rec.participant_id[0], device="cpu"
+        res.model_dir, rec.gm_path[0], participant_id=rec.participant_id[0], device="cpu"
     )
     assert out["in_training"]
 
@@ -206,10 +206,10 @@ def test_sloppy_downsamples_a_2mm_grid(tmp_path):
     rec = make_cohort(tmp_path / "gm", tpl, n_subjects=5, two_sessions=())
     config = sloppy_config(tmp_path, fit_all=True, max_epochs=1)
     res = run_group_level(config, rec, tpl, atlas)
-    meta = json.loads((res["model_dir"] / "model.json").read_text())
+    meta = json.loads((res.model_dir / "model.json").read_text())
     assert meta["grid"]["downsample"] == 2 and meta["grid"]["resolution"] == 4.0
     assert meta["grid"]["shape"] == [18, 22, 18]
-    assert res["latent_tsv"].name == "space-MNI152NLin2009aSym_res-4_desc-aeK4_latent.tsv"
+    assert res.latent_tsv.name == "space-MNI152NLin2009aSym_res-4_desc-aeK4_latent.tsv"
     # the model still takes GM maps on the 2 mm template grid
-    out = encode_with_model(res["model_dir"], rec.gm_path[1], participant_id="sub-50", device="cpu")
+    out = encode_with_model(res.model_dir, rec.gm_path[1], participant_id="sub-50", device="cpu")
     assert out["recon"].shape == (18, 22, 18)

@@ -122,20 +122,20 @@ def test_stem_travels_with_the_model_folder(tmp_path):
     rec = make_cohort(tmp_path / "gm", tpl, n_subjects=5, two_sessions=())
     config = sloppy_config(tmp_path, fit_all=True, max_epochs=1, stem="space_to_depth")
     res = run_group_level(config, rec, tpl, atlas)
-    meta = json.loads((res["model_dir"] / "model.json").read_text())
+    meta = json.loads((res.model_dir / "model.json").read_text())
     assert meta["architecture"]["stem"] == "space_to_depth" and meta["format_version"] == 2
     assert meta["training"]["stem"] == "space_to_depth"
-    model = load_bundle(res["model_dir"]).load_model("all")
+    model = load_bundle(res.model_dir).load_model("all")
     assert model.stem == "space_to_depth" and isinstance(model.space_to_depth, SpaceToDepth3d)
-    out = encode_with_model(res["model_dir"], rec.gm_path[2], participant_id=rec.participant_id[2], device="cpu")
-    row = res["latent_table"].iloc[2]
+    out = encode_with_model(res.model_dir, rec.gm_path[2], participant_id=rec.participant_id[2], device="cpu")
+    row = res.latent_table.iloc[2]
     np.testing.assert_allclose(out["latent"][["z0", "z1", "z2", "z3"]].to_numpy()[0],
                                row[["z0", "z1", "z2", "z3"]].to_numpy(dtype=float), rtol=1e-5, atol=1e-6)
     # a folder a newer latentbids wrote is refused in one line, not misread
     meta["format_version"] = 3
-    (res["model_dir"] / "model.json").write_text(json.dumps(meta))
+    (res.model_dir / "model.json").write_text(json.dumps(meta))
     with pytest.raises(UsageError, match="upgrade latentbids"):
-        load_bundle(res["model_dir"])
+        load_bundle(res.model_dir)
 
 
 def test_unknown_stem_is_a_usage_error(tmp_path):

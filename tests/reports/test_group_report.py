@@ -88,9 +88,9 @@ def run(tmp_path_factory):
     rec["group"] = rec["group"].replace({"AD": EVIL})
     config = sloppy_config(tmp, latent_dim=6)
     result = run_group_level(config, rec, tpl, atlas)
-    analysis = run_group_analysis(config, rec, result, atlas)
+    analysis = run_group_analysis(config, result, atlas)
     report = GroupReport(analysis=analysis, participants=rec.drop(columns=["gm_path"]),
-                         latents=result["latent_table"], curves_png=str(result["curves_png"]), version="test",
+                         latents=result.latent_table, curves_png=str(result.curves_png), version="test",
                          run_id="r1")
     return analysis, report, atlas
 

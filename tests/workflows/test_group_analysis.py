@@ -8,6 +8,7 @@ recorded.  Every assertion on verdicts reads the claims list of ``analysis.json`
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ from latentbids.analysis.claims import ClaimsList  # noqa: E402
 from latentbids.resources import Atlas  # noqa: E402
 from latentbids.workflows.group import run_group_level  # noqa: E402
 from latentbids.workflows.group_analysis import run_group_analysis, validate_analysis_request  # noqa: E402
+from latentbids.workflows.group_result import GroupLevelResult  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -70,7 +72,7 @@ def _analyse(trained, **analysis):
         setattr(config.analysis, key, value)
     try:
         validate_analysis_request(config, rec)
-        return run_group_analysis(config, rec, result, atlas)
+        return run_group_analysis(config, result, atlas)
     finally:
         config.analysis = type(config.analysis)()
 
@@ -212,9 +214,9 @@ def test_confounds_are_regressed_out_of_the_tests(trained):
     tmp, tpl, atlas, rec, config, result = trained
     from latentbids.analysis.cohort import regional_means
 
-    G, _ = regional_means(result["data"], result["atlas_box"], [1], result["mask_box"])
+    G, _ = regional_means(result.data, result.atlas_box, [1], result.mask_box)
     rec = rec.assign(r1=G[:, 0])
-    result = dict(result, records=result["records"].assign(r1=G[:, 0]))  # as participants.tsv would carry it
+    result = dataclasses.replace(result, records=result.records.assign(r1=G[:, 0]))  # as participants.tsv would carry it
     plain = _analyse((tmp, tpl, atlas, rec, config, result))
     adjusted = _analyse((tmp, tpl, atlas, rec, config, result), confounds=["r1"])
     assert adjusted.failures == {}
@@ -243,29 +245,23 @@ def test_subjects_not_sessions_are_the_units_of_the_tests(tmp_path):
     rec = make_cohort(tmp_path / "gm", tpl, n_subjects=12, seed=1, two_sessions=("sub-01", "sub-02"))
     config = sloppy_config(tmp_path, latent_dim=4)
     result = run_group_level(config, rec, tpl, atlas)
-    res = run_group_analysis(config, rec, result, atlas)
+    res = run_group_analysis(config, result, atlas)
     assert res.failures == {}
     summary = json.loads(Path(res.analysis_json).read_text())
     assert any("2 subject(s) have several sessions" in note for note in summary["Notes"])
     lrcp = json.loads(Path(res.files["CNvsAD_lrcp_association"]).with_suffix(".json").read_text())
     assert len(rec) == 14 and lrcp["n"] == 12
-    assert len(pd.read_csv(result["latent_tsv"], sep="\t")) == 14  # the latent table keeps every session
+    assert len(pd.read_csv(result.latent_tsv, sep="\t")) == 14  # the latent table keeps every session
 
 
-def _duplicated(result: dict) -> dict:
+def _duplicated(result: GroupLevelResult) -> GroupLevelResult:
     """The group result with every map duplicated as a second session (same latent codes, same map)."""
-    out = dict(result)
-    rec = result["records"]
-    out["records"] = pd.concat([rec.assign(session_id="ses-1"), rec.assign(session_id="ses-2")],
-                               ignore_index=True)
-    fl = result["fold_latents"]
-    out["fold_latents"] = pd.concat([fl.assign(session_id="ses-1"), fl.assign(session_id="ses-2")],
-                                    ignore_index=True)
-    lt = result["latent_table"]
-    out["latent_table"] = pd.concat([lt.assign(session_id="ses-1"), lt.assign(session_id="ses-2")],
-                                    ignore_index=True)
-    out["data"] = np.concatenate([np.asarray(result["data"])] * 2)
-    return out
+    def twice(table: pd.DataFrame) -> pd.DataFrame:
+        return pd.concat([table.assign(session_id="ses-1"), table.assign(session_id="ses-2")], ignore_index=True)
+
+    return dataclasses.replace(result, records=twice(result.records), fold_latents=twice(result.fold_latents),
+                               latent_table=twice(result.latent_table),
+                               data=np.concatenate([np.asarray(result.data)] * 2))
 
 
 def test_pc1_is_unchanged_when_every_subject_has_a_duplicate_second_session(trained, tmp_path):
@@ -275,8 +271,8 @@ def test_pc1_is_unchanged_when_every_subject_has_a_duplicate_second_session(trai
     from latentbids.workflows.group_analysis import effective_settings
 
     settings = effective_settings(config)
-    single = run_projections(build_inputs(config, settings, rec, result, atlas), settings, 7)[0].pc1
+    single = run_projections(build_inputs(config, settings, result, atlas), settings, 7)[0].pc1
     doubled = _duplicated(result)
-    double = run_projections(build_inputs(config, settings, doubled["records"], doubled, atlas), settings, 7)[0].pc1
+    double = run_projections(build_inputs(config, settings, doubled, atlas), settings, 7)[0].pc1
     pd.testing.assert_frame_equal(single, double, check_exact=False, atol=1e-6)
     assert (single["n"].max() == 40)

@@ -19,6 +19,7 @@ from latentbids.analysis.cohort import (
     clean_labels, confound_matrix, covariate_table, plan_contrasts, regional_means,
 )
 from latentbids.bids.naming import bids_name, res_label
+from latentbids.workflows.group_result import GroupLevelResult
 
 
 @dataclass(frozen=True)
@@ -102,12 +103,16 @@ def _fold_matrices(fold_latents: pd.DataFrame, records: pd.DataFrame, folds) -> 
     return out
 
 
-def build_inputs(config, settings, records: pd.DataFrame, group_result: dict, atlas) -> AnalysisInputs:
-    """Assemble :class:`AnalysisInputs` from the group level's result and the run's settings."""
-    records = group_result.get("records", records).reset_index(drop=True)
+def build_inputs(config, settings, group_result: GroupLevelResult, atlas) -> AnalysisInputs:
+    """Assemble :class:`AnalysisInputs` from the group level's result and the run's settings.
+
+    The records are the group level's own (``group_result.records``: normalised ids, one row per map
+    in the order of ``group_result.data``), so the analysis cannot pair a map with another row.
+    """
+    records = group_result.records.reset_index(drop=True)
     labels_all = atlas.labels
-    G, gm_mean = regional_means(group_result["data"], group_result["atlas_box"], labels_all["index"].to_numpy(),
-                                group_result["mask_box"])
+    G, gm_mean = regional_means(group_result.data, group_result.atlas_box, labels_all["index"].to_numpy(),
+                                group_result.mask_box)
     present = np.isfinite(G).all(axis=0)
     covariates = covariate_table(records, gm_mean, _read_tiv(records))
     col = settings.label_column
@@ -131,16 +136,16 @@ def build_inputs(config, settings, records: pd.DataFrame, group_result: dict, at
     else:
         contrasts, more = plan_contrasts(labels[usable], settings.contrasts, settings.min_per_class)
         notes += more
-    folds = tuple(str(f) for f in group_result["folds"])
+    folds = tuple(str(f) for f in group_result.folds)
     out = Path(config.execution.output_dir)
     return AnalysisInputs(
         records=records, labels=labels, covariates=covariates, G=G[:, present],
-        regions=labels_all[present].reset_index(drop=True), fold_Z=_fold_matrices(group_result["fold_latents"],
+        regions=labels_all[present].reset_index(drop=True), fold_Z=_fold_matrices(group_result.fold_latents,
                                                                                   records, folds),
         folds=folds, reference_fold=folds[0], mode="fit_all" if config.model.fit_all else "kfold",
         usable=usable, C=C, confound_names=tuple(confound_names), contrasts=tuple(contrasts), notes=tuple(notes),
-        model_name=group_result["model_name"], out_dir=out, analysis_dir=out / "group" / group_result["model_name"],
-        space=group_result["space"], resolution=float(group_result["resolution"]), atlas_bids_name=atlas.bids_name,
-        atlas_image=group_result["atlas_image"], atlas_box=group_result["atlas_box"], data=group_result["data"],
-        latent_table=group_result["latent_table"], curves_png=str(group_result.get("curves_png") or ""),
+        model_name=group_result.model_name, out_dir=out, analysis_dir=out / "group" / group_result.model_name,
+        space=group_result.space, resolution=float(group_result.resolution), atlas_bids_name=atlas.bids_name,
+        atlas_image=group_result.atlas_image, atlas_box=group_result.atlas_box, data=group_result.data,
+        latent_table=group_result.latent_table, curves_png=str(group_result.curves_png or ""),
     )
