@@ -35,8 +35,9 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from latentbids.analysis import stats
-from latentbids.analysis.discriminability import FamilyTest, cv_logistic_accuracy, family_test
+from latentbids.analysis import effect_sizes, stats
+from latentbids.analysis.cv_accuracy import cv_logistic_accuracy
+from latentbids.analysis.discriminability import FamilyTest, family_test
 from latentbids.analysis.lrcp_claims import lrcp_statement
 from latentbids.analysis.rankings import consensus, rank_regions, ranking_stability
 from latentbids.errors import UsageError
@@ -278,7 +279,7 @@ class LRCP(BaseEstimator):
         cv_acc, _, reason = cv_logistic_accuracy(X, y, int(self.cv), int(self.random_state))
         if reason and reason not in self._reasons:
             self._reasons.append(reason)
-        return pd.DataFrame({"auc": stats.auc_columns(X, y), "cohens_d": stats.cohens_d_columns(X, y),
+        return pd.DataFrame({"auc": effect_sizes.auc_columns(X, y), "cohens_d": effect_sizes.cohens_d_columns(X, y),
                              "cv_accuracy": cv_acc})
 
     def _profile(self, fold, Zs, Gs, units, regions, rid, rnames, unames, correction, correlation, n_conf):

@@ -1,7 +1,8 @@
 """Small statistics shared by the group analysis (METHOD.md section 5).
 
 Standardisation, confound residualisation, correlation matrices with their p-values, multiple-comparison
-control (Benjamini-Hochberg, Bonferroni, max-statistic permutation) and two effect sizes.  Everything is
+control (Benjamini-Hochberg, Bonferroni, max-statistic permutation); the effect sizes are in
+:mod:`latentbids.analysis.effect_sizes`.  Everything is
 vectorised over columns: LRCP correlates every atlas region (J = 116) with every latent unit (K = 32..128),
 so an ``N x J`` by ``N x K`` correlation is one matrix product of standardised arrays, and a permutation
 null is a batch of such products.
@@ -24,7 +25,20 @@ ADJUSTMENTS = ("fdr_bh", "bonferroni")
 _TIE_TOL = 1e-12
 
 
-def _as_2d(X, name: str) -> np.ndarray:
+def as_2d(X, name: str) -> np.ndarray:
+    """``X`` as a float 2-D array (a 1-D ``X`` is one column); a 3-D or empty ``X`` is a usage error.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples,) or (n_samples, n_features)
+        Values.
+    name : str
+        The argument's name in the error message.
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_features), float
+    """
     arr = np.asarray(X, dtype=float)
     if arr.ndim == 1:
         arr = arr[:, None]
@@ -54,7 +68,7 @@ def standardize(X) -> np.ndarray:
     """
     arr = np.asarray(X, dtype=float)
     one_d = arr.ndim == 1
-    arr = _as_2d(arr, "X")
+    arr = as_2d(arr, "X")
     n = arr.shape[0]
     if n < 2:
         return np.zeros(arr.shape[0]) if one_d else np.zeros_like(arr)
@@ -92,8 +106,8 @@ def residualize(X, C) -> np.ndarray:
     """
     arr = np.asarray(X, dtype=float)
     one_d = arr.ndim == 1
-    arr = _as_2d(arr, "X")
-    conf = _as_2d(C, "C")
+    arr = as_2d(arr, "X")
+    conf = as_2d(C, "C")
     if conf.shape[0] != arr.shape[0]:
         raise UsageError(
             f"confounds have {conf.shape[0]} rows but the data have {arr.shape[0]}: pass one row per subject"
@@ -107,7 +121,7 @@ def residualize(X, C) -> np.ndarray:
 
 
 def _prepare(A, method: str) -> np.ndarray:
-    arr = _as_2d(A, "input")
+    arr = as_2d(A, "input")
     if method == "spearman":
         arr = _sps.rankdata(arr, axis=0)
     return standardize(arr)
@@ -155,7 +169,7 @@ def correlate(A, B, method: str = "pearson", n_confounds: int = 0):
         Two-sided p-values in [0, 1] (0 where ``|r| = 1``); NaN where ``r`` is NaN.
     """
     m = _check_method(method)
-    a, b = _as_2d(A, "A"), _as_2d(B, "B")
+    a, b = as_2d(A, "A"), as_2d(B, "B")
     if a.shape[0] != b.shape[0]:
         raise UsageError(f"A has {a.shape[0]} rows and B has {b.shape[0]}: pass one row per subject in both")
     n = a.shape[0]
@@ -256,7 +270,7 @@ def max_stat_permutation(
     m = _check_method(method)
     if int(n_permutations) < 1:
         raise UsageError(f"n_permutations must be at least 1 (got {n_permutations})")
-    a, b = _as_2d(A, "A"), _as_2d(B, "B")
+    a, b = as_2d(A, "A"), as_2d(B, "B")
     if a.shape[0] != b.shape[0]:
         raise UsageError(f"A has {a.shape[0]} rows and B has {b.shape[0]}: pass one row per subject in both")
     n = a.shape[0]
@@ -286,132 +300,3 @@ def max_stat_permutation(
     bad = _constant(za)[:, None] | _constant(zb)[None, :]
     p[bad] = np.nan
     return p
-
-
-# --------------------------------------------------------------------------------------------------
-# Effect sizes (column-vectorised versions are used by LRCP; the scalar ones are the public API)
-
-
-def _check_binary(y01) -> np.ndarray:
-    y = np.asarray(y01)
-    if y.ndim != 1:
-        raise UsageError("class labels must be a 1-D array of 0/1")
-    if y.size and not np.all(np.isin(y, (0, 1))):
-        raise UsageError("class labels must be 0/1: map the two labels of the contrast to 0 and 1 first")
-    return y.astype(int)
-
-
-def cohens_d_columns(X, y01) -> np.ndarray:
-    """Cohen's d of every column of ``X``: (mean of class 1 - mean of class 0) / pooled SD (ddof=1).
-
-    NaN where a class has fewer than two subjects or the pooled SD is 0.  A descriptive effect size
-    shown next to LRCP's tests (no verdict uses it).
-
-    Parameters
-    ----------
-    X : array-like of shape (n_samples,) or (n_samples, n_features)
-        Features.
-    y01 : array-like of shape (n_samples,)
-        0/1 class labels.
-
-    Returns
-    -------
-    ndarray of shape (n_features,)
-        d in pooled-SD units (positive: class 1 higher).
-    """
-    x = _as_2d(X, "X")
-    y = _check_binary(y01)
-    if y.size != x.shape[0]:
-        raise UsageError(f"X has {x.shape[0]} rows but y has {y.size}: pass one label per subject")
-    g1, g0 = x[y == 1], x[y == 0]
-    n1, n0 = len(g1), len(g0)
-    if n1 < 2 or n0 < 2:
-        return np.full(x.shape[1], np.nan)
-    pooled = np.sqrt(((n1 - 1) * g1.var(axis=0, ddof=1) + (n0 - 1) * g0.var(axis=0, ddof=1)) / (n1 + n0 - 2))
-    diff = g1.mean(axis=0) - g0.mean(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        d = np.where(pooled > 0, diff / np.where(pooled > 0, pooled, 1.0), np.nan)
-    return d
-
-
-def auc_columns(X, y01) -> np.ndarray:
-    """ROC AUC of every column of ``X`` as a score for class 1 (Mann-Whitney U / (n1 n0)).
-
-    Equal to ``sklearn.metrics.roc_auc_score(y01, X[:, c])`` (ties count one half); 0.5 is chance and
-    values below 0.5 mean class 1 has the lower values.  NaN if a class is empty or the column has NaN.
-    A descriptive effect size; LRCP also uses ``|AUC - 0.5|`` to order units in an exploratory ranking.
-
-    Parameters
-    ----------
-    X : array-like of shape (n_samples,) or (n_samples, n_features)
-        Features (scores; higher = more class-1-like).
-    y01 : array-like of shape (n_samples,)
-        0/1 class labels.
-
-    Returns
-    -------
-    ndarray of shape (n_features,)
-        AUC in [0, 1].
-    """
-    x = _as_2d(X, "X")
-    y = _check_binary(y01)
-    if y.size != x.shape[0]:
-        raise UsageError(f"X has {x.shape[0]} rows but y has {y.size}: pass one label per subject")
-    n1 = int(y.sum())
-    n0 = y.size - n1
-    if n1 == 0 or n0 == 0:
-        return np.full(x.shape[1], np.nan)
-    ranks = _sps.rankdata(x, axis=0)
-    u = ranks[y == 1].sum(axis=0) - n1 * (n1 + 1) / 2.0
-    out = u / (n1 * n0)
-    out[~np.all(np.isfinite(x), axis=0)] = np.nan
-    return out
-
-
-def cohens_d(x, y01) -> float:
-    """Cohen's d of ``x`` between class 1 and class 0 (class 1 minus class 0, pooled SD, ddof=1).
-
-    NaN when a class has fewer than two subjects or ``x`` does not vary within classes.
-
-    Parameters
-    ----------
-    x : array-like of shape (n_samples,)
-        One feature.
-    y01 : array-like of shape (n_samples,)
-        0/1 class labels.
-
-    Returns
-    -------
-    float
-        d in pooled-SD units (positive: class 1 higher), or NaN.
-    """
-    return float(cohens_d_columns(np.asarray(x, dtype=float).reshape(-1, 1), y01)[0])
-
-
-def auc(x, y01) -> float:
-    """ROC AUC of ``x`` as a score for class 1 (``sklearn.metrics.roc_auc_score``).
-
-    Not symmetrised: 0.3 means class 1 tends to have *lower* values; use ``abs(auc - 0.5)`` for a
-    direction-free strength.  NaN when only one class is present or ``x`` has NaN.
-
-    Parameters
-    ----------
-    x : array-like of shape (n_samples,)
-        One feature, used as a score for class 1.
-    y01 : array-like of shape (n_samples,)
-        0/1 class labels.
-
-    Returns
-    -------
-    float
-        AUC in [0, 1], or NaN.
-    """
-    from sklearn.metrics import roc_auc_score
-
-    x = np.asarray(x, dtype=float).ravel()
-    y = _check_binary(y01)
-    if y.size != x.size:
-        raise UsageError(f"x has {x.size} values but y has {y.size}: pass one label per subject")
-    if len(np.unique(y)) < 2 or not np.all(np.isfinite(x)):
-        return float("nan")
-    return float(roc_auc_score(y, x))

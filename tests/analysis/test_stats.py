@@ -6,7 +6,7 @@ import pytest
 from scipy import stats as sps
 from sklearn.metrics import roc_auc_score
 
-from latentbids.analysis import stats
+from latentbids.analysis import effect_sizes, stats
 from latentbids.errors import UsageError
 
 
@@ -165,16 +165,16 @@ def test_cohens_d_and_auc():
     x = rng.normal(size=55) + 1.2 * y
     g1, g0 = x[y == 1], x[y == 0]
     pooled = np.sqrt((24 * g1.var(ddof=1) + 29 * g0.var(ddof=1)) / 53)
-    assert stats.cohens_d(x, y) == pytest.approx((g1.mean() - g0.mean()) / pooled)
-    assert stats.cohens_d(-x, y) == pytest.approx(-stats.cohens_d(x, y))
-    assert stats.auc(x, y) == pytest.approx(roc_auc_score(y, x))
-    assert stats.auc(-x, y) == pytest.approx(1 - stats.auc(x, y))
+    assert effect_sizes.cohens_d(x, y) == pytest.approx((g1.mean() - g0.mean()) / pooled)
+    assert effect_sizes.cohens_d(-x, y) == pytest.approx(-effect_sizes.cohens_d(x, y))
+    assert effect_sizes.auc(x, y) == pytest.approx(roc_auc_score(y, x))
+    assert effect_sizes.auc(-x, y) == pytest.approx(1 - effect_sizes.auc(x, y))
     X = np.column_stack([x, np.round(x), -x, rng.normal(size=55)])  # ties in column 1
-    np.testing.assert_allclose(stats.auc_columns(X, y), [roc_auc_score(y, X[:, c]) for c in range(4)])
-    np.testing.assert_allclose(stats.cohens_d_columns(X, y)[[0, 2]], [stats.cohens_d(x, y), -stats.cohens_d(x, y)])
+    np.testing.assert_allclose(effect_sizes.auc_columns(X, y), [roc_auc_score(y, X[:, c]) for c in range(4)])
+    np.testing.assert_allclose(effect_sizes.cohens_d_columns(X, y)[[0, 2]], [effect_sizes.cohens_d(x, y), -effect_sizes.cohens_d(x, y)])
     # not computable -> NaN, not an exception
-    assert np.isnan(stats.cohens_d(x[:31], y[:31]))  # one subject in class 1
-    assert np.isnan(stats.auc(x[:30], y[:30]))  # one class
-    assert np.isnan(stats.cohens_d(np.ones(55), y))
+    assert np.isnan(effect_sizes.cohens_d(x[:31], y[:31]))  # one subject in class 1
+    assert np.isnan(effect_sizes.auc(x[:30], y[:30]))  # one class
+    assert np.isnan(effect_sizes.cohens_d(np.ones(55), y))
     with pytest.raises(UsageError):
-        stats.auc(x, y + 1)
+        effect_sizes.auc(x, y + 1)
