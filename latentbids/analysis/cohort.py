@@ -12,9 +12,9 @@ import itertools
 import numpy as np
 import pandas as pd
 
+from latentbids.bids.tables import is_missing
 from latentbids.errors import UsageError
 
-MISSING = {"", "n/a", "na", "nan", "none"}
 #: labels put first in default contrasts (the reference class), in this order of preference
 CONTROL_LABELS = ("cn", "hc", "nc", "control", "controls", "ctrl", "healthy")
 #: confound names that are not participants.tsv columns but computed here
@@ -31,8 +31,8 @@ def clean_labels(values) -> pd.Series:
     Parameters
     ----------
     values : iterable of shape (n_subjects,)
-        Raw labels of any type; ``None``, float NaN and the strings ``""``, ``n/a``, ``na``, ``nan``,
-        ``none`` (any case) count as missing.
+        Raw labels of any type; what :func:`latentbids.bids.tables.is_missing` calls missing (``None``,
+        NaN, ``""``, ``n/a``, ``na``, ``nan``, ``none`` in any case) is missing.
 
     Returns
     -------
@@ -41,8 +41,7 @@ def clean_labels(values) -> pd.Series:
     """
     out = []
     for v in values:
-        text = "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v).strip()
-        out.append(None if text.lower() in MISSING else text)
+        out.append(None if is_missing(v) else str(v).strip())
     return pd.Series(out, dtype=object)
 
 

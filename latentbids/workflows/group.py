@@ -31,6 +31,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from latentbids.bids.tables import is_missing
 from latentbids.errors import MissingInputError, UsageError
 from latentbids.workflows.group_folds import fold_identity, make_folds, train_folds
 from latentbids.workflows.group_grid import SLOPPY, grid_facts, load_cache, working_grid
@@ -44,14 +45,6 @@ from latentbids.workflows.group_outputs import (
 )
 
 LOGGER = logging.getLogger("latentbids.workflows.group")
-
-
-def _na(value) -> bool:
-    return (
-        value is None
-        or (isinstance(value, float) and np.isnan(value))
-        or str(value).strip().lower() in ("", "n/a", "nan", "none")
-    )
 
 
 def _settings(config):
@@ -112,12 +105,12 @@ def _check_records(records: pd.DataFrame) -> pd.DataFrame:
     if "session_id" not in records:
         records["session_id"] = "n/a"
     records["session_id"] = [
-        "n/a" if _na(s) else (str(s) if str(s).startswith("ses-") else f"ses-{s}")
+        "n/a" if is_missing(s) else (str(s) if str(s).startswith("ses-") else f"ses-{s}")
         for s in records["session_id"]
     ]
     if "group" not in records:
         records["group"] = "n/a"
-    records["group"] = ["n/a" if _na(g) else str(g) for g in records["group"]]
+    records["group"] = ["n/a" if is_missing(g) else str(g) for g in records["group"]]
     dup = records.duplicated(["participant_id", "session_id"])
     if dup.any():
         first = records[dup].iloc[0]
