@@ -99,3 +99,32 @@ def test_the_architecture_doc_names_every_part():
     doc = (PACKAGE.parent / "docs" / "architecture.md").read_text()
     missing = [p for p in ALLOWED if not p.startswith("__") and f"{p}" not in doc]
     assert not missing, f"docs/architecture.md does not mention {missing}"
+
+
+#: the size of a room a newcomer can read in one sitting (issue 11)
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_CODE_LINES = 80
+
+
+def _code_lines(node) -> int:
+    """Lines of a function from the end of its docstring (or its ``def``) to its last line."""
+    first = node.body[0]
+    has_doc = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(
+        first.value.value, str)
+    return node.end_lineno - (first.end_lineno + 1 if has_doc else node.lineno) + 1
+
+
+def test_no_module_is_over_400_lines():
+    big = [f"{p.relative_to(PACKAGE.parent)}: {n} lines" for p in sorted(PACKAGE.rglob("*.py"))
+           if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES]
+    assert not big, f"modules over {MAX_MODULE_LINES} lines (split them by job):\n" + "\n".join(big)
+
+
+def test_no_function_is_over_80_lines_of_code():
+    long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and (n := _code_lines(node)) > \
+                    MAX_FUNCTION_CODE_LINES:
+                long.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name}: {n} lines")
+    assert not long, f"functions over {MAX_FUNCTION_CODE_LINES} lines of code:\n" + "\n".join(long)
