@@ -21,7 +21,7 @@ The data-wait share is host-side time blocked on the next batch (loader / prefet
 resident gather), a proxy for GPU idle time.
 
 ``--force-fast`` runs the ``fast`` config through the CPU twin of the CUDA path on any device (bf16
-autocast, channels_last_3d, resident data; see :func:`latentbids.model.training.resolve_fast_path`):
+autocast, channels_last_3d, resident data; see :func:`latentbids.model.fast_path.resolve_fast_path`):
 on CPU it checks the code path, not a speed target (CPU bf16 is slow without AMX).
 
 ``--stem`` picks the network's ends for every config (``[model] stem``; the default is the config's),

@@ -111,6 +111,10 @@ def check_hdbet_weights(mode: str) -> None:
     mode : {"fast", "accurate"}
         ``fast`` needs the first network's weights, ``accurate`` all five.
 
+    Returns
+    -------
+    None
+
     Raises
     ------
     MissingInputError

@@ -36,7 +36,25 @@ COMPILE_BACKEND: str | Callable = "inductor"
 
 
 def compile_wanted(setting: str, device) -> bool:
-    """Whether ``[model] compile`` (``auto``, ``on``, ``off``) compiles on ``device``."""
+    """Whether ``[model] compile`` (``auto``, ``on``, ``off``) compiles on ``device``.
+
+    Parameters
+    ----------
+    setting : {"auto", "on", "off"}
+        The ``[model] compile`` value (case and surrounding spaces ignored); ``auto`` compiles on CUDA only.
+    device : torch.device or str
+        The device the network runs on.
+
+    Returns
+    -------
+    bool
+        True when the forward pass should go through ``torch.compile``.
+
+    Raises
+    ------
+    ValueError
+        ``setting`` is not one of ``auto``, ``on``, ``off``.
+    """
     setting = str(setting).strip().lower()
     if setting not in COMPILE_MODES:
         raise ValueError(f"compile {setting!r} is not one of {', '.join(COMPILE_MODES)}")
@@ -45,7 +63,19 @@ def compile_wanted(setting: str, device) -> bool:
 
 def is_compile_error(exc: BaseException) -> bool:
     """An error raised by torch.compile's machinery (Dynamo, AOTAutograd, Inductor, a backend), as
-    opposed to one of the computation itself (which the eager network would raise too)."""
+    opposed to one of the computation itself (which the eager network would raise too).
+
+    Parameters
+    ----------
+    exc : BaseException
+        The exception caught from a call or its backward; its ``__cause__`` chain is searched too.
+
+    Returns
+    -------
+    bool
+        True when a class of ``exc`` or of one of its causes (or a base class of those) is defined in
+        ``torch._dynamo``, ``torch._inductor`` or ``torch._functorch``.
+    """
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
@@ -61,6 +91,20 @@ class CompiledOrEager:
 
     ``what`` names the pass in the log line (e.g. "training").  The module itself is shared, so its
     parameters and buffers are the same objects either way.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The network (or its DDP wrapper) to call.
+    enabled : bool
+        Whether to compile at all (see :func:`compile_wanted`); False calls ``module`` eagerly from the start.
+    what : str, default "the network"
+        Names the pass in the log line.
+
+    Attributes
+    ----------
+    failure : str or None
+        ``"<exception type>: <message, at most 240 characters>"`` of the compilation failure, or None.
     """
 
     def __init__(self, module: nn.Module, enabled: bool, what: str = "the network"):
@@ -103,7 +147,19 @@ class CompiledOrEager:
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """An eval-mode copy of ``model`` with each BatchNorm3d that directly follows a Conv3d or
     ConvTranspose3d (in any ``nn.Sequential``) folded into that convolution; ``model`` itself is
-    left as it is.  Without batch norm the copy computes exactly what ``model`` does."""
+    left as it is.  Without batch norm the copy computes exactly what ``model`` does.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network, e.g. an :class:`~latentbids.model.network.AutoEncoder3D`; not modified.
+
+    Returns
+    -------
+    torch.nn.Module
+        A deep copy in eval mode; each folded batch norm is replaced by ``nn.Identity`` and each fused
+        convolution keeps its weight's memory format (contiguous or ``channels_last_3d``).
+    """
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     folded = copy.deepcopy(model).eval()
@@ -121,7 +177,18 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 
 
 def cuda_graphs_wanted(device) -> bool:
-    """CUDA graphs for encoding: on a CUDA device only (on CPU there are no kernel launches to save)."""
+    """CUDA graphs for encoding: on a CUDA device only (on CPU there are no kernel launches to save).
+
+    Parameters
+    ----------
+    device : torch.device or str
+        The encoding device.
+
+    Returns
+    -------
+    bool
+        True on a CUDA device.
+    """
     return torch.device(device).type == "cuda"
 
 
@@ -132,6 +199,14 @@ class GraphedEncoder:
 
     The returned tensors are the graph's static outputs: the next call overwrites them, so the caller
     copies what it keeps (encoding copies them to the host at once).
+
+    Parameters
+    ----------
+    step : callable
+        ``step(x) -> tuple of torch.Tensor``; run three times on a side stream to warm up, then captured,
+        all under ``torch.no_grad``.
+    example : torch.Tensor
+        A CUDA batch with the shape, dtype, strides and device to capture for (cloned as the static input).
     """
 
     def __init__(self, step: Callable, example: torch.Tensor):

@@ -39,13 +39,63 @@ _DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
 def shard_of(positions: np.ndarray, rank: int, world_size: int) -> np.ndarray:
     """Process ``rank``'s contiguous part of one global batch (the first processes take one more
-    when it does not split evenly; a process may get none at the end of an epoch)."""
+    when it does not split evenly; a process may get none at the end of an epoch).
+
+    Parameters
+    ----------
+    positions : array_like of int, shape (B,)
+        The global batch: positions into a :class:`BatchSource`'s ``indices``.
+    rank : int
+        This process's rank, ``0 <= rank < world_size``.
+    world_size : int
+        Number of processes.
+
+    Returns
+    -------
+    ndarray of shape (b,)
+        Part ``rank`` of ``np.array_split(positions, world_size)`` (``b`` may be 0).
+    """
     return np.array_split(np.asarray(positions), int(world_size))[int(rank)]
 
 
 class BatchSource:
     """Serve scaled ``(B, 1, X, Y, Z)`` float32 batches of ``data[indices[pos]]`` on ``device``
-    (see the module docstring for ``resident``, ``storage`` and ``memory_share``)."""
+    (see the module docstring for ``resident``, ``storage`` and ``memory_share``).
+
+    Parameters
+    ----------
+    data : ndarray of shape (N, X, Y, Z), float32
+        The volumes on the network's box in input units, usually the read-only GM cache memmap.
+    indices : sequence of int
+        Rows of ``data`` this source serves; batch positions index into it.
+    device : torch.device
+        Where batches are delivered.
+    scale : float
+        Batches are ``data / scale`` (model units).
+    resident : bool, default True
+        Keep ``data[indices]`` on the device (CUDA: when it fits in ``memory_share``; CPU: a host copy, the
+        CPU twin); False streams every batch from ``data``.
+    channels_last : bool, default False
+        Deliver batches in ``torch.channels_last_3d`` memory format.
+    memory_share : float, default 0.5
+        Largest share (0..1) of the available CUDA memory (bytes,
+        :func:`~latentbids.model.memory.free_cuda_memory`) the resident copy may take.
+    storage : {"fp32", "fp16"}, default "fp32"
+        The resident copy's type (fp32 is kept when a value lies beyond fp16's range).
+
+    Attributes
+    ----------
+    placement : str
+        Where batches come from: ``"gpu"`` or ``"<device type>-resident"`` (resident), ``"pinned"`` (CUDA,
+        streamed) or the device type (streamed).
+    store : torch.Tensor or None
+        The resident copy, shape ``(len(indices), X, Y, Z)``, or None when batches are streamed.
+
+    Raises
+    ------
+    ValueError
+        ``storage`` is not ``fp32`` or ``fp16``.
+    """
 
     def __init__(
         self,

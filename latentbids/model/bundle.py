@@ -50,6 +50,18 @@ FORMAT_VERSION = 2
 
 
 def sha256_file(path: str | os.PathLike) -> str:
+    """The sha256 checksum of a file's bytes (read in blocks of 1 MiB).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+
+    Returns
+    -------
+    str
+        The hex digest (64 lowercase hex characters).
+    """
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -74,6 +86,33 @@ def save_bundle(
     ``meta`` must hold ``name, template, grid, atlas, intensity, seeds, training`` (see
     :mod:`latentbids.workflows.group`); ``fold_info[fold]`` holds per-fold facts (scale, best
     epoch, losses, counts) and gets the weights path and sha256 added.
+
+    Parameters
+    ----------
+    model_dir : str or os.PathLike
+        The folder to write (``<output_dir>/models/<name>``); an existing one is replaced.
+    models : dict of str to AutoEncoder3D
+        The trained network of each fold (``"1"``..``"k"``, or ``"all"``); the first one's architecture
+        and ``latent_dim`` are recorded.
+    meta : dict
+        Top-level entries of ``model.json`` (see above); ``default_fold`` defaults to the first fold.
+    fold_info : dict of str to dict
+        Per-fold facts by fold name.
+    splits : pandas.DataFrame
+        ``fold`` (str), ``participant_id``, ``group``, ``role`` (:func:`~latentbids.model.splits.make_splits`).
+    mask : nibabel.Nifti1Image
+        The loss mask on the working grid.
+    atlas : nibabel.Nifti1Image
+        The atlas labels on the working grid.
+    atlas_labels : pandas.DataFrame
+        The atlas regions; its ``index`` and ``name`` columns are written.
+    config_toml : str, default ""
+        The run configuration, written as ``config.toml``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``model_dir``.
     """
     model_dir = Path(model_dir)
     model_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -140,7 +179,23 @@ def save_bundle(
 
 @dataclass
 class ModelBundle:
-    """A loaded model folder (weights are loaded per fold on demand)."""
+    """A loaded model folder (weights are loaded per fold on demand).
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The model folder.
+    meta : dict
+        The parsed ``model.json``.
+    splits : pandas.DataFrame
+        ``fold, participant_id, group, role`` of every fold (strings).
+    mask : ndarray of shape (X, Y, Z), bool
+        The loss mask on the working grid.
+    atlas : ndarray of shape (X, Y, Z), int32
+        The atlas labels on the working grid.
+    atlas_labels : pandas.DataFrame
+        ``atlas.tsv``: ``index, name`` of every region.
+    """
 
     path: Path
     meta: dict
@@ -233,7 +288,25 @@ class ModelBundle:
 
 
 def load_bundle(model_dir: str | os.PathLike) -> ModelBundle:
-    """Read a model folder (one-line errors when it is missing or not a latentbids model)."""
+    """Read a model folder (one-line errors when it is missing or not a latentbids model).
+
+    Parameters
+    ----------
+    model_dir : str or os.PathLike
+        A folder written by :func:`save_bundle`.
+
+    Returns
+    -------
+    ModelBundle
+        Its description, splits, mask and atlas; :meth:`ModelBundle.load_model` reads a fold's weights.
+
+    Raises
+    ------
+    MissingInputError
+        No or invalid ``model.json``, or an unreadable mask or atlas.
+    UsageError
+        A format version newer than this latentbids reads.
+    """
     path = Path(model_dir)
     meta_path = path / "model.json"
     if not meta_path.is_file():

@@ -29,7 +29,19 @@ CACHE_VERSION = 1
 
 @dataclass(frozen=True)
 class CachedVolumes:
-    """The cache: ``data`` is a read-only ``(N, X, Y, Z)`` float32 memmap in ``paths`` order."""
+    """The cache: ``data`` is a read-only ``(N, X, Y, Z)`` float32 memmap in ``paths`` order.
+
+    Attributes
+    ----------
+    data : ndarray of shape (N, X, Y, Z), float32
+        The maps in input units, on ``fit``'s box (else on the downsampled grid).
+    path : pathlib.Path
+        The ``gm-<key[:24]>.npy`` file.
+    key : str
+        Its :func:`cache_key`.
+    reused : bool
+        True when an existing cache file was reused.
+    """
 
     data: np.ndarray
     path: Path
@@ -38,7 +50,19 @@ class CachedVolumes:
 
 
 def grid_description(shape, affine) -> str:
-    """``97x115x97 at 2 mm (origin -96,-132,-78)``: how errors name a grid."""
+    """``97x115x97 voxels of 2x2x2 mm (origin -96,-132,-78)``: how errors name a grid.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        The image shape (its first three axes are named).
+    affine : array_like of shape (4, 4)
+        Voxel-to-world affine (mm); the voxel sizes are its column norms.
+
+    Returns
+    -------
+    str
+    """
     affine = np.asarray(affine, dtype=float)
     zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
     vox = "x".join(f"{z:g}" for z in np.round(zooms, 3))
@@ -47,13 +71,46 @@ def grid_description(shape, affine) -> str:
 
 
 def same_grid(shape_a, affine_a, shape_b, affine_b, atol: float = 1e-3) -> bool:
+    """Whether two images lie on the same grid: equal first three axes and affines equal within ``atol``.
+
+    Parameters
+    ----------
+    shape_a, shape_b : sequence of int
+        Image shapes (only the first three axes are compared).
+    affine_a, affine_b : array_like of shape (4, 4)
+        Voxel-to-world affines (mm).
+    atol : float, default 1e-3
+        Absolute tolerance per affine element (mm for the origin).
+
+    Returns
+    -------
+    bool
+    """
     return tuple(int(s) for s in shape_a[:3]) == tuple(int(s) for s in shape_b[:3]) and np.allclose(
         np.asarray(affine_a, dtype=float), np.asarray(affine_b, dtype=float), atol=atol
     )
 
 
 def cache_key(paths: Sequence[str | os.PathLike], grid: dict) -> str:
-    """sha256 over (absolute path, mtime_ns, size) of every map plus the grid description."""
+    """sha256 over (absolute path, mtime_ns, size) of every map plus the grid description.
+
+    Parameters
+    ----------
+    paths : sequence of str or os.PathLike
+        The GM maps.
+    grid : dict
+        JSON-serialisable grid description (source shape and affine, downsampling factor, box).
+
+    Returns
+    -------
+    str
+        The hex digest (64 characters); it also covers :data:`CACHE_VERSION`.
+
+    Raises
+    ------
+    MissingInputError
+        A map does not exist.
+    """
     items = []
     for p in paths:
         path = Path(p).resolve()
@@ -75,7 +132,31 @@ def read_volume(
     downsample: int = 1,
     fit: GridFit | None = None,
 ) -> np.ndarray:
-    """Read one GM map, check it lies on the source grid, downsample and crop it (float32)."""
+    """Read one GM map, check it lies on the source grid, downsample and crop it (float32).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A GM map (NIfTI, 3-D or 4-D with one volume).
+    source_shape, source_affine : sequence of int, array_like of shape (4, 4)
+        The template grid it must lie on (:func:`same_grid`).
+    downsample : int, default 1
+        Block-averaging factor (:func:`~latentbids.model.grid.block_reduce` with ``mean``; 1 = none).
+    fit : GridFit or None
+        Crop/pad box applied after downsampling (None = keep the downsampled grid).
+
+    Returns
+    -------
+    ndarray of shape (X, Y, Z), float32
+        C-contiguous, input units; NaN and infinite values set to 0.
+
+    Raises
+    ------
+    MissingInputError
+        The map is missing, unreadable or corrupt.
+    UsageError
+        The map is on another grid.
+    """
     import nibabel as nib
 
     path = Path(path)
@@ -122,12 +203,30 @@ def load_volumes(
 
     Parameters
     ----------
-    paths : GM maps on the source (template) grid, in the order rows should have.
-    cache_dir : folder in the work dir for the ``.npy`` cache.
-    source_shape, source_affine : the template grid every map must lie on.
-    downsample : integer block-averaging factor (1 = none).
-    fit : crop/pad box applied after downsampling (None = keep the downsampled grid).
-    n_threads : maps decoded in parallel (gzip decoding releases the GIL).
+    paths : sequence of str or os.PathLike
+        GM maps on the source (template) grid, in the order rows should have.
+    cache_dir : str or os.PathLike
+        Folder in the work dir for the ``.npy`` cache (and its ``.json`` record).
+    source_shape, source_affine : sequence of int, array_like of shape (4, 4)
+        The template grid every map must lie on.
+    downsample : int, default 1
+        Integer block-averaging factor (1 = none).
+    fit : GridFit or None
+        Crop/pad box applied after downsampling (None = keep the downsampled grid).
+    n_threads : int, default 1
+        Maps decoded in parallel (gzip decoding releases the GIL).
+
+    Returns
+    -------
+    CachedVolumes
+        ``data`` of shape ``(len(paths), X, Y, Z)``, float32, read-only, input units.
+
+    Raises
+    ------
+    UsageError
+        ``paths`` is empty, or a map is on another grid.
+    MissingInputError
+        A map is missing, unreadable or corrupt.
     """
     paths = [Path(p) for p in paths]
     if not paths:

@@ -22,12 +22,28 @@ from latentbids.model.distributed import Distributed
 from latentbids.utils.atomic import atomic_path
 
 if TYPE_CHECKING:
-    from latentbids.model.training import FastPath, TrainSettings
+    from latentbids.model.fast_path import FastPath
+    from latentbids.model.training import TrainSettings
 
 LOGGER = logging.getLogger("latentbids.model")
 
 
 def rng_state(gen: torch.Generator, device: torch.device) -> dict:
+    """Every RNG state a resumed run needs to continue as if never stopped.
+
+    Parameters
+    ----------
+    gen : torch.Generator
+        The generator that shuffles the training order.
+    device : torch.device
+        The training device.
+
+    Returns
+    -------
+    dict
+        ``torch`` (the CPU generator), ``shuffle`` (``gen``), ``numpy`` (the global RandomState) and, on
+        CUDA, ``cuda`` (the training device's generator only).
+    """
     state = {
         "torch": torch.get_rng_state(),
         "shuffle": gen.get_state(),
@@ -41,6 +57,22 @@ def rng_state(gen: torch.Generator, device: torch.device) -> dict:
 
 
 def set_rng_state(state: dict, gen: torch.Generator, device: torch.device) -> None:
+    """Restore the RNG states saved by :func:`rng_state` (the CUDA one only on a CUDA device).
+
+    Parameters
+    ----------
+    state : dict
+        As returned by :func:`rng_state`; in older checkpoints ``cuda`` is a list with one state per visible
+        GPU, of which this device's is used (none when that GPU index is beyond the list).
+    gen : torch.Generator
+        The shuffling generator, restored in place.
+    device : torch.device
+        The training device.
+
+    Returns
+    -------
+    None
+    """
     torch.set_rng_state(state["torch"])
     gen.set_state(state["shuffle"])
     np.random.set_state(state["numpy"])
@@ -55,7 +87,18 @@ def set_rng_state(state: dict, gen: torch.Generator, device: torch.device) -> No
 
 def checkpoint_globals() -> list:
     """What a checkpoint may hold besides tensors and plain containers: numpy's RNG state
-    (``np.random.get_state()``: a tuple with a uint32 array), nothing that can run code."""
+    (``np.random.get_state()``: a tuple with a uint32 array), nothing that can run code.
+
+    Parameters
+    ----------
+    None
+
+    Returns
+    -------
+    list
+        ``numpy.ndarray``, ``numpy.dtype``, the dtype class of uint32 and numpy's ``_reconstruct``: the
+        globals allowed by ``torch.serialization.safe_globals``.
+    """
     try:
         from numpy._core.multiarray import _reconstruct  # numpy >= 2
     except ImportError:  # pragma: no cover - numpy 1.x
@@ -71,6 +114,16 @@ def load_checkpoint(path: str | Path) -> dict | None:
     only the numpy RNG-state types of :func:`checkpoint_globals` allowed.  A file that asks for
     anything else is refused (and named with what it asked for); a damaged one is ignored.  Either
     way the fold trains from scratch and the next epoch's checkpoint replaces the file.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The checkpoint file (``last.pt``).
+
+    Returns
+    -------
+    dict or None
+        The checkpoint (tensors on the CPU), or None when it was refused, unreadable or not a dict.
     """
     import pickle
 
@@ -101,12 +154,47 @@ def load_checkpoint(path: str | Path) -> dict | None:
 
 
 def cpu_state(model: torch.nn.Module) -> dict:
+    """A detached copy of ``model``'s state dict on the CPU (e.g. the best epoch's weights).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network (on any device).
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+        Parameters and buffers, copied (later updates of ``model`` do not change them).
+    """
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
 def run_fingerprint(settings, scale, data, train_idx, val_idx, extra_fingerprint, path: FastPath,
                  dist: Distributed) -> dict:
-    """What a checkpoint must have been made by to be resumed: settings, data, numerics, processes."""
+    """What a checkpoint must have been made by to be resumed: settings, data, numerics, processes.
+
+    Parameters
+    ----------
+    settings : TrainSettings
+        Recorded through ``settings.fingerprint()``.
+    scale : float
+        The constant the inputs are divided by.
+    data : ndarray of shape (N, X, Y, Z)
+        The GM cache; only its volume shape ``(X, Y, Z)`` is recorded.
+    train_idx, val_idx : ndarray of int
+        Rows of ``data`` trained and validated on.
+    extra_fingerprint : dict or None
+        More facts that must match (data cache key, fold).
+    path : FastPath
+        The resolved data path; precision and memory format are recorded unless fp32 and contiguous.
+    dist : Distributed
+        Under several processes their number is recorded.
+
+    Returns
+    -------
+    dict
+        A checkpoint is resumed only when its ``fingerprint`` equals this.
+    """
     fingerprint = {
         "settings": settings.fingerprint(),
         "scale": float(scale),
@@ -129,7 +217,25 @@ def run_fingerprint(settings, scale, data, train_idx, val_idx, extra_fingerprint
 @dataclass
 class Progress:
     """A training run's state between epochs (early stopping, history, micro-batch, OOM events):
-    what a checkpoint holds besides the model, optimiser and RNG states."""
+    what a checkpoint holds besides the model, optimiser and RNG states.
+
+    Attributes
+    ----------
+    best_state : dict of str to torch.Tensor
+        The best epoch's weights, on the CPU (:func:`cpu_state`).
+    micro : int
+        Volumes per forward call: the batch size until an out-of-memory error halves it.
+    history : list of dict
+        One row per epoch (see :meth:`end_epoch`).
+    best_val, best_epoch, bad_epochs : float, int, int
+        The lowest validation loss (masked MSE, model units), its epoch, and epochs since without improvement.
+    oom_events : list of str
+        The out-of-memory events, as logged.
+    done : bool
+        Early stopping or ``max_epochs`` was reached.
+    start_epoch, resumed_from : int, int or None
+        The next epoch to train (1-based); after a resume, the same number, else None.
+    """
 
     best_state: dict
     micro: int
@@ -195,7 +301,19 @@ class Progress:
 
 
 def save_checkpoint(ckpt: dict, path: Path) -> None:
-    """Write ``ckpt`` to ``path`` atomically (a temporary name, then a rename)."""
+    """Write ``ckpt`` to ``path`` atomically (a temporary name, then a rename).
+
+    Parameters
+    ----------
+    ckpt : dict
+        As built by :meth:`Progress.checkpoint`.
+    path : pathlib.Path
+        The checkpoint file; its folder is created when missing.
+
+    Returns
+    -------
+    None
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         torch.save(ckpt, tmp)
@@ -204,7 +322,31 @@ def save_checkpoint(ckpt: dict, path: Path) -> None:
 def resume(ckpt_path: Path | None, fingerprint: dict, model, optimizer, gen: torch.Generator,
            device: torch.device, dist: Distributed, progress: Progress) -> None:
     """Restore model, optimiser, RNG states and ``progress`` from the last checkpoint when there is
-    one made by the same settings and data (process 0 reads it, every process resumes from it)."""
+    one made by the same settings and data (process 0 reads it, every process resumes from it).
+
+    Parameters
+    ----------
+    ckpt_path : pathlib.Path or None
+        The checkpoint file; None or a missing file means training from scratch.
+    fingerprint : dict
+        This run's :func:`run_fingerprint`; a checkpoint with another one is ignored (logged).
+    model : torch.nn.Module
+        Receives the checkpoint's weights.
+    optimizer : torch.optim.Optimizer
+        Receives its state.
+    gen : torch.Generator
+        The shuffling generator (see :func:`set_rng_state`).
+    device : torch.device
+        The training device.
+    dist : Distributed
+        Process 0 reads the file and sends its content to the others.
+    progress : Progress
+        Updated in place: best weights, early stopping, history, micro-batch, OOM events, start epoch.
+
+    Returns
+    -------
+    None
+    """
     ckpt = None
     if ckpt_path is not None and dist.is_main and ckpt_path.is_file():
         ckpt = load_checkpoint(ckpt_path)

@@ -19,6 +19,21 @@ def resolve_device(spec: str | None = "auto"):
     ``auto`` picks ``cuda`` (the current CUDA device) when one is usable, else ``cpu``.  Asking for
     ``cuda`` or ``cuda:N`` where CUDA (or GPU ``N``) is absent raises a one-line
     :class:`~latentbids.errors.UsageError` instead of falling back silently.
+
+    Parameters
+    ----------
+    spec : str or None, default "auto"
+        ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (case and surrounding spaces ignored); None or an empty
+        string means ``auto``.
+
+    Returns
+    -------
+    torch.device
+
+    Raises
+    ------
+    UsageError
+        An invalid value, or CUDA (or GPU ``N``) asked for but absent.
     """
     import torch
 
@@ -55,7 +70,18 @@ def resolve_device(spec: str | None = "auto"):
 
 
 def describe_device(device) -> str:
-    """A short human description (GPU name and memory, or CPU threads) for logs and provenance."""
+    """A short human description (GPU name and memory, or CPU threads) for logs and provenance.
+
+    Parameters
+    ----------
+    device : torch.device or str
+        A CUDA device (without an index: the current one) or any other device.
+
+    Returns
+    -------
+    str
+        ``"<GPU name>, <total memory> GiB"`` on CUDA, else ``"CPU, <n> torch threads"``.
+    """
     import torch
 
     device = torch.device(device)
@@ -71,6 +97,19 @@ def set_determinism(deterministic: bool, device) -> None:
 
     Deterministic runs give identical results from identical inputs *on the same device and
     software*; CUDA additionally needs ``CUBLAS_WORKSPACE_CONFIG``, which is set here.
+
+    Parameters
+    ----------
+    deterministic : bool
+        True: deterministic algorithms (an error for an op without one), and TF32 off on CUDA.  False: cuDNN
+        autotuning on CUDA, and TF32 on.
+    device : torch.device or str
+        The training device.
+
+    Returns
+    -------
+    None
+        The settings are process-wide (torch's global flags and the environment).
     """
     import torch
 

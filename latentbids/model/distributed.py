@@ -46,7 +46,21 @@ TIMEOUT = datetime.timedelta(minutes=60)
 
 @dataclass(frozen=True)
 class Distributed:
-    """This process's place among the training processes (one process: rank 0 of 1)."""
+    """This process's place among the training processes (one process: rank 0 of 1).
+
+    Attributes
+    ----------
+    rank : int
+        Global rank (``RANK``), ``0 <= rank < world_size``.
+    world_size : int
+        Number of processes (``WORLD_SIZE``).
+    local_rank : int
+        Rank on this node (``LOCAL_RANK``): the index of this process's GPU on CUDA.
+    local_world_size : int
+        Processes on this node (``LOCAL_WORLD_SIZE``).
+    backend : str
+        ``"nccl"`` (CUDA), ``"gloo"`` (CPU), or ``""`` for one process.
+    """
 
     rank: int = 0
     world_size: int = 1
@@ -107,13 +121,39 @@ SINGLE = Distributed()
 
 def convert_batchnorm(model: torch.nn.Module, dist: Distributed, device: torch.device) -> torch.nn.Module:
     """With several CUDA processes, batch norm over the whole global batch (``SyncBatchNorm``); the
-    parameter names stay the same, so the weights load into the plain network."""
+    parameter names stay the same, so the weights load into the plain network.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network.
+    dist : Distributed
+        This process's place among the training processes.
+    device : torch.device
+        The training device.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``model`` with its batch norm layers converted to ``SyncBatchNorm`` (several processes on CUDA),
+        else ``model`` itself.
+    """
     if dist.active and device.type == "cuda":
         return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return model
 
 
 def launched_by_torchrun() -> bool:
+    """Whether torchrun started several processes (``WORLD_SIZE`` > 1 in the environment).
+
+    Parameters
+    ----------
+    None
+
+    Returns
+    -------
+    bool
+    """
     return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
 
 
@@ -123,6 +163,20 @@ def setup(device_spec: str | None) -> tuple[Distributed, torch.device]:
 
     Raises a one-line :class:`~latentbids.errors.UsageError` (exit 64) when torchrun started more
     processes on this node than it has GPUs, or when ``--device cuda:N`` pins one GPU for all.
+
+    Parameters
+    ----------
+    device_spec : str or None
+        The ``--device`` value (:func:`~latentbids.model.device.resolve_device`).  Under torchrun, ``cuda``
+        (or ``auto`` where CUDA is available) gives each process GPU ``LOCAL_RANK`` and ``nccl``; anything
+        else the CPU and ``gloo``.
+
+    Returns
+    -------
+    dist : Distributed
+        This process's place (:data:`SINGLE` for one process).
+    device : torch.device
+        Its device.
     """
     from latentbids.model.device import resolve_device
 
@@ -159,20 +213,61 @@ def setup(device_spec: str | None) -> tuple[Distributed, torch.device]:
 
 
 def shutdown(dist: Distributed) -> None:
-    """Leave the process group (after the last collective: training's end)."""
+    """Leave the process group (after the last collective: training's end).
+
+    Parameters
+    ----------
+    dist : Distributed
+        This process's place; nothing happens for one process or without a process group.
+
+    Returns
+    -------
+    None
+    """
     if dist.active and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
 
 
 def check_batch(batch_size: int, dist: Distributed) -> None:
-    """A global batch must give every process at least one volume."""
+    """A global batch must give every process at least one volume.
+
+    Parameters
+    ----------
+    batch_size : int
+        The global batch (``--batch-size``, volumes).
+    dist : Distributed
+        This process's place among the training processes.
+
+    Returns
+    -------
+    None
+
+    Raises
+    ------
+    UsageError
+        ``batch_size`` is smaller than the number of processes.
+    """
     if dist.active and int(batch_size) < dist.world_size:
         raise UsageError(f"--batch-size {batch_size} cannot be split over {dist.world_size} processes: use "
                          f"--batch-size {dist.world_size} or more (it is the global batch, split between them)")
 
 
 def local_positions(positions: np.ndarray, dist: Distributed) -> np.ndarray:
-    """This process's part of ``positions`` (e.g. the validation set)."""
+    """This process's part of ``positions`` (e.g. the validation set).
+
+    Parameters
+    ----------
+    positions : array_like of int, shape (n,)
+        Positions to split between the processes.
+    dist : Distributed
+        This process's place among the training processes.
+
+    Returns
+    -------
+    ndarray of int
+        Its contiguous part (:func:`~latentbids.model.batches.shard_of`), or all of ``positions`` for one
+        process.
+    """
     from latentbids.model.batches import shard_of
 
     return shard_of(positions, dist.rank, dist.world_size) if dist.active else np.asarray(positions)

@@ -16,13 +16,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from latentbids.errors import LatentbidsError
 from latentbids.model.acceleration import GraphedEncoder, cuda_graphs_wanted, fold_batchnorm
 from latentbids.model.batches import BatchSource
-from latentbids.model.memory import is_oom, release_cuda_memory
+from latentbids.model.memory import is_oom, step_down_after_oom
 from latentbids.model.network import AutoEncoder3D
-from latentbids.model.training import FastPath, resolve_fast_path
-from latentbids.model.training_steps import oom_message
+from latentbids.model.fast_path import FastPath, resolve_fast_path
 from latentbids.utils.denormals import flush_denormals
 
 LOGGER = logging.getLogger("latentbids.model")
@@ -30,6 +28,22 @@ LOGGER = logging.getLogger("latentbids.model")
 
 @dataclass
 class EncodedBatch:
+    """One encoded batch, on the host.
+
+    Attributes
+    ----------
+    rows : ndarray of shape (b,), int64
+        Rows of the input array, in this batch's order.
+    z : ndarray of shape (b, K), float32
+        Latent codes.
+    recon : ndarray of shape (b, X, Y, Z), float32
+        Reconstruction on the network's box, 0 outside the mask (model units).
+    error_map : ndarray of shape (b, X, Y, Z), float32
+        Squared error per voxel, 0 outside the mask (model units).
+    error : ndarray of shape (b,), float32
+        Mean squared error inside the mask (the scalar error ``e``).
+    """
+
     rows: np.ndarray  # rows of the input array, in this batch's order
     z: np.ndarray  # (b, K)
     recon: np.ndarray  # (b, X, Y, Z) reconstruction, 0 outside the mask (model units)
@@ -115,7 +129,7 @@ def iter_encode(
     (``data``: ``(N, X, Y, Z)`` on the box, original units; divided by ``scale`` here).
 
     ``fast``/``resident`` and the explicit ``precision``, ``memory_format``, ``placement`` and
-    ``storage`` overrides resolve as in :func:`latentbids.model.training.resolve_fast_path` (the
+    ``storage`` overrides resolve as in :func:`latentbids.model.fast_path.resolve_fast_path` (the
     overrides give the CPU twin of the CUDA fast path).  The model is moved to ``device`` and to the
     resolved memory format in place; the forward passes run on an inference copy with batch norm
     folded into the convolutions (:func:`latentbids.model.acceleration.fold_batchnorm`).
@@ -124,6 +138,34 @@ def iter_encode(
     batch and retries (logged); at one volume a resident copy is dropped first, then a one-line
     :class:`~latentbids.errors.LatentbidsError` is raised.  On CPU each forward pass runs with
     denormals flushed to zero (:mod:`latentbids.utils.denormals`).
+
+    Parameters
+    ----------
+    model : AutoEncoder3D
+        The trained network; moved to ``device`` and the resolved memory format in place, in eval mode.
+    data : ndarray of shape (N, X, Y, Z), float32
+        Volumes on the network's box in input units (e.g. the GM cache memmap).
+    rows : sequence of int
+        Rows of ``data`` to encode, in output order.
+    mask : ndarray of shape (X, Y, Z)
+        The loss mask on the box (1 inside, 0 outside; bool or float).
+    device : torch.device or str, default "cpu"
+        Where the forward passes run.
+    scale : float, default 1.0
+        Inputs are divided by it (model units).
+    batch_size : int, default 8
+        Volumes per forward call (halved after an out-of-memory error).
+    fast, resident : bool
+        As in :func:`~latentbids.model.fast_path.resolve_fast_path` (defaults True and False).
+    precision, memory_format, placement, storage : str or None
+        Overrides of the data path (None: the automatic choice).
+    graphs : bool or None
+        Replay CUDA graphs of the encoding step; None: on CUDA only (never off CUDA).
+
+    Yields
+    ------
+    EncodedBatch
+        The batches in ``rows`` order, each produced by one forward call.
     """
     device = torch.device(device)
     rows = np.asarray(rows, dtype=np.int64)
@@ -162,30 +204,30 @@ def iter_encode(
         # recovery outside the except block: the failed batch's tensors are unreferenced now
         x = out = None
         forward.drop_graphs()
-        release_cuda_memory(device)
-        if batch_size > 1:
-            batch_size = max(1, batch_size // 2)
-            LOGGER.warning(
-                "Out of memory on %s while encoding: retrying with batches of %d",
-                device,
-                batch_size,
-            )
-        elif source.release():
-            release_cuda_memory(device)
-            LOGGER.warning(
-                "Out of memory on %s while encoding one volume: streaming from host memory",
-                device,
-            )
-        else:
-            raise LatentbidsError(oom_message(device, "while encoding"))
+        batch_size, retry = step_down_after_oom(device, batch_size, source.release, "while encoding")
+        LOGGER.warning("Out of memory on %s while encoding: %s", device, retry)
 
 
 def encode_all(
     model, data, rows, mask, device="cpu", scale=1.0, batch_size=8, fast=True, **fast_path
 ):
     """Latent codes and scalar errors of ``data[rows]`` (in ``rows`` order): ``(Z, e)``.
-    ``fast_path``: ``resident``, ``precision``, ``memory_format``, ``placement`` (see
-    :func:`iter_encode`)."""
+
+    Parameters
+    ----------
+    model, data, rows, mask, device, scale, batch_size, fast
+        As in :func:`iter_encode`.
+    **fast_path
+        ``resident``, ``precision``, ``memory_format``, ``placement``, ``storage``, ``graphs`` (see
+        :func:`iter_encode`).
+
+    Returns
+    -------
+    Z : ndarray of shape (len(rows), K), float32
+        Latent codes.
+    e : ndarray of shape (len(rows),), float64
+        Mean squared error inside the mask per volume (model units).
+    """
     rows = np.asarray(rows, dtype=np.int64)
     z_out = np.zeros((len(rows), model.latent_dim), dtype=np.float32)
     e_out = np.zeros(len(rows), dtype=np.float64)
@@ -204,8 +246,22 @@ def regional_error(
 ) -> pd.DataFrame:
     """Mean squared error per atlas region (inside ``mask`` when given).
 
-    Returns ``index, name, n_voxels, error`` (one row per region in ``labels``; ``error`` is NaN for
-    a region with no voxel on this grid).
+    Parameters
+    ----------
+    error_map : ndarray of shape (X, Y, Z)
+        Squared error per voxel (model units).
+    atlas : ndarray of shape (X, Y, Z), int
+        Region index per voxel (0: background; no negative labels), on the same grid.
+    labels : pandas.DataFrame
+        The regions to report: ``index`` (int) and ``name``.
+    mask : ndarray of shape (X, Y, Z) or None
+        Voxels where it is 0 count as background (label 0).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``index, name, n_voxels, error``: one row per region in ``labels`` order; ``error`` is NaN for
+        a region with no voxel on this grid.
     """
     lab = np.asarray(atlas).astype(np.int64).ravel()
     err = np.asarray(error_map, dtype=np.float64).ravel()

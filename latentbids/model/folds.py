@@ -40,7 +40,20 @@ RECORD_VERSION = 1
 
 
 class FoldStore:
-    """The trained folds of one model name in one work dir."""
+    """The trained folds of one model name in one work dir.
+
+    Parameters
+    ----------
+    work_dir : str or os.PathLike
+        The work dir the fold jobs share.
+    model_name : str
+        The model's name.
+
+    Attributes
+    ----------
+    folder : pathlib.Path
+        ``<work_dir>/model_folds/<model_name>``, holding the folds' weights, records and locks.
+    """
 
     def __init__(self, work_dir: str | os.PathLike, model_name: str):
         self.folder = Path(work_dir) / "model_folds" / model_name

@@ -22,6 +22,15 @@ class GridFit:
 
     ``start[i]`` may be negative and ``start[i] + size[i]`` may exceed ``shape[i]``: those parts of the
     box are zero padding.
+
+    Attributes
+    ----------
+    shape : tuple of 3 int
+        The original grid's shape (voxels).
+    start : tuple of 3 int
+        The box's first voxel on the original grid.
+    size : tuple of 3 int
+        The box's shape: the network's input shape (voxels).
     """
 
     shape: tuple[int, int, int]  # original grid
@@ -71,6 +80,25 @@ def fit_grid(mask: np.ndarray, levels: int, min_size: int | None = None) -> Grid
     """The smallest box divisible by ``2**levels`` that holds every non-zero voxel of ``mask``.
 
     ``min_size`` (default ``2**levels``) keeps at least that many voxels per axis.
+
+    Parameters
+    ----------
+    mask : ndarray of shape (X, Y, Z)
+        Its non-zero voxels must lie inside the box.
+    levels : int
+        Halvings of the grid in the network (``len(channels)``).
+    min_size : int or None
+        Smallest box side (voxels); never less than ``2**levels``.
+
+    Returns
+    -------
+    GridFit
+        Centred on the mask's bounding box, and moved inside the volume on an axis where it fits there.
+
+    Raises
+    ------
+    ValueError
+        ``mask`` is not 3-D, or is empty.
     """
     mask = np.asarray(mask) != 0
     if mask.ndim != 3:
@@ -98,11 +126,36 @@ def fit_grid(mask: np.ndarray, levels: int, min_size: int | None = None) -> Grid
 
 
 def downsample_shape(shape, factor: int) -> tuple[int, int, int]:
+    """The shape of the block-downsampled grid: ``ceil(n / factor)`` voxels per axis.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        A shape whose last three axes are the grid.
+    factor : int
+        Block side (voxels).
+
+    Returns
+    -------
+    tuple of 3 int
+    """
     return tuple(int(np.ceil(s / factor)) for s in shape[-3:])
 
 
 def downsample_affine(affine: np.ndarray, factor: int) -> np.ndarray:
-    """Affine of the block-downsampled grid: voxel ``i`` is the centre of block ``[f i, f i + f)``."""
+    """Affine of the block-downsampled grid: voxel ``i`` is the centre of block ``[f i, f i + f)``.
+
+    Parameters
+    ----------
+    affine : array_like of shape (4, 4)
+        Voxel-to-world affine of the original grid (mm).
+    factor : int
+        Block side ``f`` (voxels).
+
+    Returns
+    -------
+    ndarray of shape (4, 4), float64
+    """
     factor = int(factor)
     scale = np.diag([factor, factor, factor, 1.0])
     scale[:3, 3] = (factor - 1) / 2.0
@@ -113,6 +166,25 @@ def block_reduce(array: np.ndarray, factor: int, how: str = "mean") -> np.ndarra
     """Downsample the last three axes by an integer ``factor`` (zero-padded at the far edges).
 
     ``how``: ``mean`` for intensities (GM maps), ``max`` for masks (keeps every mask voxel).
+
+    Parameters
+    ----------
+    array : ndarray of shape (..., X, Y, Z)
+        The volume(s).
+    factor : int
+        Block side (voxels); 1 returns ``array`` as it is.
+    how : {"mean", "max"}, default "mean"
+        The reduction over each block; a block cut by the far edge is filled with zeros (counted by ``mean``).
+
+    Returns
+    -------
+    ndarray of shape (..., ceil(X/factor), ceil(Y/factor), ceil(Z/factor))
+        float32 for ``mean`` (summed in float64), ``array``'s dtype for ``max``.
+
+    Raises
+    ------
+    ValueError
+        ``how`` is neither ``mean`` nor ``max`` (checked when ``factor`` > 1).
     """
     factor = int(factor)
     array = np.asarray(array)

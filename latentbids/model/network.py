@@ -44,7 +44,13 @@ STEMS = ("conv", "space_to_depth")
 
 class SpaceToDepth3d(nn.Module):
     """``(B, C, X, Y, Z)`` -> ``(B, 8C, X/2, Y/2, Z/2)``: every 2x2x2 block becomes 8 channels
-    (3-D pixel unshuffle; channel ``8c + 4i + 2j + k`` holds offset ``(i, j, k)`` of channel ``c``)."""
+    (3-D pixel unshuffle; channel ``8c + 4i + 2j + k`` holds offset ``(i, j, k)`` of channel ``c``).
+
+    Parameters
+    ----------
+    None
+        No weights and no settings; X, Y and Z of the input must be even.
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, nx, ny, nz = x.shape
@@ -53,7 +59,13 @@ class SpaceToDepth3d(nn.Module):
 
 
 class DepthToSpace3d(nn.Module):
-    """The inverse of :class:`SpaceToDepth3d`: ``(B, 8C, X, Y, Z)`` -> ``(B, C, 2X, 2Y, 2Z)``."""
+    """The inverse of :class:`SpaceToDepth3d`: ``(B, 8C, X, Y, Z)`` -> ``(B, C, 2X, 2Y, 2Z)``.
+
+    Parameters
+    ----------
+    None
+        No weights and no settings; the input's channels must be a multiple of 8.
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c8, nx, ny, nz = x.shape
@@ -221,6 +233,21 @@ class AutoEncoder3D(nn.Module):
 
 def masked_mse(recon: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per-volume mean squared error inside ``mask``: ``(B, 1, X, Y, Z)`` x2, mask ``(1, 1, X, Y, Z)``
-    -> ``(B,)`` in float32 (the training loss is its mean over the batch)."""
+    -> ``(B,)`` in float32 (the training loss is its mean over the batch).
+
+    Parameters
+    ----------
+    recon : torch.Tensor of shape (B, 1, X, Y, Z)
+        The reconstruction (any float type; computed in float32).
+    target : torch.Tensor of shape (B, 1, X, Y, Z)
+        The input (model units).
+    mask : torch.Tensor of shape (1, 1, X, Y, Z), float32
+        1 inside the loss mask, 0 outside.
+
+    Returns
+    -------
+    torch.Tensor of shape (B,), float32
+        The squared differences summed inside the mask, divided by the mask's voxel count.
+    """
     diff = (recon.float() - target.float()) * mask
     return diff.pow(2).flatten(1).sum(1) / mask.sum()

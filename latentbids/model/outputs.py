@@ -20,6 +20,18 @@ MISSING = {"", "n/a", "nan", "none"}
 
 
 def clean_session(session) -> str | None:
+    """A session label without its ``ses-`` prefix, or None when there is no session.
+
+    Parameters
+    ----------
+    session : str, float or None
+        E.g. ``"ses-01"`` or ``"01"``; None, NaN and ``""``, ``"n/a"``, ``"nan"``, ``"none"`` (any case)
+        mean no session.
+
+    Returns
+    -------
+    str or None
+    """
     if session is None or (isinstance(session, float) and np.isnan(session)):
         return None
     text = strip_prefix(str(session), "ses")
@@ -27,6 +39,17 @@ def clean_session(session) -> str | None:
 
 
 def latent_columns(k: int) -> list[str]:
+    """The latent columns ``z0`` .. ``z<k-1>`` of the latent TSV.
+
+    Parameters
+    ----------
+    k : int
+        The latent dimension K.
+
+    Returns
+    -------
+    list of str
+    """
     return [f"z{i}" for i in range(int(k))]
 
 
@@ -45,7 +68,40 @@ def write_subject_outputs(
     regions: pd.DataFrame,
     sidecar: dict,
 ) -> dict[str, Path]:
-    """Write one subject/session's model outputs; return their paths by kind."""
+    """Write one subject/session's model outputs; return their paths by kind.
+
+    Parameters
+    ----------
+    output_dir : str or os.PathLike
+        The derivatives root.
+    participant_id : str
+        With or without ``sub-``.
+    session_id : str, float or None
+        See :func:`clean_session`.
+    space : str
+        The template space (``space-`` entity).
+    resolution : float
+        The template grid's resolution (mm), for the ``res-`` entity and the sidecars.
+    atlas_name : str
+        The ``atlas-`` entity of the regional error TSV.
+    latent_row : pandas.DataFrame
+        The latent TSV: ``participant_id, session_id, fold, in_training, z0..zK-1, error``.
+    recon : ndarray of shape (X, Y, Z)
+        The reconstruction on the working grid, input units (written as float32).
+    error_map : ndarray of shape (X, Y, Z)
+        The squared error per voxel on the working grid, model units (written as float32).
+    affine : ndarray of shape (4, 4)
+        The working grid's affine (mm).
+    regions : pandas.DataFrame
+        The regional error table (:func:`~latentbids.model.encoding.regional_error`).
+    sidecar : dict
+        More entries of every JSON sidecar (e.g. the model that made the outputs).
+
+    Returns
+    -------
+    dict of str to pathlib.Path
+        Keys ``latent``, ``recon``, ``error``, ``regionerror``.
+    """
     sub = strip_prefix(participant_id, "sub")
     ses = clean_session(session_id)
     ent = {"sub": sub, "ses": ses, "space": space, "res": res_label(resolution), "root": output_dir}

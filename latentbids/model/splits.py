@@ -29,7 +29,25 @@ def _label(value) -> str:
 
 
 def subject_table(records: pd.DataFrame, group_col: str = "group") -> pd.DataFrame:
-    """One row per subject: ``participant_id`` and ``group`` (first non-missing label of its rows)."""
+    """One row per subject: ``participant_id`` and ``group`` (first non-missing label of its rows).
+
+    Parameters
+    ----------
+    records : pandas.DataFrame
+        One row per GM map (subject or session), with ``participant_id`` and optionally ``group_col``.
+    group_col : str, default "group"
+        The grouping column; a missing label (or no such column) gives ``"n/a"``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``participant_id, group`` (str), sorted by ``participant_id``.
+
+    Raises
+    ------
+    UsageError
+        ``records`` has no ``participant_id`` column.
+    """
     if "participant_id" not in records:
         raise UsageError("records need a participant_id column")
     groups = (
@@ -87,7 +105,19 @@ def _validation_pick(labels: np.ndarray, fraction: float, seed: int) -> np.ndarr
 
 def min_subjects(n_folds: int, fit_all: bool = False) -> int:
     """Subjects a training needs: k-fold, k + 2 (every fold: held-out, training and validation
-    subjects); fit-all, 2 (training and validation)."""
+    subjects); fit-all, 2 (training and validation).
+
+    Parameters
+    ----------
+    n_folds : int
+        k (counted as at least 2).
+    fit_all : bool, default False
+        One model trained on all subjects instead of k folds.
+
+    Returns
+    -------
+    int
+    """
     return 2 if fit_all else max(2, int(n_folds)) + 2
 
 
@@ -103,6 +133,31 @@ def make_splits(
 
     Folds are named ``"1".."k"`` (or ``"all"``).  Stratification uses ``group``; subjects with no
     group form their own stratum ``n/a``.
+
+    Parameters
+    ----------
+    records : pandas.DataFrame
+        See :func:`subject_table`.
+    n_folds : int, default 5
+        k (>= 2); ignored with ``fit_all``.
+    seed : int, default 42
+        Seeds the fold assignment; fold ``"k"``'s validation pick uses ``seed + k`` (fit-all: ``seed``).
+    fit_all : bool, default False
+        One fold ``"all"`` with ``train`` and ``validation`` only.
+    validation_fraction : float, default 0.15
+        Share (0..1) of a fold's non-test subjects used for validation (at least 1, never all).
+    group_col : str, default "group"
+        The grouping column of ``records``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``fold, participant_id, group, role`` (str; role ``train``, ``validation`` or ``test``).
+
+    Raises
+    ------
+    UsageError
+        Too few subjects (:func:`min_subjects`), or ``n_folds`` < 2 without ``fit_all``.
     """
     subjects = subject_table(records, group_col)
     n = len(subjects)
@@ -144,7 +199,17 @@ def make_splits(
 def check_splits(splits: pd.DataFrame) -> None:
     """Fold hygiene: one role per subject per fold, train/validation non-empty, each subject held out
     exactly once across k folds.  Raises ``RuntimeError`` (a bug, not a user error) otherwise; a real
-    exception, unlike ``assert``, also holds under ``python -O``."""
+    exception, unlike ``assert``, also holds under ``python -O``.
+
+    Parameters
+    ----------
+    splits : pandas.DataFrame
+        ``fold, participant_id, group, role``, as made by :func:`make_splits`.
+
+    Returns
+    -------
+    None
+    """
 
     def require(condition, message: str) -> None:
         if not condition:
@@ -158,10 +223,3 @@ def check_splits(splits: pd.DataFrame) -> None:
         held = splits[splits["role"] == "test"]["participant_id"]
         require(held.is_unique, "a subject is held out in two folds")
         require(set(held) == set(splits["participant_id"]), "a subject is never held out")
-
-
-def fold_split_table(splits: pd.DataFrame, fold: str) -> pd.DataFrame:
-    """The split TSV of one fold: ``participant_id, group, role``."""
-    return splits[splits["fold"] == str(fold)][["participant_id", "group", "role"]].reset_index(
-        drop=True
-    )

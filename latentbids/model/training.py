@@ -2,45 +2,41 @@
 
 Data path (no NIfTI decoding here: the caller passes the cached ``(N, X, Y, Z)`` array):
 
-* CPU (default): fp32, contiguous; each batch is gathered from the memory-mapped cache by a prefetch
-  thread while the previous step computes.
-* CUDA: the training and validation volumes live on the GPU when they fit (``resident``; stored in
-  fp16 under bf16 autocast, so twice the cohort fits), else each batch is gathered into pinned host
-  memory by the prefetch thread and copied asynchronously; bf16 autocast (fp32 on a card without
-  native bf16) and ``channels_last_3d`` (the ``fast`` path; ``fast=False`` is the fp32 baseline).
-  See :func:`resolve_fast_path` and :mod:`latentbids.model.batches`.
-* ``compile`` (``[model] compile``; ``auto`` = CUDA only): the forward pass goes through
-  ``torch.compile``; a compilation failure logs one line and the step is redone eagerly
-  (:mod:`latentbids.model.acceleration`).
-* Several processes (``torchrun``, :mod:`latentbids.model.distributed`): DistributedDataParallel over
-  shards of every global batch; the processes together take the step one process would.
+* CPU (default): fp32, contiguous; each batch is gathered from the memory-mapped cache by a prefetch thread while the
+  previous step computes.
+* CUDA: the training and validation volumes live on the GPU when they fit (``resident``; stored in fp16 under bf16
+  autocast, so twice the cohort fits), else each batch is gathered into pinned host memory by the prefetch thread and
+  copied asynchronously; bf16 autocast (fp32 on a card without native bf16) and ``channels_last_3d`` (the ``fast`` path;
+  ``fast=False`` is the fp32 baseline). See :func:`latentbids.model.fast_path.resolve_fast_path` and
+  :mod:`latentbids.model.batches`.
+* ``compile`` (``[model] compile``; ``auto`` = CUDA only): the forward pass goes through ``torch.compile``; a
+  compilation failure logs one line and the step is redone eagerly (:mod:`latentbids.model.acceleration`).
+* Several processes (``torchrun``, :mod:`latentbids.model.distributed`): DistributedDataParallel over shards of every
+  global batch; the processes together take the step one process would.
 * CPU twin of the fast path (tests, benchmarks; never a default): ``precision="bf16"``,
-  ``memory_format="channels_last_3d"`` and ``placement="resident"`` passed to
-  :func:`train_autoencoder` / :func:`latentbids.model.encoding.iter_encode` force those choices on
-  any device, so every device-agnostic piece of the CUDA path (autocast, memory format, the resident
-  store and its per-epoch index upload, the OOM fallback) runs on CPU.
-* An out-of-memory error during a step is caught: the step is redone with the batch cut in
-  micro-batches of half the size (gradients accumulated, so the optimiser step sees the same batch;
-  batch-norm statistics are then per micro-batch, so the step is close to, not identical with, the
-  full-batch one; the running statistics of the failed attempt's finished micro-batches are not
-  rolled back) and the event is logged and returned in :class:`TrainResult`.  At one volume per step
-  a resident training set is moved off the GPU before giving up with a one-line
-  :class:`~latentbids.errors.LatentbidsError`.  Recovery runs outside the ``except`` block, so the
-  failed attempt's activations (held by the traceback) are released before ``empty_cache``.  An
-  out-of-memory error inside ``optimizer.step()`` is not retried (Adam may have updated part of its
-  state): it is reported as such; nor is one under several processes (see
-  :mod:`latentbids.model.distributed`).
+  ``memory_format="channels_last_3d"`` and ``placement="resident"`` passed to :func:`train_autoencoder` /
+  :func:`latentbids.model.encoding.iter_encode` force those choices on any device, so every device-agnostic piece of the
+  CUDA path (autocast, memory format, the resident store and its per-epoch index upload, the OOM fallback) runs on CPU.
+* An out-of-memory error during a step is caught: the step is redone with the batch cut in micro-batches of half the
+  size (gradients accumulated, so the optimiser step sees the same batch; batch-norm statistics are then per
+  micro-batch, so the step is close to, not identical with, the full-batch one; the running statistics of the failed
+  attempt's finished micro-batches are not rolled back) and the event is logged and returned in :class:`TrainResult`.
+  At one volume per step a resident training set is moved off the GPU before giving up with a one-line
+  :class:`~latentbids.errors.LatentbidsError`.  Recovery runs outside the ``except`` block, so the failed attempt's
+  activations (held by the traceback) are released before ``empty_cache``.  An out-of-memory error inside
+  ``optimizer.step()`` is not retried (Adam may have updated part of its state): it is reported as such; nor is one
+  under several processes (see :mod:`latentbids.model.distributed`).
 
-Checkpoints (``<checkpoint_dir>/last.pt``, written atomically each epoch) hold the model, optimizer,
-early-stopping state, history and every RNG state (on CUDA: the training device's generator only),
-so an interrupted run resumed from its last checkpoint reaches the same result as an uninterrupted
-one (bit-identical on CPU with ``deterministic=True``).  They are read back with
-``weights_only=True`` (:func:`latentbids.model.checkpoint.load_checkpoint`): a file in a shared work dir cannot run code.
+Checkpoints (``<checkpoint_dir>/last.pt``, written atomically each epoch) hold the model, optimizer, early-stopping
+state, history and every RNG state (on CUDA: the training device's generator only), so an interrupted run resumed from
+its last checkpoint reaches the same result as an uninterrupted one (bit-identical on CPU with ``deterministic=True``).
+They are read back with ``weights_only=True`` (:func:`latentbids.model.checkpoint.load_checkpoint`): a file in a shared
+work dir cannot run code.
 
-The checkpoint parts live in :mod:`latentbids.model.checkpoint`, the steps, the OOM ladder and the
-epoch loop in :mod:`latentbids.model.training_steps`; this module resolves the data path, builds the
-network and runs them.  ``masked_mse``, ``flush_denormals``, ``_native_bf16`` and ``LOGGER`` are looked
-up here when used (tests and drivers replace them on this module).
+The checkpoint parts live in :mod:`latentbids.model.checkpoint`, the steps, the OOM ladder and the epoch loop in
+:mod:`latentbids.model.training_steps`; this module resolves the data path, builds the network and runs them.
+``masked_mse``, ``flush_denormals`` and ``LOGGER`` are looked up here when used (tests and drivers
+replace them on this module).
 """
 
 from __future__ import annotations
@@ -56,10 +52,11 @@ import pandas as pd
 import torch
 
 from latentbids.model.acceleration import compile_wanted
-from latentbids.model.batches import STORAGES, BatchSource
+from latentbids.model.batches import BatchSource
 from latentbids.model.checkpoint import Progress, cpu_state, resume, run_fingerprint
 from latentbids.model.device import set_determinism
 from latentbids.model.distributed import SINGLE, Distributed, convert_batchnorm
+from latentbids.model.fast_path import resolve_fast_path
 from latentbids.model.network import AutoEncoder3D, masked_mse
 from latentbids.model.training_steps import Steps, run_epochs
 from latentbids.utils.denormals import flush_denormals
@@ -70,7 +67,19 @@ CHECKPOINT = "last.pt"
 
 @dataclass
 class TrainSettings:
-    """Everything that shapes a training run (recorded in the model folder)."""
+    """Everything that shapes a training run (recorded in the model folder).
+
+    Attributes
+    ----------
+    latent_dim, channels, norm, stem : int, sequence of int, str, str
+        The network: K, encoder channels, normalisation, ends (:class:`AutoEncoder3D`).
+    learning_rate, batch_size, max_epochs, patience, min_delta : float, int, int, int, float
+        Adam's step size; the global batch (volumes); stop after ``patience`` epochs without a validation loss below
+        the best minus ``min_delta`` (masked MSE, model units), or after ``max_epochs``.
+    seed, deterministic, fast, resident, gpu_memory_share : int, bool, bool, bool, float
+        Weights and shuffling seed; :func:`~latentbids.model.device.set_determinism`; the data path
+        (:func:`~latentbids.model.fast_path.resolve_fast_path`); share (0..1) of free GPU memory a resident set may take.
+    """
 
     latent_dim: int = 32
     channels: Sequence[int] = (16, 32, 64, 128)
@@ -98,6 +107,23 @@ class TrainSettings:
 
 @dataclass
 class TrainResult:
+    """The outcome of :func:`train_autoencoder` (losses: masked MSE, model units).
+
+    Attributes
+    ----------
+    model, history : AutoEncoder3D, pandas.DataFrame
+        A plain network with the best epoch's weights, in eval mode; one row per epoch (``epoch, train_loss,
+        val_loss, best, seconds, data_wait_s, micro_batch, volumes_per_s``).
+    best_epoch, best_val_loss, stopped_early, resumed_from : int, float, bool, int or None
+        The best epoch and its validation loss; stopped by ``patience`` before ``max_epochs``; the first epoch run
+        after resuming from a checkpoint (None: not resumed).
+    micro_batch, oom_events : int, list of str
+        Volumes per forward call at the end (smaller after an out-of-memory error); the OOM events, as logged.
+    placement, data_wait_share, fast_path, compiled : str, float, dict, bool
+        The training set's placement (:class:`~latentbids.model.batches.BatchSource`); share (0..1) of epoch time
+        spent waiting for data; the resolved data path; whether the steps ran through ``torch.compile`` to the end.
+    """
+
     model: AutoEncoder3D
     history: pd.DataFrame
     best_epoch: int
@@ -112,125 +138,22 @@ class TrainResult:
     compiled: bool = False  # the steps ran through torch.compile (False also after a fallback)
 
 
-PRECISIONS = ("fp32", "bf16")
-MEMORY_FORMATS = ("contiguous", "channels_last_3d")
-PLACEMENTS = ("resident", "streamed")
-
-
-@dataclass(frozen=True)
-class FastPath:
-    """The resolved data path of one training or encoding run (see :func:`resolve_fast_path`)."""
-
-    precision: str = "fp32"  # "fp32" | "bf16" (autocast)
-    memory_format: str = "contiguous"  # "contiguous" | "channels_last_3d" (model and inputs)
-    placement: str = "streamed"  # "resident" (whole set on the device when it fits) | "streamed"
-    forced: bool = False  # an explicit override was given (logged)
-    storage: str = "fp32"  # a resident set's type: "fp16" under bf16 autocast, else "fp32"
-
-    @property
-    def channels_last(self) -> bool:
-        return self.memory_format == "channels_last_3d"
-
-    @property
-    def resident(self) -> bool:
-        return self.placement == "resident"
-
-    def autocast(self, device: torch.device, cache_enabled: bool = True):
-        return _autocast(device, self.precision, cache_enabled)
-
-    def as_dict(self) -> dict:
-        return {
-            "precision": self.precision,
-            "memory_format": self.memory_format,
-            "placement": self.placement,
-            "storage": self.storage,
-        }
-
-
-def _native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` runs bf16 natively (CUDA compute capability >= 8.0)."""
-    try:
-        with torch.cuda.device(device):
-            return bool(torch.cuda.is_bf16_supported(including_emulation=False))
-    except TypeError:  # pragma: no cover - torch without the keyword
-        return bool(torch.cuda.is_bf16_supported())
-
-
-def _choice(value, allowed, name):
-    if value is None or value == "auto":
-        return None
-    value = str(value).lower().replace("-", "_")
-    if name == "precision" and value in ("fp16", "float16", "half"):
-        raise ValueError(
-            "precision fp16 is not supported (it needs loss scaling): use bf16 or fp32"
-        )
-    value = {"bfloat16": "bf16", "float32": "fp32", "channels_last": "channels_last_3d"}.get(
-        value, value
-    )
-    if value not in allowed:
-        raise ValueError(f"{name} {value!r} is not one of auto, {', '.join(allowed)}")
-    return value
-
-
-def resolve_fast_path(
-    device: torch.device | str,
-    fast: bool = True,
-    resident: bool = True,
-    precision: str | None = None,
-    memory_format: str | None = None,
-    placement: str | None = None,
-    storage: str | None = None,
-) -> FastPath:
-    """Resolve precision, memory format, data placement and resident storage for ``device``.
-
-    Defaults (``None`` or ``"auto"``): on CUDA with ``fast``, bf16 autocast (fp32 on a card without
-    native bf16, e.g. V100/T4, logged) and ``channels_last_3d``; fp32 and contiguous otherwise (CPU
-    always).  Placement is ``resident`` on CUDA when ``resident`` is true (the set still falls back
-    to pinned batches when it does not fit), ``streamed`` otherwise.  A resident set is stored in
-    fp16 under bf16 (the network reads 8 significant bits of it, fp16 keeps 11), in fp32 otherwise.
-
-    An explicit ``precision`` (``fp32``/``bf16``), ``memory_format``
-    (``contiguous``/``channels_last_3d``) or ``placement`` (``resident``/``streamed``) is obeyed on
-    any device: on CPU this is the *CPU twin* of the CUDA fast path, for tests and benchmarks
-    (CPU bf16 autocast is slow without AMX/AVX512-BF16; not a production setting).
-    """
-    device = torch.device(device)
-    cuda = device.type == "cuda"
-    p = _choice(precision, PRECISIONS, "precision")
-    m = _choice(memory_format, MEMORY_FORMATS, "memory_format")
-    pl = _choice(placement, PLACEMENTS, "placement")
-    st = _choice(storage, STORAGES, "storage")
-    forced = any(v is not None for v in (p, m, pl, st))
-    if p is None:
-        p = "bf16" if cuda and fast else "fp32"
-        if p == "bf16" and not _native_bf16(device):
-            LOGGER.info("%s has no native bf16 (compute capability < 8): fast path in fp32", device)
-            p = "fp32"
-    if m is None:
-        m = "channels_last_3d" if cuda and fast else "contiguous"
-    if pl is None:
-        pl = "resident" if cuda and resident else "streamed"
-    if st is None:
-        st = "fp16" if p == "bf16" else "fp32"
-    return FastPath(p, m, pl, forced, st)
-
-
-def _autocast(device: torch.device, precision: str | bool, cache_enabled: bool = True):
-    """The autocast context for ``precision`` (``"bf16"`` on any device type, ``"fp32"``: off).
-
-    A boolean is the older ``fast`` flag: ``True`` means bf16 on CUDA only.  ``cache_enabled=False``
-    inside a CUDA graph capture (autocast's weight-cast cache must not outlive it).
-    """
-    device = torch.device(device)
-    if isinstance(precision, bool):
-        precision = "bf16" if (precision and device.type == "cuda") else "fp32"
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache_enabled)
-    return torch.autocast(device.type, enabled=False)
-
-
 def build_model(settings: TrainSettings, input_shape, output: str = "sigmoid") -> AutoEncoder3D:
-    """A freshly initialised network (seeded by ``settings.seed``)."""
+    """A freshly initialised network (seeded by ``settings.seed``).
+
+    Parameters
+    ----------
+    settings : TrainSettings
+        ``latent_dim``, ``channels``, ``norm``, ``stem``; ``seed`` reseeds torch's global RNG.
+    input_shape : (X, Y, Z) tuple of int
+        The network's box, each divisible by ``2**len(settings.channels)``.
+    output : {"sigmoid", "linear"}, default "sigmoid"
+        The final activation.
+
+    Returns
+    -------
+    AutoEncoder3D
+    """
     torch.manual_seed(int(settings.seed))
     return AutoEncoder3D(
         input_shape, settings.latent_dim, settings.channels, norm=settings.norm, output=output,
@@ -278,7 +201,7 @@ def train_autoencoder(
     on_epoch_end : called as ``on_epoch_end(epoch, row)`` after each epoch's checkpoint is written.
     extra_fingerprint : more facts (data cache key, fold) that must match for a resume.
     precision, memory_format, placement, storage : override the data path chosen from ``device``
-        and ``settings.fast``/``settings.resident`` (see :func:`resolve_fast_path`); ``None``
+        and ``settings.fast``/``settings.resident`` (see :func:`~latentbids.model.fast_path.resolve_fast_path`); ``None``
         (default) keeps the automatic choice.  ``precision="bf16", memory_format="channels_last_3d",
         placement="resident"`` on CPU is the CPU twin of the CUDA fast path (tests, benchmarks).
     compile : ``auto`` (CUDA only), ``on`` or ``off``: the steps through ``torch.compile``, eager
@@ -286,11 +209,14 @@ def train_autoencoder(
     dist : this process's place among data-parallel processes (:mod:`latentbids.model.distributed`);
         every process calls this with the same arguments.
 
-    On CPU, denormal floats are flushed to zero in this thread and torch's intra-op threads for the
-    whole training (:mod:`latentbids.utils.denormals`): near-zero weights, activations and Adam
-    moments would otherwise be computed in microcode on Intel cores.
+    On CPU, denormal floats are flushed to zero in this thread and torch's intra-op threads for the whole training
+    (:mod:`latentbids.utils.denormals`): near-zero weights, activations and Adam moments would otherwise be computed
+    in microcode on Intel cores.
 
-    The returned model is a plain :class:`AutoEncoder3D` with the best epoch's weights, in eval mode.
+    Returns
+    -------
+    TrainResult
+        Its model is a plain :class:`AutoEncoder3D` with the best epoch's weights, in eval mode.
     """
     device = torch.device(device)
     options = dict(precision=precision, memory_format=memory_format, placement=placement, storage=storage,
@@ -351,8 +277,7 @@ def _train(data, mask, train_idx, val_idx, settings, device, scale, checkpoint_d
 
 
 def _result(steps: Steps, progress: Progress, settings: TrainSettings) -> TrainResult:
-    """The final selection: a plain network with the best epoch's weights, in eval mode, and the
-    run's facts."""
+    """The final selection: a plain network with the best epoch's weights, in eval mode, and the run's facts."""
     model, device = steps.model, steps.device
     if any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules()):
         with torch.random.fork_rng(devices=[]):  # a plain network for encoding and saving

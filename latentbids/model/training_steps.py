@@ -2,7 +2,7 @@
 
 :class:`Steps` takes the training steps (micro-batches with accumulated gradients, one gradient
 exchange per step under DDP) and validation passes of one run, with the out-of-memory ladder
-(micro-batches, then the data off the device, then a one-line error: :func:`oom_message`) and the
+(:func:`latentbids.model.memory.step_down_after_oom`, the one encoding uses too) and the
 eager fallback of ``torch.compile``; :func:`run_epochs` trains epoch after epoch until early stopping,
 writing a checkpoint after each (:mod:`latentbids.model.checkpoint`).  The loss is the one
 :func:`latentbids.model.training.train_autoencoder` passes (``training.masked_mse``, looked up there
@@ -27,25 +27,29 @@ from latentbids.model.checkpoint import Progress, save_checkpoint
 from latentbids.model.distributed import Distributed, local_positions
 from latentbids.model.memory import is_oom as _is_oom
 from latentbids.model.memory import release_cuda_memory as _release_cuda_memory
+from latentbids.model.memory import step_down_after_oom
 
 if TYPE_CHECKING:
-    from latentbids.model.training import FastPath, TrainSettings
+    from latentbids.model.fast_path import FastPath
+    from latentbids.model.training import TrainSettings
 
 LOGGER = logging.getLogger("latentbids.model")
 
 
-def oom_message(device: torch.device, where: str) -> str:
-    """The one-line error when even one volume per step does not fit."""
-    fix = "use --device cpu or " if device.type == "cuda" else "free memory or use "
-    return (
-        f"Out of memory on {device} {where} with one volume per step and the data in host memory "
-        f"(the batch was already cut automatically, so a lower --batch-size will not help): "
-        f"{fix}a coarser grid (e.g. --output-spaces SPACE:res-2)"
-    )
-
-
 def ddp_oom_message(device: torch.device, dist: Distributed) -> str:
-    """The one-line error for an out-of-memory error under several processes."""
+    """The one-line error for an out-of-memory error under several processes.
+
+    Parameters
+    ----------
+    device : torch.device
+        Where the error happened.
+    dist : Distributed
+        This process's place among the training processes.
+
+    Returns
+    -------
+    str
+    """
     return (
         f"Out of memory on {device} in a training step of {dist.describe()}: under torchrun the batch "
         f"cannot be cut on one process alone; use a smaller --batch-size (the global batch, split "
@@ -56,7 +60,31 @@ def ddp_oom_message(device: torch.device, dist: Distributed) -> str:
 class Steps:
     """The training steps and validation passes of one run, with the out-of-memory ladder
     (micro-batches, then data off the device, then a one-line error) and the eager fallback of
-    ``torch.compile``.  ``epoch`` is the current epoch (named in the OOM events)."""
+    ``torch.compile``.  ``epoch`` is the current epoch (named in the OOM events).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network being trained (validation calls it directly).
+    optimizer : torch.optim.Optimizer
+        Its optimiser (Adam).
+    train_src, val_src : BatchSource
+        The training and validation volumes.
+    mask_t : torch.Tensor of shape (1, 1, X, Y, Z), float32
+        The loss mask on ``device``.
+    path : FastPath
+        The resolved data path (autocast precision).
+    device : torch.device
+        The training device.
+    dist : Distributed
+        Training steps call ``dist.prepare(model, device)``: a DDP wrapper under several processes.
+    progress : Progress
+        Holds the micro-batch size and the OOM events; ``progress.start_epoch`` is the first ``epoch``.
+    wanted : bool
+        Go through ``torch.compile`` (:class:`~latentbids.model.acceleration.CompiledOrEager`).
+    loss : callable
+        ``loss(recon, target, mask)`` -> per-volume loss of shape ``(B,)`` (``training.masked_mse``).
+    """
 
     def __init__(self, model, optimizer, train_src: BatchSource, val_src: BatchSource, mask_t: torch.Tensor,
                  path: FastPath, device: torch.device, dist: Distributed, progress: Progress, wanted: bool,
@@ -75,21 +103,10 @@ class Steps:
         tensors are unreferenced): free memory, then halve the micro-batch, else move the data off
         the device, else give up with a one-line error."""
         device, progress = self.device, self.progress
-        _release_cuda_memory(device)
-        if progress.micro > 1:
-            progress.micro = max(1, progress.micro // 2)
-            event = (
-                f"epoch {self.epoch}: out of memory on {device} ({where}), "
-                f"retrying with micro-batches of {progress.micro}"
-            )
-        elif self.train_src.release() | self.val_src.release():  # both, no short-circuit
-            _release_cuda_memory(device)
-            event = (
-                f"epoch {self.epoch}: out of memory on {device} ({where}) at one volume per step, "
-                f"retrying with the data streamed from host memory ({self.train_src.placement})"
-            )
-        else:
-            raise LatentbidsError(oom_message(device, f"during {where}"))
+        progress.micro, retry = step_down_after_oom(
+            device, progress.micro, lambda: self.train_src.release() | self.val_src.release(),  # both
+            f"during {where}", unit="micro-batches")
+        event = f"epoch {self.epoch}: out of memory on {device} ({where}), {retry}"
         progress.oom_events.append(event)
         LOGGER.warning(event)
 
@@ -197,7 +214,29 @@ class Steps:
 def run_epochs(steps: Steps, progress: Progress, settings: TrainSettings, gen: torch.Generator,
                fingerprint: dict, ckpt_path: Path | None, on_epoch_end) -> None:
     """Train epoch after epoch until early stopping or ``max_epochs``, writing the checkpoint
-    (process 0) and calling ``on_epoch_end`` after each."""
+    (process 0) and calling ``on_epoch_end`` after each.
+
+    Parameters
+    ----------
+    steps : Steps
+        The run's steps.
+    progress : Progress
+        Updated each epoch; training starts at ``progress.start_epoch`` and ends when ``progress.done``.
+    settings : TrainSettings
+        ``batch_size``, ``max_epochs``, ``patience`` and ``min_delta`` are used.
+    gen : torch.Generator
+        Shuffles each epoch's training order.
+    fingerprint : dict
+        Stored in every checkpoint (:func:`~latentbids.model.checkpoint.run_fingerprint`).
+    ckpt_path : pathlib.Path or None
+        Where process 0 writes the checkpoint after each epoch; None: no checkpoints.
+    on_epoch_end : callable or None
+        Called as ``on_epoch_end(epoch, row)`` with the epoch's history row.
+
+    Returns
+    -------
+    None
+    """
     model, device, dist = steps.model, steps.device, steps.dist
     epoch = progress.start_epoch
     model.train()

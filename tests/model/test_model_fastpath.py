@@ -17,13 +17,13 @@ import pytest
 import torch
 
 from latentbids.errors import LatentbidsError
-from latentbids.model import checkpoint, memory, network, training, training_steps
+from latentbids.model import checkpoint, fast_path, memory, network, training
 from latentbids.model.encoding import encode_all, iter_encode
 from latentbids.model.grid import fit_grid
+from latentbids.model.fast_path import resolve_fast_path
 from latentbids.model.training import (
     BatchSource,
     TrainSettings,
-    resolve_fast_path,
     train_autoencoder,
 )
 
@@ -108,7 +108,7 @@ def test_defaults_cpu_fp32_cuda_fast(monkeypatch):
         "streamed",
         False,
     )
-    monkeypatch.setattr(training, "_native_bf16", lambda device: True)
+    monkeypatch.setattr(fast_path, "_native_bf16", lambda device: True)
     gpu = resolve_fast_path(torch.device("cuda:1"))
     assert (gpu.precision, gpu.memory_format, gpu.placement) == (
         "bf16",
@@ -118,7 +118,7 @@ def test_defaults_cpu_fp32_cuda_fast(monkeypatch):
     base = resolve_fast_path("cuda", fast=False, resident=False)
     assert (base.precision, base.memory_format) == ("fp32", "contiguous")
     assert base.placement == "streamed"
-    monkeypatch.setattr(training, "_native_bf16", lambda device: False)  # V100, T4: no native bf16
+    monkeypatch.setattr(fast_path, "_native_bf16", lambda device: False)  # V100, T4: no native bf16
     assert resolve_fast_path("cuda").precision == "fp32"
     assert resolve_fast_path("cuda", precision="bf16").precision == "bf16"  # explicit wins
     twin = resolve_fast_path("cpu", **TWIN)
@@ -322,7 +322,7 @@ def test_oom_at_one_volume_is_a_one_line_error(cohort, monkeypatch):
     assert "--batch-size will not help" in msg
     # 2 -> 1, then the resident copy is dropped, then the error
     assert len(events) == 2 and "streamed from host memory" in events[1]
-    gpu = training_steps.oom_message(torch.device("cuda:0"), "while encoding")
+    gpu = memory.oom_message(torch.device("cuda:0"), "while encoding")
     assert "use --device cpu" in gpu and "\n" not in gpu
 
 
