@@ -1,186 +1,28 @@
-"""The group level as the CLI runs it: gather the participant-level GM maps, then train/encode."""
+"""The group level as the CLI runs it: gather the participant-level GM maps, train/encode, analyse.
+
+The work is the workflows' (:mod:`latentbids.workflows.group_inputs`, :mod:`latentbids.workflows.group`,
+:mod:`latentbids.workflows.group_analysis`); this module calls them in order and turns the outcome into an
+exit code.
+"""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
-from latentbids.bids.naming import bids_name, subject_dir
-from latentbids.errors import EXIT_FAILURE, EXIT_OK, MissingInputError, NoDataError
+from latentbids.errors import EXIT_FAILURE, EXIT_OK
 
 LOGGER = logging.getLogger("latentbids")
-
-
-def gm_map_name(subject: str, session: str | None, template, modulated: bool) -> str:
-    """File name of a template-space GM map written by the participant level."""
-    return bids_name(
-        "probseg", ".nii.gz", sub=subject, ses=session, space=template.space,
-        res=template.res, label="GM", desc="modulated" if modulated else None,
-    )
-
-
-def _find_maps(out: Path, ex, template, modulated: bool) -> tuple[list[dict], list[str]]:
-    rows, missing = [], []
-    for sub_dir in sorted(out.glob("sub-*")):
-        if not sub_dir.is_dir():
-            continue
-        subject = sub_dir.name[4:]
-        if ex.participant_label and subject not in ex.participant_label:
-            continue
-        sessions = [p.name[4:] for p in sorted(sub_dir.glob("ses-*")) if p.is_dir()] or [None]
-        for session in sessions:
-            if ex.session_label and session not in ex.session_label:
-                continue
-            folder = out / subject_dir(subject, session)
-            path = folder / gm_map_name(subject, session, template, modulated)
-            if path.is_file():
-                rows.append({"participant_id": f"sub-{subject}",
-                             "session_id": f"ses-{session}" if session else "n/a", "gm_path": str(path),
-                             "qc_path": str(folder / bids_name("qc", ".tsv", sub=subject, ses=session))})
-            else:
-                missing.append(str(path.relative_to(out)))
-    return rows, missing
-
-
-def _other_spaces(out: Path) -> list[str]:
-    """``["<space> res-<r>", ...]`` of the template-space GM maps present in ``out`` (any space)."""
-    import re
-
-    found = set()
-    for path in out.glob("sub-*/**/*_label-GM_*probseg.nii.gz"):
-        match = re.search(r"_space-([A-Za-z0-9]+)_res-([A-Za-z0-9.]+)_", path.name)
-        if match:
-            found.add(f"{match.group(1)} res-{match.group(2)}")
-    return sorted(found)
-
-
-def collect_gm_maps(config, template):
-    """One row per subject/session with a template-space GM map in output_dir.
-
-    Columns: participant_id, session_id, gm_path, plus participants.tsv columns (group, age, ...).
-    Modulated maps are used by default; when none exist (GM maps reused through ``-d`` from
-    sMRIPrep come unmodulated) the plain probability maps are used for every subject, said in the
-    log and recorded in the config (``model.input_map``).  The two kinds are never mixed.
-    """
-    import pandas as pd
-
-    from latentbids.bids.layout import read_participants
-
-    ex = config.execution
-    out = Path(ex.output_dir)
-    modulated = config.model.input_map == "modulated"
-    rows, missing = _find_maps(out, ex, template, modulated)
-    if modulated and not rows:
-        rows, missing = _find_maps(out, ex, template, modulated=False)
-        if rows:
-            LOGGER.warning("No modulated GM maps in %s: training on unmodulated GM probability maps", out)
-            config.model.input_map = "probseg"
-    for name in missing:
-        LOGGER.warning("%s is missing: run the participant level for it", name)
-    if not rows:
-        if ex.participant_label or ex.session_label:
-            raise NoDataError(f"No GM map in {out} matches the selected participants/sessions: check the labels")
-        other = _other_spaces(out)
-        if other:
-            raise MissingInputError(
-                f"No GM maps in {template.space} res-{template.res} in {out}, but there are "
-                f"maps in {', '.join(other)}: pass --output-spaces {other[0].replace(' res-', ':res-')}"
-            )
-        raise MissingInputError(
-            f"No template-space GM maps in {out}: run 'latentbids {ex.bids_dir} {out} participant' first"
-        )
-    from latentbids.model.splits import min_subjects
-
-    needed = 1 if config.model.model else min_subjects(int(config.model.n_folds), bool(config.model.fit_all))
-    records = apply_qc_gate(pd.DataFrame(rows), out, config.model.exclude_qc_failures, needed)
-    participants = read_participants(ex.bids_dir)
-    if len(participants.columns):
-        records = records.join(participants, on="participant_id")
-    if "group" not in records.columns:
-        for alt in ("diagnosis", "dx", "Group", "DX"):
-            if alt in records.columns:
-                records["group"] = records[alt]
-                break
-        else:
-            records["group"] = "n/a"
-    return records
-
-
-def _qc_verdict(path: str) -> tuple[bool | None, str]:
-    """(passed, reasons) from a participant ``_qc.tsv``; ``None`` when there is no QC file."""
-    import pandas as pd
-
-    if not Path(path).is_file():
-        return None, "no QC file"
-    qc = pd.read_csv(path, sep="\t")
-    if "qc_pass" not in qc.columns or qc.empty:
-        return None, "no qc_pass column"
-    passed = str(qc["qc_pass"].iloc[0]).strip().lower() in ("true", "1")
-    reasons = qc["qc_fail_reasons"].iloc[0] if "qc_fail_reasons" in qc.columns else ""
-    return passed, "" if passed or pd.isna(reasons) else str(reasons)
-
-
-def _reason_counts(reasons) -> str:
-    """``"gm_peak: 20, gm_outside: 5"``: how many excluded maps failed each check."""
-    import re
-    from collections import Counter
-
-    counts = Counter(re.split(r"[\s<>=]", part.strip(), maxsplit=1)[0]
-                     for text in reasons for part in str(text).split(";") if part.strip())
-    return ", ".join(f"{name}: {n}" for name, n in counts.most_common())
-
-
-def apply_qc_gate(records, out: Path, exclude: bool, needed: int = 1):
-    """Leave out GM maps that failed participant QC (METHOD.md section 2), never silently.
-
-    The excluded maps and their reasons go to ``group/qc_excluded.tsv`` (one log line each, and one
-    warning counting them by check).  Maps without a QC file (e.g. produced by an older run) are
-    kept and said to be unchecked.  When fewer than ``needed`` subjects are left (what the requested
-    training needs), the error says that QC left them out, how many, and where the list is.
-    """
-    from latentbids.utils.atomic import write_tsv
-
-    verdicts = [_qc_verdict(p) for p in records["qc_path"]]
-    records = records.assign(qc_pass=[v[0] for v in verdicts], qc_fail_reasons=[v[1] for v in verdicts])
-    unchecked = records[records["qc_pass"].isna()]
-    if len(unchecked):
-        LOGGER.warning("%d GM map(s) have no participant QC verdict and are used unchecked: %s", len(unchecked),
-                       ", ".join(unchecked["participant_id"]))
-    failed = records[records["qc_pass"] == False]  # noqa: E712 (None means unchecked)
-    table = failed[["participant_id", "session_id", "qc_fail_reasons"]]
-    listing = out / "group" / "qc_excluded.tsv"
-    # Written on every run (empty when nothing is excluded) so a stale list never survives a rerun.
-    write_tsv(table if exclude else table.iloc[:0], listing)
-    if exclude and len(failed):
-        for row in failed.itertuples():
-            LOGGER.info("%s %s left out of the group level: participant QC failed (%s)", row.participant_id,
-                        row.session_id, row.qc_fail_reasons)
-        LOGGER.warning("%d of %d GM map(s) failed participant QC and are left out (%s); list in %s",
-                       len(failed), len(records), _reason_counts(failed["qc_fail_reasons"]), listing)
-        records = records[records["qc_pass"] != False]  # noqa: E712
-    elif len(failed):
-        LOGGER.warning("%d GM map(s) failed participant QC and are used anyway (exclude_qc_failures = false)",
-                       len(failed))
-    kept = records["participant_id"].nunique()
-    if exclude and len(failed) and kept < needed:
-        total = kept + failed.loc[~failed["participant_id"].isin(records["participant_id"]), "participant_id"].nunique()
-        raise MissingInputError(
-            f"{len(failed)} GM map(s) failed participant QC ({_reason_counts(failed['qc_fail_reasons'])}; list in "
-            f"{listing}), leaving {kept} of {total} subjects where training needs at least {needed}: inspect the "
-            "sub-*.html reports, adjust the [anat] qc_* thresholds for these maps and rerun the participant level, "
-            "or set exclude_qc_failures = false under [model] in a --config-file to use them anyway"
-        )
-    return records.drop(columns=["qc_path"]).reset_index(drop=True)
 
 
 def run_group_level_cli(config, templates, atlas) -> int:
     """Train (or encode with ``--model``) and write the group outputs."""
     from latentbids.bids.derivatives import write_run_config
+    from latentbids.workflows.group import run_group_level
+    from latentbids.workflows.group_analysis import run_group_analysis, validate_analysis_request
+    from latentbids.workflows.group_inputs import collect_gm_maps
 
     template = templates[0]
     records = collect_gm_maps(config, template)
     write_run_config(config.execution.output_dir, config.execution.run_id, config)  # input_map may have changed
-    from latentbids.workflows.group import run_group_level
-    from latentbids.workflows.group_analysis import run_group_analysis, validate_analysis_request
 
     validate_analysis_request(config, records)  # a bad --contrast fails before hours of training
     LOGGER.info("Group level on %d GM map(s) from %d subject(s)", len(records), records["participant_id"].nunique())

@@ -36,8 +36,8 @@ import pandas as pd
 import torch
 
 from latentbids.errors import MissingInputError, UsageError
-from latentbids.model.cache import grid_description, same_grid
-from latentbids.model.grid import GridFit, block_reduce
+from latentbids.model.cache import grid_description, prepare_volume, same_grid
+from latentbids.model.grid import GridFit
 from latentbids.model.network import AutoEncoder3D
 from latentbids.utils.atomic import pending
 
@@ -278,13 +278,9 @@ class ModelBundle:
         return str(row["fold"]), True, str(row["role"])
 
     def prepare(self, img: nib.Nifti1Image) -> np.ndarray:
-        """A template-grid image -> the network's box (downsampled and cropped), float32."""
-        data = np.asarray(img.get_fdata(dtype=np.float32), dtype=np.float32)
-        if data.ndim == 4 and data.shape[3] == 1:
-            data = data[..., 0]
-        data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
-        data = block_reduce(data, int(self.meta["grid"]["downsample"]), "mean")
-        return self.fit.crop(data).astype(np.float32)
+        """A template-grid image -> the network's box (downsampled and cropped), float32, by the rule
+        the cache of the group level used (:func:`latentbids.model.cache.prepare_volume`)."""
+        return prepare_volume(img.get_fdata(dtype=np.float32), int(self.meta["grid"]["downsample"]), self.fit)
 
 
 def load_bundle(model_dir: str | os.PathLike) -> ModelBundle:

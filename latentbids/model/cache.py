@@ -181,10 +181,33 @@ def read_volume(
         raise MissingInputError(
             f"GM map {path} is corrupt ({exc}): delete it and rerun the participant level"
         ) from None
+    return prepare_volume(data, downsample, fit)
+
+
+def prepare_volume(data: np.ndarray, downsample: int = 1, fit: GridFit | None = None) -> np.ndarray:
+    """A GM map on the template grid -> the network's input box: the one rule training, the group
+    level's encoding and ``--model`` all use (so a subject encoded alone gets the latents it would
+    get in the group).
+
+    Parameters
+    ----------
+    data : ndarray of shape (X, Y, Z) or (X, Y, Z, 1)
+        The map's voxels on the template grid (GM probability, 0..1).
+    downsample : int, default 1
+        Block-averaging factor (:func:`~latentbids.model.grid.block_reduce` with ``mean``; 1 = none).
+    fit : GridFit or None
+        Crop/pad box applied after downsampling (None = keep the downsampled grid).
+
+    Returns
+    -------
+    ndarray of shape (X', Y', Z'), float32
+        C-contiguous, input units; NaN and infinite values set to 0.
+    """
+    data = np.asarray(data, dtype=np.float32)
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
-    data = block_reduce(data, downsample, "mean")
+    data = block_reduce(data, int(downsample), "mean")
     if fit is not None:
         data = fit.crop(data)
     return np.ascontiguousarray(data, dtype=np.float32)

@@ -7,16 +7,16 @@ atomically and with a JSON sidecar (``Resolution`` and the model that made it).
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from latentbids.bids.naming import derivative_path, res_label, strip_prefix
+from latentbids.bids.naming import derivative_path, latent_columns, res_label, strip_prefix
+from latentbids.bids.tables import NA_REP, is_missing
 from latentbids.utils.atomic import save_nifti, write_json, write_tsv
-
-MISSING = {"", "n/a", "nan", "none"}
 
 
 def clean_session(session) -> str | None:
@@ -25,47 +25,105 @@ def clean_session(session) -> str | None:
     Parameters
     ----------
     session : str, float or None
-        E.g. ``"ses-01"`` or ``"01"``; None, NaN and ``""``, ``"n/a"``, ``"nan"``, ``"none"`` (any case)
-        mean no session.
+        E.g. ``"ses-01"`` or ``"01"``; a missing value (:func:`latentbids.bids.tables.is_missing`:
+        None, NaN, ``""``, ``n/a``, ``na``, ``nan``, ``none``) means no session.
 
     Returns
     -------
     str or None
     """
-    if session is None or (isinstance(session, float) and np.isnan(session)):
+    if is_missing(session):
         return None
-    text = strip_prefix(str(session), "ses")
-    return None if text.lower() in MISSING else text
+    text = strip_prefix(str(session).strip(), "ses")
+    return None if is_missing(text) else text
 
 
-def latent_columns(k: int) -> list[str]:
-    """The latent columns ``z0`` .. ``z<k-1>`` of the latent TSV.
+@dataclass(frozen=True)
+class SubjectEncoding:
+    """One map encoded by one fold's model: what its per-subject files hold.
+
+    Attributes
+    ----------
+    participant_id, session_id : str
+        ``sub-XX`` and ``ses-YY`` (``n/a`` without a session).
+    latent : pandas.DataFrame
+        One row: ``participant_id, session_id, fold, in_training, z0..zK-1, error``.
+    recon : ndarray of shape (X, Y, Z), float32
+        The reconstruction on the working grid, input units (GM probability).
+    error_map : ndarray of shape (X, Y, Z), float32
+        The squared error per voxel on the working grid, model units.
+    regions : pandas.DataFrame
+        The regional error table (:func:`~latentbids.model.encoding.regional_error`).
+    """
+
+    participant_id: str
+    session_id: str
+    latent: pd.DataFrame
+    recon: np.ndarray
+    error_map: np.ndarray
+    regions: pd.DataFrame
+
+
+def encoded_subject(batch, j: int, *, participant_id: str, session_id, fold: str, in_training: bool, scale: float,
+                    fit, atlas: np.ndarray, atlas_labels: pd.DataFrame, mask: np.ndarray) -> SubjectEncoding:
+    """Item ``j`` of an encoded batch -> its latent row, reconstruction, error map and regional error.
+
+    The one rule the group level (every held-out map) and ``--model`` (one subject) share, so a subject
+    encoded alone gets the files it would get in the group.
 
     Parameters
     ----------
-    k : int
-        The latent dimension K.
+    batch : latentbids.model.encoding.EncodedBatch
+        The encoded batch (network box, model units).
+    j : int
+        The item of the batch.
+    participant_id : str
+        With or without ``sub-``.
+    session_id : str, float or None
+        See :func:`clean_session`.
+    fold : str
+        The fold whose model encoded the map.
+    in_training : bool
+        Whether the subject trained or validated that model (its error is then not held-out).
+    scale : float
+        The fold's intensity scale (model units = input units / scale).
+    fit : latentbids.model.grid.GridFit
+        The network box on the working grid (restores the box to the grid).
+    atlas : ndarray of int, shape (X, Y, Z)
+        Atlas labels on the working grid.
+    atlas_labels : pandas.DataFrame
+        ``index, name`` of the atlas regions.
+    mask : ndarray of shape (X, Y, Z)
+        The brain mask on the working grid.
 
     Returns
     -------
-    list of str
+    SubjectEncoding
     """
-    return [f"z{i}" for i in range(int(k))]
+    from latentbids.model.encoding import regional_error
+
+    pid = participant_id if str(participant_id).startswith("sub-") else f"sub-{participant_id}"
+    ses = clean_session(session_id)
+    ses = f"ses-{ses}" if ses else NA_REP
+    latent = pd.DataFrame(
+        [[pid, ses, str(fold), bool(in_training)] + batch.z[j].tolist() + [float(batch.error[j])]],
+        columns=["participant_id", "session_id", "fold", "in_training"] + latent_columns(batch.z.shape[1])
+        + ["error"],
+    )
+    recon = fit.restore(batch.recon[j] * scale)
+    error_map = fit.restore(batch.error_map[j])
+    regions = regional_error(error_map, atlas, atlas_labels, mask)
+    return SubjectEncoding(pid, ses, latent, recon, error_map, regions)
 
 
 def write_subject_outputs(
     output_dir: str | os.PathLike,
-    participant_id: str,
-    session_id,
+    encoding: SubjectEncoding,
     *,
     space: str,
     resolution: float,
     atlas_name: str,
-    latent_row: pd.DataFrame,
-    recon: np.ndarray,
-    error_map: np.ndarray,
     affine: np.ndarray,
-    regions: pd.DataFrame,
     sidecar: dict,
 ) -> dict[str, Path]:
     """Write one subject/session's model outputs; return their paths by kind.
@@ -74,26 +132,16 @@ def write_subject_outputs(
     ----------
     output_dir : str or os.PathLike
         The derivatives root.
-    participant_id : str
-        With or without ``sub-``.
-    session_id : str, float or None
-        See :func:`clean_session`.
+    encoding : SubjectEncoding
+        The subject's latent row, reconstruction, error map and regional error (:func:`encoded_subject`).
     space : str
         The template space (``space-`` entity).
     resolution : float
         The template grid's resolution (mm), for the ``res-`` entity and the sidecars.
     atlas_name : str
         The ``atlas-`` entity of the regional error TSV.
-    latent_row : pandas.DataFrame
-        The latent TSV: ``participant_id, session_id, fold, in_training, z0..zK-1, error``.
-    recon : ndarray of shape (X, Y, Z)
-        The reconstruction on the working grid, input units (written as float32).
-    error_map : ndarray of shape (X, Y, Z)
-        The squared error per voxel on the working grid, model units (written as float32).
     affine : ndarray of shape (4, 4)
         The working grid's affine (mm).
-    regions : pandas.DataFrame
-        The regional error table (:func:`~latentbids.model.encoding.regional_error`).
     sidecar : dict
         More entries of every JSON sidecar (e.g. the model that made the outputs).
 
@@ -102,8 +150,8 @@ def write_subject_outputs(
     dict of str to pathlib.Path
         Keys ``latent``, ``recon``, ``error``, ``regionerror``.
     """
-    sub = strip_prefix(participant_id, "sub")
-    ses = clean_session(session_id)
+    sub = strip_prefix(encoding.participant_id, "sub")
+    ses = clean_session(encoding.session_id)
     ent = {"sub": sub, "ses": ses, "space": space, "res": res_label(resolution), "root": output_dir}
     paths = {
         "latent": derivative_path("latent", ".tsv", **ent),
@@ -112,16 +160,16 @@ def write_subject_outputs(
         "regionerror": derivative_path("regionerror", ".tsv", atlas=atlas_name, **ent),
     }
     resolution_text = f"Template grid at {resolution:g} mm"
-    write_tsv(latent_row, paths["latent"])
+    write_tsv(encoding.latent, paths["latent"])
     for kind, data, desc in (
         (
             "recon",
-            recon,
+            encoding.recon,
             "Autoencoder reconstruction of the GM map (input units; 0 outside the mask)",
         ),
         (
             "error",
-            error_map,
+            encoding.error_map,
             "Squared reconstruction error per voxel (model units: input divided by "
             "IntensityScale; 0 outside the mask)",
         ),
@@ -133,7 +181,7 @@ def write_subject_outputs(
             Path(str(paths[kind])[: -len(".nii.gz")] + ".json"),
             {"Description": desc, "Resolution": resolution_text, **sidecar},
         )
-    write_tsv(regions, paths["regionerror"])
+    write_tsv(encoding.regions, paths["regionerror"])
     for kind, desc in (
         (
             "latent",

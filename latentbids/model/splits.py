@@ -14,18 +14,15 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from latentbids.bids.tables import NA_REP, is_missing
 from latentbids.errors import UsageError
 
 LOGGER = logging.getLogger("latentbids.model")
 ROLES = ("train", "validation", "test")
-MISSING = {"", "n/a", "nan", "none", "na"}
 
 
 def _label(value) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "n/a"
-    text = str(value).strip()
-    return "n/a" if text.lower() in MISSING else text
+    return NA_REP if is_missing(value) else str(value).strip()
 
 
 def subject_table(records: pd.DataFrame, group_col: str = "group") -> pd.DataFrame:

@@ -1,7 +1,7 @@
 """Encode one subject's template-space GM map with a trained model folder (participant-level
 ``--model PATH``): the fold that held the subject out, the same encoding and per-subject files as the
 group level (:func:`latentbids.model.encoding.iter_encode`,
-:func:`latentbids.model.outputs.write_subject_outputs`)."""
+:func:`latentbids.model.outputs.encoded_subject`, :func:`latentbids.model.outputs.write_subject_outputs`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pandas as pd
 
 from latentbids.errors import MissingInputError, UsageError
 from latentbids.model.bundle import ModelBundle, load_bundle
@@ -84,8 +83,8 @@ def encode_with_model(
     working grid), ``affine`` and, when written, ``paths``.
     """
     from latentbids.model.device import resolve_device
-    from latentbids.model.encoding import iter_encode, regional_error
-    from latentbids.model.outputs import clean_session, latent_columns, write_subject_outputs
+    from latentbids.model.encoding import iter_encode
+    from latentbids.model.outputs import encoded_subject, write_subject_outputs
 
     bundle = load_bundle(model_dir)
     gm_img, name = _read_gm_map(gm_img)
@@ -99,27 +98,15 @@ def encode_with_model(
     scale = float(entry.get("scale", 1.0))
     mask_box = bundle.fit.crop(bundle.mask.astype(np.float32))
     batch = next(iter_encode(model, vol, [0], mask_box, dev, scale, batch_size=1))
-    ses = clean_session(session_id)
-    latent = pd.DataFrame(
-        [
-            [pid, f"ses-{ses}" if ses else "n/a", fold, in_training]
-            + batch.z[0].tolist()
-            + [float(batch.error[0])]
-        ],
-        columns=["participant_id", "session_id", "fold", "in_training"]
-        + latent_columns(model.latent_dim)
-        + ["error"],
-    )
-    fit = bundle.fit
-    recon = fit.restore(batch.recon[0] * scale)
-    error_map = fit.restore(batch.error_map[0])
-    regions = regional_error(error_map, bundle.atlas, bundle.atlas_labels, bundle.mask)
+    encoding = encoded_subject(batch, 0, participant_id=pid, session_id=session_id, fold=fold,
+                               in_training=in_training, scale=scale, fit=bundle.fit, atlas=bundle.atlas,
+                               atlas_labels=bundle.atlas_labels, mask=bundle.mask)
     affine = np.asarray(bundle.meta["grid"]["affine"], dtype=float)
     result = {
-        "latent": latent,
-        "regions": regions,
-        "recon": recon,
-        "error_map": error_map,
+        "latent": encoding.latent,
+        "regions": encoding.regions,
+        "recon": encoding.recon,
+        "error_map": encoding.error_map,
         "affine": affine,
         "fold": fold,
         "in_training": in_training,
@@ -135,17 +122,7 @@ def encode_with_model(
             "Sources": [source or name],
         }
         result["paths"] = write_subject_outputs(
-            output_dir,
-            pid,
-            session_id,
-            space=bundle.meta["template"]["space"],
-            resolution=float(bundle.meta["grid"]["resolution"]),
-            atlas_name=bundle.meta["atlas"]["bids_name"],
-            latent_row=latent,
-            recon=recon,
-            error_map=error_map,
-            affine=affine,
-            regions=regions,
-            sidecar=sidecar,
-        )
+            output_dir, encoding, space=bundle.meta["template"]["space"],
+            resolution=float(bundle.meta["grid"]["resolution"]), atlas_name=bundle.meta["atlas"]["bids_name"],
+            affine=affine, sidecar=sidecar)
     return result

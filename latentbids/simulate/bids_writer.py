@@ -13,7 +13,7 @@ import nibabel as nib
 import pandas as pd
 
 from latentbids import __version__
-from latentbids.bids.naming import bids_name, derivative_path
+from latentbids.bids.naming import bids_name, derivative_path, gm_map_name
 from latentbids.utils.atomic import save_nifti, write_json, write_text, write_tsv
 
 BIDS_VERSION = "1.10.0"
@@ -194,7 +194,7 @@ def write_group_ready(root: Path, truth_root: Path, labels, space: str, resoluti
     """Place every subject's GM maps where the participant level writes them (hard links, or copies).
 
     ``latentbids ROOT ROOT/derivatives/latentbids group`` then trains on the true maps without running
-    the participant level: the names are the participant level's (``latentbids.cli.group.gm_map_name``
+    the participant level: the names are the participant level's (``latentbids.bids.naming.gm_map_name``
     with the template's own ``res`` label), the files the simulated truth.
     """
     import os
@@ -206,8 +206,7 @@ def write_group_ready(root: Path, truth_root: Path, labels, space: str, resoluti
     out = root / GROUP_READY_DIR  # the participant level's names are the template's (space, res) too
     for label in labels:
         for rel, modulated in zip(gm_map_paths(label, space, resolution), (False, True)):
-            name = bids_name("probseg", ".nii.gz", sub=label, space=template.space, res=template.res, label="GM",
-                             desc="modulated" if modulated else None)
+            name = gm_map_name(label, None, template.space, template.res, modulated)
             target = out / f"sub-{label}" / "anat" / name
             target.parent.mkdir(parents=True, exist_ok=True)
             try:

@@ -16,7 +16,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from latentbids.bids.naming import bids_name, res_label
+from latentbids.bids.naming import bids_name, latent_columns, res_label
 from latentbids.utils.atomic import atomic_path, write_json, write_tsv
 from latentbids.workflows.group_folds import TrainedFold
 from latentbids.workflows.group_grid import WorkingGrid
@@ -52,16 +52,11 @@ def plot_curves(curves: pd.DataFrame, target: Path) -> Path:
     return target
 
 
-def _write_subject(out: Path, rec, fold: str, in_training: bool, latent: pd.DataFrame, batch, j: int,
-                   scale: float, grid: WorkingGrid, atlas, model_name: str, space: str) -> dict:
-    """One subject's derivatives (latent TSV, reconstruction, error map, regional error) under
-    ``sub-<l>/[ses-<s>/]anat/``, from item ``j`` of an encoded batch; returns their paths."""
-    from latentbids.model.encoding import regional_error
+def _write_subject(out: Path, rec, encoding, fold: str, in_training: bool, scale: float, grid: WorkingGrid,
+                   model_name: str, space: str, atlas) -> dict:
+    """One held-out subject's derivatives under ``sub-<l>/[ses-<s>/]anat/``; returns their paths."""
     from latentbids.model.outputs import write_subject_outputs
 
-    recon = grid.fit.restore(batch.recon[j] * scale)
-    error_map = grid.fit.restore(batch.error_map[j])
-    regions = regional_error(error_map, grid.atlas_work, atlas.labels, grid.mask_work)
     sidecar = {
         "Model": model_name,
         "ModelFold": fold,
@@ -70,20 +65,8 @@ def _write_subject(out: Path, rec, fold: str, in_training: bool, latent: pd.Data
         "Sources": [f"bids::{Path(rec.gm_path).relative_to(out).as_posix()}"
                     if Path(rec.gm_path).is_relative_to(out) else str(rec.gm_path)],
     }
-    return write_subject_outputs(
-        out,
-        rec.participant_id,
-        rec.session_id,
-        space=space,
-        resolution=grid.resolution,
-        atlas_name=atlas.bids_name,
-        latent_row=latent,
-        recon=recon,
-        error_map=error_map,
-        affine=grid.affine,
-        regions=regions,
-        sidecar=sidecar,
-    )
+    return write_subject_outputs(out, encoding, space=space, resolution=grid.resolution, atlas_name=atlas.bids_name,
+                                 affine=grid.affine, sidecar=sidecar)
 
 
 def encode_folds(trained: dict[str, TrainedFold], folds: list, records: pd.DataFrame, data, role: dict,
@@ -94,9 +77,8 @@ def encode_folds(trained: dict[str, TrainedFold], folds: list, records: pd.DataF
     table; the others only feed the within-fold analysis (a fold's latent units are its own).
     Returns the latent table's rows, the subjects' output paths and every (fold, map) row."""
     from latentbids.model.encoding import iter_encode
-    from latentbids.model.outputs import latent_columns
+    from latentbids.model.outputs import encoded_subject
 
-    K = settings.latent_dim
     latent_rows, subjects, fold_rows = [], {}, []
     for fold in folds:
         scale = float(trained[fold].info["scale"])
@@ -114,22 +96,13 @@ def encode_folds(trained: dict[str, TrainedFold], folds: list, records: pd.DataF
                 if fold != "all" and fold_role != "test":
                     continue
                 in_training = fold_role in ("train", "validation")
-                latent = pd.DataFrame(
-                    [
-                        [rec.participant_id, rec.session_id, fold, in_training]
-                        + batch.z[j].tolist()
-                        + [float(batch.error[j])]
-                    ],
-                    columns=["participant_id", "session_id", "fold", "in_training"]
-                    + latent_columns(K)
-                    + ["error"],
-                )
-                latent_rows.append(latent)
-                label = rec.participant_id + (
-                    "" if rec.session_id == "n/a" else f"_{rec.session_id}"
-                )
-                subjects[label] = _write_subject(out, rec, fold, in_training, latent, batch, j, scale, grid,
-                                                 atlas, model_name, space)
+                encoding = encoded_subject(batch, j, participant_id=rec.participant_id, session_id=rec.session_id,
+                                           fold=fold, in_training=in_training, scale=scale, fit=grid.fit,
+                                           atlas=grid.atlas_work, atlas_labels=atlas.labels, mask=grid.mask_work)
+                latent_rows.append(encoding.latent)
+                label = rec.participant_id + ("" if rec.session_id == "n/a" else f"_{rec.session_id}")
+                subjects[label] = _write_subject(out, rec, encoding, fold, in_training, scale, grid, model_name,
+                                                 space, atlas)
     return latent_rows, subjects, fold_rows
 
 
@@ -229,7 +202,6 @@ def write_group_tables(out: Path, records: pd.DataFrame, table: pd.DataFrame, fo
     """Step 5b: under ``group/``, the latent table and every fold's latents (TSV + JSON sidecar)
     and the training curves (TSV + PNG).  Returns ``latent_tsv``, ``fold_latents``, ``curves_tsv``
     and ``curves_png``."""
-    from latentbids.model.outputs import latent_columns
 
     group_dir = out / "group"
     ent = {"space": space, "res": res_label(resolution)}

@@ -166,8 +166,8 @@ def gm_maps_cohort(tmp_path_factory):
 
 
 def _group_output(root: Path, cohort) -> Path:
-    """The maps under the names the participant level gives them (``cli.group.gm_map_name``)."""
-    from latentbids.cli.group import gm_map_name
+    """The maps under the names the participant level gives them (``bids.naming.gm_map_name``)."""
+    from latentbids.bids.naming import gm_map_name
     from latentbids.resources import get_template
 
     bids, maps, shutil = cohort
@@ -175,7 +175,7 @@ def _group_output(root: Path, cohort) -> Path:
     out = root / "out"
     for path in maps:
         subject = path.name.split("_")[0][4:]
-        target = out / f"sub-{subject}" / "anat" / gm_map_name(subject, None, template, "desc-modulated" in path.name)
+        target = out / f"sub-{subject}" / "anat" / gm_map_name(subject, None, template.space, template.res, "desc-modulated" in path.name)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, target)
     return out

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from latentbids.cli.group import collect_gm_maps, gm_map_name
+from latentbids.bids.naming import gm_map_name
+from latentbids.workflows.group_inputs import collect_gm_maps
 from latentbids.config import RunConfig
 from latentbids.errors import MissingInputError, NoDataError
 from latentbids.resources import get_template
@@ -19,9 +20,9 @@ def _participant_outputs(out, subject, template, qc_pass=True, modulated=True):
     anat = out / f"sub-{subject}" / "anat"
     anat.mkdir(parents=True)
     img = nib.Nifti1Image(np.zeros(template.shape, np.float32), template.affine)
-    nib.save(img, str(anat / gm_map_name(subject, None, template, modulated=False)))
+    nib.save(img, str(anat / gm_map_name(subject, None, template.space, template.res, modulated=False)))
     if modulated:
-        nib.save(img, str(anat / gm_map_name(subject, None, template, modulated=True)))
+        nib.save(img, str(anat / gm_map_name(subject, None, template.space, template.res, modulated=True)))
     reasons = "" if qc_pass else "gm_max<0.95"
     (anat / f"sub-{subject}_qc.tsv").write_text(
         f"participant_id\tqc_pass\tqc_fail_reasons\nsub-{subject}\t{qc_pass}\t{reasons}\n")

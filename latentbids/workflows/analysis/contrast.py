@@ -14,6 +14,7 @@ from latentbids.analysis.cohort import contrast_name
 from latentbids.analysis.lrcp import LRCP
 from latentbids.analysis.lrcp_claims import lrcp_claims
 from latentbids.analysis.results import ContrastResult
+from latentbids.bids.naming import latent_columns
 
 
 def contrast_rows(inp, a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
@@ -48,7 +49,7 @@ def run_contrast(inp, settings, seed: int, a: str, b: str) -> tuple[ContrastResu
                 eta=settings.eta, statistic=settings.statistic, family_correction=settings.family_correction,
                 bound=settings.bound, n_permutations=settings.n_permutations, random_state=seed,
                 top_k=settings.top_k)
-    lrcp.fit(Z, G, y, region_index=index, region_names=names, unit_names=[f"z{k}" for k in range(K)],
+    lrcp.fit(Z, G, y, region_index=index, region_names=names, unit_names=latent_columns(K),
              n_confounds=inp.C.shape[1])
     eta_fold = settings.eta / len(inp.folds)
     vectors = {fold: latent_vector_test(Zf, y, eta=eta_fold, bound=settings.bound,
