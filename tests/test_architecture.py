@@ -95,6 +95,58 @@ def test_the_layer_table_has_no_cycle():
         visit(node)
 
 
+def _module_name(path: Path) -> str:
+    name = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return name[: -len(".__init__")] if name.endswith(".__init__") else name
+
+
+def _is_main_block(node) -> bool:
+    """``if __name__ == "__main__":`` (a script entry point, not an import of the module)."""
+    test = getattr(node, "test", None)
+    return isinstance(node, ast.If) and isinstance(test, ast.Compare) and getattr(test.left, "id", "") == "__name__"
+
+
+def _module_imports(path: Path, modules: set) -> set:
+    """The latentbids modules ``path`` imports at import time (module level, ``TYPE_CHECKING`` blocks
+    included: a type-only circle is still a circle to a reader); imports inside functions are deferred
+    by design and do not count."""
+    found = set()
+    nodes = list(ast.parse(path.read_text(), str(path)).body)
+    while nodes:
+        node = nodes.pop()
+        if isinstance(node, (ast.If, ast.Try)) and not _is_main_block(node):
+            nodes += node.body + getattr(node, "orelse", []) + [h for t in getattr(node, "handlers", [])
+                                                                for h in t.body]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("latentbids"):
+            for alias in node.names:
+                sub = f"{node.module}.{alias.name}"
+                found.add(sub if sub in modules else node.module)
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("latentbids")}
+    return found & modules
+
+
+def test_no_two_modules_import_each_other():
+    """No import circle between modules (issue 11 found anat/preprocess <-> anat/registration)."""
+    paths = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph = {m: _module_imports(p, set(paths)) - {m} for m, p in paths.items()}
+    done, circles = set(), []
+
+    def visit(node, stack):
+        if node in stack:
+            circles.append(" -> ".join(stack[stack.index(node):] + [node]))
+            return
+        if node in done:
+            return
+        for dst in sorted(graph[node]):
+            visit(dst, stack + [node])
+        done.add(node)
+
+    for node in sorted(graph):
+        visit(node, [])
+    assert not circles, "import circles:\n" + "\n".join(circles)
+
+
 def test_the_architecture_doc_names_every_part():
     doc = (PACKAGE.parent / "docs" / "architecture.md").read_text()
     missing = [p for p in ALLOWED if not p.startswith("__") and f"{p}" not in doc]

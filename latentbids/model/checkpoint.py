@@ -23,7 +23,7 @@ from latentbids.utils.atomic import atomic_path
 
 if TYPE_CHECKING:
     from latentbids.model.fast_path import FastPath
-    from latentbids.model.training import TrainSettings
+    from latentbids.model.train_settings import TrainSettings
 
 LOGGER = logging.getLogger("latentbids.model")
 

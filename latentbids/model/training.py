@@ -41,7 +41,6 @@ replace them on this module).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,51 +57,12 @@ from latentbids.model.device import set_determinism
 from latentbids.model.distributed import SINGLE, Distributed, convert_batchnorm
 from latentbids.model.fast_path import resolve_fast_path
 from latentbids.model.network import AutoEncoder3D, masked_mse
+from latentbids.model.train_settings import TrainSettings
 from latentbids.model.training_steps import Steps, run_epochs
 from latentbids.utils.denormals import flush_denormals
 
 LOGGER = logging.getLogger("latentbids.model")
 CHECKPOINT = "last.pt"
-
-
-@dataclass
-class TrainSettings:
-    """Everything that shapes a training run (recorded in the model folder).
-
-    Attributes
-    ----------
-    latent_dim, channels, norm, stem : int, sequence of int, str, str
-        The network: K, encoder channels, normalisation, ends (:class:`AutoEncoder3D`).
-    learning_rate, batch_size, max_epochs, patience, min_delta : float, int, int, int, float
-        Adam's step size; the global batch (volumes); stop after ``patience`` epochs without a validation loss below
-        the best minus ``min_delta`` (masked MSE, model units), or after ``max_epochs``.
-    seed, deterministic, fast, resident, gpu_memory_share : int, bool, bool, bool, float
-        Weights and shuffling seed; :func:`~latentbids.model.device.set_determinism`; the data path
-        (:func:`~latentbids.model.fast_path.resolve_fast_path`); share (0..1) of free GPU memory a resident set may take.
-    """
-
-    latent_dim: int = 32
-    channels: Sequence[int] = (16, 32, 64, 128)
-    norm: str = "batch"
-    stem: str = "conv"  # network ends: "conv" | "space_to_depth" (latentbids.model.network)
-    learning_rate: float = 1e-4
-    batch_size: int = 8
-    max_epochs: int = 200
-    patience: int = 20
-    min_delta: float = 0.0
-    seed: int = 42
-    deterministic: bool = False
-    fast: bool = True  # bf16 autocast + channels_last_3d on CUDA (CPU: see train_autoencoder)
-    resident: bool = True  # keep the training set on the GPU when it fits (CUDA only by default)
-    gpu_memory_share: float = 0.5  # at most this share of free GPU memory for resident data
-
-    def fingerprint(self) -> dict:
-        data = dataclasses.asdict(self)
-        data["channels"] = [int(c) for c in self.channels]
-        if data["stem"] == "conv":
-            # the network of latentbids <= 0.1: its work dirs' checkpoints keep resuming
-            del data["stem"]
-        return data
 
 
 @dataclass

@@ -31,7 +31,7 @@ from latentbids.model.memory import step_down_after_oom
 
 if TYPE_CHECKING:
     from latentbids.model.fast_path import FastPath
-    from latentbids.model.training import TrainSettings
+    from latentbids.model.train_settings import TrainSettings
 
 LOGGER = logging.getLogger("latentbids.model")
 

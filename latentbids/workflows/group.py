@@ -50,7 +50,7 @@ LOGGER = logging.getLogger("latentbids.workflows.group")
 def _settings(config):
     from latentbids.model.acceleration import COMPILE_MODES
     from latentbids.model.network import STEMS
-    from latentbids.model.training import TrainSettings
+    from latentbids.model.train_settings import TrainSettings
 
     mc, ex = config.model, config.execution
     channels = list(mc.channels)
