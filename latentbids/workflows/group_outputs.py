@@ -17,39 +17,12 @@ import numpy as np
 import pandas as pd
 
 from latentbids.bids.naming import bids_name, latent_columns, res_label
-from latentbids.utils.atomic import atomic_path, write_json, write_tsv
+from latentbids.reports.training_curves import training_curves_png
+from latentbids.utils.atomic import write_bytes, write_json, write_tsv
 from latentbids.workflows.group_folds import TrainedFold
 from latentbids.workflows.group_grid import WorkingGrid
 
 LOGGER = logging.getLogger("latentbids.workflows.group")
-
-
-def plot_curves(curves: pd.DataFrame, target: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    for fold, part in curves.groupby("fold", sort=False):
-        (line,) = ax.plot(part["epoch"], part["train_loss"], label=f"fold {fold} train")
-        ax.plot(
-            part["epoch"],
-            part["val_loss"],
-            "--",
-            color=line.get_color(),
-            label=f"fold {fold} validation",
-        )
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("masked MSE")
-    ax.set_yscale("log")
-    ax.set_title("Autoencoder training curves")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    with atomic_path(target) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return target
 
 
 def _write_subject(out: Path, rec, encoding, fold: str, in_training: bool, scale: float, grid: WorkingGrid,
@@ -243,8 +216,7 @@ def write_group_tables(out: Path, records: pd.DataFrame, table: pd.DataFrame, fo
     curves_tsv = write_tsv(
         curves_df, group_dir / bids_name("curves", ".tsv", desc="training", **ent)
     )
-    curves_png = plot_curves(
-        curves_df, group_dir / bids_name("curves", ".png", desc="training", **ent)
-    )
+    curves_png = write_bytes(group_dir / bids_name("curves", ".png", desc="training", **ent),
+                             training_curves_png(curves_df))
     return {"latent_tsv": latent_tsv, "fold_latents": fold_latents, "curves_tsv": curves_tsv,
             "curves_png": curves_png}
