@@ -28,7 +28,7 @@ it (same functions, same arguments from the settings; no files are written):
 * ``shap``         ``explain_error`` with the orchestrator's arguments (``n_jobs`` = ``--nprocs``).
 
 Configurations (ratios against ``baseline`` = default ``AnalysisConfig``, n_jobs 1): ``sloppy``
-(``SLOPPY`` caps of group_analysis.py, i.e. ``--sloppy``), ``perm-correction`` (LRCP's association with
+(``config.SLOPPY_ANALYSIS`` caps, i.e. ``--sloppy``), ``perm-correction`` (LRCP's association with
 ``correction = "permutation"``), ``bonferroni`` (``family_correction = "bonferroni"``: no label permutations), ``shap-jobs2`` (explain_error with n_jobs 2, i.e. ``--nprocs 2``),
 ``shap-e-noise`` (baseline settings, ``e`` unrelated to ``G``).  A variant reruns only the steps whose
 settings (or inputs) differ from the baseline; the others are marked ``=`` and its total uses the
@@ -250,12 +250,12 @@ def shap_estimate(c, s, seed):
 # ------------------------------------------------------------------------------------------ main
 def settings_for(variant):
     from latentbids.config import AnalysisConfig
-    from latentbids.workflows.group_analysis import SLOPPY
+    from latentbids.config import SLOPPY_ANALYSIS
 
     s = AnalysisConfig()
     n_jobs, e_key = 1, "e"
     if variant == "sloppy":
-        for key, cap in SLOPPY.items():
+        for key, cap in SLOPPY_ANALYSIS.items():
             setattr(s, key, min(int(getattr(s, key)), cap))
     elif variant == "perm-correction":
         s.correction = "permutation"

@@ -255,19 +255,22 @@ class RunConfig:
             getattr(self, name).check()
 
     def apply_sloppy(self) -> None:
-        """With ``--sloppy``, take :data:`SLOPPY_ANAT` for every key the user did not set; a key the
-        user set keeps its value, and one log line names those kept."""
+        """With ``--sloppy``, take :data:`SLOPPY` for every key the user did not set; a key the user set
+        keeps its value, and one log line names those kept.  The one place ``--sloppy`` changes a setting
+        (the group level's coarser working grid aside: :mod:`latentbids.workflows.group_grid`); idempotent."""
         if not self.execution.sloppy:
             return
         kept = []
-        for key, value in SLOPPY_ANAT.items():
-            current = getattr(self.anat, key)
-            if key not in self.anat.explicit:
-                self.anat.derive(key, value)
-            elif current != value:
-                kept.append(f"{key} = {current!r} (--sloppy would use {value!r})")
+        for section_name, table in SLOPPY.items():
+            section = getattr(self, section_name)
+            for key, value in table.items():
+                current = getattr(section, key)
+                if key not in section.explicit:
+                    section.derive(key, min(current, value) if isinstance(value, int) else value)
+                elif current != value:
+                    kept.append(f"[{section_name}] {key} = {current!r} (--sloppy would use {value!r})")
         if kept and kept != self.__dict__.get("_sloppy_kept"):  # said once, however often it is resolved
-            LOGGER.warning("--sloppy: keeping the [anat] value(s) you set: %s", "; ".join(kept))
+            LOGGER.warning("--sloppy: keeping the value(s) you set: %s", "; ".join(kept))
         self._sloppy_kept = kept
 
     def provenance(self) -> dict[str, Any]:
@@ -286,6 +289,14 @@ SECTION_NAMES = {ExecutionConfig: "execution", SpatialConfig: "spatial", AnatCon
 #: 0.69 instead of 0.82 on sub-IXI012 (BENCHMARKS.md).  Applied by :meth:`RunConfig.apply_sloppy`.
 SLOPPY_ANAT = {"brain_extraction": "template", "registration": "SyN", "atropos_iterations": 3,
                "n4_iterations": [50, 50, 30]}
+#: ``--sloppy`` at group level: a compact network trained for a few epochs, and permutation nulls and
+#: SHAP models sized for seconds on 2 CPU cores (the verdicts stay family-wise, only coarser); integers
+#: are caps (a smaller default stays).
+SLOPPY_MODEL = {"channels": [4, 8, 8, 16], "max_epochs": 3, "patience": 2}
+SLOPPY_ANALYSIS = {"n_permutations": 100, "sam_permutations": 20, "shap_permutations": 5, "shap_n_estimators": 100,
+                   "sar_resamples": 5}
+#: section -> what ``--sloppy`` sets there for every key the user did not set (:meth:`RunConfig.apply_sloppy`)
+SLOPPY = {"anat": SLOPPY_ANAT, "model": SLOPPY_MODEL, "analysis": SLOPPY_ANALYSIS}
 
 
 def load_toml(path: str | os.PathLike) -> dict[str, Any]:

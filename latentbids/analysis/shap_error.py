@@ -138,7 +138,7 @@ def explain_error(
     learning_rate: float = 0.05,
     subsample: float = 0.8,
     background: int = 200,
-    n_permutations: int = 100,
+    n_permutations: int = 99,
     min_r2: float = 0.1,
     cv: int = 5,
     top_k: int = 10,
@@ -345,13 +345,9 @@ def _label_of(classes, name):
 def _versions() -> dict:
     import sklearn
 
-    try:
-        import shap
+    import shap
 
-        shap_version = shap.__version__
-    except ImportError:  # pragma: no cover - shap is a hard dependency of the group level
-        shap_version = None
-    return {"shap": shap_version, "scikit-learn": sklearn.__version__}
+    return {"shap": shap.__version__, "scikit-learn": sklearn.__version__}
 
 
 def shap_claims(result: ShapResult) -> list:

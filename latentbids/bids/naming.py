@@ -99,6 +99,12 @@ def latent_columns(k: int) -> list[str]:
     return [f"z{i}" for i in range(int(k))]
 
 
+def latent_columns_in(columns) -> list[str]:
+    """The latent-code columns among ``columns`` (a table read back), in unit order: ``z0``, ``z1`` ..."""
+    found = [str(c) for c in columns if re.fullmatch(r"z\d+", str(c))]
+    return sorted(found, key=lambda c: int(c[1:]))
+
+
 def raw_uri(relpath: str | os.PathLike) -> str:
     """A BIDS URI into the raw dataset (``bids:raw:sub-01/anat/sub-01_T1w.nii.gz``)."""
     return f"bids:raw:{Path(relpath).as_posix()}"

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-
-from latentbids.errors import UsageError
 
 LOGGER = logging.getLogger("latentbids.model")
-
-_PATTERN = re.compile(r"^(auto|cpu|cuda)(?::(\d+))?$")
 
 
 def resolve_device(spec: str | None = "auto"):
     """Return the :class:`torch.device` for a ``--device`` value, logging the choice.
 
-    ``auto`` picks ``cuda`` (the current CUDA device) when one is usable, else ``cpu``.  Asking for
-    ``cuda`` or ``cuda:N`` where CUDA (or GPU ``N``) is absent raises a one-line
-    :class:`~latentbids.errors.UsageError` instead of falling back silently.
+    The text is parsed and checked against this host by the one device rule,
+    :func:`latentbids.utils.devices.resolve_device` (``auto``: the current CUDA device when one is
+    usable, else the CPU; ``cuda`` or ``cuda:N`` where CUDA, or GPU ``N``, is absent: a one-line
+    :class:`~latentbids.errors.UsageError`, never a silent CPU run); this wrapper only turns its answer
+    into the ``torch.device`` the model code takes.
 
     Parameters
     ----------
@@ -37,35 +34,14 @@ def resolve_device(spec: str | None = "auto"):
     """
     import torch
 
-    spec = (str(spec) if spec is not None else "auto").strip().lower() or "auto"
-    match = _PATTERN.match(spec)
-    if not match or (match.group(2) is not None and match.group(1) != "cuda"):
-        raise UsageError(
-            f"--device '{spec}' is not valid: use auto, cpu, cuda or cuda:N (e.g. cuda:0)"
-        )
-    kind, index = match.group(1), match.group(2)
-    if kind == "auto":
-        device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    from latentbids.utils.devices import parse_device
+    from latentbids.utils.devices import resolve_device as resolve_spec
+
+    device = torch.device(str(resolve_spec(spec)))
+    if parse_device(spec).kind == "auto":
         LOGGER.info("--device auto resolved to %s (%s)", device, describe_device(device))
-        return device
-    if kind == "cpu":
-        device = torch.device("cpu")
-        LOGGER.info("Using device cpu (%s)", describe_device(device))
-        return device
-    if not torch.cuda.is_available():
-        raise UsageError(
-            f"--device {spec} was asked for but CUDA is not available here (torch {torch.__version__}, "
-            f"{'CPU-only build' if torch.version.cuda is None else 'no visible GPU'}): "
-            f"use --device cpu or auto, or run with a GPU (docker --gpus all, apptainer --nv)"
-        )
-    count = torch.cuda.device_count()
-    if index is not None and int(index) >= count:
-        raise UsageError(
-            f"--device {spec} was asked for but only {count} CUDA device(s) are visible "
-            f"(cuda:0..cuda:{count - 1}): pick one of those"
-        )
-    device = torch.device(f"cuda:{index}" if index is not None else "cuda")
-    LOGGER.info("Using device %s (%s)", device, describe_device(device))
+    else:
+        LOGGER.info("Using device %s (%s)", device, describe_device(device))
     return device
 
 

@@ -179,6 +179,7 @@ def setup(device_spec: str | None) -> tuple[Distributed, torch.device]:
         Its device.
     """
     from latentbids.model.device import resolve_device
+    from latentbids.utils.devices import parse_device
 
     if not launched_by_torchrun():
         return SINGLE, resolve_device(device_spec)
@@ -186,11 +187,11 @@ def setup(device_spec: str | None) -> tuple[Distributed, torch.device]:
     world, rank = int(env["WORLD_SIZE"]), int(env.get("RANK", "0"))
     local_rank = int(env.get("LOCAL_RANK", "0"))
     local_world = int(env.get("LOCAL_WORLD_SIZE", str(world)))
-    spec = (str(device_spec) if device_spec is not None else "auto").strip().lower() or "auto"
-    if spec.startswith("cuda:"):
+    spec = parse_device(device_spec)  # the one parser: an invalid value is a usage error here too
+    if spec.index is not None:
         raise UsageError(f"--device {spec} pins one GPU, but torchrun started {world} processes: use --device "
                          "cuda (each process takes the GPU of its LOCAL_RANK) and CUDA_VISIBLE_DEVICES to choose GPUs")
-    use_cuda = spec == "cuda" or (spec == "auto" and torch.cuda.is_available())
+    use_cuda = spec.kind == "cuda" or (spec.kind == "auto" and torch.cuda.is_available())
     if use_cuda:
         resolve_device("cuda")  # one-line error when CUDA is absent
         count = torch.cuda.device_count()

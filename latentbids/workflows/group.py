@@ -24,7 +24,6 @@ this module checks the request and runs them in order.
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 
 import nibabel as nib
@@ -34,7 +33,7 @@ import pandas as pd
 from latentbids.bids.tables import is_missing
 from latentbids.errors import MissingInputError, UsageError
 from latentbids.workflows.group_folds import fold_identity, make_folds, train_folds
-from latentbids.workflows.group_grid import SLOPPY, grid_facts, load_cache, working_grid
+from latentbids.workflows.group_grid import grid_facts, load_cache, working_grid
 from latentbids.workflows.group_result import FoldJobResult, GroupLevelResult
 from latentbids.workflows.group_outputs import (
     encode_folds,
@@ -48,30 +47,16 @@ LOGGER = logging.getLogger("latentbids.workflows.group")
 
 
 def _settings(config):
-    from latentbids.model.acceleration import COMPILE_MODES
-    from latentbids.model.network import STEMS
     from latentbids.model.train_settings import TrainSettings
 
-    mc, ex = config.model, config.execution
-    channels = list(mc.channels)
-    max_epochs, patience = int(mc.max_epochs), int(mc.patience)
-    if ex.sloppy:
-        channels = list(SLOPPY["channels"][: len(channels)]) if len(channels) <= 4 else channels
-        max_epochs = min(max_epochs, SLOPPY["max_epochs"])
-        patience = min(patience, SLOPPY["patience"])
-    if int(mc.batch_size) < 1 or int(mc.latent_dim) < 1 or float(mc.learning_rate) <= 0:
-        raise UsageError("model batch_size, latent_dim and learning_rate must be positive")
-    if mc.stem not in STEMS:
-        raise UsageError(f"[model] stem = {mc.stem!r} is not valid: use one of {', '.join(STEMS)}")
-    if mc.compile not in COMPILE_MODES:
-        raise UsageError(f"[model] compile = {mc.compile!r} is not valid: use one of {', '.join(COMPILE_MODES)}")
+    mc, ex = config.model, config.execution  # checked when set, --sloppy applied (settings.resolve_config)
     return TrainSettings(
         latent_dim=int(mc.latent_dim),
-        channels=channels,
+        channels=[int(c) for c in mc.channels],
         learning_rate=float(mc.learning_rate),
         batch_size=int(mc.batch_size),
-        max_epochs=max_epochs,
-        patience=patience,
+        max_epochs=int(mc.max_epochs),
+        patience=int(mc.patience),
         seed=int(ex.random_seed),
         deterministic=bool(ex.deterministic),
         norm=str(mc.norm),
@@ -151,6 +136,9 @@ def run_group_level(config, records: pd.DataFrame, template, atlas) -> GroupLeve
 
     from latentbids.model import distributed
 
+    from latentbids.settings import resolve_config
+
+    resolve_config(config)  # idempotent: work dir, threads, --sloppy, checks (as the CLI resolved them)
     ex = config.execution
     if ex.omp_nthreads and ex.omp_nthreads > 0:
         torch.set_num_threads(int(ex.omp_nthreads))
@@ -170,7 +158,7 @@ def _run(config, records: pd.DataFrame, template, atlas, dist, device) -> GroupL
     if not ex.output_dir:
         raise UsageError("group level needs an output directory")
     out = Path(ex.output_dir)
-    work = Path(ex.work_dir) if ex.work_dir else Path(tempfile.gettempdir()) / "latentbids_work"
+    work = Path(ex.work_dir)  # resolved by settings.resolve_config (run_group_level)
     settings = _settings(config)
     only = _fold_request(config)
     distributed.check_batch(settings.batch_size, dist)

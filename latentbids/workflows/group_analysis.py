@@ -30,9 +30,6 @@ from latentbids.workflows.group_result import GroupLevelResult
 
 LOGGER = logging.getLogger("latentbids.workflows.group_analysis")
 
-#: ``--sloppy`` caps (seconds, not minutes, on 2 CPU cores); the verdicts stay valid, only coarser
-SLOPPY = {"n_permutations": 100, "sam_permutations": 20, "shap_permutations": 5, "shap_n_estimators": 100,
-          "sar_resamples": 5}
 #: SHAP needs at least this many maps
 MIN_SHAP_MAPS = 10
 
@@ -45,12 +42,12 @@ _CHOICES = {
 
 
 def effective_settings(config):
-    """``config.analysis`` with the ``--sloppy`` caps applied (what is run and recorded)."""
-    settings = dataclasses.replace(config.analysis)
-    if config.execution.sloppy:
-        for key, cap in SLOPPY.items():
-            setattr(settings, key, min(int(getattr(settings, key)), cap))
-    return settings
+    """A copy of ``config.analysis`` once the config is resolved (``--sloppy`` applied by
+    :meth:`latentbids.config.RunConfig.apply_sloppy`): what is run and recorded."""
+    from latentbids.settings import resolve_config
+
+    resolve_config(config)  # idempotent
+    return dataclasses.replace(config.analysis)
 
 
 def validate_analysis_request(config, records) -> None:

@@ -19,7 +19,8 @@ import pandas as pd
 from latentbids.utils.locks import locked
 
 #: ``--sloppy`` settings: a 4 mm grid, tiny channels and a few epochs (seconds on 2 CPU cores).
-SLOPPY = {"resolution_mm": 4.0, "channels": [4, 8, 8, 16], "max_epochs": 3, "patience": 2}
+#: ``--sloppy``: the network works on a block-average of the template at about this resolution (mm)
+SLOPPY_RESOLUTION_MM = 4.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,8 +45,8 @@ def working_grid(template, atlas, sloppy, levels: int) -> WorkingGrid:
     from latentbids.resources import resample_atlas
 
     factor = 1
-    if sloppy and template.resolution < SLOPPY["resolution_mm"]:
-        factor = max(1, int(round(SLOPPY["resolution_mm"] / template.resolution)))
+    if sloppy and template.resolution < SLOPPY_RESOLUTION_MM:
+        factor = max(1, int(round(SLOPPY_RESOLUTION_MM / template.resolution)))
     work_res = template.resolution * factor
     work_shape = downsample_shape(template.shape, factor)
     work_affine = downsample_affine(template.affine, factor)

@@ -95,11 +95,33 @@ def test_sloppy_keeps_what_the_config_file_set(ixi_dir, tmp_path, caplog):
         resolve_config(config)  # resolved again when the run starts: not said twice
     assert config.anat.brain_extraction == "hdbet" and config.anat.atropos_iterations == 3
     lines = [r.getMessage() for r in caplog.records if "--sloppy" in r.getMessage()]
-    assert lines == ["--sloppy: keeping the [anat] value(s) you set: brain_extraction = 'hdbet' "
+    assert lines == ["--sloppy: keeping the value(s) you set: [anat] brain_extraction = 'hdbet' "
                      "(--sloppy would use 'template')"]
     plain = build_config(parse_args([str(ixi_dir), str(tmp_path / "out"), "participant", "-w", str(tmp_path / "w"),
                                      "--sloppy"]))
     assert plain.anat.brain_extraction == "template" and plain.anat.n4_iterations == [50, 50, 30]
+
+
+def test_sloppy_never_overrides_a_model_or_analysis_value_the_user_set(ixi_dir, tmp_path, caplog):
+    """The group level's --sloppy caps (network, epochs, permutations) obey the same rule as [anat]: what the
+    user set runs, said once in the log; what the user left alone takes the sloppy value."""
+    from latentbids.settings import resolve_config
+    from latentbids.workflows.group import _settings
+    from latentbids.workflows.group_analysis import effective_settings
+
+    with caplog.at_level("WARNING", logger="latentbids"):
+        config = _from_file(ixi_dir, tmp_path, "[model]\nmax_epochs = 50\n[analysis]\nn_permutations = 500\n",
+                            "--sloppy")
+        resolve_config(config)
+    train, analysis = _settings(config), effective_settings(config)
+    assert train.max_epochs == 50 and train.patience == 2 and list(train.channels) == [4, 8, 8, 16]
+    assert analysis.n_permutations == 500 and analysis.sam_permutations == 20
+    lines = [r.getMessage() for r in caplog.records if "--sloppy" in r.getMessage()]
+    assert len(lines) == 1 and "[model] max_epochs = 50" in lines[0] and "[analysis] n_permutations = 500" in lines[0]
+    plain = _from_file(ixi_dir, tmp_path, "", "--sloppy")
+    resolve_config(plain)
+    assert (plain.model.max_epochs, plain.analysis.n_permutations, plain.analysis.shap_permutations) == (3, 100, 5)
+    assert not {"max_epochs", "channels"} & plain.model.explicit  # derived, not the user's choice
 
 
 def test_bad_value_through_the_cli_exits_64_in_one_line(ixi_dir, tmp_path):

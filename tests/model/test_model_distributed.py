@@ -160,6 +160,8 @@ def test_setup_refuses_more_processes_than_gpus(monkeypatch):
     assert "--nproc-per-node 2" in info.value.message
     with pytest.raises(UsageError, match="pins one GPU"):
         distributed.setup("cuda:1")
+    with pytest.raises(UsageError, match="--device 'gpu' is not valid"):  # not a silent CPU run under torchrun
+        distributed.setup("gpu")
 
 
 def test_batch_smaller_than_the_processes_is_refused():

@@ -109,7 +109,7 @@ def _sam_accuracies(vox: _Voxels, y01, regions, top_voxels) -> np.ndarray:
 
 
 def sam_regions(X, labels, y, region_ids, top_voxels: int = 50, eta: float = 0.05, bound: str = "G",
-                n_permutations: int = 0, random_state: int = 0, chance="majority") -> pd.DataFrame:
+                n_permutations: int = 100, random_state: int = 0, chance="majority") -> pd.DataFrame:
     """SAM per atlas region: top voxels by t-test, one PLS component, linear SVM, ``acc - Delta(n, 1)``.
 
     For each region: the region's voxels are ranked by the absolute two-sample t statistic between the

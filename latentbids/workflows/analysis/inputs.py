@@ -18,7 +18,7 @@ import pandas as pd
 from latentbids.analysis.cohort import (
     clean_labels, confound_matrix, covariate_table, plan_contrasts, regional_means,
 )
-from latentbids.bids.naming import bids_name, res_label
+from latentbids.bids.naming import bids_name, latent_columns_in, res_label
 from latentbids.workflows.group_result import GroupLevelResult
 
 
@@ -93,7 +93,7 @@ def _read_tiv(records: pd.DataFrame) -> np.ndarray:
 
 def _fold_matrices(fold_latents: pd.DataFrame, records: pd.DataFrame, folds) -> dict:
     """``{fold: (Z, role)}`` with rows in ``records`` order."""
-    zcols = [c for c in fold_latents.columns if c.startswith("z") and c[1:].isdigit()]
+    zcols = latent_columns_in(fold_latents.columns)
     keys = list(zip(records["participant_id"], records["session_id"]))
     out = {}
     for fold in folds:
