@@ -6,10 +6,12 @@ group level (:func:`latentbids.model.encoding.iter_encode`,
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 
 from latentbids.errors import MissingInputError, UsageError
 from latentbids.model.bundle import ModelBundle, load_bundle
@@ -49,6 +51,41 @@ def _encoding_fold(bundle: ModelBundle, pid: str, fold: str | None, refuse_train
     return fold, in_training, role
 
 
+@dataclass(frozen=True)
+class ModelEncoding:
+    """One subject encoded with a trained model folder (:func:`encode_with_model`).
+
+    Attributes
+    ----------
+    latent : pandas.DataFrame
+        One row: ``participant_id, session_id, fold, in_training, z0..zK-1, error``.
+    regions : pandas.DataFrame
+        The regional error table (``index, name, n_voxels, error``).
+    recon, error_map : ndarray of shape (X, Y, Z), float32
+        The reconstruction (input units) and the squared error per voxel (model units) on the working grid.
+    affine : ndarray of shape (4, 4)
+        The working grid's affine (mm).
+    fold : str
+        The fold whose model encoded the subject.
+    in_training : bool
+        The subject trained or validated that model (its error is then not held-out).
+    role : str
+        ``train``, ``validation``, ``test`` (held out) or ``new`` (not in the model's cohort).
+    paths : dict of str to pathlib.Path or None
+        The files written (``latent``, ``recon``, ``error``, ``regionerror``), None without ``output_dir``.
+    """
+
+    latent: pd.DataFrame
+    regions: pd.DataFrame
+    recon: np.ndarray
+    error_map: np.ndarray
+    affine: np.ndarray
+    fold: str
+    in_training: bool
+    role: str
+    paths: dict | None = None
+
+
 def encode_with_model(
     model_dir: str | os.PathLike,
     gm_img,
@@ -61,7 +98,7 @@ def encode_with_model(
     fold: str | None = None,
     refuse_training: bool = False,
     source: str | None = None,
-) -> dict:
+) -> ModelEncoding:
     """Encode one template-space GM map with a trained model (participant-level ``--model PATH``).
 
     Parameters
@@ -78,9 +115,11 @@ def encode_with_model(
     refuse_training : raise :class:`UsageError` instead of labelling a training subject.
     source : recorded in the sidecars (e.g. the GM map's path relative to the dataset).
 
-    Returns a dict with ``latent`` (one-row DataFrame: participant_id, session_id, fold,
-    in_training, z0..zK-1, error), ``regions`` (DataFrame), ``recon`` and ``error_map`` (arrays on the
-    working grid), ``affine`` and, when written, ``paths``.
+    Returns
+    -------
+    ModelEncoding
+        The latent row, regional error, reconstruction and error map, the fold and role, and the files
+        written (``paths``, when ``output_dir`` was given).
     """
     from latentbids.model.device import resolve_device
     from latentbids.model.encoding import iter_encode
@@ -102,16 +141,7 @@ def encode_with_model(
                                in_training=in_training, scale=scale, fit=bundle.fit, atlas=bundle.atlas,
                                atlas_labels=bundle.atlas_labels, mask=bundle.mask)
     affine = np.asarray(bundle.meta["grid"]["affine"], dtype=float)
-    result = {
-        "latent": encoding.latent,
-        "regions": encoding.regions,
-        "recon": encoding.recon,
-        "error_map": encoding.error_map,
-        "affine": affine,
-        "fold": fold,
-        "in_training": in_training,
-        "role": role,
-    }
+    paths = None
     if output_dir is not None:
         sidecar = {
             "Model": bundle.meta.get("name", bundle.path.name),
@@ -121,8 +151,10 @@ def encode_with_model(
             "IntensityScale": scale,
             "Sources": [source or name],
         }
-        result["paths"] = write_subject_outputs(
+        paths = write_subject_outputs(
             output_dir, encoding, space=bundle.meta["template"]["space"],
             resolution=float(bundle.meta["grid"]["resolution"]), atlas_name=bundle.meta["atlas"]["bids_name"],
             affine=affine, sidecar=sidecar)
-    return result
+    return ModelEncoding(latent=encoding.latent, regions=encoding.regions, recon=encoding.recon,
+                         error_map=encoding.error_map, affine=affine, fold=fold, in_training=bool(in_training),
+                         role=role, paths=paths)

@@ -27,9 +27,19 @@ LOGGER = logging.getLogger("latentbids.workflows.group")
 SCALE_MAX_VOLUMES = 128
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainedFold:
-    """One fold's network (best epoch, eval mode), its facts for model.json and its training curve."""
+    """One fold's network (best epoch, eval mode), its facts for model.json and its training curve.
+
+    Attributes
+    ----------
+    model : latentbids.model.network.AutoEncoder3D
+        The best epoch's network, in eval mode.
+    info : dict
+        Its entry of ``model.json``'s ``folds`` (epochs, best validation loss, intensity scale, data path ...).
+    history : pandas.DataFrame
+        One row per epoch (``epoch, train_loss, val_loss`` ..., masked MSE in model units).
+    """
 
     model: object
     info: dict

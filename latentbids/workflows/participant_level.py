@@ -114,7 +114,7 @@ def encode_with_existing_model(config, run: RunSettings, jobs: list[T1wJob], res
             LOGGER.error("%s: encoding failed: %s", job.label, exc.message)
             results[job.label] = f"failed: encoding ({exc.message})"
             continue
-        row = encoded["latent"].iloc[0]
+        row = encoded.latent.iloc[0]
         LOGGER.info("%s: encoded with fold %s (in_training=%s), error %.5f", job.label, row["fold"],
                     bool(row["in_training"]), float(row["error"]))
     return results

@@ -108,17 +108,17 @@ def test_encode_with_model_matches_group_and_writes(trained, tmp_path):
         space=tpl.space,
     )
     group_row = res.latent_table.query("participant_id == @row.participant_id").iloc[0]
-    assert out["fold"] == group_row.fold and out["in_training"] is False
+    assert out.fold == group_row.fold and out.in_training is False
     np.testing.assert_allclose(
-        out["latent"][["z0", "z1", "z2", "z3"]].to_numpy()[0],
+        out.latent[["z0", "z1", "z2", "z3"]].to_numpy()[0],
         group_row[["z0", "z1", "z2", "z3"]].to_numpy(dtype=float),
         rtol=1e-5,
         atol=1e-6,
     )
-    assert all(p.is_file() for p in out["paths"].values())
+    assert all(p.is_file() for p in out.paths.values())
     # a subject the model never saw uses the default fold and is not in training
     new = encode_with_model(res.model_dir, row.gm_path, participant_id="sub-99", device="cpu")
-    assert new["role"] == "new" and not new["in_training"]
+    assert new.role == "new" and not new.in_training
     # forcing a fold where the subject trained labels it, or refuses it on request
     train_fold = (
         res.splits
@@ -132,7 +132,7 @@ def test_encode_with_model_matches_group_and_writes(trained, tmp_path):
         fold=train_fold,
         device="cpu",
     )
-    assert forced["in_training"] and bool(forced["latent"]["in_training"].iloc[0])
+    assert forced.in_training and bool(forced.latent["in_training"].iloc[0])
     with pytest.raises(UsageError, match="train subject"):
         encode_with_model(
             res.model_dir,
@@ -197,7 +197,7 @@ def test_fit_all_labels_training_subjects_and_modulated_scale(tmp_path):
     out = encode_with_model(
         res.model_dir, rec.gm_path[0], participant_id=rec.participant_id[0], device="cpu"
     )
-    assert out["in_training"]
+    assert out.in_training
 
 
 def test_sloppy_downsamples_a_2mm_grid(tmp_path):
@@ -212,4 +212,4 @@ def test_sloppy_downsamples_a_2mm_grid(tmp_path):
     assert res.latent_tsv.name == "space-MNI152NLin2009aSym_res-4_desc-aeK4_latent.tsv"
     # the model still takes GM maps on the 2 mm template grid
     out = encode_with_model(res.model_dir, rec.gm_path[1], participant_id="sub-50", device="cpu")
-    assert out["recon"].shape == (18, 22, 18)
+    assert out.recon.shape == (18, 22, 18)

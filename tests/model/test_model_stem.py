@@ -129,7 +129,7 @@ def test_stem_travels_with_the_model_folder(tmp_path):
     assert model.stem == "space_to_depth" and isinstance(model.space_to_depth, SpaceToDepth3d)
     out = encode_with_model(res.model_dir, rec.gm_path[2], participant_id=rec.participant_id[2], device="cpu")
     row = res.latent_table.iloc[2]
-    np.testing.assert_allclose(out["latent"][["z0", "z1", "z2", "z3"]].to_numpy()[0],
+    np.testing.assert_allclose(out.latent[["z0", "z1", "z2", "z3"]].to_numpy()[0],
                                row[["z0", "z1", "z2", "z3"]].to_numpy(dtype=float), rtol=1e-5, atol=1e-6)
     # a folder a newer latentbids wrote is refused in one line, not misread
     meta["format_version"] = 3
