@@ -186,16 +186,16 @@ def _run(config, records: pd.DataFrame, template, atlas, dist, device) -> GroupL
         return None
 
     space = template.space
-    latent_rows, subjects, fold_rows = encode_folds(trained, folds, records, data, role, grid, atlas,
-                                                    settings, device, out, model_name, space)  # 4. encode
-    table = group_table(latent_rows, records)  # 5. model folder, group table, curves
+    encoded = encode_folds(trained, folds, records, data, role, grid, atlas, settings, device, out, model_name,
+                           space)  # 4. encode
+    table = group_table(encoded.latent_rows, records)  # 5. model folder, group table, curves
     meta = model_meta(config, template, atlas, grid, folds, settings, device, model_name)
     model_dir = write_model_folder(out / "models" / model_name, config, trained, meta, splits, grid, atlas)
-    written = write_group_tables(out, records, table, fold_rows, trained, model_name, space, grid.resolution,
-                                 settings.latent_dim)
+    written = write_group_tables(out, records, table, encoded.fold_rows, trained, model_name, space,
+                                 grid.resolution, settings.latent_dim)
     return GroupLevelResult(
         records=records,
-        fold_latents=written["fold_latents"],
+        fold_latents=written.fold_latents,
         data=data,
         mask_box=grid.mask_box > 0,
         atlas_box=grid.fit.crop(grid.atlas_work.astype(np.float32)).astype(np.int64),
@@ -205,11 +205,11 @@ def _run(config, records: pd.DataFrame, template, atlas, dist, device) -> GroupL
         model_name=model_name,
         folds=tuple(folds),
         latent_table=table,
-        latent_tsv=written["latent_tsv"],
-        curves_tsv=written["curves_tsv"],
-        curves_png=written["curves_png"],
+        latent_tsv=written.latent_tsv,
+        curves_tsv=written.curves_tsv,
+        curves_png=written.curves_png,
         model_dir=model_dir,
-        subjects=subjects,
+        subjects=encoded.subjects,
         splits=splits,
         device=str(device),
         cache=cached.path,

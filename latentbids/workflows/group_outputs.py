@@ -10,6 +10,7 @@ figure) under ``group/``.  Process 0 alone runs these.  Wired by :mod:`latentbid
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -23,6 +24,43 @@ from latentbids.workflows.group_folds import TrainedFold
 from latentbids.workflows.group_grid import WorkingGrid
 
 LOGGER = logging.getLogger("latentbids.workflows.group")
+
+
+@dataclass(frozen=True)
+class EncodedCohort:
+    """Step 4's hand-off: every map encoded by every fold's model, the held-out subjects' files written.
+
+    Attributes
+    ----------
+    latent_rows : list of pandas.DataFrame
+        One one-row latent table per held-out map (fit-all: per map), in encoding order.
+    subjects : dict
+        ``{"sub-XX[_ses-YY]": {kind: path}}`` of the per-subject files written.
+    fold_rows : list of list
+        ``[fold, participant_id, session_id, role, z0.., error]`` for every (fold, map).
+    """
+
+    latent_rows: list
+    subjects: dict
+    fold_rows: list
+
+
+@dataclass(frozen=True)
+class GroupTables:
+    """Step 5b's files under ``group/`` (paths) and the every-fold latent table it wrote.
+
+    Attributes
+    ----------
+    latent_tsv, curves_tsv, curves_png : pathlib.Path
+        The group latent table, the training curves and their figure.
+    fold_latents : pandas.DataFrame
+        Every map encoded by every fold's model (``fold, participant_id, session_id, role, z0.., error``).
+    """
+
+    latent_tsv: Path
+    fold_latents: pd.DataFrame
+    curves_tsv: Path
+    curves_png: Path
 
 
 def _write_subject(out: Path, rec, encoding, fold: str, in_training: bool, scale: float, grid: WorkingGrid,
@@ -44,7 +82,7 @@ def _write_subject(out: Path, rec, encoding, fold: str, in_training: bool, scale
 
 def encode_folds(trained: dict[str, TrainedFold], folds: list, records: pd.DataFrame, data, role: dict,
                  grid: WorkingGrid, atlas, settings, device, out: Path, model_name: str,
-                 space: str) -> tuple[list, dict, list]:
+                 space: str) -> EncodedCohort:
     """Step 4: encode every map with every fold's model.  The held-out maps (fit-all: every map,
     labelled in_training) give the per-subject derivatives (written here) and the group latent
     table; the others only feed the within-fold analysis (a fold's latent units are its own).
@@ -76,7 +114,7 @@ def encode_folds(trained: dict[str, TrainedFold], folds: list, records: pd.DataF
                 label = rec.participant_id + ("" if rec.session_id == "n/a" else f"_{rec.session_id}")
                 subjects[label] = _write_subject(out, rec, encoding, fold, in_training, scale, grid, model_name,
                                                  space, atlas)
-    return latent_rows, subjects, fold_rows
+    return EncodedCohort(latent_rows, subjects, fold_rows)
 
 
 def group_table(latent_rows: list, records: pd.DataFrame) -> pd.DataFrame:
@@ -171,10 +209,9 @@ def write_model_folder(target: Path, config, trained: dict[str, TrainedFold], me
 
 def write_group_tables(out: Path, records: pd.DataFrame, table: pd.DataFrame, fold_rows: list,
                        trained: dict[str, TrainedFold], model_name: str, space: str, resolution,
-                       K: int) -> dict:
+                       K: int) -> GroupTables:
     """Step 5b: under ``group/``, the latent table and every fold's latents (TSV + JSON sidecar)
-    and the training curves (TSV + PNG).  Returns ``latent_tsv``, ``fold_latents``, ``curves_tsv``
-    and ``curves_png``."""
+    and the training curves (TSV + PNG)."""
 
     group_dir = out / "group"
     ent = {"space": space, "res": res_label(resolution)}
@@ -218,5 +255,5 @@ def write_group_tables(out: Path, records: pd.DataFrame, table: pd.DataFrame, fo
     )
     curves_png = write_bytes(group_dir / bids_name("curves", ".png", desc="training", **ent),
                              training_curves_png(curves_df))
-    return {"latent_tsv": latent_tsv, "fold_latents": fold_latents, "curves_tsv": curves_tsv,
-            "curves_png": curves_png}
+    return GroupTables(latent_tsv=latent_tsv, fold_latents=fold_latents, curves_tsv=curves_tsv,
+                       curves_png=curves_png)
