@@ -50,10 +50,10 @@ def subject_table(records: pd.DataFrame, group_col: str = "group") -> pd.DataFra
     groups = (
         records[group_col].map(_label)
         if group_col in records
-        else pd.Series("n/a", index=records.index)
+        else pd.Series(NA_REP, index=records.index)
     )
     frame = pd.DataFrame({"participant_id": records["participant_id"].astype(str), "group": groups})
-    frame["_known"] = frame["group"] != "n/a"
+    frame["_known"] = ~frame["group"].map(is_missing).astype(bool)
     frame = frame.sort_values(["participant_id", "_known"], ascending=[True, False], kind="stable")
     return frame.drop_duplicates("participant_id")[["participant_id", "group"]].reset_index(
         drop=True

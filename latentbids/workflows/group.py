@@ -30,7 +30,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from latentbids.bids.tables import is_missing
+from latentbids.bids.tables import NA_REP, is_missing
 from latentbids.errors import MissingInputError, UsageError
 from latentbids.workflows.group_folds import fold_identity, make_folds, train_folds
 from latentbids.workflows.group_grid import grid_facts, load_cache, working_grid
@@ -88,14 +88,14 @@ def _check_records(records: pd.DataFrame) -> pd.DataFrame:
         for p in records["participant_id"].astype(str)
     ]
     if "session_id" not in records:
-        records["session_id"] = "n/a"
+        records["session_id"] = NA_REP
     records["session_id"] = [
-        "n/a" if is_missing(s) else (str(s) if str(s).startswith("ses-") else f"ses-{s}")
+        NA_REP if is_missing(s) else (str(s) if str(s).startswith("ses-") else f"ses-{s}")
         for s in records["session_id"]
     ]
     if "group" not in records:
-        records["group"] = "n/a"
-    records["group"] = ["n/a" if is_missing(g) else str(g) for g in records["group"]]
+        records["group"] = NA_REP
+    records["group"] = [NA_REP if is_missing(g) else str(g) for g in records["group"]]
     dup = records.duplicated(["participant_id", "session_id"])
     if dup.any():
         first = records[dup].iloc[0]

@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 from latentbids.bids.naming import bids_name, gm_map_name, subject_dir
+from latentbids.bids.tables import NA_REP
 from latentbids.errors import MissingInputError, NoDataError
 
 LOGGER = logging.getLogger("latentbids")
@@ -33,7 +34,7 @@ def _find_maps(out: Path, ex, template, modulated: bool) -> tuple[list[dict], li
             path = folder / gm_map_name(subject, session, template.space, template.res, modulated)
             if path.is_file():
                 rows.append({"participant_id": f"sub-{subject}",
-                             "session_id": f"ses-{session}" if session else "n/a", "gm_path": str(path),
+                             "session_id": f"ses-{session}" if session else NA_REP, "gm_path": str(path),
                              "qc_path": str(folder / bids_name("qc", ".tsv", sub=subject, ses=session))})
             else:
                 missing.append(str(path.relative_to(out)))
@@ -100,7 +101,7 @@ def collect_gm_maps(config, template):
                 records["group"] = records[alt]
                 break
         else:
-            records["group"] = "n/a"
+            records["group"] = NA_REP
     return records
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from latentbids.bids.naming import bids_name, latent_columns, res_label
+from latentbids.bids.tables import is_missing
 from latentbids.reports.training_curves import training_curves_png
 from latentbids.utils.atomic import write_bytes, write_json, write_tsv
 from latentbids.workflows.group_folds import TrainedFold
@@ -111,7 +112,7 @@ def encode_folds(trained: dict[str, TrainedFold], folds: list, records: pd.DataF
                                            fold=fold, in_training=in_training, scale=scale, fit=grid.fit,
                                            atlas=grid.atlas_work, atlas_labels=atlas.labels, mask=grid.mask_work)
                 latent_rows.append(encoding.latent)
-                label = rec.participant_id + ("" if rec.session_id == "n/a" else f"_{rec.session_id}")
+                label = rec.participant_id + ("" if is_missing(rec.session_id) else f"_{rec.session_id}")
                 subjects[label] = _write_subject(out, rec, encoding, fold, in_training, scale, grid, model_name,
                                                  space, atlas)
     return EncodedCohort(latent_rows, subjects, fold_rows)

@@ -19,6 +19,7 @@ from latentbids.analysis.cohort import (
     clean_labels, confound_matrix, covariate_table, plan_contrasts, regional_means,
 )
 from latentbids.bids.naming import bids_name, latent_columns_in, res_label
+from latentbids.bids.tables import is_missing
 from latentbids.workflows.group_result import GroupLevelResult
 
 
@@ -82,7 +83,7 @@ def _read_tiv(records: pd.DataFrame) -> np.ndarray:
     out = []
     for rec in records.itertuples():
         sub = str(rec.participant_id)[4:]
-        ses = None if rec.session_id == "n/a" else str(rec.session_id)[4:]
+        ses = None if is_missing(rec.session_id) else str(rec.session_id)[4:]
         path = Path(str(rec.gm_path)).parent / bids_name("volumes", ".json", sub=sub, ses=ses)
         try:
             out.append(float(json.loads(path.read_text())["TIV_ml"]))
