@@ -324,11 +324,16 @@ def load_bundle(model_dir: str | os.PathLike) -> ModelBundle:
             f"reads up to {FORMAT_VERSION}: upgrade latentbids"
         )
     frames = []
-    for entry in meta["folds"]:
-        split = pd.read_csv(path / entry["split"], sep="\t", dtype=str, keep_default_na=False)
-        split.insert(0, "fold", entry["fold"])
-        frames.append(split)
-    splits = pd.concat(frames, ignore_index=True)
+    try:
+        for entry in meta["folds"]:
+            split = pd.read_csv(path / entry["split"], sep="\t", dtype=str, keep_default_na=False)
+            split.insert(0, "fold", entry["fold"])
+            frames.append(split)
+        splits = pd.concat(frames, ignore_index=True)
+    except Exception as exc:  # a missing or truncated split file, a model.json without its folds
+        raise MissingInputError(
+            f"--model {path}: fold splits unreadable ({type(exc).__name__}: {exc}): recopy the model folder"
+        ) from None
     try:
         mask = np.asarray(nib.load(str(path / "mask.nii.gz")).dataobj) > 0
         atlas = np.asarray(nib.load(str(path / "atlas.nii.gz")).dataobj).astype(np.int32)

@@ -17,7 +17,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from model_testdata import make_cohort, sloppy_config, toy_atlas, toy_template  # noqa: E402
 
-from latentbids.errors import UsageError  # noqa: E402
+from latentbids.errors import MissingInputError, UsageError  # noqa: E402
 from latentbids.model.bundle import load_bundle, sha256_file  # noqa: E402
 from latentbids.model.subject_encoding import encode_with_model  # noqa: E402
 from latentbids.workflows.group import run_group_level  # noqa: E402
@@ -93,6 +93,21 @@ def test_model_folder_is_self_describing(trained):
     # no participant in two roles, checked again from the files on disk
     bundle = load_bundle(mdir)
     assert not bundle.splits.duplicated(["fold", "participant_id"]).any()
+
+
+def test_a_model_folder_missing_a_split_file_is_a_one_line_error(trained, tmp_path):
+    """A model folder copied without one of its split TSVs (or with a truncated one) must say so and
+    how to fix it, not raise pandas' FileNotFoundError from deep inside."""
+    tmp, tpl, atlas, rec, config, res = trained
+    copy = tmp_path / "model"
+    shutil.copytree(res.model_dir, copy)
+    split = json.loads((copy / "model.json").read_text())["folds"][1]["split"]
+    (copy / split).unlink()
+    with pytest.raises(MissingInputError) as info:
+        load_bundle(copy)
+    assert info.value.exit_code == 66 and "\n" not in str(info.value)
+    assert "fold splits unreadable" in info.value.message and "recopy the model folder" in info.value.message
+    assert load_bundle(res.model_dir).splits["fold"].nunique() == 3  # the original still reads
 
 
 def test_encode_with_model_matches_group_and_writes(trained, tmp_path):
