@@ -140,15 +140,13 @@ def read_volume(
         A GM map (NIfTI, 3-D or 4-D with one volume).
     source_shape, source_affine : sequence of int, array_like of shape (4, 4)
         The template grid it must lie on (:func:`same_grid`).
-    downsample : int, default 1
-        Block-averaging factor (:func:`~latentbids.model.grid.block_reduce` with ``mean``; 1 = none).
-    fit : GridFit or None
-        Crop/pad box applied after downsampling (None = keep the downsampled grid).
+    downsample, fit : int, GridFit or None
+        As in :func:`prepare_volume`, which makes the result.
 
     Returns
     -------
     ndarray of shape (X, Y, Z), float32
-        C-contiguous, input units; NaN and infinite values set to 0.
+        See :func:`prepare_volume`.
 
     Raises
     ------

@@ -6,15 +6,15 @@ group level (:func:`latentbids.model.encoding.iter_encode`,
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pandas as pd
 
 from latentbids.errors import MissingInputError, UsageError
 from latentbids.model.bundle import ModelBundle, load_bundle
+from latentbids.model.outputs import SubjectEncoding, encoded_subject, write_subject_outputs
 
 
 def _read_gm_map(gm_img) -> tuple:
@@ -52,17 +52,15 @@ def _encoding_fold(bundle: ModelBundle, pid: str, fold: str | None, refuse_train
 
 
 @dataclass(frozen=True)
-class ModelEncoding:
-    """One subject encoded with a trained model folder (:func:`encode_with_model`).
+class ModelEncoding(SubjectEncoding):
+    """One subject encoded with a trained model folder (:func:`encode_with_model`): the
+    :class:`~latentbids.model.outputs.SubjectEncoding` the group level would write for it, plus where it
+    lies and which fold made it.
 
     Attributes
     ----------
-    latent : pandas.DataFrame
-        One row: ``participant_id, session_id, fold, in_training, z0..zK-1, error``.
-    regions : pandas.DataFrame
-        The regional error table (``index, name, n_voxels, error``).
-    recon, error_map : ndarray of shape (X, Y, Z), float32
-        The reconstruction (input units) and the squared error per voxel (model units) on the working grid.
+    participant_id, session_id, latent, regions, recon, error_map
+        As in :class:`~latentbids.model.outputs.SubjectEncoding`.
     affine : ndarray of shape (4, 4)
         The working grid's affine (mm).
     fold : str
@@ -75,10 +73,6 @@ class ModelEncoding:
         The files written (``latent``, ``recon``, ``error``, ``regionerror``), None without ``output_dir``.
     """
 
-    latent: pd.DataFrame
-    regions: pd.DataFrame
-    recon: np.ndarray
-    error_map: np.ndarray
     affine: np.ndarray
     fold: str
     in_training: bool
@@ -123,7 +117,6 @@ def encode_with_model(
     """
     from latentbids.model.device import resolve_device
     from latentbids.model.encoding import iter_encode
-    from latentbids.model.outputs import encoded_subject, write_subject_outputs
 
     bundle = load_bundle(model_dir)
     gm_img, name = _read_gm_map(gm_img)
@@ -155,6 +148,5 @@ def encode_with_model(
             output_dir, encoding, space=bundle.meta["template"]["space"],
             resolution=float(bundle.meta["grid"]["resolution"]), atlas_name=bundle.meta["atlas"]["bids_name"],
             affine=affine, sidecar=sidecar)
-    return ModelEncoding(latent=encoding.latent, regions=encoding.regions, recon=encoding.recon,
-                         error_map=encoding.error_map, affine=affine, fold=fold, in_training=bool(in_training),
-                         role=role, paths=paths)
+    return ModelEncoding(**{f.name: getattr(encoding, f.name) for f in fields(encoding)}, affine=affine, fold=fold,
+                         in_training=bool(in_training), role=role, paths=paths)
