@@ -11,6 +11,7 @@ Layout::
     splits/fold-<k>_split.tsv   participant_id, group, role (train | validation | test)
     mask.nii.gz             loss mask on the working grid
     atlas.nii.gz, atlas.tsv atlas on the working grid and its labels (regional errors)
+    curves.tsv              training and validation loss per fold and epoch
     SHA256SUMS              checksums of every file above but itself
 
 A model refuses an input on another grid or template (:class:`~latentbids.errors.UsageError` naming
@@ -21,7 +22,7 @@ that held it out, so it is *not* in training for that model.
 
 from __future__ import annotations
 
-import hashlib
+import errno
 import json
 import logging
 import os
@@ -37,6 +38,7 @@ import torch
 
 from latentbids.errors import MissingInputError, UsageError
 from latentbids.model.cache import grid_description, prepare_volume, same_grid
+from latentbids.model.files import inside, sha256_file
 from latentbids.model.grid import GridFit
 from latentbids.model.network import AutoEncoder3D
 from latentbids.utils.atomic import pending
@@ -47,26 +49,6 @@ FORMAT = "latentbids-model"
 #: (version 1 readers would build the conv network and fail on its weights); a folder is written
 #: with the lowest version that describes it, so conv models stay readable by latentbids 0.1
 FORMAT_VERSION = 2
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """The sha256 checksum of a file's bytes (read in blocks of 1 MiB).
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The file.
-
-    Returns
-    -------
-    str
-        The hex digest (64 lowercase hex characters).
-    """
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def save_bundle(
@@ -80,6 +62,7 @@ def save_bundle(
     atlas: nib.Nifti1Image,
     atlas_labels: pd.DataFrame,
     config_toml: str = "",
+    curves: pd.DataFrame | None = None,
 ) -> Path:
     """Write the model folder atomically (built beside it, then renamed into place).
 
@@ -90,7 +73,9 @@ def save_bundle(
     Parameters
     ----------
     model_dir : str or os.PathLike
-        The folder to write (``<output_dir>/models/<name>``); an existing one is replaced.
+        The folder to write (``<output_dir>/models/<name>``); it must not exist: a model folder is never
+        replaced (:func:`latentbids.workflows.group_model.write_model_folder` decides, under a lock, what a
+        run does when one is there).
     models : dict of str to AutoEncoder3D
         The trained network of each fold (``"1"``..``"k"``, or ``"all"``); the first one's architecture
         and ``latent_dim`` are recorded.
@@ -108,11 +93,19 @@ def save_bundle(
         The atlas regions; its ``index`` and ``name`` columns are written.
     config_toml : str, default ""
         The run configuration, written as ``config.toml``.
+    curves : pandas.DataFrame, optional
+        The training curves (``fold, epoch, train_loss, val_loss`` ...), written as ``curves.tsv``: they
+        belong to the model, so a run that encodes with it shows them too.
 
     Returns
     -------
     pathlib.Path
         ``model_dir``.
+
+    Raises
+    ------
+    FileExistsError
+        ``model_dir`` exists (before or during the write); nothing is changed then.
     """
     model_dir = Path(model_dir)
     model_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -152,6 +145,8 @@ def save_bundle(
             nib.save(atlas, str(tmp / "atlas.nii.gz"))
             atlas_labels[["index", "name"]].to_csv(tmp / "atlas.tsv", sep="\t", index=False)
             (tmp / "config.toml").write_text(config_toml, encoding="utf-8")
+            if curves is not None:
+                curves.to_csv(tmp / "curves.tsv", sep="\t", index=False, na_rep="n/a")
             (tmp / "model.json").write_text(
                 json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8"
             )
@@ -164,13 +159,9 @@ def save_bundle(
             for p in tmp.rglob("*"):
                 os.chmod(p, 0o755 if p.is_dir() else 0o644)
             os.chmod(tmp, 0o755)
-            old = None
-            if model_dir.exists():
-                old = model_dir.with_name(f".{model_dir.name}.old-{os.getpid()}")
-                os.replace(model_dir, old)
-            os.replace(tmp, model_dir)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
+            if model_dir.exists():  # a model folder is never replaced (the caller decides what to do)
+                raise FileExistsError(errno.EEXIST, "model folder exists", str(model_dir))
+            os.rename(tmp, model_dir)  # fails (ENOTEMPTY) if another process made it meanwhile
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -219,20 +210,27 @@ class ModelBundle:
         raise UsageError(f"Model {self.path} has no fold '{fold}': it has {', '.join(self.folds)}")
 
     def load_model(self, fold: str, device="cpu") -> AutoEncoder3D:
-        """The network of ``fold`` with its weights (checksum verified)."""
+        """The network of ``fold`` with its weights (checksum verified, tensors only: no pickle runs).
+
+        A damaged or tampered folder (missing file, other checksum, a pickle, weights of another
+        architecture) is a one-line :class:`~latentbids.errors.MissingInputError` naming the file.
+        """
         entry = self.fold_entry(fold)
-        wpath = self.path / entry["weights"]
-        if not wpath.is_file():
-            raise MissingInputError(
-                f"Model weights {wpath} are missing: copy the whole model folder"
-            )
-        if sha256_file(wpath) != entry["sha256"]:
+        wpath = inside(self.path, entry.get("weights"), f"fold {fold}'s weights")
+        if sha256_file(wpath) != entry.get("sha256"):
             raise MissingInputError(
                 f"Model weights {wpath} do not match their sha256 in model.json: "
                 f"the file is corrupt or was changed; retrain or recopy the model"
             )
-        model = AutoEncoder3D.from_architecture(self.meta["architecture"])
-        model.load_state_dict(torch.load(wpath, map_location="cpu", weights_only=True))
+        try:
+            model = AutoEncoder3D.from_architecture(self.meta["architecture"])
+            model.load_state_dict(torch.load(wpath, map_location="cpu", weights_only=True))
+        except Exception as exc:  # an unpicklable file, a pickle, weights of another network
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            raise MissingInputError(
+                f"--model {self.path}: fold {fold}'s weights ({wpath.name}) cannot be loaded as this model's "
+                f"tensors ({type(exc).__name__}: {first}): recopy the model folder or retrain"
+            ) from None
         return model.to(device).eval()
 
     def template_grid(self) -> tuple[tuple, np.ndarray]:
@@ -326,10 +324,13 @@ def load_bundle(model_dir: str | os.PathLike) -> ModelBundle:
     frames = []
     try:
         for entry in meta["folds"]:
-            split = pd.read_csv(path / entry["split"], sep="\t", dtype=str, keep_default_na=False)
+            split = pd.read_csv(inside(path, entry.get("split"), f"fold {entry.get('fold')}'s split"), sep="\t",
+                                dtype=str, keep_default_na=False)
             split.insert(0, "fold", entry["fold"])
             frames.append(split)
         splits = pd.concat(frames, ignore_index=True)
+    except MissingInputError:
+        raise
     except Exception as exc:  # a missing or truncated split file, a model.json without its folds
         raise MissingInputError(
             f"--model {path}: fold splits unreadable ({type(exc).__name__}: {exc}): recopy the model folder"

@@ -82,7 +82,7 @@ class FoldStore:
 
     def save(self, fold: str, state: dict, record: dict) -> Path:
         """Write fold ``fold``'s weights, then its record (with their sha256 and this store's format)."""
-        from latentbids.model.bundle import sha256_file
+        from latentbids.model.files import sha256_file
 
         self.folder.mkdir(parents=True, exist_ok=True)
         weights = self._path(fold, ".pt")
@@ -109,7 +109,7 @@ class FoldStore:
 
     def weights(self, fold: str, record: dict) -> dict:
         """The state dict a record names, its checksum verified (exit 66 when it does not match)."""
-        from latentbids.model.bundle import sha256_file
+        from latentbids.model.files import sha256_file
 
         path = self.folder / record["weights"]
         if not path.is_file() or sha256_file(path) != record["sha256"]:

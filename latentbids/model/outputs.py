@@ -14,7 +14,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from latentbids.bids.naming import derivative_path, latent_columns, res_label, strip_prefix
+from latentbids.bids.naming import derivative_path, entity_label, latent_columns, res_label, strip_prefix
 from latentbids.bids.tables import NA_REP, is_missing
 from latentbids.utils.atomic import save_nifti, write_json, write_tsv
 
@@ -125,8 +125,12 @@ def write_subject_outputs(
     atlas_name: str,
     affine: np.ndarray,
     sidecar: dict,
+    model: str,
 ) -> dict[str, Path]:
     """Write one subject/session's model outputs; return their paths by kind.
+
+    Every file names its model (``desc-<model>``, e.g. ``desc-aeK32``), so the outputs of two models of
+    the same subject sit side by side and a run with another model never overwrites them.
 
     Parameters
     ----------
@@ -144,6 +148,8 @@ def write_subject_outputs(
         The working grid's affine (mm).
     sidecar : dict
         More entries of every JSON sidecar (e.g. the model that made the outputs).
+    model : str
+        The model's name (``ae-K32``); its alphanumerics are the ``desc-`` entity.
 
     Returns
     -------
@@ -152,7 +158,8 @@ def write_subject_outputs(
     """
     sub = strip_prefix(encoding.participant_id, "sub")
     ses = clean_session(encoding.session_id)
-    ent = {"sub": sub, "ses": ses, "space": space, "res": res_label(resolution), "root": output_dir}
+    ent = {"sub": sub, "ses": ses, "space": space, "res": res_label(resolution), "desc": entity_label(model),
+           "root": output_dir}
     paths = {
         "latent": derivative_path("latent", ".tsv", **ent),
         "recon": derivative_path("recon", ".nii.gz", **ent),

@@ -147,6 +147,6 @@ def encode_with_model(
         paths = write_subject_outputs(
             output_dir, encoding, space=bundle.meta["template"]["space"],
             resolution=float(bundle.meta["grid"]["resolution"]), atlas_name=bundle.meta["atlas"]["bids_name"],
-            affine=affine, sidecar=sidecar)
+            affine=affine, sidecar=sidecar, model=sidecar["Model"])
     return ModelEncoding(**{f.name: getattr(encoding, f.name) for f in fields(encoding)}, affine=affine, fold=fold,
                          in_training=bool(in_training), role=role, paths=paths)

@@ -7,10 +7,14 @@
 3. split subjects (stratified k-fold by ``group``, or fit-all) and train one model per fold,
    checkpointing each epoch in the work dir (an interrupted run resumes); a fold already trained by
    a job of its own (``--fold N``, :mod:`latentbids.model.folds`) is merged instead of trained;
-4. encode each subject with the fold that held it out: latent TSV, reconstruction, error map and
-   regional error under ``sub-<l>/[ses-<s>/]anat/``;
-5. write the group latent table and training curves under ``group/`` and the model folder under
-   ``models/<name>/``.
+4. write the model folder ``models/<name>/`` (never over another model: :mod:`latentbids.workflows.group_model`),
+   then encode each subject with its weights, by the fold that held it out: latent TSV, reconstruction,
+   error map and regional error under ``sub-<l>/[ses-<s>/]anat/``, named by the model (``desc-aeK32``);
+5. write the group latent tables and training curves into ``group/<name>/`` (staged by the caller and
+   swapped in whole with the analysis).
+
+With ``--model DIR`` steps 3 and 4's training are skipped: DIR, checked whole first, encodes every map
+and names the outputs; DIR itself is never written.
 
 With ``--fold N`` only step 3 runs, for fold N, and the fold is kept in the work dir.  Under
 ``torchrun`` (:mod:`latentbids.model.distributed`) every process trains (step 3) and process 0 alone
@@ -35,6 +39,18 @@ from latentbids.errors import MissingInputError, UsageError
 from latentbids.workflows.group_folds import fold_identity, make_folds, train_folds
 from latentbids.workflows.group_grid import grid_facts, load_cache, working_grid
 from latentbids.workflows.group_result import FoldJobResult, GroupLevelResult
+from latentbids.workflows.group_model import (
+    bundle_folds,
+    bundle_grid,
+    bundle_roles,
+    check_model_folder,
+    expected_model_name,
+    given_model,
+    identity_of,
+    model_curves,
+    publish_model_folder,
+)
+from latentbids.workflows.group_model import model_name as model_name_of
 from latentbids.workflows.group_outputs import (
     encode_folds,
     group_table,
@@ -111,8 +127,10 @@ def _check_records(records: pd.DataFrame) -> pd.DataFrame:
     return records
 
 
-def run_group_level(config, records: pd.DataFrame, template, atlas) -> GroupLevelResult | FoldJobResult | None:
-    """Train the autoencoder (k-fold or fit-all) and write latents, reconstructions, errors, model.
+def run_group_level(config, records: pd.DataFrame, template, atlas, outputs=None,
+                    bundle=None) -> GroupLevelResult | FoldJobResult | None:
+    """Train the autoencoder (k-fold or fit-all), or take ``--model``'s, and write latents, reconstructions,
+    errors and the model folder.
 
     Parameters
     ----------
@@ -122,6 +140,11 @@ def run_group_level(config, records: pd.DataFrame, template, atlas) -> GroupLeve
         and any other participants.tsv columns.
     template : :class:`latentbids.resources.Template` (the grid the maps lie on).
     atlas : :class:`latentbids.resources.Atlas` (regional errors; all its voxels kept in the box).
+    outputs : :class:`latentbids.utils.staging.StagedFolder`, optional
+        Where the model's group set (``group/<model>/``) is built; without it the files are written in
+        place (library use).
+    bundle : :class:`latentbids.model.bundle.ModelBundle`, optional
+        ``--model``'s folder when the caller already verified it (else it is verified here).
 
     Returns
     -------
@@ -142,77 +165,116 @@ def run_group_level(config, records: pd.DataFrame, template, atlas) -> GroupLeve
     ex = config.execution
     if ex.omp_nthreads and ex.omp_nthreads > 0:
         torch.set_num_threads(int(ex.omp_nthreads))
+    only = _fold_request(config)  # --fold with --model or --fit-all: refused before anything is read
+    if bundle is None and config.model.model:
+        bundle = given_model(config, template)
     dist, device = distributed.setup(ex.device)
     try:
-        return _run(config, records, template, atlas, dist, device)
+        return _run(config, records, template, atlas, dist, device, bundle, only, outputs)
     finally:
         distributed.shutdown(dist)  # idempotent: training's end already left the group
 
 
-def _run(config, records: pd.DataFrame, template, atlas, dist, device) -> GroupLevelResult | FoldJobResult | None:
+def _train(config, records, cached, grid, template, settings, device, dist, only, model_dir: Path):
+    """Step 3: the splits and one model per fold, or this configuration's model already in ``model_dir``.
+
+    Returns ``(splits, role, folds, trained, bundle, identity)``: ``trained`` holds the networks this run
+    trained (None when the folder already held them), ``bundle`` the model folder if it exists now.
+    """
+    from latentbids.model.folds import FoldStore
+
+    mc, work = config.model, Path(config.execution.work_dir)
+    splits, role, folds = make_folds(config, records, only)
+    store = FoldStore(work, model_dir.name)
+    expected, run_key = fold_identity(cached.key, settings, splits, mc.input_map,
+                                      grid_facts(template, grid.factor, grid.fit), len(folds), device, dist)
+    bundle = check_model_folder(model_dir, expected)  # another model there: refused before any training
+    if bundle is not None:
+        return splits, role, folds, None, bundle, expected
+    trained = train_folds(config, records, cached.data, grid.mask_box, role, folds, only, settings, device, dist,
+                          store=store, expected=expected, run_key=run_key, cache_key=cached.key, work=work)
+    return splits, role, folds, trained, None, expected
+
+
+def _run(config, records: pd.DataFrame, template, atlas, dist, device, bundle, only,
+         outputs) -> GroupLevelResult | FoldJobResult | None:
     """The body of :func:`run_group_level`; ``None`` on a process other than 0 of several."""
     from latentbids.model import distributed
     from latentbids.model.folds import FoldStore
 
-    ex, mc = config.execution, config.model
+    ex = config.execution
     if not ex.output_dir:
         raise UsageError("group level needs an output directory")
     out = Path(ex.output_dir)
-    work = Path(ex.work_dir)  # resolved by settings.resolve_config (run_group_level)
     settings = _settings(config)
-    only = _fold_request(config)
     distributed.check_batch(settings.batch_size, dist)
     records = _check_records(records)
+    model_name = model_name_of(bundle) if bundle is not None else expected_model_name(config)
+    model_dir = bundle.path if bundle is not None else out / "models" / model_name
 
-    grid = working_grid(template, atlas, ex.sloppy, len(settings.channels))  # 1. grid
+    grid = (bundle_grid(bundle, atlas) if bundle is not None
+            else working_grid(template, atlas, ex.sloppy, len(settings.channels)))  # 1. grid
     LOGGER.info("Group level: %d maps, grid %s -> box %s (factor %d), device %s",
                 len(records), grid.shape, grid.fit.size, grid.factor, device)
-    cached = load_cache(records, work, template, grid, ex.nprocs)  # 2. the GM cache
-    data = cached.data
+    cached = load_cache(records, Path(ex.work_dir), template, grid, ex.nprocs)  # 2. the GM cache
 
-    splits, role, folds = make_folds(config, records, only)  # 3. splits and training, one model per fold
-    model_name = mc.model_name or f"ae-K{settings.latent_dim}"
-    store = FoldStore(work, model_name)
-    expected, run_key = fold_identity(cached.key, settings, splits, mc.input_map,
-                                      grid_facts(template, grid.factor, grid.fit), len(folds), device, dist)
-    trained = train_folds(config, records, data, grid.mask_box, role, folds, only, settings, device, dist,
-                          store=store, expected=expected, run_key=run_key, cache_key=cached.key, work=work)
+    trained, identity = None, None
+    if bundle is not None:  # 3. the model: --model's, this configuration's own, or trained now
+        splits, role, folds = bundle_roles(bundle, records)
+    else:
+        splits, role, folds, trained, bundle, identity = _train(config, records, cached, grid, template, settings,
+                                                                device, dist, only, model_dir)
     distributed.shutdown(dist)  # the last exchange between processes was training's
     if only is not None:
-        return FoldJobResult(fold=only, folds=tuple(folds), fold_record=store.record_path(only),
-                             model_name=model_name, device=str(device)) if dist.is_main else None
+        record = FoldStore(Path(ex.work_dir), model_name).record_path(only)
+        return FoldJobResult(fold=only, folds=tuple(folds), fold_record=record, model_name=model_name,
+                             device=str(device)) if dist.is_main else None
     if not dist.is_main:
         LOGGER.info("%s: training done; process 0 encodes and writes the outputs", dist.describe())
         return None
+    if trained is not None:  # 5a. the model folder first: the subjects are encoded with its weights
+        meta = model_meta(config, template, atlas, grid, folds, settings, device, model_name, identity_of(identity))
+        bundle = publish_model_folder(
+            model_dir, lambda target: write_model_folder(target, config, trained, meta, splits, grid, atlas), identity)
+    return _encode_and_write(config, records, cached, grid, atlas, bundle, splits, role, device, model_name,
+                             template.space, trained, outputs)
 
-    space = template.space
-    encoded = encode_folds(trained, folds, records, data, role, grid, atlas, settings, device, out, model_name,
-                           space)  # 4. encode
-    table = group_table(encoded.latent_rows, records)  # 5. model folder, group table, curves
-    meta = model_meta(config, template, atlas, grid, folds, settings, device, model_name)
-    model_dir = write_model_folder(out / "models" / model_name, config, trained, meta, splits, grid, atlas)
-    written = write_group_tables(out, records, table, encoded.fold_rows, trained, model_name, space,
-                                 grid.resolution, settings.latent_dim)
+
+def _encode_and_write(config, records, cached, grid, atlas, bundle, splits, role, device, model_name, space,
+                      trained, outputs) -> GroupLevelResult:
+    """Steps 4 and 5b: every map encoded with the model folder's weights, the group tables written."""
+    out = Path(config.execution.output_dir)
+    folds = bundle_folds(bundle, device)
+    encoded = encode_folds(folds, records, cached.data, role, grid, atlas, int(config.model.batch_size), device, out,
+                           model_name, space)  # 4. encode
+    table = group_table(encoded.latent_rows, records)
+    group_dir = outputs.path if outputs is not None else out / "group" / model_name
+    K = int(bundle.meta["latent_dim"])
+    written = write_group_tables(out, group_dir, records, table, encoded.fold_rows, model_curves(bundle), model_name,
+                                 space, grid.resolution, K)
     return GroupLevelResult(
         records=records,
         fold_latents=written.fold_latents,
-        data=data,
+        data=cached.data,
         mask_box=grid.mask_box > 0,
         atlas_box=grid.fit.crop(grid.atlas_work.astype(np.float32)).astype(np.int64),
         atlas_image=nib.Nifti1Image(grid.atlas_work, grid.affine),
         resolution=float(grid.resolution),
         space=space,
         model_name=model_name,
-        folds=tuple(folds),
+        folds=tuple(bundle.folds),
         latent_table=table,
         latent_tsv=written.latent_tsv,
         curves_tsv=written.curves_tsv,
         curves_png=written.curves_png,
-        model_dir=model_dir,
+        model_dir=bundle.path,
         subjects=encoded.subjects,
         splits=splits,
         device=str(device),
         cache=cached.path,
         cache_reused=cached.reused,
-        fold_info={fold: t.info for fold, t in trained.items()},
+        fold_info={f: dict(bundle.fold_entry(f)) for f in bundle.folds},
+        group_dir=group_dir,
+        mode=str(bundle.meta.get("mode", "kfold")),
+        trained_here=trained is not None,
     )

@@ -167,14 +167,32 @@ def run_group_analysis(config, group_result: GroupLevelResult, atlas) -> Analysi
         confounds=inp.confound_names, claims=claims, headline=headline(claims, [c.name for c in contrasts], n_subjects),
         verdicts=tuple(verdicts), contrasts=tuple(contrasts), projections=projections, shap=shap, notes=tuple(notes),
         skipped=dict(sec.skipped), failures=dict(sec.failures), files=files,
-        analysis_json=inp.analysis_dir / "analysis.json", report=inp.out_dir / f"group_{inp.model_name}.html")
-    stale = _previous_files(result.analysis_json)
+        analysis_json=inp.analysis_dir / "analysis.json", report=inp.analysis_dir / report_name(inp.model_name))
     _write_summary(result, inp, seed)
-    _remove_stale(stale, result.files)
     sec.run("report", _write_report, config, inp, result)
     if sec.failures.get("report"):
         result = dataclasses.replace(result, failures=dict(sec.failures))
+    if inp.analysis_dir == inp.published_dir:  # written in place (library use): the root copy too
+        publish_report(inp.out_dir, inp.model_name)
     return result
+
+
+def report_name(model_name: str) -> str:
+    """The group report's file name: ``group_<model>.html`` (in ``group/<model>/`` and at the dataset root)."""
+    return f"group_{model_name}.html"
+
+
+def publish_report(out_dir: Path, model_name: str) -> Path | None:
+    """Copy the model's report from its group set to the dataset root (where users open it); remove the root
+    copy when the set has none (e.g. ``--skip-analysis``), so the root never shows another set's report."""
+    from latentbids.utils.atomic import write_bytes
+
+    source = Path(out_dir) / "group" / model_name / report_name(model_name)
+    target = Path(out_dir) / report_name(model_name)
+    if source.is_file():
+        return write_bytes(target, source.read_bytes())
+    target.unlink(missing_ok=True)
+    return None
 
 
 def _write_summary(result: AnalysisResult, inp, seed: int) -> None:
@@ -185,32 +203,8 @@ def _write_summary(result: AnalysisResult, inp, seed: int) -> None:
         "Parameters": dataclasses.asdict(result.settings), "RandomSeed": seed, "Headline": result.headline,
         "Verdicts": list(result.verdicts), "Claims": result.claims.as_json(), "Notes": list(result.notes),
         "Skipped": result.skipped, "Failures": result.failures,
-        "Files": {k: _relative(v, inp.out_dir) for k, v in result.files.items()},
+        "Files": {k: _relative(inp.published(v), inp.out_dir) for k, v in result.files.items()},
     }))
-
-
-def _previous_files(analysis_json: Path) -> set[Path]:
-    """The files a previous analysis of this model listed in its ``analysis.json``."""
-    import json
-
-    try:
-        files = json.loads(analysis_json.read_text()).get("Files", {})
-    except (OSError, ValueError, AttributeError):
-        return set()
-    root, folder = analysis_json.parents[2], analysis_json.parent.resolve()
-    paths = {(root / rel).resolve() for rel in files.values() if isinstance(rel, str)}
-    return {p for p in paths if p.is_relative_to(folder)}  # never anything outside group/<model>/
-
-
-def _remove_stale(previous: set[Path], current: dict) -> None:
-    """Remove what an earlier analysis wrote and this one did not (e.g. a contrast or a supported map that
-    no longer exists): a map left from another run must not pass for a finding of this one."""
-    keep = {Path(p).resolve() for p in current.values()}
-    for path in sorted(previous - keep):
-        for target in (path, path.with_name(path.name.replace(".nii.gz", ".json")), path.with_suffix(".json")):
-            if target.is_file() and target.suffix in (".json", ".tsv", ".gz") and target.resolve() not in keep:
-                target.unlink()
-                LOGGER.info("Removed %s (written by an earlier analysis, not by this one)", target)
 
 
 def _write_report(config, inp, result: AnalysisResult) -> None:

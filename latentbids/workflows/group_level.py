@@ -8,8 +8,10 @@ It returns a typed :class:`GroupOutcome`; the CLI turns that into the exit code.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from latentbids.workflows.group_result import FoldJobResult, GroupLevelResult
 
@@ -46,6 +48,11 @@ class GroupOutcome:
 def run_group(config, template, atlas) -> GroupOutcome:
     """Run the group level of a resolved config on ``template``'s grid with ``atlas``.
 
+    The model's group set (``group/<model>/``: latent tables, curves, analysis, claims, maps, report) is
+    built in a staging folder and swapped in whole at the end (:class:`~latentbids.utils.staging.StagedFolder`),
+    so a failed or interrupted run leaves the previous complete set and no report, ``analysis.json`` or map
+    of one run ever sits beside another's; ``group_<model>.html`` at the root is the set's report, or absent.
+
     Parameters
     ----------
     config : latentbids.config.RunConfig
@@ -61,24 +68,42 @@ def run_group(config, template, atlas) -> GroupOutcome:
     GroupOutcome
     """
     from latentbids.bids.derivatives import write_run_config
+    from latentbids.utils.staging import StagedFolder
     from latentbids.workflows.group import run_group_level
-    from latentbids.workflows.group_analysis import run_group_analysis, validate_analysis_request
+    from latentbids.workflows.group_analysis import publish_report, run_group_analysis, validate_analysis_request
     from latentbids.workflows.group_inputs import collect_gm_maps
+    from latentbids.workflows.group_model import expected_model_name, given_model
 
+    name = expected_model_name(config)  # an unusable name is refused before any work
+    bundle = given_model(config, template) if config.model.model else None  # checked whole, first
     records = collect_gm_maps(config, template)
     write_run_config(config.execution.output_dir, config.execution.run_id, config)  # input_map may have changed
     validate_analysis_request(config, records)  # a bad --contrast fails before hours of training
     LOGGER.info("Group level on %d GM map(s) from %d subject(s)", len(records), records["participant_id"].nunique())
-    result = run_group_level(config, records, template, atlas)
-    if not isinstance(result, GroupLevelResult):  # another torchrun process, or one --fold job
-        if isinstance(result, FoldJobResult):
-            LOGGER.info("Group level --fold %s finished; the fold is kept in %s", result.fold, result.fold_record)
-        return GroupOutcome(result)
-    LOGGER.debug("Latent table %s; model %s; curves %s", result.latent_tsv, result.model_dir, result.curves_tsv)
-    analysis = run_group_analysis(config, result, atlas)  # None with --skip-analysis
+    out = Path(config.execution.output_dir)
+    with StagedFolder(out / "group" / name) as staged:
+        result = run_group_level(config, records, template, atlas, outputs=staged, bundle=bundle)
+        if not isinstance(result, GroupLevelResult):  # another torchrun process, or one --fold job
+            if isinstance(result, FoldJobResult):
+                LOGGER.info("Group level --fold %s finished; the fold is kept in %s", result.fold, result.fold_record)
+            return GroupOutcome(result)
+        analysis = run_group_analysis(config, result, atlas)  # None with --skip-analysis
+        staged.commit(before_swap=lambda: (out / f"group_{result.model_name}.html").unlink(missing_ok=True))
+    report = publish_report(out, result.model_name)
+    result = _published(result, staged)
+    LOGGER.info("Group outputs of model %s in %s (model folder %s)", result.model_name, staged.target, result.model_dir)
     if analysis is not None:
+        analysis = dataclasses.replace(analysis, report=report, analysis_json=staged.final(analysis.analysis_json),
+                                       files={k: staged.final(v) for k, v in analysis.files.items()})
         LOGGER.info("Headline: %s", analysis.headline)
         for sentence in analysis.verdicts:
             LOGGER.info("Verdict: %s", sentence)
         LOGGER.info("Group report: %s", analysis.report)
     return GroupOutcome(result, analysis)
+
+
+def _published(result: GroupLevelResult, staged) -> GroupLevelResult:
+    """The result with its group-set paths where they lie after the swap."""
+    return dataclasses.replace(result, latent_tsv=staged.final(result.latent_tsv),
+                               curves_tsv=staged.final(result.curves_tsv), curves_png=staged.final(result.curves_png),
+                               group_dir=staged.target)

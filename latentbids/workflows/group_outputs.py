@@ -1,10 +1,12 @@
 """Group level, steps 4 and 5: encode every map and write what the model learned.
 
-:func:`encode_folds` encodes every map with every fold's model and writes each held-out subject's
-derivatives (latent TSV, reconstruction, error map, regional error); :func:`group_table` orders the
-group latent table; :func:`model_meta` and :func:`write_model_folder` make the model folder
+:func:`encode_folds` encodes every map with every fold's model and writes each subject's derivatives
+(latent TSV, reconstruction, error map, regional error; named by the model); :func:`group_table` orders
+the group latent table; :func:`model_meta` and :func:`write_model_folder` make the model folder
 ``models/<name>/``; :func:`write_group_tables` writes the latent tables and training curves (TSV and
-figure) under ``group/``.  Process 0 alone runs these.  Wired by :mod:`latentbids.workflows.group`.
+figure) into the model's group folder ``group/<name>/`` (staged, swapped in whole at the end of the run:
+:class:`latentbids.utils.staging.StagedFolder`).  Process 0 alone runs these.  Wired by
+:mod:`latentbids.workflows.group`.
 """
 
 from __future__ import annotations
@@ -52,60 +54,65 @@ class GroupTables:
 
     Attributes
     ----------
-    latent_tsv, curves_tsv, curves_png : pathlib.Path
-        The group latent table, the training curves and their figure.
+    latent_tsv : pathlib.Path
+        The group latent table.
+    curves_tsv, curves_png : pathlib.Path or None
+        The training curves and their figure (None when this run did not train the model).
     fold_latents : pandas.DataFrame
         Every map encoded by every fold's model (``fold, participant_id, session_id, role, z0.., error``).
     """
 
     latent_tsv: Path
     fold_latents: pd.DataFrame
-    curves_tsv: Path
-    curves_png: Path
+    curves_tsv: Path | None
+    curves_png: Path | None
 
 
-def _write_subject(out: Path, rec, encoding, fold: str, in_training: bool, scale: float, grid: WorkingGrid,
-                   model_name: str, space: str, atlas) -> dict:
-    """One held-out subject's derivatives under ``sub-<l>/[ses-<s>/]anat/``; returns their paths."""
+def _write_subject(out: Path, rec, encoding, fold: TrainedFold, name: str, in_training: bool, scale: float,
+                   grid: WorkingGrid, model_name: str, space: str, atlas) -> dict:
+    """One subject's derivatives under ``sub-<l>/[ses-<s>/]anat/`` (named by the model); returns their paths."""
     from latentbids.model.outputs import write_subject_outputs
 
     sidecar = {
         "Model": model_name,
-        "ModelFold": fold,
+        "ModelFold": name,
+        "ModelWeightsSHA256": fold.info.get("sha256"),
         "InTraining": bool(in_training),
         "IntensityScale": scale,
         "Sources": [f"bids::{Path(rec.gm_path).relative_to(out).as_posix()}"
                     if Path(rec.gm_path).is_relative_to(out) else str(rec.gm_path)],
     }
     return write_subject_outputs(out, encoding, space=space, resolution=grid.resolution, atlas_name=atlas.bids_name,
-                                 affine=grid.affine, sidecar=sidecar)
+                                 affine=grid.affine, sidecar=sidecar, model=model_name)
 
 
-def encode_folds(trained: dict[str, TrainedFold], folds: list, records: pd.DataFrame, data, role: dict,
-                 grid: WorkingGrid, atlas, settings, device, out: Path, model_name: str,
-                 space: str) -> EncodedCohort:
-    """Step 4: encode every map with every fold's model.  The held-out maps (fit-all: every map,
-    labelled in_training) give the per-subject derivatives (written here) and the group latent
-    table; the others only feed the within-fold analysis (a fold's latent units are its own).
-    Returns the latent table's rows, the subjects' output paths and every (fold, map) row."""
+def encode_folds(trained: dict[str, TrainedFold], records: pd.DataFrame, data, role: dict, grid: WorkingGrid,
+                 atlas, batch_size: int, device, out: Path, model_name: str, space: str) -> EncodedCohort:
+    """Step 4: encode every map with every fold's model.
+
+    Each map's output fold (the fold that held it out; fit-all: ``all``; a map the model never saw: the
+    model's default fold, :func:`latentbids.workflows.group_model.output_folds`) gives its per-subject
+    derivatives (written here) and its row of the group latent table; the other folds' codes only feed
+    the within-fold analysis (a fold's latent units are its own).  Returns the latent table's rows, the
+    subjects' output paths and every (fold, map) row.
+    """
     from latentbids.model.encoding import iter_encode
     from latentbids.model.outputs import encoded_subject
+    from latentbids.workflows.group_model import output_folds
 
+    folds = list(trained)
+    output_of = output_folds(role, folds, folds[0])
     latent_rows, subjects, fold_rows = [], {}, []
     for fold in folds:
         scale = float(trained[fold].info["scale"])
-        for batch in iter_encode(
-            trained[fold].model, data, np.arange(len(records)), grid.mask_box, device, scale,
-            batch_size=settings.batch_size,
-        ):
+        for batch in iter_encode(trained[fold].model, data, np.arange(len(records)), grid.mask_box, device, scale,
+                                 batch_size=batch_size):
             for j, r in enumerate(batch.rows):
                 rec = records.iloc[int(r)]
                 fold_role = role[(fold, rec.participant_id)]
-                fold_rows.append(
-                    [fold, rec.participant_id, rec.session_id, fold_role]
-                    + batch.z[j].tolist() + [float(batch.error[j])]
-                )
-                if fold != "all" and fold_role != "test":
+                fold_rows.append([fold, rec.participant_id, rec.session_id, fold_role]
+                                 + batch.z[j].tolist() + [float(batch.error[j])])
+                if output_of[rec.participant_id] != fold:
                     continue
                 in_training = fold_role in ("train", "validation")
                 encoding = encoded_subject(batch, j, participant_id=rec.participant_id, session_id=rec.session_id,
@@ -113,8 +120,8 @@ def encode_folds(trained: dict[str, TrainedFold], folds: list, records: pd.DataF
                                            atlas=grid.atlas_work, atlas_labels=atlas.labels, mask=grid.mask_work)
                 latent_rows.append(encoding.latent)
                 label = rec.participant_id + ("" if is_missing(rec.session_id) else f"_{rec.session_id}")
-                subjects[label] = _write_subject(out, rec, encoding, fold, in_training, scale, grid, model_name,
-                                                 space, atlas)
+                subjects[label] = _write_subject(out, rec, encoding, trained[fold], fold, in_training, scale, grid,
+                                                 model_name, space, atlas)
     return EncodedCohort(latent_rows, subjects, fold_rows)
 
 
@@ -132,15 +139,17 @@ def group_table(latent_rows: list, records: pd.DataFrame) -> pd.DataFrame:
 
 
 def model_meta(config, template, atlas, grid: WorkingGrid, folds: list, settings, device,
-               model_name: str) -> dict:
+               model_name: str, identity: dict) -> dict:
     """model.json: what the model is and how it was made (grid, atlas, intensity rule, seeds,
-    training settings, device, versions), so it can encode new maps the same way."""
+    training settings, device, versions), so it can encode new maps the same way; ``identity`` (GM maps,
+    splits, settings, grid) tells a later run whether the folder holds the model it would train."""
     from latentbids.config import package_versions
     from latentbids.model.device import describe_device
 
     ex, mc = config.execution, config.model
     return {
         "name": model_name,
+        "identity": identity,
         "mode": "fit_all" if mc.fit_all else "kfold",
         "n_folds": len(folds),
         "default_fold": folds[0],
@@ -205,16 +214,23 @@ def write_model_folder(target: Path, config, trained: dict[str, TrainedFold], me
         atlas=nib.Nifti1Image(grid.atlas_work, grid.affine),
         atlas_labels=atlas.labels,
         config_toml=config_toml,
+        curves=training_curves({fold: t.history for fold, t in trained.items()}),
     )
 
 
-def write_group_tables(out: Path, records: pd.DataFrame, table: pd.DataFrame, fold_rows: list,
-                       trained: dict[str, TrainedFold], model_name: str, space: str, resolution,
-                       K: int) -> GroupTables:
-    """Step 5b: under ``group/``, the latent table and every fold's latents (TSV + JSON sidecar)
-    and the training curves (TSV + PNG)."""
+def training_curves(histories: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Every fold's training history as one table: ``fold`` then the history's columns (epoch, losses ...)."""
+    return pd.concat([h.assign(fold=fold)[["fold"] + [c for c in h.columns if c != "fold"]]
+                      for fold, h in histories.items()], ignore_index=True)
 
-    group_dir = out / "group"
+
+def write_group_tables(out: Path, group_dir: Path, records: pd.DataFrame, table: pd.DataFrame, fold_rows: list,
+                       curves: pd.DataFrame | None, model_name: str, space: str, resolution,
+                       K: int) -> GroupTables:
+    """Step 5b: in the model's group folder ``group_dir`` (``group/<model>/``, staged), the latent table and
+    every fold's latents (TSV + JSON sidecar) and the model's training curves (TSV + PNG; from the model
+    folder's ``curves.tsv``, None for a model folder written before it had one)."""
+
     ent = {"space": space, "res": res_label(resolution)}
     latent_tsv = write_tsv(
         table, group_dir / bids_name("latent", ".tsv", desc=model_name.replace("-", ""), **ent)
@@ -249,8 +265,9 @@ def write_group_tables(out: Path, records: pd.DataFrame, table: pd.DataFrame, fo
             "a fold's units are not aligned with another fold's"),
         "role": {"Description": "train | validation | test (held out in this fold); fit-all: train | validation"},
     })
-    curves = [t.history.assign(fold=fold)[["fold"] + list(t.history.columns)] for fold, t in trained.items()]
-    curves_df = pd.concat(curves, ignore_index=True)
+    if curves is None or curves.empty:
+        return GroupTables(latent_tsv=latent_tsv, fold_latents=fold_latents, curves_tsv=None, curves_png=None)
+    curves_df = curves
     curves_tsv = write_tsv(
         curves_df, group_dir / bids_name("curves", ".tsv", desc="training", **ent)
     )

@@ -43,11 +43,14 @@ class GroupLevelResult:
         The fold names (``"1"``.. or ``"all"`` with ``--fit-all``).
     latent_table : DataFrame
         The group latent table written to ``latent_tsv`` (one row per map, its held-out fold's code).
-    latent_tsv, curves_tsv, curves_png : Path
-        The group table, the training curves and their figure (``curves_png`` may be ``None`` when
-        the figure could not be drawn).
+    latent_tsv : Path
+        The group latent table (in ``group_dir``).
+    curves_tsv, curves_png : Path or None
+        The model's training curves and their figure (from its folder's ``curves.tsv``); None for a model
+        folder written before latentbids kept them.
     model_dir : Path
-        ``models/<model_name>/``: weights, splits and ``model.json``.
+        The model folder that encoded every map (``models/<model_name>/``, or ``--model``'s): weights,
+        splits and ``model.json``.
     subjects : dict
         ``{"sub-XX[_ses-YY]": {kind: path}}`` of the per-subject files written.
     splits : DataFrame
@@ -57,7 +60,15 @@ class GroupLevelResult:
     cache : Path
         The memory-mapped GM cache in the work dir; ``cache_reused`` says whether it was built now.
     fold_info : dict
-        Per-fold training facts (epochs run, best validation loss, scale, ...).
+        Per-fold facts of the model folder (weights and their sha256, epochs run, best validation loss,
+        intensity scale, ...).
+    group_dir : Path or None
+        Where the model's group set is being written (``group/<model_name>/``, or its staging folder
+        until the run swaps it in); the analysis writes there too.
+    mode : str
+        ``"kfold"`` or ``"fit_all"``: how the model was trained.
+    trained_here : bool
+        Whether this run trained the model (False with ``--model`` or when the folder already held it).
     """
 
     records: pd.DataFrame
@@ -72,7 +83,7 @@ class GroupLevelResult:
     folds: tuple
     latent_table: pd.DataFrame
     latent_tsv: Path
-    curves_tsv: Path
+    curves_tsv: Path | None
     curves_png: Path | None
     model_dir: Path
     subjects: dict
@@ -81,6 +92,9 @@ class GroupLevelResult:
     cache: Path
     cache_reused: bool
     fold_info: dict = field(default_factory=dict)
+    group_dir: Path | None = None
+    mode: str = "kfold"
+    trained_here: bool = True
 
 
 @dataclass(frozen=True)

@@ -195,7 +195,8 @@ def test_sigint_mid_epoch_then_training_resumes_from_its_checkpoint(gm_maps_coho
     assert seconds < 10, f"exit took {seconds:.1f} s"
     assert "Interrupted" in err and "Traceback" not in err
     _no_partial_files(out, work)
-    assert not (out / "models").exists() and not list(out.glob("group/*_latent.tsv"))
+    assert not (out / "models").exists() and not list(out.glob("group/**/*_latent.tsv"))
+    assert not list(out.glob("group/.*staging*")), "the staged group set must not outlive an interrupted run"
 
     resumed = run_cli(bids, out, *common, "-w", work)
     assert resumed.returncode == 0, resumed.stderr
@@ -206,7 +207,7 @@ def test_sigint_mid_epoch_then_training_resumes_from_its_checkpoint(gm_maps_coho
     out_b, work_b = _group_output(tmp_path / "b", gm_maps_cohort), tmp_path / "b" / "work"
     straight = run_cli(bids, out_b, *common, "-w", work_b)
     assert straight.returncode == 0, straight.stderr
-    table = next(out.glob("group/*_desc-aeK32_latent.tsv")).name
-    a = pd.read_csv(out / "group" / table, sep="\t")
-    b = pd.read_csv(out_b / "group" / table, sep="\t")
+    table = next(out.glob("group/ae-K32/*_desc-aeK32_latent.tsv")).name
+    a = pd.read_csv(out / "group" / "ae-K32" / table, sep="\t")
+    b = pd.read_csv(out_b / "group" / "ae-K32" / table, sep="\t")
     pd.testing.assert_frame_equal(a, b)

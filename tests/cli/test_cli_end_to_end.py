@@ -53,7 +53,7 @@ def test_concurrent_participant_jobs_then_group_then_model(simulated, tmp_path):
 
     proc = run_cli(bids, out, "group", "-w", work, "--sloppy", "--n-folds", 2)
     assert proc.returncode == 0, proc.stderr
-    latents = pd.read_csv(next((out / "group").glob("*_desc-aeK32_latent.tsv")), sep="\t")
+    latents = pd.read_csv(next((out / "group" / "ae-K32").glob("*_desc-aeK32_latent.tsv")), sep="\t")
     assert sorted(latents["participant_id"]) == [f"sub-{s}" for s in subjects]
     assert not latents["in_training"].any()  # every code comes from the fold that held it out
     assert {f"z{k}" for k in range(32)} <= set(latents.columns)

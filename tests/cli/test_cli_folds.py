@@ -64,9 +64,9 @@ def test_fold_jobs_side_by_side_then_a_merge_give_the_one_run_model(cohort, tmp_
     assert merged.stderr.count("trained by a --fold job") == 2 and "epoch 1:" not in merged.stderr
     meta = json.loads((out / "models" / "ae-K32" / "model.json").read_text())
     assert [f["trained_by"] for f in meta["folds"]] == ["--fold job", "--fold job"]
-    table = next((out / "group").glob("*_desc-aeK32_latent.tsv"))
+    table = next((out / "group" / "ae-K32").glob("*_desc-aeK32_latent.tsv"))
     from_folds = pd.read_csv(table, sep="\t")
-    curves = pd.read_csv(next((out / "group").glob("*_desc-training_curves.tsv")), sep="\t")
+    curves = pd.read_csv(next((out / "group" / "ae-K32").glob("*_desc-training_curves.tsv")), sep="\t")
     assert sorted(curves["fold"].unique()) == [1, 2]
 
     one_run = run_cli(bids, out, "group", "-w", tmp_path / "work-one-run", *COMMON)  # deterministic, same CPU

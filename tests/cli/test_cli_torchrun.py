@@ -39,7 +39,7 @@ def test_group_level_under_torchrun(cohort, tmp_path):
     assert log.count("Group level finished") == 1 and "Traceback" not in log
     meta = json.loads((out / "models" / "ae-K32" / "model.json").read_text())
     assert [f["processes"] for f in meta["folds"]] == [2, 2]
-    table = pd.read_csv(next((out / "group").glob("*_desc-aeK32_latent.tsv")), sep="\t")
+    table = pd.read_csv(next((out / "group" / "ae-K32").glob("*_desc-aeK32_latent.tsv")), sep="\t")
     assert len(table) == 8 and table["participant_id"].is_unique
 
 

@@ -57,7 +57,7 @@ def test_participant_array_then_group_job(slurm, tmp_path):
         assert f"sub-{subject}: ok" in log and Path(task["log"]).parent == work / "slurm"
         assert (out / f"sub-{subject}" / "anat").is_dir()
     assert "Group level finished" in Path(group["tasks"]["None"]["log"]).read_text()
-    assert next((out / "group").glob("*_latent.tsv")) and next((out / "models").iterdir())
+    assert next((out / "group").glob("ae-K*/*_latent.tsv")) and next((out / "models").iterdir())
     # sidecars name their sources with BIDS URIs, never with this machine's paths
     leaks = [p for p in out.rglob("*.json") if str(tmp_path) in p.read_text() and "logs" not in p.parts]
     assert not leaks, leaks

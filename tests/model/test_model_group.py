@@ -55,25 +55,25 @@ def test_group_outputs(trained):
     on_disk = pd.read_csv(res.latent_tsv, sep="\t")
     assert len(on_disk) == len(rec)
     assert res.curves_png.is_file() and res.curves_tsv.is_file()
-    assert res.latent_tsv.parent.name == "group"
+    assert res.latent_tsv.parent == res.model_dir.parents[1] / "group" / res.model_name  # the model's group set
     # each map's fold is the one that held its subject out; sessions of a subject share it
     held = res.splits[res.splits.role == "test"].set_index("participant_id")["fold"]
     assert (table["fold"] == table["participant_id"].map(held)).all()
     assert table[table.participant_id == "sub-01"].fold.nunique() == 1
     out = Path(config.execution.output_dir)
     ses = out / "sub-01" / "ses-2" / "anat"
-    recon = nib.load(str(ses / "sub-01_ses-2_space-MNI152NLin2009aSym_res-4_recon.nii.gz"))
+    recon = nib.load(str(ses / "sub-01_ses-2_space-MNI152NLin2009aSym_res-4_desc-aeK4_recon.nii.gz"))
     assert recon.shape == tpl.shape and np.allclose(recon.affine, tpl.affine)  # box restored
     err = nib.load(
-        str(ses / "sub-01_ses-2_space-MNI152NLin2009aSym_res-4_error.nii.gz")
+        str(ses / "sub-01_ses-2_space-MNI152NLin2009aSym_res-4_desc-aeK4_error.nii.gz")
     ).get_fdata()
     mask = np.asarray(tpl.mask.dataobj) > 0
     assert (err[~mask] == 0).all() and err[mask].mean() > 0
     regions = pd.read_csv(
-        ses / "sub-01_ses-2_space-MNI152NLin2009aSym_atlas-toy_res-4_regionerror.tsv", sep="\t"
+        ses / "sub-01_ses-2_space-MNI152NLin2009aSym_atlas-toy_res-4_desc-aeK4_regionerror.tsv", sep="\t"
     )
     assert list(regions["index"]) == [1, 2, 3, 4] and regions["error"].notna().all()
-    side = json.loads((ses / "sub-01_ses-2_space-MNI152NLin2009aSym_res-4_recon.json").read_text())
+    side = json.loads((ses / "sub-01_ses-2_space-MNI152NLin2009aSym_res-4_desc-aeK4_recon.json").read_text())
     assert side["Resolution"] and side["InTraining"] is False
 
 
@@ -106,7 +106,7 @@ def test_a_model_folder_missing_a_split_file_is_a_one_line_error(trained, tmp_pa
     with pytest.raises(MissingInputError) as info:
         load_bundle(copy)
     assert info.value.exit_code == 66 and "\n" not in str(info.value)
-    assert "fold splits unreadable" in info.value.message and "recopy the model folder" in info.value.message
+    assert split in info.value.message and "copy the whole model folder" in info.value.message
     assert load_bundle(res.model_dir).splits["fold"].nunique() == 3  # the original still reads
 
 
@@ -189,6 +189,7 @@ def test_rerun_reuses_cache_and_is_deterministic(trained):
     # same work dir: cache reused, training resumes from its finished checkpoints
     again = run_group_level(config, rec, tpl, atlas)
     assert again.cache_reused and again.cache == res.cache
+    assert not again.trained_here and again.model_dir == res.model_dir  # its own model found, not retrained
     pd.testing.assert_frame_equal(again.latent_table, res.latent_table)
     # fresh work dir: trained again from scratch, identical latents (deterministic, same device)
     config.execution.work_dir = str(tmp / "work2")

@@ -24,6 +24,7 @@ from model_testdata import make_cohort, sloppy_config, toy_template  # noqa: E40
 
 from latentbids.analysis.claims import ClaimsList  # noqa: E402
 from latentbids.resources import Atlas  # noqa: E402
+from latentbids.utils.staging import StagedFolder  # noqa: E402
 from latentbids.workflows.group import run_group_level  # noqa: E402
 from latentbids.workflows.group_analysis import run_group_analysis, validate_analysis_request  # noqa: E402
 from latentbids.workflows.group_result import GroupLevelResult  # noqa: E402
@@ -229,13 +230,22 @@ def test_confounds_are_regressed_out_of_the_tests(trained):
     assert sidecar["Confounds"] == ["r1"]
 
 
-def test_a_rerun_removes_what_the_earlier_analysis_wrote_and_this_one_did_not(trained):
+def test_a_rerun_replaces_the_earlier_analysis_as_a_whole(trained):
+    """The group set is swapped in whole (as ``run_group`` does it): no file of the earlier analysis survives
+    beside the new one, and the earlier set stands untouched until the swap."""
+    tmp, tpl, atlas, rec, config, result = trained
     first = _analyse(trained)
     stale = Path(first.files["CNvsAD_sam"])
     assert stale.is_file()
-    second = _analyse(trained, label_column="sham")
-    assert not stale.is_file() and Path(second.files["AvsB_sam"]).is_file()
-    assert not list(stale.parent.glob("*CNvsAD*"))
+    with StagedFolder(stale.parent) as staged:
+        staged_result = dataclasses.replace(result, group_dir=staged.path)
+        second = _analyse((tmp, tpl, atlas, rec, config, staged_result), label_column="sham")
+        assert stale.is_file() and not Path(second.files["AvsB_sam"]).is_relative_to(stale.parent)
+        staged.commit()
+    assert not stale.is_file() and not list(stale.parent.glob("*CNvsAD*"))
+    assert staged.final(second.files["AvsB_sam"]).is_file()
+    files = json.loads((stale.parent / "analysis.json").read_text())["Files"]
+    assert all(not str(v).startswith("group/.") for v in files.values())  # final paths, not the staging folder
 
 
 def test_subjects_not_sessions_are_the_units_of_the_tests(tmp_path):

@@ -48,7 +48,8 @@ class AnalysisInputs:
     notes: tuple[str, ...]
     model_name: str
     out_dir: Path
-    analysis_dir: Path
+    analysis_dir: Path  # where this run writes the model's group set (its staging folder during a CLI run)
+    published_dir: Path  # where the set lies once swapped in: group/<model>/
     space: str
     resolution: float
     atlas_bids_name: str
@@ -67,6 +68,12 @@ class AnalysisInputs:
         from latentbids.analysis.stats import residualize
 
         return residualize(X[rows], self.C[rows]) if self.C.shape[1] else X[rows]
+
+    def published(self, path) -> Path:
+        """Where a file written in :attr:`analysis_dir` lies once the set is swapped in."""
+        path = Path(path)
+        return self.published_dir / path.relative_to(self.analysis_dir) if path.is_relative_to(self.analysis_dir) \
+            else path
 
     def path(self, suffix: str, ext: str, atlas: bool = False, **extra) -> Path:
         """A file of ``group/<model>/`` with the space/res (and atlas) entities of the working grid."""
@@ -143,9 +150,11 @@ def build_inputs(config, settings, group_result: GroupLevelResult, atlas) -> Ana
         records=records, labels=labels, covariates=covariates, G=G[:, present],
         regions=labels_all[present].reset_index(drop=True), fold_Z=_fold_matrices(group_result.fold_latents,
                                                                                   records, folds),
-        folds=folds, reference_fold=folds[0], mode="fit_all" if config.model.fit_all else "kfold",
+        folds=folds, reference_fold=folds[0], mode=group_result.mode,
         usable=usable, C=C, confound_names=tuple(confound_names), contrasts=tuple(contrasts), notes=tuple(notes),
-        model_name=group_result.model_name, out_dir=out, analysis_dir=out / "group" / group_result.model_name,
+        model_name=group_result.model_name, out_dir=out,
+        analysis_dir=Path(group_result.group_dir or out / "group" / group_result.model_name),
+        published_dir=out / "group" / group_result.model_name,
         space=group_result.space, resolution=float(group_result.resolution), atlas_bids_name=atlas.bids_name,
         atlas_image=group_result.atlas_image, atlas_box=group_result.atlas_box, data=group_result.data,
         latent_table=group_result.latent_table, curves_png=str(group_result.curves_png or ""),

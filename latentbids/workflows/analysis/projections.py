@@ -38,8 +38,12 @@ def run_projections(inp, settings, seed: int) -> tuple[ProjectionResult, pd.Data
     for fold in inp.folds:
         Z, role = inp.fold_Z[fold]
         methods = ("pca", "tsne", "umap", "pls") if fold == inp.reference_fold else ("pca", "pls")
+        fit = np.isin(role, ("train", "validation"))  # the maps the fold's network trained on
+        if not fit.any():  # --model on subjects it never saw: no training rows to fit PLS on without leakage
+            fit = np.ones(len(role), bool)
+            methods = tuple(m for m in methods if m != "pls")
         coords, meta = project_latents(
-            Z, role != "test", y, pca_components=settings.pca_components, tsne_perplexity=settings.tsne_perplexity,
+            Z, fit, y, pca_components=settings.pca_components, tsne_perplexity=settings.tsne_perplexity,
             umap_n_neighbors=settings.umap_n_neighbors, umap_min_dist=settings.umap_min_dist,
             pls_components=settings.pls_components, random_state=seed, methods=methods)
         frame = pd.concat([inp.ids(), coords.reset_index(drop=True)], axis=1)
