@@ -304,9 +304,12 @@ def load_toml(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise MissingInputError(f"--config-file {path} not found: pass an existing TOML file")
+    data = path.read_bytes()
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        return tomllib.loads(data.decode("utf-8-sig"))  # TOML is UTF-8; an editor's byte-order mark is tolerated
+    except UnicodeDecodeError as exc:  # 10: the line feed
+        raise UsageError(f"--config-file {path} is not UTF-8 (byte 0x{data[exc.start]:02x} on line "
+                         f"{data.count(10, 0, exc.start) + 1}): save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"--config-file {path} is not valid TOML ({exc}): fix the syntax") from None
 

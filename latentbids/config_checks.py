@@ -12,6 +12,7 @@ equals the one its consumer accepts.
 """
 from __future__ import annotations
 
+import math
 import numbers
 import types
 import typing
@@ -41,12 +42,13 @@ class Rule:
     high: float | None = None
     low_open: bool = False  # low itself excluded
     normalise: Callable[[Any], Any] | None = None
+    high_open: bool = False  # high itself excluded
 
     def allowed(self) -> str:
         if self.choices:
             return "use one of " + ", ".join(str(c) for c in self.choices)
         low = "" if self.low is None else f"{'>' if self.low_open else '>='} {_number(self.low)}"
-        high = "" if self.high is None else f"<= {_number(self.high)}"
+        high = "" if self.high is None else f"{'<' if self.high_open else '<='} {_number(self.high)}"
         return "use a value " + " and ".join(p for p in (low, high) if p)
 
     def apply(self, value):
@@ -56,7 +58,7 @@ class Rule:
             raise ConfigValueError(self.allowed())
         if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
             raise ConfigValueError(self.allowed())
-        if self.high is not None and value > self.high:
+        if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
             raise ConfigValueError(self.allowed())
         return value
 
@@ -91,18 +93,52 @@ def _qc_table(low: float, high: float) -> Callable[[Any], Any]:
     return check
 
 
-POSITIVE = Rule(low=1)
-NOT_NEGATIVE = Rule(low=0)
+def _int_list(longest: int, high: int) -> Callable[[Any], Any]:
+    """A non-empty list of at most ``longest`` integers, each in [1, ``high``]."""
+
+    def check(value):
+        if not value or len(value) > longest or min(value) < 1 or max(value) > high:
+            raise ConfigValueError(f"use a non-empty list of integers >= 1 and <= {high}, at most {longest} of them")
+        return value
+
+    return check
+
+
+#: The smallest memory limit a run may be given (GB): below it not even Python, Nipype and one
+#: image fit, and a unit typo (``--mem 1KB``, ``--mem 16`` meant as MB) would only fail later.
+MIN_MEM_GB = 0.25
+#: The largest (GB): more than any node has (64 TB); a larger value is a unit typo.
+MAX_MEM_GB = 65536
+
+
+def _memory(value):
+    if value != 0 and not MIN_MEM_GB <= value <= MAX_MEM_GB:
+        raise ConfigValueError(f"use 0 (no limit) or a value >= {MIN_MEM_GB:g} GB (256 MB) and <= {MAX_MEM_GB} GB")
+    return value
+
+
+def _rule(low, high, low_open=False, high_open=False) -> Rule:
+    return Rule(low=low, high=high, low_open=low_open, high_open=high_open)
+
+
+#: Upper bounds say where a value stops meaning anything (or would exhaust the machine); the
+#: reasons are given where they are not obvious.  Every numeric key has a lower and an upper bound
+#: (``tests/cli/test_config_bounds.py`` checks it).
+MAX_CPUS = 4096  # more than any node has: a larger --nprocs is a typo that would fork that many workers
+MAX_FOLDS = 100  # every fold trains a network; more folds than that is leave-one-out of a large cohort
+MAX_PERMUTATIONS = 100_000  # p resolution 1e-5, far below any eta; each one refits a model
 SHARE = Rule(low=0, high=1)
 OPEN_SHARE = Rule(low=0, high=1, low_open=True)
+#: a level or a probability of error: above 1/2 a test or a bound says nothing
+ERROR_RATE = Rule(low=0, high=0.5, low_open=True)
 
-#: ``(section, key) -> Rule``; keys without an entry are only type-checked.
+#: ``(section, key) -> Rule``; every key with a number has one (lists and tables: a normalise check).
 RULES: dict[tuple[str, str], Rule] = {
     ("execution", "analysis_level"): Rule(choices=("participant", "group")),
-    ("execution", "nprocs"): NOT_NEGATIVE,  # 0: the CPUs of the job
-    ("execution", "omp_nthreads"): NOT_NEGATIVE,  # 0: min(8, nprocs)
-    ("execution", "mem_gb"): NOT_NEGATIVE,  # 0: no limit
-    ("execution", "verbose"): NOT_NEGATIVE,
+    ("execution", "nprocs"): _rule(0, MAX_CPUS),  # 0: the CPUs of the job
+    ("execution", "omp_nthreads"): _rule(0, MAX_CPUS),  # 0: min(8, nprocs)
+    ("execution", "mem_gb"): Rule(normalise=_memory),  # 0: no limit
+    ("execution", "verbose"): _rule(0, 10),  # -vv already logs everything
     ("execution", "device"): Rule(normalise=_device),
     ("execution", "random_seed"): Rule(low=0, high=2**32 - 1),  # numpy's seed range
     ("spatial", "output_spaces"): Rule(normalise=lambda v: v if v else _fail("at least one space")),
@@ -111,49 +147,61 @@ RULES: dict[tuple[str, str], Rule] = {
     ("anat", "hdbet_mode"): Rule(choices=("fast", "accurate")),
     ("anat", "registration"): Rule(choices=REGISTRATIONS),
     ("anat", "atropos_prior_weight"): SHARE,
-    ("anat", "atropos_mrf"): NOT_NEGATIVE,
-    ("anat", "atropos_iterations"): POSITIVE,
-    ("anat", "n4_iterations"): Rule(normalise=lambda v: v if v and min(v) >= 1 else _fail("a non-empty list of "
-                                                                                          "integers >= 1")),
+    ("anat", "atropos_mrf"): SHARE,  # Atropos' MRF smoothing factor: 0 none, 1 the strongest it documents
+    ("anat", "atropos_iterations"): _rule(1, 100),  # EM iterations; Atropos converges in well under 100
+    # N4: at most 10 fitting levels (each halves the B-spline spacing: beyond, a knot per voxel)
+    ("anat", "n4_iterations"): Rule(normalise=_int_list(10, 1000)),
     ("anat", "qc_floor"): SHARE,
     ("anat", "qc_min_peak"): Rule(normalise=_qc_table(0, 1)),
     ("anat", "qc_min_coverage"): Rule(normalise=_qc_table(0, 1)),
     ("anat", "qc_max_outside"): Rule(normalise=_qc_table(0, 1)),
     ("anat", "qc_min_template_corr"): Rule(normalise=_qc_table(-1, 1)),
-    ("model", "latent_dim"): POSITIVE,
-    ("model", "channels"): Rule(normalise=lambda v: v if v and min(v) >= 1 else _fail("a non-empty list of "
-                                                                                      "integers >= 1")),
-    ("model", "learning_rate"): Rule(low=0, low_open=True),
-    ("model", "batch_size"): POSITIVE,
-    ("model", "max_epochs"): POSITIVE,
-    ("model", "patience"): NOT_NEGATIVE,
-    ("model", "n_folds"): POSITIVE,
+    ("anat", "qc_min_max"): SHARE,  # replaced by qc_min_peak (ignored, warned); still a GM probability
+    # K: the latents are read unit by unit (LRCP: K x regions tests); beyond 1024 the dense layers
+    # alone take GBs and the code compresses nothing a cohort can support
+    ("model", "latent_dim"): _rule(1, 1024),
+    # at most 8 levels: each halves the grid, and 2**8 voxels exceed any template axis
+    ("model", "channels"): Rule(normalise=_int_list(8, 1024)),
+    ("model", "learning_rate"): _rule(0, 1, low_open=True),  # Adam diverges long before 1
+    ("model", "batch_size"): _rule(1, 1024),  # a 2 mm volume and its activations take ~100 MB each
+    ("model", "max_epochs"): _rule(1, 100_000),
+    ("model", "patience"): _rule(0, 100_000),
+    ("model", "n_folds"): _rule(1, MAX_FOLDS),
     ("model", "input_map"): Rule(choices=("modulated", "probseg")),
     ("model", "norm"): Rule(choices=("batch", "instance", "group", "none")),
     ("model", "stem"): Rule(choices=("conv", "space_to_depth")),
     ("model", "compile"): Rule(choices=("auto", "on", "off")),
-    ("model", "fold"): NOT_NEGATIVE,  # 0: every fold
-    ("model", "validation_fraction"): Rule(low=0, high=1, low_open=True),
-    ("model", "scale_percentile"): Rule(low=0, high=100, low_open=True),
-    ("analysis", "min_per_class"): POSITIVE,
-    ("analysis", "eta"): OPEN_SHARE,
-    ("analysis", "alpha"): OPEN_SHARE,
+    ("model", "fold"): _rule(0, MAX_FOLDS),  # 0: every fold
+    # a share of each fold's training subjects kept for early stopping: above 1/2 the network would
+    # train on fewer subjects than it is stopped on (1.0 leaves none to train on)
+    ("model", "validation_fraction"): _rule(0, 0.5, low_open=True),
+    ("model", "scale_percentile"): _rule(0, 100, low_open=True),
+    ("analysis", "min_per_class"): _rule(1, 100_000),  # more subjects than any cohort: no contrast
+    ("analysis", "eta"): ERROR_RATE,
+    ("analysis", "alpha"): ERROR_RATE,
     ("analysis", "bound"): Rule(choices=("G", "GZ", "VC")),
     ("analysis", "correlation"): Rule(choices=("pearson", "spearman")),
     ("analysis", "correction"): Rule(choices=("fdr_bh", "bonferroni", "permutation")),
     ("analysis", "family_correction"): Rule(choices=("permutation", "bonferroni")),
-    ("analysis", "statistic"): Rule(choices=("balanced", "majority")),
-    **{("analysis", key): POSITIVE for key in (
-        "top_k", "pca_components", "umap_n_neighbors", "pls_components", "sam_top_voxels", "shap_n_estimators",
-        "shap_max_depth", "shap_background", "sar_top_m")},
+    ("analysis", "statistic"): Rule(choices=("welch", "auc", "balanced", "majority")),
+    # counts of regions, units or components: no atlas has 10,000 regions, no latent space 1024+ units
+    **{("analysis", key): _rule(1, 10_000) for key in ("top_k", "sar_top_m")},
+    **{("analysis", key): _rule(1, 1024) for key in ("pca_components", "pls_components")},
+    ("analysis", "sam_top_voxels"): _rule(1, 1_000_000),  # a 1 mm brain mask has ~1.5 million voxels
+    ("analysis", "shap_n_estimators"): _rule(1, 100_000),
+    ("analysis", "shap_max_depth"): _rule(1, 32),  # 2**32 leaves: more than any cohort has subjects
+    ("analysis", "shap_background"): _rule(1, 100_000),
     # 0 runs no null: the step reports its statistics and supports no claim
-    **{("analysis", key): NOT_NEGATIVE for key in ("n_permutations", "sam_permutations", "sar_resamples",
-                                                   "shap_permutations")},
-    ("analysis", "tsne_perplexity"): Rule(low=0, low_open=True),
-    ("analysis", "umap_min_dist"): NOT_NEGATIVE,
-    ("analysis", "shap_learning_rate"): Rule(low=0, low_open=True),
-    ("analysis", "shap_subsample"): Rule(low=0, high=1, low_open=True),
-    ("analysis", "rub_dropout"): Rule(low=0, high=1),
+    **{("analysis", key): _rule(0, MAX_PERMUTATIONS) for key in ("n_permutations", "sam_permutations",
+                                                                 "sar_resamples", "shap_permutations",
+                                                                 "shap_region_permutations")},
+    ("analysis", "tsne_perplexity"): _rule(0, 10_000, low_open=True),  # must also be < subjects (t-SNE says)
+    ("analysis", "umap_n_neighbors"): _rule(2, 10_000),  # UMAP needs a neighbour besides the point itself
+    ("analysis", "umap_min_dist"): SHARE,  # UMAP requires min_dist <= spread (1)
+    ("analysis", "shap_learning_rate"): _rule(0, 1, low_open=True),  # boosting shrinkage
+    ("analysis", "shap_subsample"): OPEN_SHARE,
+    ("analysis", "shap_min_r2"): SHARE,  # a cross-validated R^2: at most 1; below 0 is worse than the mean
+    ("analysis", "rub_dropout"): _rule(0, 1, high_open=True),  # dropout 1 keeps no weight at all
     ("analysis", "pc1_min_abs_r"): SHARE,
 }
 
@@ -198,6 +246,8 @@ def coerce(value, hint):
     if hint is int and isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return int(value)
     if hint is float and _is_number(value):
+        if not math.isfinite(value):  # TOML has nan and inf; no key means anything by them
+            raise ConfigValueError("use a finite number")
         return float(value)
     if hint is str and isinstance(value, str):
         return value

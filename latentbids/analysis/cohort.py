@@ -26,7 +26,8 @@ def clean_labels(values) -> pd.Series:
 
     participants.tsv writes a missing label as ``n/a`` and pandas reads some as NaN: every consumer
     (contrasts, class models, covariates) needs one spelling of "no label", and the same label however it
-    was typed (surrounding whitespace is stripped).
+    was typed (surrounding whitespace is stripped; a numeric label ``1`` stays ``"1"`` when a missing value
+    in its column made the column float, never ``"1.0"``).
 
     Parameters
     ----------
@@ -41,7 +42,12 @@ def clean_labels(values) -> pd.Series:
     """
     out = []
     for v in values:
-        out.append(None if is_missing(v) else str(v).strip())
+        if is_missing(v):
+            out.append(None)
+        elif isinstance(v, float) and v.is_integer():  # a numeric column with a gap is read as floats
+            out.append(str(int(v)))
+        else:
+            out.append(str(v).strip())
     return pd.Series(out, dtype=object)
 
 

@@ -196,17 +196,34 @@ def build_boilerplate(config, templates=(), atlas=None) -> Boilerplate:
     if ex.derivatives:
         anat = ["GM maps already computed by another pipeline (" + ", ".join(sorted(ex.derivatives)) + ") were "
                 "reused and resampled onto the template grid (no segmentation was run for those images)."]
-    group = [f"At the group level, a 3D convolutional autoencoder (latent dimension {mo.latent_dim}, channels "
-             f"{list(mo.channels)}, {mo.norm} normalisation) was trained with PyTorch {v['torch']} ",
-             _cite("pytorch"), f" on the {mo.input_map} GM maps with {mo.n_folds}-fold subject-level "
-             f"cross-validation (at most {mo.max_epochs} epochs, early stopping after {mo.patience}, "
-             f"learning rate {mo.learning_rate}, batch size {mo.batch_size}, seed {ex.random_seed}); every "
-             "subject's latent code comes from the model that held it out. The latent space was read with "
-             "PCA, t-SNE ", _cite("tsne"), ", UMAP ", _cite("umap"), " and PLS projections (scikit-learn ",
-             _cite("sklearn"), "), latent-region correspondence (LRCP), SHAP explanations of the reconstruction "
-             "error ", _cite("shap"), " and statistical agnostic bounds and mapping ", _cite("sam"), "."]
-    bp.sections = [("Participant level", [intro, anat]), ("Group level", [group])]
+    bp.sections = [("Participant level", [intro, anat])]
+    if ex.analysis_level == "group":  # a participant run trained nothing: its text says nothing of a model
+        bp.sections.append(("Group level", [_group_paragraph(config, v)]))
     return bp
+
+
+def _group_paragraph(config, v: dict) -> list:
+    """What the group level did: train (or, with ``--model``, only encode with an existing model) and,
+    unless ``--skip-analysis`` or ``--fold``, read the latent space."""
+    mo, ex = config.model, config.execution
+    if mo.model:
+        paragraph = [f"At the group level, every subject's GM map was encoded with an existing 3D convolutional "
+                     f"autoencoder ({Path(mo.model).name}; its settings and training are recorded in its model.json) "
+                     f"with PyTorch {v['torch']} ", _cite("pytorch"), "."]
+    else:
+        scheme = ("one model on every subject" if mo.fit_all else f"{mo.n_folds}-fold subject-level cross-validation; "
+                  "every subject's latent code comes from the model that held it out")
+        paragraph = [f"At the group level, a 3D convolutional autoencoder (latent dimension {mo.latent_dim}, "
+                     f"channels {list(mo.channels)}, {mo.norm} normalisation) was trained with PyTorch {v['torch']} ",
+                     _cite("pytorch"), f" on the {mo.input_map} GM maps ({scheme}; at most {mo.max_epochs} epochs, "
+                     f"early stopping after {mo.patience}, learning rate {mo.learning_rate}, batch size "
+                     f"{mo.batch_size}, seed {ex.random_seed})."]
+    if config.analysis.enabled and not mo.fold:
+        paragraph += [" The latent space was read with PCA, t-SNE ", _cite("tsne"), ", UMAP ", _cite("umap"),
+                      " and PLS projections (scikit-learn ", _cite("sklearn"), "), latent-region correspondence "
+                      "(LRCP), SHAP explanations of the reconstruction error ", _cite("shap"),
+                      " and statistical agnostic bounds and mapping ", _cite("sam"), "."]
+    return paragraph
 
 
 def write_boilerplate(output_dir: str | os.PathLike, config, templates=(), atlas=None) -> list[Path]:

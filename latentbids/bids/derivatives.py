@@ -96,8 +96,9 @@ def init_output_dataset(output_dir: str | os.PathLike, bids_dir: str | os.PathLi
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    # Read-merge-write under a lock: a job without -d must not drop the links of a job with one.
-    with locked(output_dir / "logs" / ".dataset_description.lock"):
+    # Read-merge-write under a lock: a job without -d must not drop the links of a job with one. The
+    # lock file is removed afterwards (no 0-byte file left in the dataset users read).
+    with locked(output_dir / "logs" / ".dataset_description.lock", remove=True):
         desc = dataset_description(bids_dir, container, output_dir, derivatives)
         write_json(output_dir / "dataset_description.json", keep_links(read_description(output_dir), desc))
     write_text(output_dir / ".bidsignore", "\n".join(CUSTOM_PATTERNS) + "\n")

@@ -18,6 +18,7 @@ from typing import Iterable
 
 from latentbids.bids.jobs import T1wJob
 from latentbids.bids.naming import strip_prefix
+from latentbids.bids.tables import read_text_file
 from latentbids.errors import MissingInputError, NoDataError, UsageError
 from latentbids.utils.locks import locked
 
@@ -40,7 +41,9 @@ def read_labels(values: Iterable[str] | None, prefix: str) -> list[str]:
         if os.sep in value or value.endswith((".txt", ".tsv", ".csv")) or (path.is_file() and not value.startswith(prefix + "-")):
             if not path.is_file():
                 raise MissingInputError(f"Label file {value} not found: give labels or an existing file with one per line")
-            items = [ln.split("#", 1)[0].strip() for ln in path.read_text().splitlines()]
+            # utf-8-sig: a byte-order mark (Windows editors) must not become part of the first label
+            text = read_text_file(path, f"--{'participant' if prefix == 'sub' else 'session'}-label file", UsageError)
+            items = [ln.split("#", 1)[0].strip() for ln in text.splitlines()]
             items = [i for item in items for i in item.replace(",", " ").split()]
             if not items:
                 # An empty list must never mean "everyone" (a SLURM array task would take the dataset).
@@ -50,7 +53,10 @@ def read_labels(values: Iterable[str] | None, prefix: str) -> list[str]:
         for item in items:
             label = strip_prefix(item, prefix)
             if not re.fullmatch(r"[A-Za-z0-9]+", label):
-                raise UsageError(f"'{item}' is not a valid {prefix} label: use letters and digits only (e.g. {prefix}-01)")
+                odd = sorted({f"U+{ord(c):04X}" for c in item if not (c.isascii() and c.isprintable())})
+                what = f" (it holds the invisible or non-ASCII character(s) {', '.join(odd)})" if odd else ""
+                raise UsageError(f"{ascii(item) if odd else repr(item)} is not a valid {prefix} label{what}: use "
+                                 f"letters and digits only (e.g. {prefix}-01)")
             if label not in labels:
                 labels.append(label)
     return labels
@@ -69,7 +75,7 @@ def load_filter_file(path: str | os.PathLike | None) -> dict:
     if not path.is_file():
         raise MissingInputError(f"--bids-filter-file {path} not found: pass an existing JSON file")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_text_file(path, "--bids-filter-file", UsageError))
     except json.JSONDecodeError as exc:
         raise UsageError(f"--bids-filter-file {path} is not valid JSON ({exc.msg} at line {exc.lineno}): fix it") from None
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
@@ -78,6 +84,36 @@ def load_filter_file(path: str | os.PathLike | None) -> dict:
     if ignored:
         LOGGER.info("bids-filter-file: ignoring queries %s (latentbids uses only 't1w')", ", ".join(ignored))
     return data
+
+
+def check_selection(bids_dir: str | os.PathLike, participant_label: list[str] | None = None,
+                    session_label: list[str] | None = None) -> None:
+    """Refuse, in a second and before the BIDS validator runs, labels that name no folder.
+
+    A mistyped ``--participant-label`` must not wait for the validator, which would then blame the
+    dataset (it sees a tree without the subject); only the ``sub-*``/``ses-*`` folder names are read.
+    The same :class:`~latentbids.errors.NoDataError` (exit 18) as :func:`select_t1w`'s.
+
+    Parameters
+    ----------
+    bids_dir : path-like
+        The input dataset.
+    participant_label, session_label : list of str, optional
+        Labels without their ``sub-``/``ses-`` prefix.
+    """
+    bids_dir = Path(bids_dir)
+    subjects = sorted(p.name[4:] for p in bids_dir.glob("sub-*") if p.is_dir())
+    missing = [s for s in participant_label or [] if s not in subjects]
+    if missing:
+        raise NoDataError(f"Participant(s) {', '.join('sub-' + m for m in missing)} not found in {bids_dir}: "
+                          f"check --participant-label (found {len(subjects)} subjects)")
+    if session_label:
+        folders = [bids_dir / f"sub-{s}" for s in (participant_label or subjects)]
+        sessions = sorted({p.name[4:] for folder in folders for p in folder.glob("ses-*") if p.is_dir()})
+        missing = [s for s in session_label if s not in sessions]
+        if missing:
+            raise NoDataError(f"Session(s) {', '.join('ses-' + m for m in missing)} not found in {bids_dir}: check "
+                              f"--session-label (found: {', '.join('ses-' + s for s in sessions) or 'no sessions'})")
 
 
 def _pybids_filters(filters: dict) -> dict:
@@ -189,10 +225,11 @@ def select_t1w(
             )
         )
     jobs = one_t1w_per_session(jobs)
-    without = sorted(set(participant_label or []) - {j.subject for j in jobs})
-    if jobs and without:
-        LOGGER.warning("No T1w image selected for %s: check the filters and sub-*/anat/",
-                       ", ".join("sub-" + s for s in without))
+    if jobs:
+        for subject in subjects_without_t1w(layout, jobs, participant_label):
+            LOGGER.warning("sub-%s: no T1w image selected (its folder holds %s): not processed; a T1w goes in "
+                           "sub-%s/[ses-*/]anat/*_T1w.nii[.gz] (or check the filters)", subject,
+                           _contents(bids_dir / f"sub-{subject}"), subject)
     if not jobs:
         what = []
         if participant_label:
@@ -206,6 +243,37 @@ def select_t1w(
             "check the labels/filters (T1w images must be sub-*/[ses-*/]anat/*_T1w.nii[.gz])"
         )
     return jobs
+
+
+def subjects_without_t1w(layout, jobs: list[T1wJob], participant_label: list[str] | None = None) -> list[str]:
+    """The selected subjects (``participant_label``, else every subject) that got no T1w job.
+
+    A subject folder with only ``func/`` (or a T1w the filters left out) is never skipped in silence:
+    :func:`select_t1w` warns about each, and the participant level's summary names them.
+
+    Parameters
+    ----------
+    layout : bids.BIDSLayout
+        The dataset's index.
+    jobs : list of T1wJob
+        What was selected.
+    participant_label : list of str, optional
+        The requested subjects (without ``sub-``).
+
+    Returns
+    -------
+    list of str
+        Subject labels (without ``sub-``), sorted.
+    """
+    selected = {job.subject for job in jobs}
+    return sorted(set(participant_label or layout.get_subjects()) - selected)
+
+
+def _contents(folder: Path) -> str:
+    """``func/, ses-1/dwi/``: the datatype folders of a subject, to say what it has instead of a T1w."""
+    found = sorted({p.relative_to(folder).as_posix() + "/" for p in folder.glob("**/*")
+                    if p.is_dir() and not p.name.startswith(("ses-", "."))})
+    return ", ".join(found[:6]) + (" ..." if len(found) > 6 else "") if found else "no data folder"
 
 
 def one_t1w_per_session(jobs: list[T1wJob]) -> list[T1wJob]:
@@ -226,24 +294,3 @@ def one_t1w_per_session(jobs: list[T1wJob]) -> list[T1wJob]:
             continue
         kept[key] = job
     return list(kept.values())
-
-
-def read_participants(bids_dir: str | os.PathLike):
-    """``participants.tsv`` as a DataFrame indexed by ``participant_id`` (empty when absent).
-
-    Every cell :func:`~latentbids.bids.tables.is_missing` calls missing (``n/a``, empty, ``NA``,
-    ``none`` ...) is NaN, so no later step has to know the spellings.
-    """
-    import pandas as pd
-
-    from latentbids.bids.tables import NA_REP, is_missing
-
-    path = Path(bids_dir) / "participants.tsv"
-    if not path.is_file():
-        return pd.DataFrame(columns=["participant_id"]).set_index("participant_id")
-    df = pd.read_csv(path, sep="\t", na_values=[NA_REP], dtype={"participant_id": str})
-    if "participant_id" not in df.columns:
-        raise UsageError(f"{path} has no participant_id column: add one (sub-<label> per row)")
-    for column in df.columns.drop("participant_id"):
-        df[column] = df[column].mask(df[column].map(is_missing))
-    return df.set_index("participant_id")

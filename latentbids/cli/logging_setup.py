@@ -40,11 +40,33 @@ def quiet_nipype(verbose: int = 0) -> None:
     nipype_logging.update_logging(nipype_config)
 
 
+class _LogFile(logging.FileHandler):
+    """The run's log file; when it can no longer be written (the disk filled up, the mount went
+    read-only) the run goes on logging to the console only, said once in one line, instead of
+    logging's "--- Logging error ---" traceback on every later message."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's API
+        import sys
+
+        exc = sys.exc_info()[1]
+        LOGGER.removeHandler(self)
+        for handler in LOGGER.handlers:  # the console still works: say it there, once
+            if getattr(handler, "_latentbids_console", False):
+                handler.handle(logging.makeLogRecord({
+                    "name": LOGGER.name, "levelno": logging.ERROR, "levelname": "ERROR",
+                    "msg": "Cannot write the log file %s (%s): logging to the console only",
+                    "args": (self.baseFilename, exc)}))
+        try:
+            self.close()
+        except OSError:
+            pass
+
+
 def add_log_file(path: str | Path) -> logging.Handler:
     """Also log to ``path`` (appending)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path)
+    handler = _LogFile(path)
     handler.setFormatter(logging.Formatter(_FORMAT, _DATEFMT))
     LOGGER.addHandler(handler)
     return handler

@@ -72,9 +72,15 @@ def _contrast(value: str) -> str:
 
 
 def parse_mem(value: str, default_unit: str = "G") -> float:
-    """Memory in GB from ``16``, ``16G``, ``16GB``, ``16000MB``, ``0.5T``; a bare number is in
-    ``default_unit`` (GB for ``--mem``, MB for ``--mem-mb`` as in fMRIPrep)."""
-    text = str(value).strip().upper().removesuffix("B")
+    """Memory in GB from ``16``, ``16G``, ``16GB``, ``16GiB``, ``16000MB``, ``0.5T``; a bare number is in
+    ``default_unit`` (GB for ``--mem``, MB for ``--mem-mb`` as in fMRIPrep).
+
+    The limits are the config's (:data:`latentbids.config_checks.MIN_MEM_GB`, 256 MB, and
+    ``MAX_MEM_GB``), said in the unit the user wrote: ``--mem 1KB`` is a typo, not a limit to honour.
+    """
+    from latentbids.config_checks import MAX_MEM_GB, MIN_MEM_GB
+
+    text = str(value).strip().upper().removesuffix("B").removesuffix("I").strip()
     factor = {"K": 1e-6, "M": 1e-3, "G": 1.0, "T": 1e3}[default_unit]
     if text and text[-1] in "KMGT":
         factor = {"K": 1e-6, "M": 1e-3, "G": 1.0, "T": 1e3}[text[-1]]
@@ -83,8 +89,9 @@ def parse_mem(value: str, default_unit: str = "G") -> float:
         gb = float(text) * factor
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{value}' is not a memory size: write e.g. 16 or 16GB") from None
-    if gb <= 0:
-        raise argparse.ArgumentTypeError(f"'{value}' must be positive")
+    if not MIN_MEM_GB <= gb <= MAX_MEM_GB:  # also NaN and inf
+        raise argparse.ArgumentTypeError(f"'{value}' is outside the memory limits: give at least 256MB "
+                                         f"({MIN_MEM_GB:g} GB) and at most {MAX_MEM_GB} GB")
     return gb
 
 

@@ -35,12 +35,10 @@ def build_config(args):
             execution.pop(key, None)
         file_values.pop("environment", None)
         config.update(file_values, origin=str(given["config_file"]))
-    updates: dict = {}
-    for dest, value in given.items():
+    for dest, value in given.items():  # one at a time, so that an error names the option
         if dest in OPTION_TO_CONFIG:
             section, key = OPTION_TO_CONFIG[dest]
-            updates.setdefault(section, {})[key] = value
-    config.update(updates, origin="command line")
+            config.update({section: {key: value}}, origin=f"--{dest.replace('_', '-')}")
 
     ex = config.execution
     ex.bids_dir = str(Path(args.bids_dir).expanduser().absolute())
@@ -106,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(0)
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     install_signal_handlers()
+    config = None
     try:
         args = parse_args(argv)
         setup_logging(getattr(args, "verbose", 0) or 0)
@@ -129,6 +128,12 @@ def main(argv: list[str] | None = None) -> int:
             return _interrupted()
         LOGGER.error("%s", exc.message)
         return exc.exit_code
+    except OSError as exc:  # a write that did not go through utils/atomic.py (Nipype, torch, a lock)
+        error = storage_failure(exc, config)
+        if error is None:
+            raise  # not the storage: a bug, keep its traceback
+        LOGGER.error("%s", error.message)
+        return error.exit_code
     except MemoryError:
         LOGGER.error("Out of memory: lower --nprocs, raise --mem / the container's memory limit, or use --batch-size")
         return EXIT_FAILURE
@@ -138,6 +143,27 @@ def main(argv: list[str] | None = None) -> int:
         for sig, handler in previous.items():  # callers that import main (tests) get theirs back
             if handler is not None:
                 signal.signal(sig, handler)
+
+
+def storage_failure(exc: OSError, config=None) -> LatentbidsError | None:
+    """The one-line error of an OSError the storage caused (full disk, quota, read-only, permission,
+    I/O error), or ``None`` for any other OSError.
+
+    A permission error on a file of the input dataset (outside output_dir and the work dir) is an
+    unreadable input (exit 66), not an output that cannot be written (73).
+    """
+    import errno
+
+    from latentbids.errors import MissingInputError, storage_error
+
+    path = Path(str(exc.filename)) if exc.filename else None
+    if config is not None and path is not None and exc.errno in (errno.EACCES, errno.EPERM):
+        ex = config.execution
+        inside = [Path(d) for d in (ex.output_dir, ex.work_dir) if d]
+        if ex.bids_dir and path.is_relative_to(ex.bids_dir) and not any(path.is_relative_to(d) for d in inside):
+            return MissingInputError(f"Cannot read {path}: {exc.strerror} ({errno.errorcode[exc.errno]}): "
+                                     "give this job read permission on the input dataset and rerun")
+    return storage_error(exc)
 
 
 def _interrupted() -> int:

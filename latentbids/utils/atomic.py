@@ -47,26 +47,56 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterato
     On any exception the temporary file is removed and ``target`` is left untouched.
     ``suffix`` defaults to the target's full suffix (e.g. ``.nii.gz``) so that libraries that
     infer the format from the extension (nibabel, matplotlib) write the right format.
+
+    A write that fails because of the storage (disk full, quota, read-only mount, no permission,
+    I/O error) raises :class:`~latentbids.errors.StorageError` naming ``target`` (not the temporary
+    name the user never sees) and the errno: one line and exit 73 (74 for EIO) instead of a
+    traceback, and still an ``OSError`` for callers that handle one.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
     if suffix is None:
         suffix = "".join(target.suffixes)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{suffix}", dir=target.parent)
-    os.close(fd)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{suffix}", dir=target.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise _storage_error(exc, target) from exc
     tmp_path = Path(tmp)
     try:
         with pending(tmp_path):
             yield tmp_path
             os.chmod(tmp_path, 0o644)
             os.replace(tmp_path, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            if tmp_path.is_dir():
-                shutil.rmtree(tmp_path)
-            else:
-                tmp_path.unlink()
-        raise
+    except BaseException as exc:
+        _remove(tmp_path)
+        error = _storage_error(exc, target, tmp_path) if isinstance(exc, OSError) else exc
+        if error is exc:
+            raise
+        raise error from exc
+
+
+def _remove(tmp_path: Path) -> None:
+    """Remove a temporary file or folder, whatever is left of it; a failure here must not hide the
+    error that made the write fail (e.g. a filesystem remounted read-only mid-write)."""
+    with contextlib.suppress(OSError):
+        if tmp_path.is_dir():
+            shutil.rmtree(tmp_path, ignore_errors=True)
+        else:
+            tmp_path.unlink(missing_ok=True)
+
+
+def _storage_error(exc: OSError, target: Path, tmp_path: Path | None = None) -> OSError:
+    """``exc`` as a StorageError naming ``target`` when the storage caused it; else ``exc`` itself.
+
+    The path named is the one the error was about, with the temporary name replaced by ``target``.
+    """
+    from latentbids.errors import storage_error
+
+    where = exc.filename
+    if where is None or (tmp_path is not None and Path(str(where)) == tmp_path):
+        where = target
+    return storage_error(exc, where) or exc
 
 
 def write_text(target: str | os.PathLike, text: str) -> Path:

@@ -63,7 +63,7 @@ def collect_gm_maps(config, template):
     """
     import pandas as pd
 
-    from latentbids.bids.layout import read_participants
+    from latentbids.bids.tables import read_participants
 
     ex = config.execution
     out = Path(ex.output_dir)
@@ -92,8 +92,46 @@ def collect_gm_maps(config, template):
 
     needed = 1 if config.model.model else min_subjects(int(config.model.n_folds), bool(config.model.fit_all))
     records = apply_qc_gate(pd.DataFrame(rows), out, config.model.exclude_qc_failures, needed)
-    participants = read_participants(ex.bids_dir)
-    if len(participants.columns):
+    return join_participants(records, ex.bids_dir, config.analysis.label_column)
+
+
+def join_participants(records, bids_dir, label_column: str = "group"):
+    """``records`` with the columns of the dataset's participants.tsv (labels, covariates).
+
+    No participants.tsv, or no label column, is a cohort without labels: training, encoding and the
+    label-free analysis run, and one warning says why no contrast will.  A table none of whose ids
+    is a subject with a GM map is one error naming the file (exit 66): every label would be lost.
+    Subjects without a row, and labels that differ only in case (``CN``, ``cn``), are warned about.
+
+    Parameters
+    ----------
+    records : pandas.DataFrame
+        One row per GM map, with ``participant_id`` (``sub-<label>``).
+    bids_dir : path-like
+        The input dataset (participants.tsv at its root).
+    label_column : str
+        The column of the clinical labels (``--label-column``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``records`` plus the table's columns, and a ``group`` column (``n/a`` when unknown).
+    """
+    from latentbids.bids.tables import read_participants
+
+    path = Path(bids_dir) / "participants.tsv"
+    participants = read_participants(bids_dir)
+    if len(participants):
+        subjects = set(records["participant_id"])
+        if not subjects & set(participants.index):
+            raise MissingInputError(
+                f"participants.tsv {path}: none of its {len(participants)} participant_id values (first row: "
+                f"'{participants.index[0]}') is a subject with a GM map (e.g. {sorted(subjects)[0]}): write each id "
+                "as its subject folder is named (sub-<label>)")
+        unlisted = sorted(subjects - set(participants.index))
+        if unlisted:
+            LOGGER.warning("%d subject(s) have no row in %s (%s): their labels and covariates are n/a", len(unlisted),
+                           path, ", ".join(unlisted[:10]) + (" ..." if len(unlisted) > 10 else ""))
         records = records.join(participants, on="participant_id")
     if "group" not in records.columns:
         for alt in ("diagnosis", "dx", "Group", "DX"):
@@ -102,7 +140,33 @@ def collect_gm_maps(config, template):
                 break
         else:
             records["group"] = NA_REP
+    _say_why_no_labels(records, path, label_column)
     return records
+
+
+def _say_why_no_labels(records, path: Path, column: str) -> None:
+    """One warning when the cohort has no labels (no contrast will run), or labels differ only in case."""
+    from latentbids.analysis.cohort import clean_labels
+
+    if not path.is_file():
+        LOGGER.warning("No participants.tsv in %s: no labels, so no contrast (the label-free analysis runs); add "
+                       "one with a '%s' column to compare groups", path.parent, column)
+        return
+    if column not in records.columns:
+        return  # --label-column names a column the table lacks: refused with the columns it has (exit 64)
+    labels = clean_labels(records[column]).dropna()
+    if labels.empty:
+        LOGGER.warning("participants.tsv %s has no '%s' labels for these subjects: no contrast (the label-free "
+                       "analysis runs); fill the column, or name another with --label-column", path, column)
+        return
+    spellings: dict[str, dict[str, int]] = {}
+    for label, count in labels.value_counts().items():
+        spellings.setdefault(label.lower(), {})[label] = int(count)
+    for variants in spellings.values():
+        if len(variants) > 1:
+            LOGGER.warning("participants.tsv %s column '%s': labels %s differ only in case and are separate classes: "
+                           "write one spelling if they are one group", path, column,
+                           ", ".join(f"'{k}' ({n})" for k, n in sorted(variants.items())))
 
 
 def _qc_verdict(path: str) -> tuple[bool | None, str]:

@@ -26,11 +26,13 @@ class ParticipantOutcome:
     """What the participant level did with each selected image.
 
     ``results`` maps every processed (or attempted) job's label to ``"ok"``, :data:`LOCKED` or
-    ``"failed: <reason>"``; ``rejected`` lists the inputs refused before any work.
+    ``"failed: <reason>"``; ``rejected`` lists the inputs refused before any work; ``without_t1w`` the
+    selected subjects that have no T1w image at all (not an error: named in a warning and the summary).
     """
 
     results: dict[str, str]
     rejected: tuple[InputProblem, ...] = ()
+    without_t1w: tuple[str, ...] = ()  # selected subjects with no T1w image (``sub-<l>``), warned about
 
     @property
     def failed(self) -> dict[str, str]:
@@ -41,17 +43,19 @@ class ParticipantOutcome:
         return [label for label, status in self.results.items() if status == LOCKED]
 
 
-def collect_jobs(config) -> tuple[list[T1wJob], list[InputProblem]]:
-    """The T1w jobs of this run (with reusable GM maps attached) and the inputs rejected.
+def collect_jobs(config) -> tuple[list[T1wJob], list[InputProblem], list[str]]:
+    """The T1w jobs of this run (with reusable GM maps attached), the inputs rejected, and the selected
+    subjects without any T1w (``sub-<l>``).
 
     Raises :class:`~latentbids.errors.MissingInputError` (exit 66) when no selected image is usable.
     """
     from latentbids.bids.input_checks import check_jobs
-    from latentbids.bids.layout import get_layout, select_t1w
+    from latentbids.bids.layout import get_layout, select_t1w, subjects_without_t1w
 
     ex = config.execution
     layout = get_layout(ex.bids_dir, ex.bids_database_dir)
     jobs = select_t1w(layout, ex.participant_label, ex.session_label, ex.bids_filters)
+    without = ["sub-" + s for s in subjects_without_t1w(layout, jobs, ex.participant_label)]
     if ex.derivatives:
         jobs = [_attach_reused_gm(job, ex.derivatives) for job in jobs]
     LOGGER.info("Selected %d T1w image(s) from %d subject(s)", len(jobs), len({j.subject for j in jobs}))
@@ -60,7 +64,7 @@ def collect_jobs(config) -> tuple[list[T1wJob], list[InputProblem]]:
         raise MissingInputError(
             f"None of the {len(jobs)} selected T1w image(s) is usable (first: {bad[0]}); fix or remove them"
         )
-    return good, bad
+    return good, bad, without
 
 
 def _attach_reused_gm(job: T1wJob, derivatives: dict[str, str]) -> T1wJob:
@@ -135,7 +139,7 @@ def run_participant_level(config, run: RunSettings) -> ParticipantOutcome:
     ParticipantOutcome
         Every job's result and the rejected inputs (also logged, one line each, and summed up).
     """
-    good, bad = collect_jobs(config)
+    good, bad, without = collect_jobs(config)
     if config.model.model:
         check_model_grid(config.model.model, run.templates[0])
     plugin, plugin_args = load_plugin(config.execution.use_plugin, run.multiproc_args)
@@ -143,14 +147,16 @@ def run_participant_level(config, run: RunSettings) -> ParticipantOutcome:
                                  plugin_args=plugin_args)
     if config.model.model:
         results = encode_with_existing_model(config, run, good, results)
-    outcome = ParticipantOutcome(results=results, rejected=tuple(bad))
+    outcome = ParticipantOutcome(results=results, rejected=tuple(bad), without_t1w=tuple(without))
     for label, status in sorted(results.items()):
         LOGGER.info("%s: %s", label, status)
     for problem in bad:
         LOGGER.info("%s: input rejected: %s", problem.job.label, problem.reason)
+    named = ", ".join(without[:10]) + (" ..." if len(without) > 10 else "")
+    no_t1w = f", {len(without)} subject(s) without a T1w ({named})" if without else ""
     LOGGER.info(
-        "Participant level finished: %d processed, %d failed, %d input(s) rejected, %d held by another job; "
+        "Participant level finished: %d processed, %d failed, %d input(s) rejected, %d held by another job%s; "
         "outputs in %s", len(results) - len(outcome.failed) - len(outcome.locked), len(outcome.failed), len(bad),
-        len(outcome.locked), run.output_dir,
+        len(outcome.locked), no_t1w, run.output_dir,
     )
     return outcome

@@ -57,8 +57,10 @@ def load_plugin(use_plugin: str, multiproc_args: dict) -> tuple[str, dict]:
         return "MultiProc", dict(multiproc_args)
     import yaml
 
+    from latentbids.bids.tables import read_text_file
+
     try:
-        data = yaml.safe_load(Path(use_plugin).read_text()) or {}
+        data = yaml.safe_load(read_text_file(use_plugin, "--use-plugin", UsageError)) or {}
     except yaml.YAMLError as exc:
         raise UsageError(f"--use-plugin {use_plugin} is not valid YAML ({exc}): fix it") from None
     if not isinstance(data, dict) or "plugin" not in data:
@@ -138,7 +140,7 @@ def _run(wf: pe.Workflow, jobs: list[T1wJob], settings: ParticipantSettings, plu
     error: Exception | None = None
     LOGGER.info("Participant level: %d job(s), plugin %s", len(jobs), plugin)
     # MultiProc runs as latentbids' cancellable variant (workers a SIGTERM ends at once)
-    runner = CancellableMultiProcPlugin(plugin_args=args) if plugin == "MultiProc" else plugin
+    runner = _Runner(args, settings.run.work_dir) if plugin == "MultiProc" else plugin
     try:
         wf.run(plugin=runner, plugin_args=args)
     except Exception as exc:  # nipype raises RuntimeError listing failed nodes at the end
@@ -147,16 +149,56 @@ def _run(wf: pe.Workflow, jobs: list[T1wJob], settings: ParticipantSettings, plu
     for job in jobs:
         reason = progress.failed.get(job.label)
         folder = crash_dir(settings.run.output_dir, job.subject, settings.run.run_id or "run")
-        crash = crash_reason(folder, since, subject_wf_name(job))
+        crash = (crash_reason(folder, since, subject_wf_name(job))
+                 or crash_reason(fallback_crash_dir(settings.run.work_dir, job.subject), since, subject_wf_name(job)))
         if crash is not None:  # the crash file names the exception; the callback only the step
             reason = crash
         if reason is None and error is not None and progress.done.get(job.label, 0) < progress.total[job.label] \
                 and plugin in _CALLBACK_PLUGINS:
-            reason = f"did not finish ({type(error).__name__})"
+            reason = f"did not finish ({_describe(error)})"
         results[job.label] = "ok" if reason is None else f"failed: {reason}"
     if error is not None and all(v == "ok" for v in results.values()):
         raise error
     return results
+
+
+def _describe(error: Exception) -> str:
+    """How a run that Nipype ended is reported per job: the storage failure in full (path, errno: the
+    exit code is decided from it), anything else by its type."""
+    from latentbids.errors import storage_error
+
+    storage = storage_error(error) if isinstance(error, OSError) else None
+    return storage.message if storage is not None else type(error).__name__
+
+
+def fallback_crash_dir(work_dir: Path, subject: str) -> Path:
+    """Where a subject's crash files go when its output folder cannot take them (disk full,
+    read-only): the work dir, so the failure is still recorded and the other subjects go on."""
+    return Path(work_dir) / "crash" / f"sub-{subject}"
+
+
+class _Runner(CancellableMultiProcPlugin):
+    """MultiProc whose crash reports survive an unwritable crash folder.
+
+    Nipype writes a crash file in its main loop: an OSError there (the subject's output folder is
+    full or read-only, often the very reason the node failed) would end the whole run and every other
+    subject with it.  The crash file then goes to :func:`fallback_crash_dir` instead, said once per node.
+    """
+
+    def __init__(self, plugin_args: dict, work_dir: Path):
+        super().__init__(plugin_args=plugin_args)
+        self._work_dir = Path(work_dir)
+
+    def _report_crash(self, node, result=None):
+        try:
+            return super()._report_crash(node, result=result)
+        except OSError as exc:
+            folder = node.config["execution"].get("crashdump_dir", "")
+            match = re.search(r"sub-([A-Za-z0-9]+)", str(folder))
+            fallback = fallback_crash_dir(self._work_dir, match.group(1) if match else "unknown")
+            LOGGER.error("Cannot write a crash file in %s (%s): writing it to %s", folder, exc, fallback)
+            node.config["execution"]["crashdump_dir"] = str(fallback)
+            return super()._report_crash(node, result=result)
 
 
 class _Progress:
@@ -242,4 +284,5 @@ def crash_reason(folder: Path, since: float, wf_name: str) -> str | None:
     lines = [ln.strip() for ln in text if ln.strip()]
     node = re.search(r"crash-\d+-\d+-[^-]+-(.+?)-[0-9a-f]{8}-", files[-1].name)
     last = next((ln for ln in reversed(lines) if "Error" in ln or "Exception" in ln), lines[-1] if lines else "")
+    last = re.sub(r"^latentbids\.errors\.\w+: ", "", last)  # a user error's message says it all
     return f"{node.group(1) if node else 'a step'}: {last}"[:300]

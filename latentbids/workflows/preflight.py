@@ -16,7 +16,8 @@ LOGGER = logging.getLogger("latentbids")
 
 
 def prepare_outputs(config, run: RunSettings) -> None:
-    """Validate the dataset (unless skipped), check the HD-BET weights a participant run needs, and
+    """Check that the selected subjects and sessions exist (exit 18 before the validator runs), validate
+    the dataset (unless skipped), check the HD-BET weights a participant run needs, and
     write ``dataset_description.json``, ``.bidsignore``, the label table, grid copies,
     ``logs/<run_id>/config.toml`` and the methods boilerplate.
 
@@ -34,6 +35,10 @@ def prepare_outputs(config, run: RunSettings) -> None:
 
     ex = config.execution
     rebuild_only = ex.reports_only or ex.boilerplate_only  # nothing is computed from the inputs
+    if not ex.boilerplate_only:
+        from latentbids.bids.layout import check_selection
+
+        check_selection(ex.bids_dir, ex.participant_label, ex.session_label)  # exit 18 in a second
     if ex.skip_bids_validation or rebuild_only:
         LOGGER.info("BIDS validation skipped (%s)", "--skip-bids-validation" if ex.skip_bids_validation
                     else "reports/boilerplate only")

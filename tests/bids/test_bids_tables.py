@@ -17,7 +17,7 @@ def test_missing_values():
 
 
 def test_participants_tsv_missing_cells_are_nan(tmp_path):
-    from latentbids.bids.layout import read_participants
+    from latentbids.bids.tables import read_participants
 
     (tmp_path / "participants.tsv").write_text(
         "participant_id\tgroup\tage\tsex\n"

@@ -40,7 +40,7 @@ def _from_file(ixi_dir, tmp_path, text: str, *extra):
     ('[model]\nnorm = "layer"\n', r"norm = 'layer' is not valid: use one of batch, instance, group, none"),
     ("[model]\nchannels = [16, 0]\n", r"channels = \[16, 0\] is not valid: use a non-empty list of integers >= 1"),
     ('[analysis]\nbound = "Hoeffding"\n', r"\[analysis\] bound = 'Hoeffding' is not valid: use one of G, GZ, VC"),
-    ("[analysis]\neta = 1.5\n", r"\[analysis\] eta = 1.5 is not valid: use a value > 0 and <= 1"),
+    ("[analysis]\neta = 1.5\n", r"\[analysis\] eta = 1.5 is not valid: use a value > 0 and <= 0.5"),
     ('[execution]\ndevice = "gpu"\n', r"\[execution\] device = 'gpu' is not valid: use auto, cpu, cuda or cuda:N"),
     ("[anat]\nqc_min_peak = {own = 0.9, fsl = 0.5}\n", r"unknown source\(s\) fsl: use own, smriprep, cat12"),
 ])
