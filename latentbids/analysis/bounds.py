@@ -39,11 +39,45 @@ def _log_binom(n, k):
     return gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
 
 
+def log_growth_vc(n: int, d: int) -> float:
+    """``ln Pi(n) = min(h (ln(2 n / h) + 1), n ln 2)`` with ``h = d + 1``: Vapnik's growth function.
+
+    Sauer's lemma bounds the number of labellings a class of VC dimension ``h`` realises on ``n`` points
+    by ``(2 e n / h)^h`` only when ``n >= h``; there are never more than ``2^n`` labellings, so the log
+    count is the smaller of the two (METHOD.md section 6).  Below ``h`` the class shatters the points
+    and the count *is* ``2^n``: there the Sauer form is not a bound at all (it turns negative once
+    ``n < h / (2 e)``), so it is not used, and ``ln Pi(n) = n ln 2``.  The first version took the Sauer
+    form everywhere and an ``abs()`` of the result, which turned a bound that must be useless (more
+    features than samples) into a small one: pure noise at ``n = 23``, ``d = 128`` "separated".
+
+    Parameters
+    ----------
+    n : int
+        Number of samples, at least 1.
+    d : int
+        Number of features of the linear classifier, at least 1 (VC dimension ``h = d + 1``).
+
+    Returns
+    -------
+    float
+        ``ln Pi(n)`` (natural log), in ``(0, n ln 2]``.
+    """
+    h = int(d) + 1
+    every_labelling = n * math.log(2.0)
+    if n < h:  # h points or fewer are shattered: every labelling is realised
+        return every_labelling
+    return min(h * (math.log(2 * n / h) + 1), every_labelling)
+
+
 def delta_vc(n: int, d: int, eta: float = 0.05) -> float:
     """Vapnik's bound for linear classifiers (VC dimension ``h = d + 1``).
 
     The classical VC bound, kept as the most conservative option of ``[analysis] bound``:
-    ``Delta = sqrt((h (ln(2 n / h) + 1) - ln(eta / 4)) / n)``.
+    ``Delta = sqrt((ln Pi(n) - ln(eta / 4)) / n)`` with the growth function ``ln Pi(n)`` of
+    :func:`log_growth_vc`, which equals ``h (ln(2 n / h) + 1)`` whenever ``n`` is large against ``h``
+    (METHOD.md's reference values) and ``n ln 2`` when there are too few samples for the features.  The
+    square root's argument is then always positive: no absolute value is needed, and none may hide a
+    negative log.
 
     Parameters
     ----------
@@ -57,11 +91,11 @@ def delta_vc(n: int, d: int, eta: float = 0.05) -> float:
     Returns
     -------
     float
-        ``Delta`` >= 0, in accuracy (or 0-1 loss) units; values above 0.5 make every claim fail.
+        ``Delta`` > 0, in accuracy (or 0-1 loss) units; values above 0.5 make every claim fail (at
+        least ``sqrt(ln 2)`` = 0.83 when ``n`` is too small for ``Pi(n)`` to fall below ``2^n``).
     """
     _check(n, d, eta)
-    h = d + 1
-    return math.sqrt(abs((h * (math.log(2 * n / h) + 1) - math.log(eta / 4)) / n))
+    return math.sqrt((log_growth_vc(n, d) - math.log(eta / 4)) / n)
 
 
 def log_growth_g(n: int, d: int) -> float:

@@ -1,4 +1,4 @@
-"""Regional values painted into the atlas (METHOD.md section 7, "voxel maps").
+"""Regional values painted into the atlas (METHOD.md section 7, "voxel maps"), and what a SHAP map is called.
 
 One number per atlas region (a SHAP importance, an LRCP score) becomes a NIfTI image on the atlas grid,
 so that it can be overlaid on the template with any viewer.  Nothing here reads or writes files.
@@ -67,3 +67,38 @@ def paint_regions(values, atlas_img: nib.Nifti1Image) -> nib.Nifti1Image:
     img.header.set_slope_inter(1.0, 0.0)
     img.header["cal_min"], img.header["cal_max"] = float(out.min()), float(out.max())
     return img
+
+
+#: sidecar note of a SHAP map whose surrogate is supported: what the map may and may not be read as
+MODEL_LEVEL_NOTE = ("Model-level: the surrogate of the reconstruction error is supported (see analysis.json, Claims), "
+                    "which supports 'the error is predictable from regional GM'. No region was tested on its own: a "
+                    "region's importance here is not a finding about that region.")
+
+
+def shap_map_naming(model_label: str, surrogate_supported: bool) -> tuple[str, dict]:
+    """The ``desc`` value and sidecar fields of one model's SHAP importance map (METHOD.md section 7).
+
+    A supported surrogate supports "the error is predictable from regional GM", not any one region, so
+    without a per-region test a SHAP map is at best *model-level*, and says so in its name
+    (``desc-<model>modellevel``) and sidecar (``"Level": "model"``, ``"Exploratory": false``); the map of
+    a surrogate that is not supported is exploratory (``desc-<model>exploratory``, ``"Exploratory":
+    true``).  No SHAP map is named as a regional finding.
+
+    Parameters
+    ----------
+    model_label : str
+        The model's name as a valid entity value (alphanumerics only, e.g. ``pooled``, ``sMCI``).
+    surrogate_supported : bool
+        Whether the model's ``shap`` claim is supported.
+
+    Returns
+    -------
+    desc : str
+        Value of the ``desc`` entity.
+    sidecar : dict
+        ``Level`` (``"model"``), ``Exploratory`` (bool) and, for a supported surrogate, ``Note``
+        (:data:`MODEL_LEVEL_NOTE`); the writer adds the exploratory note itself.
+    """
+    if surrogate_supported:
+        return f"{model_label}modellevel", {"Level": "model", "Exploratory": False, "Note": MODEL_LEVEL_NOTE}
+    return f"{model_label}exploratory", {"Level": "model", "Exploratory": True}

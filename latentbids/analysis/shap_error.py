@@ -11,8 +11,11 @@ Every model therefore reports its cross-validated R^2 and MAE against a mean pre
 permutation null of the CV R^2 (the whole CV refitted on shuffled ``e``).  The pooled and per-class
 models form one family of claims: a model is *supported* only if ``cv_r2 > min_r2`` and its
 Holm-adjusted permutation p is at most ``eta``; otherwise its statement says in words that no SHAP claim
-is supported, and its SHAP values must not be presented as a finding.  The top regions are also checked
-with SAR on subjects that did not choose them (:mod:`latentbids.analysis.shap_validation`).
+is supported, and its SHAP values must not be presented as a finding.  A supported model supports "the
+error is predictable from regional GM", not any one region (its SHAP map is model-level).  The top
+regions are a second claim, tested on subjects that did not choose them: held-out R^2 against a
+permutation null, with SAR beside it as the paper's check (:mod:`latentbids.analysis.shap_regions`).
+The claims themselves are made by :func:`~latentbids.analysis.shap_claims.shap_claims`.
 
 Compute cost
 ------------
@@ -40,7 +43,6 @@ The null refits reuse the observed CV splits, so observed and null R^2 differ on
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,9 +55,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from latentbids.analysis import shap_summaries as summaries
+from latentbids.analysis.shap_claims import shap_claims  # noqa: F401  (re-exported: the claims of this section)
+from latentbids.analysis.shap_regions import confirm_top_regions
 from latentbids.analysis.shap_summaries import IMPORTANCE_COLUMNS, POOLED, py_scalar
 from latentbids.analysis.shap_surrogate import fit_one
-from latentbids.analysis.shap_validation import family_verdicts, sar_top_regions
+from latentbids.analysis.shap_validation import family_verdicts
 from latentbids.errors import UsageError
 
 #: ridge penalties searched by RidgeCV (efficient leave-one-out inside each training fold).
@@ -93,12 +97,17 @@ class ShapResult:
         One row per pair of fitted class models: Spearman correlation of their importance vectors,
         ``top_k_overlap`` (share of shared regions among each model's top ``top_k``), and
         ``largest_changes`` (text: the 3 regions with the largest |importance difference|, signed as
-        b - a), ``both_supported`` (only then is the comparison a finding).
+        b - a), ``both_surrogates_supported`` and ``exploratory`` (always True: no test compares the
+        classes' importances, so the comparison is never a finding).
     statement : dict
         model -> one sentence in words (what may and may not be claimed).
     sar : dict or None
-        SAR of ``e ~ top-m regions`` of the pooled model (the keys of ``agnostic.sar`` plus
-        ``regions``, ``region_names``, ``m``), or None; ``sar_reason`` then says why.
+        SAR of ``e ~ top-m regions`` of the pooled model on the test half (the keys of ``agnostic.sar``
+        plus ``regions``, ``region_names``, ``m``, ``n_select``, ``n_test``, ``supported``), the paper's
+        check beside the held-out test; or None, and ``sar_reason`` says why.
+    regions : dict or None
+        The held-out test of the top regions (:func:`~latentbids.analysis.shap_regions.confirm_top_regions`):
+        ``r2``, ``p``, ``supported``, the regions and the halves; or None, and ``regions_reason`` says why.
     """
 
     fits: pd.DataFrame
@@ -108,6 +117,8 @@ class ShapResult:
     statement: dict[str, str]
     sar: dict | None = None
     sar_reason: str = ""
+    regions: dict | None = None
+    regions_reason: str = ""
     #: model -> DataFrame of the ridge baseline's SHAP values (same layout as ``values``).
     ridge_values: dict[str, pd.DataFrame] = field(default_factory=dict)
     #: model -> expected value of the GBM explainer (phi sums to prediction - expected value).
@@ -147,6 +158,7 @@ def explain_error(
     eta: float = 0.05,
     bound: str = "G",
     sar_resamples: int = 20,
+    region_permutations: int = 999,
     null_early_stop: bool = True,
     n_iter_no_change: int | None = None,
     n_jobs: int = 1,
@@ -179,9 +191,12 @@ def explain_error(
     random_state : int
         Seed of the CV splits, the GBM, the permutations, the background and SAR.
     sar_top_m, eta, bound, sar_resamples
-        SAR validation of the top ``sar_top_m`` regions (``agnostic.sar``), chosen by a surrogate
-        fitted on half of the subjects and tested on the other half; ``eta`` is also the level of
-        the family of surrogate models (Holm).
+        The top ``sar_top_m`` regions, chosen by a surrogate fitted on half of the subjects, are tested
+        on the other half (held-out R^2 against a permutation null, and SAR beside it with ``bound``
+        and ``sar_resamples``); ``eta`` is the level of both and of the family of surrogate models (Holm).
+    region_permutations : int
+        Permutations of the test half's errors in the held-out test of the top regions (0: no p, no
+        claim); cheap (no refit), hence 999.
     null_early_stop : bool
         Stop the null sequentially (Besag-Clifford) once ``p <= eta`` is impossible; see the module
         docstring.  Same decision as the full null, far fewer refits when the surrogate does not fit.
@@ -203,12 +218,13 @@ def explain_error(
     """
     G, e, classes, region_index, region_names = _check_inputs(G, e, classes, region_index, region_names)
     _check_params(n_estimators, max_depth, learning_rate, subsample, background, n_permutations, cv,
-                  top_k, sar_top_m, n_jobs)
+                  top_k, sar_top_m, n_jobs, region_permutations)
     params = dict(
         n_estimators=int(n_estimators), max_depth=int(max_depth), learning_rate=float(learning_rate),
         subsample=float(subsample), background=int(background), n_permutations=int(n_permutations),
         min_r2=float(min_r2), cv=int(cv), top_k=int(top_k), random_state=int(random_state),
         sar_top_m=int(sar_top_m), eta=float(eta), bound=str(bound), sar_resamples=int(sar_resamples),
+        region_permutations=int(region_permutations),
         null_early_stop=bool(null_early_stop), n_iter_no_change=n_iter_no_change, n_jobs=int(n_jobs),
         min_subjects=max(int(cv), MIN_SUBJECTS), ridge_alphas=RIDGE_ALPHAS.tolist(),
         cv_scheme="KFold(shuffle=True)", null="CV R^2 of the GBM refitted on shuffled e, same CV splits",
@@ -227,14 +243,16 @@ def explain_error(
     importance = (pd.concat(fitted["importances"], ignore_index=True) if fitted["importances"]
                   else pd.DataFrame(columns=IMPORTANCE_COLUMNS))
     values = fitted["values"]
-    sar, sar_reason = sar_top_regions(G, e, groups[POOLED], fits, region_index, region_names, params)
-    statement = {name: summaries.statement(fits.set_index("model").loc[name], importance, sar, sar_reason,
-                                           min_r2, name == POOLED, one_class_reason)
+    held, held_reason, sar, sar_reason = confirm_top_regions(G, e, groups[POOLED], fits, region_index,
+                                                             region_names, params)
+    statement = {name: summaries.statement(fits.set_index("model").loc[name], importance, (held, held_reason),
+                                           (sar, sar_reason), min_r2, name == POOLED, one_class_reason)
                  for name in groups}
     return ShapResult(
         fits=fits, values=values, importance=importance,
         comparison=summaries.compare_classes(importance, fits, [m for m in groups if m != POOLED], top_k),
-        statement=statement, sar=sar, sar_reason=sar_reason, ridge_values=fitted["ridge_values"],
+        statement=statement, sar=sar, sar_reason=sar_reason, regions=held, regions_reason=held_reason,
+        ridge_values=fitted["ridge_values"],
         expected_values=fitted["expected"], ridge_expected_values=fitted["ridge_expected"],
         pooled_by_class=summaries.pooled_by_class(values.get(POOLED), classes, region_index, region_names),
         models=fitted["models"], background_rows=fitted["background_rows"], params=params,
@@ -317,7 +335,7 @@ def _check_inputs(G, e, classes, region_index, region_names):
 
 
 def _check_params(n_estimators, max_depth, learning_rate, subsample, background, n_permutations, cv,
-                  top_k, sar_top_m, n_jobs):
+                  top_k, sar_top_m, n_jobs, region_permutations):
     checks = [
         (int(n_estimators) >= 1, f"n_estimators must be >= 1 (got {n_estimators})"),
         (int(max_depth) >= 1, f"max_depth must be >= 1 (got {max_depth})"),
@@ -329,6 +347,7 @@ def _check_params(n_estimators, max_depth, learning_rate, subsample, background,
         (int(top_k) >= 1, f"top_k must be >= 1 (got {top_k})"),
         (int(sar_top_m) >= 1, f"sar_top_m must be >= 1 (got {sar_top_m})"),
         (int(n_jobs) >= 1, f"n_jobs must be >= 1 (got {n_jobs})"),
+        (int(region_permutations) >= 0, f"region_permutations must be >= 0 (got {region_permutations})"),
     ]
     for ok, msg in checks:
         if not ok:
@@ -348,43 +367,3 @@ def _versions() -> dict:
     import shap
 
     return {"shap": shap.__version__, "scikit-learn": sklearn.__version__}
-
-
-def shap_claims(result: ShapResult) -> list:
-    """One claim per surrogate model (Holm over the models) and one for SAR of the top regions.
-
-    The verdicts were made by :func:`explain_error`; this turns them into ``shap`` and ``sar``
-    :class:`~latentbids.analysis.claims.Claim` objects about the whole cohort (``contrast=""``).
-
-    Parameters
-    ----------
-    result : ShapResult
-        Output of :func:`explain_error`.
-
-    Returns
-    -------
-    list of Claim
-        One ``shap`` claim per row of ``result.fits`` (``statistic`` = GBM CV R^2, at most 1 and NaN
-        when not fitted; ``p`` = Holm-adjusted permutation p in (0, 1] or NaN), then one ``sar`` claim
-        when SAR ran (``statistic`` = held-out epsilon-insensitive loss in sd units of ``e``, ``p`` =
-        ``p_full``, ``bound`` = ``Delta``).
-    """
-    from latentbids.analysis.claims import Claim
-
-    m = int(result.fits["cv_r2"].notna().sum())
-    B = result.params.get("n_permutations", 0)
-    out = [Claim(contrast="", family="shap", item=str(f.model), statistic_name="surrogate CV R^2",
-                 statistic=float(f.cv_r2), p=float(f.p_holm), bound=math.nan,
-                 correction=(f"CV R^2 > {result.params.get('min_r2')} and permutation null ({B} refits on shuffled "
-                             f"errors), Holm over {m} model(s)"),
-                 supported=bool(f.supported), note=str(f.reason or ""))
-           for f in result.fits.itertuples()]
-    sar = result.sar
-    if sar is not None and not sar.get("reason"):
-        out.append(Claim(contrast="", family="sar", item=", ".join(sar["region_names"]),
-                         statistic_name="SVR epsilon-insensitive loss (held-out half)", statistic=float(sar["l_emp"]),
-                         p=float(sar["p_full"]), bound=float(sar["delta"]),
-                         correction=(f"one test: regions chosen on {sar['n_select']} subjects, tested on the other "
-                                     f"{sar['n_test']}"),
-                         supported=bool(sar["supported"])))
-    return out

@@ -16,7 +16,7 @@ IMPORTANCE_COLUMNS = [
 ]
 COMPARISON_COLUMNS = [
     "class_a", "class_b", "n_a", "n_b", "spearman", "top_k", "top_k_overlap", "largest_changes",
-    "both_supported",
+    "both_surrogates_supported", "exploratory",
 ]
 
 
@@ -113,14 +113,19 @@ def pooled_by_class(vals, classes, region_index, region_names) -> pd.DataFrame:
         imp = np.abs(vals.to_numpy()[labs == lab]).mean(axis=0)
         frames.append(pd.DataFrame({"class": str(lab), "region_index": region_index,
                                     "region": region_names, "importance": imp, "rank": _rank(imp)}))
+    if not frames:  # no subject has a label: nothing to summarise by class
+        return pd.DataFrame(columns=cols)
     return pd.concat(frames, ignore_index=True)[cols]
 
 
 def compare_classes(importance, fits, class_models, top_k) -> pd.DataFrame:
-    """Compare the importance vectors of every pair of fitted class models.
+    """Compare the importance vectors of every pair of fitted class models (exploratory).
 
-    Whether the classes' errors are driven by the same regions; a difference is a finding only when both
-    models are supported (``both_supported``).
+    Whether the classes' errors are driven by the same regions.  No test stands behind it: two supported
+    surrogates say that each class's error is predictable, not that the classes' importances differ
+    (that needs the class labels permuted through both fits and both explanations, about ``B`` times
+    the whole SHAP section).  So every row is ``exploratory`` and never a finding, whether or not both
+    surrogates are supported (``both_surrogates_supported``, shown for orientation).
 
     Parameters
     ----------
@@ -139,7 +144,8 @@ def compare_classes(importance, fits, class_models, top_k) -> pd.DataFrame:
         One row per pair ``(a, b)``: ``class_a``, ``class_b``, ``n_a``, ``n_b``, ``spearman`` (rank
         correlation of the importances, in [-1, 1]; NaN for constant importances), ``top_k``,
         ``top_k_overlap`` (in [0, 1]), ``largest_changes`` (the 3 regions with the largest
-        |importance difference|, signed as b - a) and ``both_supported``.
+        |importance difference|, signed as b - a), ``both_surrogates_supported`` and ``exploratory``
+        (always True).
     """
     fitted = [m for m in class_models if m in set(importance["model"])]
     f = fits.set_index("model")
@@ -160,16 +166,19 @@ def compare_classes(importance, fits, class_models, top_k) -> pd.DataFrame:
             class_a=a, class_b=b, n_a=int(f.loc[a, "n"]), n_b=int(f.loc[b, "n"]),
             spearman=float(rho), top_k=k, top_k_overlap=len(top_a & top_b) / k if k else np.nan,
             largest_changes=changes,
-            both_supported=bool(f.loc[a, "supported"] and f.loc[b, "supported"]),
+            both_surrogates_supported=bool(f.loc[a, "supported"] and f.loc[b, "supported"]), exploratory=True,
         ))
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
-def statement(fit, importance, sar, sar_reason, min_r2, pooled, one_class_reason) -> str:
+def statement(fit, importance, regions, sar, min_r2, pooled, one_class_reason) -> str:
     """One sentence on what may and may not be claimed from one surrogate model.
 
     An explanation of a model that does not fit is not an explanation: an unsupported model's sentence
-    says in words that its SHAP values are not a finding, with its fit numbers and the reason.
+    says in words that its SHAP values are not a finding, with its fit numbers and the reason.  A
+    supported model supports "the error is predictable from regional GM", not its top regions: the
+    pooled model's sentence adds the held-out test of the top regions (the verdict on them) and SAR
+    beside it, whose silence is stated with its measured power, never as absence.
 
     Parameters
     ----------
@@ -178,14 +187,16 @@ def statement(fit, importance, sar, sar_reason, min_r2, pooled, one_class_reason
         :func:`~latentbids.analysis.shap_validation.family_verdicts`.
     importance : pandas.DataFrame
         Long importance table (:func:`importance_table` rows); the model's top 3 regions are named.
-    sar : dict or None
-        SAR of the top regions (:func:`~latentbids.analysis.shap_validation.sar_top_regions`), or None.
-    sar_reason : str
-        Why SAR did not run (used when ``sar`` is None).
+    regions : tuple of (dict or None, str)
+        The held-out test of the top regions and why it did not run
+        (:func:`~latentbids.analysis.shap_regions.confirm_top_regions`).
+    sar : tuple of (dict or None, str)
+        SAR of the same regions and why it did not run.
     min_r2 : float
         The CV R^2 floor of a supported model.
     pooled : bool
-        Whether ``fit`` is the pooled model (only its sentence mentions SAR and ``one_class_reason``).
+        Whether ``fit`` is the pooled model (only its sentence mentions the region tests and
+        ``one_class_reason``).
     one_class_reason : str
         Why there are no class models, or ``""``.
 
@@ -202,29 +213,42 @@ def statement(fit, importance, sar, sar_reason, min_r2, pooled, one_class_reason
             "shuffled errors" if int(fit["n_permutations_run"]) else "no permutation null run")
     nums = (f"CV R^2 = {fit['cv_r2']:.2f}, MAE {fit['cv_mae']:.3g} vs {fit['mae_mean_predictor']:.3g} "
             f"for the mean predictor; ridge baseline CV R^2 = {fit['cv_r2_ridge']:.2f}; {null}")
-    sar_text = ""
-    if pooled:
-        if sar is not None and not sar.get("reason"):
-            verdict = "supported" if sar["supported"] else "not supported"
-            sar_text = (f" SAR of the error on the top {sar['m']} regions (chosen on {sar['n_select']} subjects, "
-                        f"tested on the other {sar['n_test']}) is {verdict} (p = {fmt_p(sar['p_full'])}).")
-        elif sar is not None:
-            sar_text = f" SAR validation not computed: {sar.get('reason') or 'no verdict'}."
-        elif sar_reason:
-            sar_text = f" SAR validation {sar_reason}."
+    tail = _region_tests_text(regions, sar) if pooled else ""
     if not fit["supported"]:
         if fit["cv_r2"] > min_r2:
             # it fits, but its fit could not be shown to beat the null (or no null could be run)
             return (f"No SHAP claim is supported for {who}: its out-of-sample fit is not established "
                     f"against the permutation null ({fit['reason']}), so its SHAP values are not a "
-                    f"finding{extra} ({nums}).{sar_text}")
+                    f"finding{extra} ({nums}).{tail}")
         return (f"No SHAP claim is supported for {who}: it does not predict the reconstruction error "
                 f"reliably out of sample ({fit['reason']}). Its SHAP values explain a model that does "
-                f"not fit and are not a finding{extra} ({nums}).{sar_text}")
+                f"not fit and are not a finding{extra} ({nums}).{tail}")
     imp = importance[importance["model"] == fit.name].sort_values("rank")
     top = ", ".join(imp["region"].astype(str).head(3))
-    return (f"For {who} the reconstruction error is predicted out of sample ({nums}); the regions "
-            f"with the largest mean |SHAP| are {top}{extra}.{sar_text}")
+    return (f"For {who} the reconstruction error is predicted out of sample ({nums}): the error is "
+            f"predictable from regional GM as a whole. The regions with the largest mean |SHAP| are {top}"
+            f"{extra}; no region is a finding on its own (the SHAP map is model-level).{tail}")
+
+
+def _region_tests_text(regions, sar) -> str:
+    """The held-out test of the top regions and SAR beside it, in words (for the pooled statement)."""
+    held, held_reason = regions
+    res, sar_reason = sar
+    if held is None:
+        return f" The top regions were not tested: {held_reason}." if held_reason else ""
+    if held.get("reason"):
+        text = f" The held-out test of the top {held['m']} regions was not computed: {held['reason']}."
+    else:
+        verdict = "predict" if held["supported"] else "were not shown to predict"
+        text = (f" The top {held['m']} SHAP regions, chosen on {held['n_select']} subjects, {verdict} the error of "
+                f"the other {held['n_test']} (held-out R^2 = {held['r2']:.3f}, permutation p = {fmt_p(held['p'])}).")
+    if res is None:
+        return text + (f" SAR (the paper's check) {sar_reason}." if sar_reason else "")
+    power = res.get("measured_power", np.nan)
+    power_text = (f"measured power {100 * power:.0f} % at {res.get('measured_at', '')}" if np.isfinite(power)
+                  else "its power at realistic effects is low (benchmarks/shap_regions_power.py)")
+    word = "rejects" if res["supported"] else "does not reject, which is not evidence of absence"
+    return text + f" SAR on the same half, the paper's check, {word} (p = {fmt_p(res['p_full'])}; {power_text})."
 
 
 def fmt_p(p) -> str:

@@ -1,13 +1,14 @@
-"""How a SHAP surrogate earns a claim: its permutation null, Holm over the models, SAR on held-out subjects.
+"""How a SHAP surrogate earns a claim: its permutation null and Holm over the models.
 
 An explanation of a model that does not fit is not an explanation (METHOD.md section 7), so the SHAP
 values of a surrogate become a claim only through tests that can fail:
 
 - :func:`permutation_p`: the surrogate's cross-validated R^2 against refits on shuffled errors (same CV
   splits), stopped sequentially (Besag & Clifford) once ``p <= eta`` is out of reach;
-- :func:`family_verdicts`: Holm's step-down over the pooled and per-class models together (one family);
-- :func:`sar_top_regions`: SAR of the error on the top regions, chosen on one half of the subjects and
-  tested on the other.
+- :func:`family_verdicts`: Holm's step-down over the pooled and per-class models together (one family).
+
+Which regions carry the error is a second claim, tested on subjects that did not choose them
+(:mod:`latentbids.analysis.shap_regions`).
 """
 from __future__ import annotations
 
@@ -15,12 +16,8 @@ import math
 
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import GradientBoostingRegressor
 from sklearn.metrics import r2_score
 from sklearn.model_selection import cross_val_predict
-
-from latentbids.analysis.shap_summaries import POOLED, py_scalar
-from latentbids.errors import LatentbidsError
 
 
 def _null_r2(gbm, Gm, em, splits, seed) -> float:
@@ -138,79 +135,3 @@ def family_verdicts(fits: pd.DataFrame, params: dict) -> pd.DataFrame:
         reasons.append("; ".join(why))
     fits["reason"] = reasons
     return fits
-
-
-def sar_top_regions(G, e, rows, fits, region_index, region_names, params):
-    """SAR of ``e ~ G[:, top-m regions]`` on subjects that did not choose the regions (METHOD.md 6-7).
-
-    The pooled subjects are split in two halves (seeded): a GBM surrogate fitted on the first half
-    ranks the regions by mean |SHAP| (the selection), and SAR tests ``e`` on those ``m`` regions in the
-    second half only, where ``p_full <= eta`` is the verdict (``supported``).  Choosing the regions with
-    the same errors that test them would make the test optimistic.  ``power`` (share of significant
-    subsamples of the test half) is reported as a description, never as a p-value.
-
-    Parameters
-    ----------
-    G : ndarray of shape (n_rows, n_regions)
-        Regional GM of every input row.
-    e : ndarray of shape (n_rows,)
-        Reconstruction error of every input row.
-    rows : ndarray of int
-        Row positions of the pooled model's subjects (finite ``e`` and ``G``).
-    fits : pandas.DataFrame
-        The fits table; SAR runs only when the pooled model was fitted.
-    region_index : sequence of shape (n_regions,)
-        Atlas label of each column of ``G``.
-    region_names : sequence of str, shape (n_regions,)
-        Name of each column of ``G``.
-    params : dict
-        Reads ``random_state``, ``sar_top_m``, ``eta``, ``bound``, ``sar_resamples`` and the GBM's
-        settings (``n_estimators``, ``max_depth``, ``learning_rate``, ``subsample``, ``background``).
-
-    Returns
-    -------
-    sar : dict or None
-        :func:`~latentbids.analysis.agnostic.sar`'s dict plus ``regions`` (atlas labels), ``region_names``,
-        ``m``, ``n_select``, ``n_test``, ``supported`` and ``note``; None when not run or not computed.
-    reason : str
-        Why ``sar`` is None (``"not run: ..."`` or ``"not computed: ..."``), else ``""``.
-    """
-    pooled = fits.set_index("model").loc[POOLED]
-    if not np.isfinite(pooled["cv_r2"]):
-        return None, f"not run: the pooled surrogate was not fitted ({pooled['reason']})"
-    from latentbids.analysis.agnostic import MIN_SUBJECTS as SAR_MIN, sar
-
-    rng = np.random.default_rng(params["random_state"] + 1)
-    shuffled = rng.permutation(rows)
-    select, test = np.sort(shuffled[: len(rows) // 2]), np.sort(shuffled[len(rows) // 2:])
-    if min(len(select), len(test)) < max(SAR_MIN, 2 * params["sar_top_m"]):
-        return None, f"not run: {len(rows)} subjects are too few to split into a selection and a test half"
-    top = _top_regions_by_shap(G[select], e[select], params)
-    names = [str(region_names[c]) for c in top]
-    try:
-        res = sar(G[np.ix_(test, top)], e[test], eta=params["eta"], bound=params["bound"],
-                  n_resamples=params["sar_resamples"], random_state=params["random_state"])
-    except (LatentbidsError, ValueError, ArithmeticError) as exc:
-        return None, f"not computed: {type(exc).__name__}: {exc}"
-    res = dict(res)
-    res.update(regions=[py_scalar(region_index[c]) for c in top], region_names=names, m=len(top),
-               n_select=int(len(select)), n_test=int(len(test)),
-               supported=bool(np.isfinite(res["p_full"]) and res["p_full"] <= params["eta"] + 1e-12),
-               note="regions chosen by a surrogate fitted on one half of the subjects, tested on the other half")
-    return res, ""
-
-
-def _top_regions_by_shap(Gs, es, params) -> list[int]:
-    """Column positions of the ``sar_top_m`` regions with the largest mean |SHAP| of a GBM on (Gs, es)."""
-    import shap
-
-    gbm = GradientBoostingRegressor(
-        n_estimators=params["n_estimators"], max_depth=params["max_depth"],
-        learning_rate=params["learning_rate"], subsample=params["subsample"],
-        random_state=params["random_state"]).fit(Gs, es)
-    rng = np.random.default_rng(params["random_state"])
-    bg = Gs[np.sort(rng.choice(len(Gs), size=min(len(Gs), params["background"]), replace=False))]
-    phi = shap.TreeExplainer(gbm, data=shap.maskers.Independent(bg, max_samples=len(bg)),
-                             feature_perturbation="interventional").shap_values(Gs)
-    imp = np.abs(np.asarray(phi, dtype=float)).mean(axis=0)
-    return [int(c) for c in np.argsort(-imp, kind="stable")[: min(params["sar_top_m"], Gs.shape[1])]]

@@ -130,7 +130,7 @@ def cohort_verdicts(claims: ClaimsList) -> list[str]:
                 + f" ({tested[0].correction}): an axis that mostly measures this is a finding about it, not a "
                   "regional biomarker.")
         else:
-            out.append(f"PC1 of the latent codes tracks none of {', '.join(c.item for c in tested)} "
+            out.append(f"PC1 of the latent codes is not shown to track any of {', '.join(c.item for c in tested)} "
                        f"({tested[0].correction}).")
     shap = claims.select("shap")
     if shap:
@@ -138,70 +138,25 @@ def cohort_verdicts(claims: ClaimsList) -> list[str]:
         if hit:
             out.append("SHAP: the reconstruction error is explained out of sample for " + ", ".join(
                 f"{c.item} (CV R^2 = {c.statistic:.2f}, {_p(c.p)})" for c in hit)
-                + f" ({shap[0].correction}); only these models' SHAP maps are findings.")
+                + f" ({shap[0].correction}): the error is predictable from regional GM; these models' SHAP maps "
+                  "are model-level, and no region is a finding on its own.")
         else:
-            out.append(f"SHAP: no surrogate of the reconstruction error is supported ({shap[0].correction}); "
-                       "no SHAP claim is made and no SHAP map is a finding.")
+            out.append(f"SHAP: no surrogate of the reconstruction error is supported ({shap[0].correction}): the "
+                       "error was not shown to be predictable from regional GM at this n (not evidence that it is "
+                       "not); no SHAP claim is made and no SHAP map is a finding.")
+    for c in claims.select("shap_regions"):
+        if c.supported:
+            out.append(f"Top SHAP regions ({c.item}): as a set they predict the error of subjects that did not "
+                       f"choose them (held-out R^2 = {c.statistic:.3f}, {_p(c.p)}; {c.correction}); no single "
+                       "region is a finding on its own.")
+        else:
+            out.append(f"Top SHAP regions ({c.item}): not shown to predict the error of subjects that did not choose "
+                       f"them (held-out R^2 = {c.statistic:.3f}, {_p(c.p)}; {c.correction}); a silent test is not "
+                       f"evidence of absence ({c.note}).")
     for c in claims.select("sar"):
-        out.append(f"SAR: the error on the top SHAP regions ({c.item}) is "
-                   + ("predicted" if c.supported else "not shown to be predicted")
-                   + f" in subjects that did not choose them ({_p(c.p)}; {c.correction}).")
+        verdict = ("rejects" if c.supported else
+                   "does not reject; SAR has little power, so this is not evidence that these regions do not "
+                   "predict the error")
+        out.append(f"SAR, the paper's check on the top SHAP regions ({c.item}) in subjects that did not choose "
+                   f"them, {verdict} ({_p(c.p)}; {c.correction}; {c.note}).")
     return out
-
-
-def headline(claims: ClaimsList, contrasts: list[str], n_subjects: int) -> str:
-    """One sentence that names only supported claims (or says that none is supported).
-
-    The first thing a reader sees, so it never mentions an unsupported or exploratory statement.
-    Regions whose GM separates the classes are named only when the contrast has no LRCP-positive region.
-
-    Parameters
-    ----------
-    claims : ClaimsList
-        Every claim of the analysis.
-    contrasts : list of str
-        Names of the contrasts that ran, in order.
-    n_subjects : int
-        Distinct participants analysed (quoted when nothing is supported).
-
-    Returns
-    -------
-    str
-        ``"Supported claims (family-wise, eta as configured): ..."``, or a sentence saying that no
-        claim is supported at ``n = n_subjects``.
-    """
-    parts = []
-    for name in contrasts:
-        bits = []
-        lrcp = claims.supported_items("lrcp", name)
-        if lrcp:
-            bits.append(f"{len(lrcp)} LRCP-positive region(s) ({_names(lrcp)})")
-        units = claims.select("unit", name, supported=True)
-        if units:
-            folds = sorted({c.fold for c in claims.select("unit", name)})
-            with_units = sorted({c.fold for c in units})
-            bits.append(f"clinically relevant latent units in {len(with_units)} of {len(folds)} fold(s)"
-                        if len(folds) > 1 else f"{len(units)} clinically relevant latent unit(s)")
-        sam = claims.supported_items("sam", name)
-        if sam:
-            bits.append(f"{len(sam)} SAM region(s)")
-        region = claims.supported_items("region", name)
-        if region and not lrcp:
-            bits.append(f"{len(region)} region(s) whose GM separates the classes")
-        for family, what in (("latent_vector", "the latent vector (bound)"), ("rub", "the latent vector (RUB)")):
-            if claims.select(family, name, supported=True):
-                bits.append(what)
-        if bits:
-            parts.append(f"{name}: " + "; ".join(bits))
-    cohort = []
-    if claims.select("pc1", supported=True):
-        cohort.append("PC1 tracks " + ", ".join(claims.supported_items("pc1")))
-    if claims.select("shap", supported=True):
-        cohort.append("SHAP surrogate supported for " + ", ".join(claims.supported_items("shap")))
-    if claims.select("sar", supported=True):
-        cohort.append("SAR confirms the top SHAP regions")
-    parts += cohort
-    if not parts:
-        return (f"No statistical claim is supported at n = {n_subjects}: every test below failed to reach "
-                "family-wise significance, so nothing in this report is a finding.")
-    return "Supported claims (family-wise, eta as configured): " + ". ".join(parts) + "."

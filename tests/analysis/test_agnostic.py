@@ -199,7 +199,8 @@ def test_sar_detects_a_planted_linear_relation():
     assert res["n"] == 150 and res["d"] == 2 and res["reason"] == ""
     assert res["delta"] == pytest.approx(bounds.delta_g(150, 2))
     assert res["l_emp"] + res["delta"] < res["gamma"] and res["significant"] is True
-    assert res["p_full"] < 0.05 and res["p"] < 0.05 and res["power"] >= 0.8
+    assert res["p_full"] < 0.05 and res["p_mean_subsets"] < 0.05 and res["power"] >= 0.8
+    assert "p" not in res  # an average of p over overlapping subsets is not a p-value: not named one
     assert res["n_subsample"] == 120 and res["n_resamples"] == 10
 
 
@@ -208,7 +209,7 @@ def test_sar_refuses_noise():
         rng = np.random.default_rng(200 + seed)
         res = ag.sar(rng.normal(size=(100, 1)), rng.normal(size=100), n_resamples=10, random_state=seed)
         assert res["significant"] is False, seed
-        assert res["power"] <= 0.1 and res["p"] > 0.5 and res["p_full"] > 0.05
+        assert res["power"] <= 0.1 and res["p_mean_subsets"] > 0.5 and res["p_full"] > 0.05
 
 
 @pytest.mark.parametrize("bound", ["G", "GZ", "VC"])
@@ -221,6 +222,23 @@ def test_sar_p_is_the_inverted_bound(bound):
     assert 0 < res["p_full"] < 1 and math.isnan(res["power"])
     assert bounds.delta(300, 1, res["p_full"], bound) == pytest.approx(res["gamma"] - res["l_emp"], rel=1e-6)
     assert res["significant"] == (res["p_full"] < 0.05)
+
+
+def test_sar_vc_p_is_the_inverted_capped_bound_when_features_outnumber_subjects():
+    """With d + 1 > n the VC growth function is 2^n: the p must invert the bound actually used (the first
+    version inverted the uncapped Sauer form, whose log is negative there, and gave p far below the
+    bound's own level)."""
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(20, 200))
+    y = X[:, 0] + 0.1 * rng.normal(size=20)  # an in-sample SVR with 200 features fits 20 subjects closely
+    res = ag.sar(X, y, bound="VC", n_resamples=0)
+    gap = res["gamma"] - res["l_emp"]
+    assert gap > 0 and res["delta"] == pytest.approx(bounds.delta_vc(20, 200))
+    assert res["delta"] > 0.8  # sqrt((20 ln 2 + ln 80) / 20): no claim can pass with 200 features and 20 subjects
+    # the uncapped inversion gave p = 4 exp(201 (ln(40/201) + 1) - 20 gap^2) < 1e-50 here
+    assert res["significant"] is False and res["p_full"] > 0.05
+    expected = min(1.0, 4 * math.exp(20 * math.log(2) - 20 * gap ** 2))
+    assert res["p_full"] == pytest.approx(expected)
 
 
 def test_sar_is_deterministic_and_handles_degenerate_input():

@@ -22,6 +22,38 @@ def test_reference_vectors(n, d):
     assert round(bounds.delta_g(n, d, 0.05), 3) == g
 
 
+def test_vc_growth_function_is_capped_by_two_to_the_n():
+    """ln Pi(n) = min(h (ln(2n/h) + 1), n ln 2), and exactly n ln 2 when n < h = d + 1 (every labelling is
+    realised).  The first version's abs() of a negative log gave Delta_VC(23, 128) = 0.125, small enough to
+    let noise "separate"; the capped bound cannot pass anything there."""
+    assert bounds.log_growth_vc(23, 128) == pytest.approx(23 * math.log(2))
+    assert bounds.delta_vc(23, 128) == pytest.approx(math.sqrt((23 * math.log(2) - math.log(0.05 / 4)) / 23))
+    assert bounds.delta_vc(23, 128) > 0.9
+    for n, d in [(10, 50), (23, 128), (60, 200), (129, 128), (400, 1), (400, 64)]:
+        h = d + 1
+        expected = n * math.log(2) if n < h else min(h * (math.log(2 * n / h) + 1), n * math.log(2))
+        assert bounds.log_growth_vc(n, d) == pytest.approx(expected)
+        assert bounds.delta_vc(n, d) >= math.sqrt(-math.log(0.05 / 4) / n)  # never below the no-growth floor
+    # more features never make the bound smaller, whatever n (the abs() version fell to 0.1 at d = 128)
+    for n in (10, 23, 60, 400):
+        by_d = [bounds.delta_vc(n, d) for d in (1, 4, 16, 64, 128, 512)]
+        assert np.all(np.diff(by_d) >= -1e-12), (n, by_d)
+
+
+def test_pure_noise_does_not_separate_with_more_units_than_subjects_under_vc():
+    """METHOD.md section 6: pure noise at n = 23, K = 128 "separated" in 20 of 20 cohorts with bound="VC"."""
+    from latentbids.analysis.agnostic import latent_vector_test
+
+    hits = 0
+    for r in range(20):
+        rng = np.random.default_rng([23, 128, r])
+        Z, y = rng.normal(size=(23, 128)), np.arange(23) % 2
+        res = latent_vector_test(Z, y, eta=0.05, bound="VC", n_permutations=0, random_state=r)
+        assert res["accuracy"] == 1.0  # 128 units shatter 23 subjects: resubstitution accuracy means nothing
+        hits += res["supported"]
+    assert hits == 0
+
+
 def test_g_is_hoeffding_for_one_feature_and_matches_method_example():
     for n in (10, 40, 333, 5000):
         assert bounds.delta_g(n, 1, 0.05) == pytest.approx(math.sqrt(math.log(2 / 0.05) / (2 * n)))

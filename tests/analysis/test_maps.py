@@ -54,3 +54,19 @@ def test_bad_index_is_a_usage_error():
         paint_regions(pd.Series([1.0], index=["Precentral_L"]), _atlas())
     with pytest.raises(UsageError):
         paint_regions(pd.Series([1.0], index=[1.5]), _atlas())
+
+
+def test_a_shap_map_is_model_level_or_exploratory_never_a_regional_finding():
+    """METHOD.md 7: a supported surrogate supports 'the error is predictable from GM', not any one region."""
+    from latentbids.analysis.maps import MODEL_LEVEL_NOTE, shap_map_naming
+    from latentbids.bids.naming import bids_name
+
+    desc, side = shap_map_naming("pooled", True)
+    assert desc == "pooledmodellevel" and side["Level"] == "model" and side["Exploratory"] is False
+    assert side["Note"] == MODEL_LEVEL_NOTE and "not a finding about that region" in side["Note"]
+    desc_x, side_x = shap_map_naming("sMCI", False)
+    assert desc_x == "sMCIexploratory" and side_x == {"Level": "model", "Exploratory": True}
+    # the names stay BIDS-like: entity order space, atlas, res, desc, then the suffix
+    name = bids_name("shap", ".nii.gz", space="MNI152NLin2009cAsym", atlas="AAL", res="4", desc=desc)
+    assert name == "space-MNI152NLin2009cAsym_atlas-AAL_res-4_desc-pooledmodellevel_shap.nii.gz"
+    assert desc.isalnum() and desc_x.isalnum()

@@ -101,6 +101,7 @@ def test_sar_tests_the_top_regions_on_subjects_that_did_not_choose_them(planted)
     assert set(sar["regions"][:3]) == set(REGIONS[PLANTED])
     assert sar["supported"] and sar["p_full"] <= 0.05
     assert "SAR" in res.statement["pooled"]
+    assert "p" not in sar and "p_mean_subsets" in sar  # an average of p over subsets is not a p-value
     claims = {c.family: c for c in shap_claims(res)}
     assert claims["sar"].supported and claims["sar"].p == sar["p_full"]
 
@@ -162,8 +163,8 @@ def test_class_comparison_overlap_tracks_the_planted_regions():
     for res in (diff, same):
         assert list(res.comparison.columns) == COMPARISON_COLUMNS
         assert len(res.comparison) == 1
-        # n_permutations = 0: never supported, and the comparison says it is not a finding
-        assert not res.comparison["both_supported"].iloc[0]
+        # no test compares the classes' importances: every row is exploratory, supported surrogates or not
+        assert res.comparison["exploratory"].iloc[0] and not res.comparison["both_surrogates_supported"].iloc[0]
     imp = diff.importance.set_index(["model", "rank"])["region_index"]
     assert {imp[("AD", r)] for r in (1, 2, 3)} == set(REGIONS[[0, 1, 2]])
     assert {imp[("CN", r)] for r in (1, 2, 3)} == set(REGIONS[[10, 11, 12]])
@@ -333,3 +334,140 @@ def test_sequential_null_decides_as_the_full_null_would(B):
     h = run
     assert (h + 1) / (B + 1) > eta and h / (B + 1) <= eta + 1e-12  # h is the smallest failing count
     assert p > eta and h == max(1, math.floor(eta * (B + 1) + 1e-9))
+
+
+# ------------------------------------------------------------------------------ the top regions on held-out subjects
+def test_top_regions_predict_held_out_errors_and_sar_stands_beside(planted, null):
+    """The verdict on the top regions is the held-out R^2 test; SAR is the paper's check beside it, on the
+    same regions and the same test half."""
+    _, _, _, res = planted
+    held = res.regions
+    assert held is not None, res.regions_reason
+    assert held["regions"] == res.sar["regions"] and held["n_test"] == res.sar["n_test"] == res.sar["n"]
+    assert set(held["regions"][:3]) == set(REGIONS[PLANTED])
+    assert held["r2"] > 0.2 and held["p"] == pytest.approx(1 / 1000) and held["supported"]
+    claims = {c.family: c for c in shap_claims(res)}
+    assert claims["shap_regions"].supported and claims["shap_regions"].p == held["p"]
+    assert claims["shap_regions"].statistic == pytest.approx(held["r2"])
+    assert "not about any one of them" in claims["shap_regions"].note
+    assert "SAR 0 %" in claims["sar"].note  # its measured power travels with it
+    assert "held-out R^2" in res.statement["pooled"] and "model-level" in res.statement["pooled"]
+    _, _, _, res0 = null
+    assert res0.regions is not None and not res0.regions["supported"] and res0.regions["p"] > 0.05
+    c0 = {c.family: c for c in shap_claims(res0)}
+    assert not c0["shap_regions"].supported
+    assert not c0["sar"].supported and "not evidence" in c0["sar"].note
+
+
+def _halves(rng, n, r2, m=5, k=3):
+    """Independent standard-normal GM of m regions; e on the first k with population R^2 = r2."""
+    G = rng.normal(size=(2 * n, m))
+    w = np.sqrt(r2 / (1 - r2) / k)
+    e = w * G[:, :k].sum(axis=1) + rng.normal(size=2 * n)
+    return G[:n], e[:n], G[n:], e[n:]
+
+
+def test_heldout_r2_test_holds_its_level_and_has_power_at_r2_0_1():
+    """Measured on 300 draws each: the null rate within the binomial limit of eta, and power at R^2 = 0.1
+    with 100 test subjects (the issue measured 65 % for such a test, SAR 0 %)."""
+    from scipy.stats import binom
+
+    from latentbids.analysis.shap_regions import heldout_r2_test
+
+    reps = 300
+    limit = binom.ppf(0.999, reps, 0.05) / reps
+    null = [heldout_r2_test(*_halves(np.random.default_rng([1, r]), 100, 1e-9), n_permutations=199,
+                            random_state=r)["p"] for r in range(reps)]
+    power = [heldout_r2_test(*_halves(np.random.default_rng([2, r]), 100, 0.1), n_permutations=199,
+                             random_state=r)["p"] for r in range(reps)]
+    null_rate = np.mean(np.asarray(null) <= 0.05)
+    assert null_rate <= limit
+    assert np.mean(np.asarray(power) <= 0.05) >= 0.7
+    # p = (#{null >= observed} + 1) / (B + 1): multiples of 1/200
+    assert np.allclose(np.asarray(null) * 200, np.round(np.asarray(null) * 200))
+
+
+def test_heldout_r2_is_the_r2_of_the_selection_half_model():
+    from sklearn.linear_model import RidgeCV
+    from sklearn.metrics import r2_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from latentbids.analysis.shap_regions import ALPHAS, heldout_r2_test, split_halves
+
+    Gs, es, Gt, et = _halves(np.random.default_rng(3), 80, 0.3)
+    out = heldout_r2_test(Gs, es, Gt, et, n_permutations=0)
+    ref = make_pipeline(StandardScaler(), RidgeCV(alphas=ALPHAS)).fit(Gs, es)
+    assert out["r2"] == pytest.approx(r2_score(et, ref.predict(Gt))) and np.isnan(out["p"])
+    assert heldout_r2_test(Gs, es, Gt, np.ones(80))["reason"]
+    select, test = split_halves(np.arange(10, 31), 0)
+    assert len(select) == 10 and len(test) == 11 and not set(select) & set(test)
+    assert set(select) | set(test) == set(range(10, 31))
+
+
+# ------------------------------------------------------------------------------ the SHAP target
+def test_error_target_removes_every_fold_offset():
+    """Each fold is its own network: its mean error is an offset to remove.  The first version recomputed
+    the grand mean after shifting earlier folds, so the folds ended on different means."""
+    from types import SimpleNamespace
+
+    from latentbids.workflows.analysis.shap_section import error_target
+
+    rng = np.random.default_rng(0)
+    sizes, offsets = (30, 20, 25), (0.0, 1.0, 3.0)
+    fold = np.repeat(["1", "2", "3"], sizes)
+    within = rng.normal(size=len(fold))
+    raw = within + np.repeat(offsets, sizes)
+    raw[5] = np.nan  # a missing error stays missing and takes no part in the means
+    table = pd.DataFrame({"error": raw, "fold": fold})
+    e, note = error_target(SimpleNamespace(latent_table=table, mode="kfold", folds=["1", "2", "3"]))
+    assert note is None and np.isnan(e[5])
+    grand = np.nanmean(raw)
+    for f in ("1", "2", "3"):
+        m = (fold == f) & np.isfinite(raw)
+        assert np.mean(e[m]) == pytest.approx(grand)  # every fold ends on the grand mean of the raw errors
+        np.testing.assert_allclose(e[m] - e[m].mean(), raw[m] - raw[m].mean())  # within-fold differences kept
+    fit_all, note = error_target(SimpleNamespace(latent_table=table, mode="fit_all", folds=["1"]))
+    assert "fit-all" in note and np.array_equal(fit_all, raw, equal_nan=True)
+
+
+# ------------------------------------------------------------------------------ nothing outside the claims list
+def test_class_comparison_is_exploratory_and_verdicts_never_read_silence_as_absence(planted):
+    from latentbids.analysis.claims import Claim, ClaimsList
+    from latentbids.analysis.verdicts import cohort_verdicts
+
+    _, _, _, res = planted
+    assert res.comparison["exploratory"].all() and "both_supported" not in res.comparison.columns
+
+    def claim(family, supported, item="r1, r2", p=0.3, note="measured power: SAR 0 %"):
+        return Claim(contrast="", family=family, item=item, statistic_name="s", statistic=0.01, p=p, bound=np.nan,
+                     correction="one test", supported=supported, note=note)
+
+    silent = " ".join(cohort_verdicts(ClaimsList([claim("shap", False, "pooled"), claim("shap_regions", False),
+                                                  claim("sar", False), claim("pc1", False, "tiv")])))
+    assert "not predicted" not in silent and "tracks none" not in silent
+    assert silent.count("not evidence") >= 3 and "measured power: SAR 0 %" in silent
+    found = " ".join(cohort_verdicts(ClaimsList([claim("shap", True, "pooled", 0.01),
+                                                 claim("shap_regions", True, p=0.01), claim("sar", True, p=0.01)])))
+    assert "model-level" in found and "no single region is a finding" in found and "rejects" in found
+
+
+def test_the_report_labels_the_comparison_exploratory_and_the_maps_model_level():
+    """The SHAP section of the group report prints no 'finding' without a test behind it."""
+    from types import SimpleNamespace
+
+    from latentbids.analysis.claims import ClaimsList
+    from latentbids.analysis.results import ShapSection
+    from latentbids.reports.group.sections_claims import section_shap
+
+    G, e, y = _cohort(1, PLANTED)
+    res = explain_error(G, e, y, REGIONS, NAMES, **dict(FAST, n_estimators=20, n_permutations=0))
+    regions = pd.DataFrame({"index": REGIONS, "name": NAMES})
+    section = ShapSection(result=res, features=pd.DataFrame(G, columns=REGIONS), regions=regions)
+    report = SimpleNamespace(analysis=SimpleNamespace(shap=section, claims=ClaimsList(shap_claims(res)), skipped={},
+                                                      failures={}))
+    page = SimpleNamespace(figure=lambda *args, **kw: "")
+    html = section_shap(report, page)
+    assert "Class comparison (exploratory" in html and "finding</th>" not in html
+    assert "model-level" in html and "Top SHAP regions on held-out subjects" in html
+    assert "SAR of the same regions (the paper" in html and "not the verdict" in html

@@ -14,8 +14,11 @@ def _bound_p_value(gap: float, n: int, d: int, bound: str) -> float:
     """Smallest ``eta`` at which ``L_emp + Delta(n, d, eta) < gamma`` holds (the bound inverted).
 
     ``gap = gamma - L_emp``.  For G/GZ, ``Delta^2 = (ln C - ln eta) / (2n)`` gives
-    ``eta = C exp(-2 n gap^2)``; for VC, ``n Delta^2 = h (ln(2n/h) + 1) - ln(eta/4)`` gives
-    ``eta = 4 exp(h (ln(2n/h) + 1) - n gap^2)``.  Capped at 1; 1 when ``gap <= 0``.
+    ``eta = C exp(-2 n gap^2)``; for VC, ``n Delta^2 = ln Pi(n) - ln(eta/4)`` gives
+    ``eta = 4 exp(ln Pi(n) - n gap^2)``, with the same growth function ``ln Pi(n)``
+    (:func:`~latentbids.analysis.bounds.log_growth_vc`) as the bound itself, so that the p and the
+    bound agree when ``n`` is smaller than ``d + 1`` (the first version inverted the uncapped form).
+    Capped at 1; 1 when ``gap <= 0``.
     """
     if not np.isfinite(gap):
         return math.nan
@@ -27,8 +30,7 @@ def _bound_p_value(gap: float, n: int, d: int, bound: str) -> float:
     elif name == "GZ":
         log_p = bounds.log_growth_gz(n, d) - 2 * n * gap ** 2
     elif name == "VC":
-        h = d + 1
-        log_p = math.log(4.0) + h * (math.log(2 * n / h) + 1) - n * gap ** 2
+        log_p = math.log(4.0) + bounds.log_growth_vc(n, d) - n * gap ** 2
     else:
         raise UsageError(f"unknown bound '{bound}': use one of {', '.join(bounds.BOUNDS)}")
     return float(min(1.0, math.exp(min(log_p, 0.0))))
@@ -52,7 +54,7 @@ def _sar_once(X: np.ndarray, y: np.ndarray, eta: float, bound: str, random_state
     gamma = float(np.mean(np.maximum(0.0, np.abs(ys) - eps)))
     dlt = bounds.delta(n, d, eta, bound)
     return dict(reason="", epsilon=eps, l_emp=l_emp, gamma=gamma, delta=dlt,
-                significant=bool(l_emp + dlt < gamma), p=_bound_p_value(gamma - l_emp, n, d, bound))
+                significant=bool(l_emp + dlt < gamma), p_bound=_bound_p_value(gamma - l_emp, n, d, bound))
 
 
 def sar(X, y, eta: float = 0.05, bound: str = "G", n_resamples: int = 20, random_state: int = 0,
@@ -69,11 +71,14 @@ def sar(X, y, eta: float = 0.05, bound: str = "G", n_resamples: int = 20, random
     Resampling [ours]: ``n_resamples`` subsets of ``round(subsample * n)`` subjects drawn without
     replacement (seeded by ``random_state``); the whole procedure (standardisation, epsilon, fit, bound
     at the subset size) is rerun on each.  ``power`` is the share of subsets where the test is
-    significant.  ``p`` is the mean over subsets of the *inverted bound*: the smallest ``eta`` at which
-    that subset would be significant (``C(n, d) exp(-2 n (gamma - l_emp)^2)`` for the G bound, 1 when
-    ``l_emp >= gamma``).  ``p_full`` is the same on all subjects, so ``significant`` equals
-    ``p_full < eta``.  (The group's ``sarlib`` reports ``1 - power`` as its p and averages the loss over
-    the subjects outside the tube only; we do neither.)  ``d`` counts every column of ``X``, constant ones
+    significant.  ``p_mean_subsets`` is the mean over subsets of the *inverted bound*: the smallest
+    ``eta`` at which that subset would be significant (``C(n, d) exp(-2 n (gamma - l_emp)^2)`` for the G
+    bound, 1 when ``l_emp >= gamma``).  An average of p over overlapping subsets is not a p-value (its
+    distribution under the null is not uniform, and no level is attached to it), so it is named for
+    what it is and no verdict reads it: it describes stability, like ``power``.  ``p_full`` is the
+    inverted bound on all subjects, the one p-value here, and ``significant`` equals ``p_full < eta``.
+    (The group's ``sarlib`` reports ``1 - power`` as its p and averages the loss over the subjects outside
+    the tube only; we do neither.)  ``d`` counts every column of ``X``, constant ones
     included (conservative).
 
     Parameters
@@ -87,7 +92,7 @@ def sar(X, y, eta: float = 0.05, bound: str = "G", n_resamples: int = 20, random
     bound : {"G", "GZ", "VC"}, default="G"
         Bound used for ``Delta(n, d)``.
     n_resamples : int, default=20
-        Subsets of the resampling (0: no ``power`` and ``p``).
+        Subsets of the resampling (0: no ``power`` and ``p_mean_subsets``).
     random_state : int, default=0
         Seed of the SVR and of the subsets.
     subsample : float, default=0.8
@@ -97,10 +102,11 @@ def sar(X, y, eta: float = 0.05, bound: str = "G", n_resamples: int = 20, random
     -------
     dict
         ``n``, ``d``, ``epsilon``, ``l_emp``, ``delta``, ``gamma``, ``significant``, ``p_full``,
-        ``power``, ``p``, ``n_subsample``, ``n_resamples`` (subsets that gave a value), ``reason``.
-        ``l_emp``, ``gamma`` and ``delta`` are in sd units of ``y``; ``p_full`` and ``p`` in (0, 1],
-        ``power`` in [0, 1]; the statistics are NaN when ``reason`` is set (fewer than 4 subjects, a
-        constant target, constant features) and ``power``/``p`` NaN when no subset was run.
+        ``power``, ``p_mean_subsets`` (a description, not a p-value), ``n_subsample``, ``n_resamples``
+        (subsets that gave a value), ``reason``.  ``l_emp``, ``gamma`` and ``delta`` are in sd units of
+        ``y``; ``p_full`` and ``p_mean_subsets`` in (0, 1], ``power`` in [0, 1]; the statistics are NaN
+        when ``reason`` is set (fewer than 4 subjects, a constant target, constant features) and
+        ``power``/``p_mean_subsets`` NaN when no subset was run.
     """
     X = _as_2d(X)
     y = np.asarray(y, dtype=float).ravel()
@@ -113,7 +119,7 @@ def sar(X, y, eta: float = 0.05, bound: str = "G", n_resamples: int = 20, random
     n, d = X.shape
     n_sub = int(round(float(subsample) * n))
     out = dict(n=int(n), d=int(d), epsilon=math.nan, l_emp=math.nan, delta=math.nan, gamma=math.nan,
-               significant=False, p_full=math.nan, power=math.nan, p=math.nan, n_subsample=n_sub,
+               significant=False, p_full=math.nan, power=math.nan, p_mean_subsets=math.nan, n_subsample=n_sub,
                n_resamples=0, reason="")
     if n < MIN_SUBJECTS:
         out["reason"] = f"too few subjects (n={n} < {MIN_SUBJECTS})"
@@ -123,7 +129,7 @@ def sar(X, y, eta: float = 0.05, bound: str = "G", n_resamples: int = 20, random
         out["reason"] = full["reason"]
         return out
     out.update(epsilon=full["epsilon"], l_emp=full["l_emp"], delta=full["delta"], gamma=full["gamma"],
-               significant=full["significant"], p_full=full["p"])
+               significant=full["significant"], p_full=full["p_bound"])
     if n_sub < 3 or int(n_resamples) < 1:
         return out
     rng = np.random.default_rng(random_state)
@@ -133,7 +139,7 @@ def sar(X, y, eta: float = 0.05, bound: str = "G", n_resamples: int = 20, random
         res = _sar_once(X[ids], y[ids], eta, bound, random_state)
         if not res["reason"]:
             sig.append(res["significant"])
-            ps.append(res["p"])
+            ps.append(res["p_bound"])
     if sig:
-        out.update(power=float(np.mean(sig)), p=float(np.mean(ps)), n_resamples=len(sig))
+        out.update(power=float(np.mean(sig)), p_mean_subsets=float(np.mean(ps)), n_resamples=len(sig))
     return out

@@ -102,8 +102,9 @@ def section_shap(report, page) -> str:
     shap_claims = {c.item: c for c in claims.select("shap")}
     items = [f"{m}: {_verdict_mark(c.supported)} (CV R^2 = {_fmt(c.statistic)}, Holm-adjusted p = {_fmt(c.p, 'p')})"
              + (f"; {c.note}" if c.note else "") for m, c in shap_claims.items()]
-    parts = [_ul(items), f"<p class='note'>{_esc(next(iter(shap_claims.values())).correction)}</p>"
-             if shap_claims else ""]
+    parts = [_ul(items), f"<p class='note'>{_esc(next(iter(shap_claims.values())).correction)}. A supported "
+             "surrogate supports 'the error is predictable from regional GM' (model level), not any one region."
+             "</p>" if shap_claims else ""]
     parts.append("<h3>Surrogate fit</h3>" + _table(res.fits, what="models"))
     imp = res.importance
     if len(imp):
@@ -112,28 +113,40 @@ def section_shap(report, page) -> str:
         wide = wide.sort_values(first, ascending=False)
         wide.columns = [f"{m} importance ({_verdict_mark(shap_claims[m].supported) if m in shap_claims else 'n/a'})"
                         for m in wide.columns]
-        parts.append(f"<h3>Global importance (mean |SHAP|), sorted by the {_esc(first)} model</h3>"
-                     + _table(wide.reset_index(), what="regions"))
+        parts.append(f"<h3>Global importance (mean |SHAP|, model-level: no region is tested on its own), sorted by "
+                     f"the {_esc(first)} model</h3>" + _table(wide.reset_index(), what="regions"))
     if res.comparison is not None and len(res.comparison):
-        comp = res.comparison.drop(columns=["both_supported"]).assign(
-            finding=[bool(shap_claims.get(a) and shap_claims[a].supported and shap_claims.get(b)
-                          and shap_claims[b].supported) for a, b in zip(res.comparison["class_a"],
-                                                                         res.comparison["class_b"])])
-        parts.append("<h3>Class comparison (a finding only where both models are supported)</h3>"
-                     + _table(comp, what="class pairs"))
-    sar = claims.select("sar")
-    parts.append("<h3>SAR check of the top regions (selected and tested on different halves)</h3>")
-    parts.append(_claims_table(sar, "tests") + (f"<p>{_esc(_verdict_mark(sar[0].supported))}.</p>" if sar else
-                                                 _nc("SAR", res.sar_reason or "no SAR result")))
+        comp = res.comparison.drop(columns=["exploratory"], errors="ignore")
+        parts.append("<h3>Class comparison (exploratory: no test compares the classes' importances; not a "
+                     "finding)</h3>" + _table(comp, what="class pairs"))
+    parts.append(_section_shap_regions(claims, res))
     names = dict(zip(s.regions["index"], s.regions["name"]))
     for m, values in list((res.values or {}).items())[:4]:
         ok = m in shap_claims and shap_claims[m].supported
-        if not ok:
-            parts.append(f"<p class='fail'>{_esc(m)}: the surrogate is not supported; this figure is shown for "
-                         "transparency and is not a finding.</p>")
+        parts.append(f"<p class='{'note' if ok else 'fail'}'>{_esc(m)}: " + (
+            "the surrogate is supported; the figure is model-level (no region is a finding on its own).</p>" if ok
+            else "the surrogate is not supported; this figure is shown for transparency and is not a finding.</p>"))
         parts.append(page.figure(shap_beeswarm_figure, values, s.features, names,
-                                 title=f"{m} ({_verdict_mark(ok)})", alt=f"SHAP beeswarm {m}"))
+                                 title=f"{m} ({_verdict_mark(ok)}, model-level)", alt=f"SHAP beeswarm {m}"))
     return "\n".join(p for p in parts if p)
+
+
+def _section_shap_regions(claims, res) -> str:
+    """The held-out test of the top regions (the verdict) and SAR beside it (the paper's check)."""
+    held, sar = claims.select("shap_regions"), claims.select("sar")
+    parts = ["<h3>Top SHAP regions on held-out subjects (chosen on one half, tested on the other)</h3>"]
+    if held:
+        parts.append(_claims_table(held, "tests") + f"<p>{_esc(_verdict_mark(held[0].supported))}: "
+                     f"{_esc(held[0].note)}.</p>")
+    else:
+        parts.append(_nc("Held-out test of the top regions", getattr(res, "regions_reason", "") or "no result"))
+    parts.append("<h4>SAR of the same regions (the paper's check, not the verdict)</h4>")
+    if sar:
+        word = "rejects" if sar[0].supported else "does not reject (low power: not evidence of absence)"
+        parts.append(_claims_table(sar, "tests") + f"<p>SAR {_esc(word)}; {_esc(sar[0].note)}.</p>")
+    else:
+        parts.append(_nc("SAR", res.sar_reason or "no SAR result"))
+    return "\n".join(parts)
 
 
 def section_agnostic(report, page) -> str:

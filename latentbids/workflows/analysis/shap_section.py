@@ -13,23 +13,31 @@ def error_target(inp) -> tuple[np.ndarray, str | None]:
     """The per-map error to explain, and a note when it is not a held-out error.
 
     k-fold: each fold is its own network with its own intensity scale, so the fold offsets are removed
-    and the surrogate explains differences between subjects, not between networks.  fit-all: the
-    training error (no held-out error exists without k-fold).
+    and the surrogate explains differences between subjects, not between networks: each fold's mean is
+    subtracted and the grand mean, computed once before any change, is added back, so that every fold
+    ends with the same mean.  (The first version recomputed the grand mean inside the loop, after the
+    earlier folds had been shifted, so the folds ended on different means and the offsets survived as
+    noise in the target.)  Non-finite errors stay non-finite and take no part in the means.  fit-all:
+    the training error (no held-out error exists without k-fold).
     """
     latents = inp.latent_table
     e = np.array(latents["error"], dtype=float)
     if inp.mode == "fit_all":
         return e, ("fit-all mode: SHAP explains each subject's training reconstruction error (no held-out error "
                    "exists without k-fold)")
-    if len(inp.folds) > 1:
+    finite = np.isfinite(e)
+    if len(inp.folds) > 1 and finite.any():
         fold = latents["fold"].astype(str).to_numpy()
-        for f in np.unique(fold):
-            e[fold == f] += e.mean() - e[fold == f].mean()
+        grand = e[finite].mean()
+        offsets = {f: e[(fold == f) & finite].mean() - grand for f in np.unique(fold[finite])}
+        for f, offset in offsets.items():
+            e[fold == f] -= offset
     return e, None
 
 
 def run_shap(inp, settings, seed: int, n_jobs: int) -> tuple[ShapSection, list, str | None]:
-    """Returns the section, its claims (SHAP models and SAR) and a note for the analysis log (or None)."""
+    """Returns the section, its claims (SHAP models, the top regions' held-out test, SAR) and a note for the
+    analysis log (or None)."""
     rows = np.flatnonzero(inp.usable)
     e, note = error_target(inp)
     target = e[rows]
@@ -38,13 +46,15 @@ def run_shap(inp, settings, seed: int, n_jobs: int) -> tuple[ShapSection, list, 
 
         target = residualize(target, inp.C[rows]) + target.mean()
     G = inp.adjust(inp.G, rows)
-    res = explain_error(
-        G, target, inp.labels.iloc[rows].to_numpy(object), inp.regions["index"].to_numpy(),
+    labels = inp.labels.iloc[rows].to_numpy(object)
+    res = explain_error(  # a cohort without labels has the pooled model only (classes=None), no class model
+        G, target, labels if pd.notna(labels).any() else None, inp.regions["index"].to_numpy(),
         inp.regions["name"].tolist(), n_estimators=settings.shap_n_estimators, max_depth=settings.shap_max_depth,
         learning_rate=settings.shap_learning_rate, subsample=settings.shap_subsample,
         background=settings.shap_background, n_permutations=settings.shap_permutations, min_r2=settings.shap_min_r2,
         top_k=settings.top_k, random_state=seed, eta=settings.eta, bound=settings.bound,
-        sar_top_m=settings.sar_top_m, sar_resamples=settings.sar_resamples, n_jobs=n_jobs)
+        sar_top_m=settings.sar_top_m, sar_resamples=settings.sar_resamples,
+        region_permutations=settings.shap_region_permutations, n_jobs=n_jobs)
     features = pd.DataFrame(G, columns=inp.regions["index"].to_numpy())
     section = ShapSection(result=res, features=features, regions=inp.regions)
     return section, shap_claims(res), note

@@ -1,8 +1,10 @@
 """Write the analysis sections' tables, maps and sidecars into ``group/<model>/``.
 
-Maps follow the claims list: an LRCP or SHAP map *without* an ``exploratory`` mark in its ``desc`` paints
+Maps follow the claims list: an LRCP map *without* an ``exploratory`` mark in its ``desc`` paints
 only supported claims and is written only when there is one; the ranking of everything else goes to a
-map whose ``desc`` ends in ``exploratory`` and whose sidecar says it is not a finding.
+map whose ``desc`` ends in ``exploratory`` and whose sidecar says it is not a finding.  A SHAP map is
+never a regional finding: with a supported surrogate it is model-level (``desc-<model>modellevel``,
+``"Level": "model"``), otherwise exploratory (:func:`~latentbids.analysis.maps.shap_map_naming`).
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from latentbids.analysis.maps import paint_regions
+from latentbids.analysis.maps import paint_regions, shap_map_naming
 from latentbids.bids.naming import entity_label
 from latentbids.utils.atomic import save_nifti, write_json, write_tsv
 
@@ -23,10 +25,12 @@ def _resolution(inp) -> str:
     return f"{inp.resolution:g} mm, the network's working grid"
 
 
-def _write_map(inp, values: pd.Series, suffix: str, desc: str, description: str, exploratory: bool) -> str:
-    """Paint one value per region into the atlas; the sidecar says whether it is a finding."""
+def _write_map(inp, values: pd.Series, suffix: str, desc: str, description: str, exploratory: bool,
+               extra: dict | None = None) -> str:
+    """Paint one value per region into the atlas; the sidecar says whether it is a finding (and ``extra``)."""
     path = save_nifti(paint_regions(values, inp.atlas_image), inp.path(suffix, ".nii.gz", True, desc=desc))
-    sidecar = {"Description": description, "Resolution": _resolution(inp), "Exploratory": bool(exploratory)}
+    sidecar = {"Description": description, "Resolution": _resolution(inp), **(extra or {}),
+               "Exploratory": bool(exploratory)}
     if exploratory:
         sidecar["Note"] = EXPLORATORY_NOTE
     write_json(path.with_name(path.name.replace(".nii.gz", ".json")), sidecar)
@@ -100,7 +104,14 @@ def write_shap(inp, section, claims, settings) -> dict:
         "shap_importance": write_tsv(res.importance, inp.path("shapimportance", ".tsv", True)),
     }
     if res.comparison is not None and len(res.comparison):
-        files["shap_comparison"] = write_tsv(res.comparison, inp.path("shapcomparison", ".tsv", True))
+        # no test compares the classes' importances: the table is exploratory, in its name and sidecar
+        comparison = write_tsv(res.comparison, inp.path("shapcomparison", ".tsv", True, desc="exploratory"))
+        write_json(comparison.with_suffix(".json"), {
+            "Description": ("SHAP importances of the class surrogates compared (Spearman, top-k overlap, largest "
+                            "changes)"),
+            "Exploratory": True, "Note": ("Exploratory: not a finding. No test compares the classes' importances (it "
+                                          "would need the labels permuted through both fits)")})
+        files["shap_comparison_exploratory"] = comparison
     long = []
     for model, values in (res.values or {}).items():
         vals = values.copy()
@@ -115,19 +126,20 @@ def write_shap(inp, section, claims, settings) -> dict:
     supported = set(claims.supported_items("shap"))
     for model in (res.values or {}):
         imp = res.importance[res.importance["model"] == model].set_index("region_index")["importance"]
-        ok = model in supported
-        desc = entity_label(model) + ("" if ok else "exploratory")
-        files[f"shap_map_{model}" + ("" if ok else "_exploratory")] = _write_map(
+        desc, extra = shap_map_naming(entity_label(model), model in supported)
+        files[f"shap_map_{model}_" + ("modellevel" if model in supported else "exploratory")] = _write_map(
             inp, imp, "shap", desc, f"Mean |SHAP| of regional GM in the {model} surrogate of the reconstruction "
-            "error, painted on the atlas", exploratory=not ok)
+            "error, painted on the atlas", exploratory=extra.pop("Exploratory"), extra=extra)
     write_json(inp.path("shapfits", ".json", True), {
-        "Description": ("Surrogate models of the held-out reconstruction error from regional GM; a SHAP map is a "
-                        "finding only for a model whose CV R^2 exceeds shap_min_r2 and whose Holm-adjusted "
-                        "permutation p is at most eta (see analysis.json, Claims)"),
-        "Statements": res.statement, "SAR": jsonable(res.sar),
+        "Description": ("Surrogate models of the held-out reconstruction error from regional GM; a supported model "
+                        "(CV R^2 above shap_min_r2, Holm-adjusted permutation p at most eta) supports 'the error is "
+                        "predictable from regional GM', and its SHAP map is model-level; the top regions are tested "
+                        "on held-out subjects (TopRegions), with SAR beside it as the paper's check (see "
+                        "analysis.json, Claims)"),
+        "Statements": res.statement, "TopRegions": jsonable(res.regions), "SAR": jsonable(res.sar),
         "Parameters": {k: getattr(settings, k) for k in (
             "shap_n_estimators", "shap_max_depth", "shap_learning_rate", "shap_subsample", "shap_background",
-            "shap_permutations", "shap_min_r2", "sar_top_m", "eta")},
+            "shap_permutations", "shap_min_r2", "sar_top_m", "shap_region_permutations", "eta")},
     })
     return files
 
@@ -138,7 +150,7 @@ def write_claims(inp, claims) -> dict:
         "Description": ("Every statement of significance of this analysis, supported or not, with its test: the "
                         "report, its headline and the maps are generated from this list"),
         "contrast": {"Description": "the contrast 'A vs B', or empty for claims about the whole cohort"},
-        "family": {"Description": "unit, region, lrcp, sam, latent_vector, rub, sar, shap or pc1"},
+        "family": {"Description": "unit, region, lrcp, sam, latent_vector, rub, sar, shap, pc1 or shap_regions"},
         "p": {"Description": "the p-value the verdict used (family-wise adjusted where a correction applies)"},
         "bound": {"Description": "the worst-case value the verdict used (statistic minus its margin), if any"},
         "supported": {"Description": "true only when the claim passed its family-wise test"},
