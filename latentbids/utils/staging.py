@@ -70,7 +70,7 @@ class StagedFolder:
         file outside the folder that belongs to the old set.  Returns the target.
         """
         staging = self.path
-        with locked(self.target.parent / f".{self.target.name}.lock"):
+        with locked(self.target.parent / f".{self.target.name}.lock", remove=True):
             if before_swap is not None:
                 before_swap()
             old = None
@@ -88,7 +88,7 @@ class StagedFolder:
         self.target.parent.mkdir(parents=True, exist_ok=True)
         if not any(self.target.parent.glob(f".{self.target.name}.old-*")):
             return self
-        with locked(self.target.parent / f".{self.target.name}.lock"):
+        with locked(self.target.parent / f".{self.target.name}.lock", remove=True):
             for leftover in sorted(self.target.parent.glob(f".{self.target.name}.old-*")):
                 # a set moved aside by a run killed between its two renames: put it back if nothing
                 # replaced it (the previous complete set), else it is superseded

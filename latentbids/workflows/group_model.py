@@ -117,7 +117,7 @@ def publish_model_folder(target: Path, write, expected: dict):
     """
     from latentbids.model.bundle_checks import verify_bundle
 
-    with locked(target.parent / f".{target.name}.lock"):
+    with locked(target.parent / f".{target.name}.lock", remove=True):
         bundle = check_model_folder(target, expected)
         if bundle is not None:
             return bundle
