@@ -193,7 +193,9 @@ class AnalysisConfig(_Section):
     # every verdict is family-wise (METHOD.md 5-6): units (all folds) and regions by max-statistic label
     # permutation, or Bonferroni with a bound (fast); the per-item rule only in *_uncorrected columns
     family_correction: str = "permutation"  # permutation | bonferroni
-    statistic: str = "balanced"  # balanced (chance 0.5, any class sizes) | majority (accuracy vs the larger class)
+    # the unit and region test statistic: welch (|t|, measured the most powerful for a GM loss) | auc (|AUC - 0.5|)
+    # | balanced (best-threshold balanced accuracy, 0.5 + KS/2) | majority (accuracy vs the larger class)
+    statistic: str = "welch"
     alpha: float = 0.05
     n_permutations: int = 1000  # label permutations of the unit/region/association nulls and RUB
     top_k: int = 10  # top-k overlap of rankings across folds

@@ -6,9 +6,12 @@ at least one "positive" region in 95 % of null cohorts at n = 100.  So every ver
 **family-wise**: the chance that *any* feature of the family is called discriminative when none is stays
 at or below ``eta``.
 
-The statistic of one feature is the in-sample score of its best threshold classifier ``1[x > t]`` or
+The statistic of one feature is a mean shift between the classes (``"welch"``: Welch's |t|, the default
+of LRCP; ``"auc"``: |AUC - 0.5|; :mod:`latentbids.analysis.mean_shift`), chosen by measurement as the most
+powerful for a GM loss, or the in-sample score of its best threshold classifier ``1[x > t]`` or
 ``1[x <= t]`` (the empirical-risk minimiser over all one-feature linear classifiers, found by an exact
-sweep over the sorted values; tied values never straddle a threshold):
+sweep over the sorted values; tied values never straddle a threshold), the classifier the paper's bounds
+speak of:
 
 - ``"balanced"`` (default): the best balanced accuracy ``(TPR + TNR) / 2``, chance 0.5 whatever the
   class sizes.  It equals ``0.5 + KS / 2`` with ``KS`` the two-sample Kolmogorov-Smirnov statistic.
@@ -38,10 +41,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from latentbids.analysis import bounds
+from latentbids.analysis import bounds, mean_shift
+from latentbids.analysis.mean_shift import MEAN_SHIFT_STATISTICS
 from latentbids.errors import UsageError
 
-STATISTICS = ("balanced", "majority")
+#: statistics of the best threshold classifier (what the paper's bounds are stated for)
+THRESHOLD_STATISTICS = ("balanced", "majority")
+#: every statistic a family test takes: the mean-shift ones (:mod:`latentbids.analysis.mean_shift`; Welch's
+#: |t| is the default of LRCP, measured the most powerful for a GM loss) and the threshold ones
+STATISTICS = MEAN_SHIFT_STATISTICS + THRESHOLD_STATISTICS
 FWER_METHODS = ("permutation", "bonferroni")
 
 #: Tolerance for "null statistic >= observed" (the identity permutation must count as a tie).
@@ -103,6 +111,8 @@ def threshold_scores(X, y01, statistic: str = "balanced") -> np.ndarray:
     array (P,)
         In [0.5, 1] for "balanced"; in [majority share, 1] for "majority".
     """
+    if statistic not in THRESHOLD_STATISTICS:
+        raise UsageError(f"unknown threshold statistic '{statistic}': use one of {', '.join(THRESHOLD_STATISTICS)}")
     X, y01 = _check(X, y01, statistic)
     return _scores(y01[None].astype(np.int32), _sort_columns(X), statistic)[0]
 
@@ -117,14 +127,17 @@ def chance_level(y01, statistic: str) -> float:
     ----------
     y01 : array-like of shape (n_subjects,)
         0/1 labels.
-    statistic : {"balanced", "majority"}
+    statistic : {"welch", "auc", "balanced", "majority"}
         The statistic whose chance level is wanted.
 
     Returns
     -------
     float
-        0.5 for ``"balanced"``; for ``"majority"`` the larger class's share, in [0.5, 1].
+        0 for the mean-shift statistics (|t|, |AUC - 0.5|), 0.5 for ``"balanced"``; for ``"majority"`` the
+        larger class's share, in [0.5, 1].
     """
+    if statistic in MEAN_SHIFT_STATISTICS:
+        return 0.0
     share = float(np.mean(np.asarray(y01) == 1))
     return 0.5 if statistic == "balanced" else max(share, 1.0 - share)
 
@@ -183,7 +196,7 @@ class FamilyTest:
         could not run).
     method : {"permutation", "bonferroni"}
         The family-wise rule used.
-    statistic_name : {"balanced", "majority"}
+    statistic_name : {"welch", "auc", "balanced", "majority"}
         The statistic used.
     eta : float
         Family-wise error rate, in (0, 1).
@@ -266,7 +279,8 @@ def family_test(X, y01, *, statistic: str = "balanced", method: str = "permutati
         The family: e.g. every latent unit of every fold of one contrast, or every region.
     y01 : array (N,)
         0/1 labels with both classes present.
-    statistic : {"balanced", "majority"}
+    statistic : {"welch", "auc", "balanced", "majority"}
+        Welch's |t| and |AUC - 0.5| (:mod:`latentbids.analysis.mean_shift`) or the best-threshold scores.
     method : {"permutation", "bonferroni"}
     eta : float
         Family-wise error rate.
@@ -295,13 +309,16 @@ def family_test(X, y01, *, statistic: str = "balanced", method: str = "permutati
         reason = f"discriminability needs at least 2 subjects per class (got {n0} and {n1})"
         return FamilyTest(nan, chance, nan, np.zeros(P, bool), nan, nan, nan, np.zeros(P, bool), np.nan, method,
                           statistic, float(eta), P, 0, reason)
-    srt = _sort_columns(X)
-    observed = _scores(y01[None], srt, statistic)[0]
+    score_rows = _scorer(X, statistic)
+    observed = score_rows(y01[None])[0]
     star_unc, pass_unc = _uncorrected_rule(X, y01, eta, bound)
     if method == "bonferroni":
         eta_m = float(eta) / max(P, 1)
-        margin = (balanced_margin(n0, n1, eta_m) if statistic == "balanced"
-                  else bounds.delta(n, 1, eta_m, bound))
+        if statistic in MEAN_SHIFT_STATISTICS:
+            margin = mean_shift.bonferroni_critical(statistic, n0, n1, eta_m)
+        else:
+            margin = (balanced_margin(n0, n1, eta_m) if statistic == "balanced"
+                      else bounds.delta(n, 1, eta_m, bound))
         star = observed - margin
         return FamilyTest(observed, chance, star, star > chance, nan, nan, star_unc, pass_unc, chance + margin,
                           method, statistic, float(eta), P, 0)
@@ -312,7 +329,7 @@ def family_test(X, y01, *, statistic: str = "balanced", method: str = "permutati
     batch = max(1, _BATCH_ELEMENTS // ((n + 1) * max(P, 1)))
     for start in range(0, B, batch):
         Y = y01[perms[start:start + batch]]
-        null = _scores(Y, srt, statistic)
+        null = score_rows(Y)
         null_max[start:start + batch] = null.max(axis=1)
         hits += (null >= observed - _TIE_TOL).sum(axis=0)
     count_max = (null_max[None, :] >= observed[:, None] - _TIE_TOL).sum(axis=1)
@@ -330,6 +347,15 @@ def family_test(X, y01, *, statistic: str = "balanced", method: str = "permutati
     star = observed - (critical - chance)
     return FamilyTest(observed, chance, star, passes, p_fwer, p_unc, star_unc, pass_unc, critical, method,
                       statistic, float(eta), P, B, reason)
+
+
+def _scorer(X: np.ndarray, statistic: str):
+    """``score_rows(Y)``: the statistic of every column of ``X`` for every label row of ``Y`` (B x n)."""
+    if statistic in MEAN_SHIFT_STATISTICS:
+        prepared = mean_shift.prepare(X, statistic)
+        return lambda Y: mean_shift.batch_scores(Y, prepared, statistic)
+    srt = _sort_columns(X)
+    return lambda Y: _scores(np.asarray(Y, dtype=np.int32), srt, statistic)
 
 
 def permutation_indices(n: int, n_permutations: int, random_state: int) -> np.ndarray:

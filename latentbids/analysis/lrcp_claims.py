@@ -14,8 +14,8 @@ def lrcp_statement(s: dict) -> str:
     """The LRCP verdict of one contrast, in words.
 
     The sentence ``LRCP.summary_["statement"]`` holds: it says whether any latent unit is clinically
-    relevant (and if not, that the latent space carries no detectable information at this n and the
-    ranking is exploratory) and which regions are LRCP-positive.
+    relevant (and if not, that no single unit was shown to carry the contrast at this n, a limit of the test
+    and not evidence of absence, and that the ranking is exploratory) and which regions are LRCP-positive.
 
     Parameters
     ----------
@@ -32,28 +32,35 @@ def lrcp_statement(s: dict) -> str:
     """
     n, K, J, F = s["n"], s["K"], s["J"], s["n_folds"]
     rule = ("max-statistic label permutation" if s["family_correction"] == "permutation" else "Bonferroni")
-    what = "balanced accuracy" if s["statistic"] == "balanced" else "accuracy against the majority share"
+    what = STATISTIC_NAMES.get(s["statistic"], s["statistic"])
     family = f"{K} units" + (f" x {F} folds" if F > 1 else "")
     if not math.isfinite(s["best_unit_statistic"]):
         return (f"The latent units' clinical relevance could not be assessed at n = {n} "
                 f"({'; '.join(s['reasons']) or 'too few subjects'}).")
     if not s["latent_informative"]:
-        return (f"No latent unit is clinically relevant at n = {n} (best one-unit {what} "
-                f"{s['best_unit_statistic']:.2f}; family-wise {rule} over {family}, eta = {s['eta']:g}): the latent "
-                "space carries no detectable information about this contrast at this n, so no region is "
-                "LRCP-positive; the region ranking shown is exploratory.")
+        return (f"No single latent unit was shown to carry this contrast at n = {n} (best one-unit {what} "
+                f"{s['best_unit_statistic']:.2f}, below the family-wise critical value {s['unit_critical']:.2f}; "
+                f"{rule} over {family}, eta = {s['eta']:g}). This is a limit of the test at this n, not evidence "
+                "that the latent space lacks the information; no region is LRCP-positive and the region ranking "
+                "shown is exploratory.")
     per_fold = ", ".join(str(v) for v in s["units_relevant_per_fold"].values())
     units = (f"Latent units clinically relevant (family-wise {rule} over {family}, eta = {s['eta']:g}): "
              f"{per_fold}" + (" per fold." if F > 1 else "."))
     names = s["positive_regions"]
     if names:
         shown = ", ".join(str(x) for x in names[:10]) + (", ..." if len(names) > 10 else "")
-        regions = (f" {len(names)} of {J} regions are LRCP-positive (tied to a relevant unit and passing their "
-                   f"own family-wise test" + (" in most folds" if F > 1 else "") + f"): {shown}.")
+        regions = (f" {len(names)} of {J} regions are LRCP-positive (passing their own family-wise test and tied "
+                   "to a relevant unit by a family-wise significant correlation" + (" in at least one fold" if F > 1
+                                                                                    else "") + f"): {shown}.")
     else:
-        regions = (f" No region is LRCP-positive: none is both tied to a relevant unit by a significant "
-                   f"correlation and discriminative under the family-wise test over the {J} regions.")
+        regions = (f" No region is LRCP-positive: none of the {J} regions both passes its own family-wise test and "
+                   "is tied to a relevant unit by a family-wise significant correlation.")
     return units + regions
+
+
+#: the discriminability statistics in words (claims, statements)
+STATISTIC_NAMES = {"welch": "Welch |t|", "auc": "|AUC - 0.5|", "balanced": "best-threshold balanced accuracy",
+                   "majority": "best-threshold accuracy"}
 
 
 def lrcp_claims(model, contrast: str) -> list:
@@ -79,7 +86,7 @@ def lrcp_claims(model, contrast: str) -> list:
         own test; NaN under Bonferroni); ``bound`` is ``score_star`` for units and regions, NaN for LRCP.
     """
     s = model.summary_
-    stat_name = "best-threshold balanced accuracy" if s["statistic"] == "balanced" else "best-threshold accuracy"
+    stat_name = STATISTIC_NAMES.get(s["statistic"], s["statistic"])
     rule = ("max-statistic label permutation" if s["family_correction"] == "permutation" else "Bonferroni")
     F, K, J = s["n_folds"], s["K"], s["J"]
     unit_family = f"{rule} over {s['unit_family_size']} units" + (f" ({F} folds x {K})" if F > 1 else "")
@@ -93,14 +100,15 @@ def lrcp_claims(model, contrast: str) -> list:
                          statistic=float(r.statistic), p=float(r.p_fwer), bound=float(r.score_star),
                          correction=f"{rule} over {J} regions", supported=bool(r.discriminates)))
     note = "" if s["latent_informative"] else (
-        "no latent unit is relevant: the latent space carries no detectable information about this contrast "
-        "at this n; the score ranking is exploratory")
+        "no single latent unit was shown to carry this contrast at this n (a limit of the test, not evidence of "
+        "absence): the score ranking is exploratory")
     for r in model.consensus_.itertuples():
         out.append(Claim(
             contrast=contrast, family="lrcp", item=str(r.region), statistic_name="mean LRCP score S_j",
             statistic=float(r.mean_score), p=float(r.p_fwer), bound=math.nan,
-            correction=(f"tied to a relevant unit ({unit_family}) by a {s['correction']} significant correlation, "
-                        f"and the region's own test ({rule} over {J} regions)"
-                        + (f"; positive in {r.n_folds_positive} of {F} folds (needs more than half)" if F > 1 else "")),
+            correction=(f"tied to a relevant unit ({unit_family}) by a family-wise significant correlation ({rule} "
+                        f"over {J} x {s['unit_family_size']} region-unit pairs), and the region's own test ({rule} "
+                        f"over {J} regions)" + (f"; positive in {r.n_folds_positive} of {F} folds (any fold suffices; "
+                                                "the share is stability)" if F > 1 else "")),
             supported=bool(r.lrcp_positive), exploratory=bool(r.exploratory), note=note))
     return out

@@ -2,7 +2,8 @@
 
 In k-fold mode every fold trains its own network, whose latent units are not another fold's units; the
 region scores S_j, however, live on the same atlas in every fold.  So the region ranking is what can be
-pooled: :func:`consensus` (a region is LRCP-positive when it is positive in most folds) and
+pooled: :func:`consensus` (a region is LRCP-positive when it is positive in any fold; the share of
+folds is reported as stability) and
 :func:`ranking_stability` (Kendall tau and top-k overlap of the fold scores).
 """
 from __future__ import annotations
@@ -113,7 +114,7 @@ def consensus(folds: pd.DataFrame, region_tests: pd.DataFrame | None = None) -> 
 
     ``mean_score`` is the mean S_j over the folds that had a relevant unit (over every fold, and
     ``exploratory`` True, when none had); ``n_folds_positive`` counts the folds where the region is
-    LRCP-positive; ``lrcp_positive`` means more than half of them.  The ranking lists the positive
+    LRCP-positive; ``lrcp_positive`` means at least one of them.  The ranking lists the positive
     regions first by mean score, then the others.  ``region_tests`` (``LRCP.region_tests_``) adds each
     region's own test columns.  In k-fold mode the folds' latent units differ but their region scores
     live on the same atlas, so the region table is what can be pooled.
@@ -129,12 +130,16 @@ def consensus(folds: pd.DataFrame, region_tests: pd.DataFrame | None = None) -> 
 
     Returns
     -------
-    pandas.DataFrame of shape (n_regions, 7 + extra)
+    pandas.DataFrame of shape (n_regions, 8 + extra)
         ``region_index``, ``region``, ``mean_score``, ``exploratory``, ``n_folds_positive``,
-        ``lrcp_positive`` (positive in more than half of the folds), ``rank`` (1 = top), then the
-        ``region_tests`` columns; sorted by rank.  Empty (those 7 columns) when ``folds`` is None or empty.
+        ``fold_agreement`` (the share of folds where the region is positive: stability), ``lrcp_positive``
+        (positive in any fold: the family-wise unit test already spans every unit of every fold, so a
+        fold-majority rule would add no protection and cost power, METHOD.md section 5), ``rank`` (1 = top),
+        then the ``region_tests`` columns; sorted by rank.  Empty (those 8 columns) when ``folds`` is None or
+        empty.
     """
-    columns = ["region_index", "region", "mean_score", "exploratory", "n_folds_positive", "lrcp_positive", "rank"]
+    columns = ["region_index", "region", "mean_score", "exploratory", "n_folds_positive", "fold_agreement",
+               "lrcp_positive", "rank"]
     if folds is None or not len(folds):
         return pd.DataFrame(columns=columns)
     n_folds = folds["fold"].nunique()
@@ -146,7 +151,8 @@ def consensus(folds: pd.DataFrame, region_tests: pd.DataFrame | None = None) -> 
     positive = folds.groupby("region_index", sort=True)["lrcp_positive"].sum().astype(int)
     out["exploratory"] = exploratory
     out["n_folds_positive"] = out["region_index"].map(positive).fillna(0).astype(int)
-    out["lrcp_positive"] = out["n_folds_positive"] > n_folds / 2.0
+    out["lrcp_positive"] = out["n_folds_positive"] >= 1  # any fold: the unit test spans every fold already
+    out["fold_agreement"] = out["n_folds_positive"] / n_folds  # stability, reported, not a verdict
     out["rank"] = rank_regions(out["lrcp_positive"].to_numpy(), out["mean_score"].to_numpy(float),
                         out["region_index"].to_numpy())
     out = out[columns]

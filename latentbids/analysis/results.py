@@ -69,10 +69,13 @@ class ContrastResult:
     sam : pandas.DataFrame of shape (n_regions, n_columns)
         :func:`~latentbids.analysis.agnostic.sam_regions`'s table with a ``region`` name column.
     vectors : dict of str to dict
-        Fold -> :func:`~latentbids.analysis.agnostic.latent_vector_test` result (tested at
-        ``eta / n_folds``).
+        Fold -> :func:`~latentbids.analysis.agnostic.latent_vector_test` result (the paper's in-sample bound
+        with d = K and its RUB, tested at ``eta / n_folds``).
     reference_fold : str
         The fold whose units the heat map shows.
+    held_out : dict
+        :func:`~latentbids.analysis.latent_vector.held_out_test`: the confirmatory out-of-sample test of the
+        whole latent vector (held-out balanced accuracy, permutation p).
     """
 
     name: str
@@ -84,6 +87,7 @@ class ContrastResult:
     sam: pd.DataFrame
     vectors: dict
     reference_fold: str
+    held_out: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from latentbids.analysis.claims import ClaimsList
+from latentbids.analysis.power import power_sentence
 
 #: at most this many item names in one sentence (the tables hold them all)
 MAX_NAMES = 8
@@ -32,7 +33,9 @@ def contrast_verdicts(claims: ClaimsList, contrast: str, n: int, n_per_class: di
     """One sentence per claim family of one contrast.
 
     A reading of the claims list and nothing else: counts, supported items (at most :data:`MAX_NAMES`
-    named) and the correction each family used, so no sentence can say more than the claims support.
+    named) and the correction each family used, so no sentence can say more than the claims support.  A
+    family with no supported claim gets, instead of a reading of its silence, what it could have found at
+    this n (:func:`latentbids.analysis.power.power_sentence`): a silent test is never evidence of absence.
 
     Parameters
     ----------
@@ -50,74 +53,95 @@ def contrast_verdicts(claims: ClaimsList, contrast: str, n: int, n_per_class: di
     Returns
     -------
     list of str
-        In order, one sentence for each family that has claims: units, regions, LRCP, SAM, latent vector,
-        RUB.  Empty when the contrast has no claim.
+        In order, one sentence for each family that has claims: the latent vector (held out), units, regions,
+        LRCP, SAM, then the paper's in-sample bound and RUB.  Empty when the contrast has no claim.
     """
     counts = ", ".join(f"{v} {k}" for k, v in n_per_class.items())
+    smaller = min(n_per_class.values()) if n_per_class else n
     head = f"{contrast} (n = {n}; {counts})"
     out = []
-    units = claims.select("unit", contrast)
-    if units:
-        folds = list(dict.fromkeys(c.fold for c in units))
-        per_fold = [sum(c.supported for c in units if c.fold == f) for f in folds]
-        rel = [c for c in units if c.supported]
-        family = units[0].correction
-        if rel:
-            shown = _names(f"{'fold ' + c.fold + ' ' if len(folds) > 1 else ''}{c.item} "
-                           f"({c.statistic:.2f}, {_p(c.p)})" for c in rel)
-            out.append(f"{head}: latent units clinically relevant" + (f" per fold: {', '.join(map(str, per_fold))}"
-                       if len(folds) > 1 else f": {len(rel)}") + f" ({family}, eta = {eta:g}): {shown}.")
-        else:
-            out.append(f"{head}: no latent unit is clinically relevant ({family}, eta = {eta:g}): the latent space "
-                       "carries no detectable information about this contrast at this n.")
-    regions = claims.select("region", contrast)
-    if regions:
-        hit = [c.item for c in regions if c.supported]
-        out.append(f"{contrast}: {len(hit)} of {len(regions)} regions have a mean GM that separates the classes "
-                   f"({regions[0].correction})" + (f": {_names(hit)}." if hit else "."))
+    for c in claims.select("latent_vector", contrast):
+        score = f"held-out balanced accuracy {c.statistic:.2f}, {_p(c.p)}" if math.isfinite(c.statistic) else c.note
+        verdict = ("separates the classes out of sample" if c.supported else
+                   "is not shown to separate the classes out of sample. " + power_sentence("latent_vector", smaller))
+        out.append(f"{head}: the whole {c.item} {verdict} ({score}; {c.correction}).")
+    out += _unit_sentences(claims, contrast, head, eta, smaller)
+    for family, what in (("region", "regions have a mean GM that separates the classes"),
+                         ("sam", "regions are supported by SAM (the bound and the family-wise permutation p of "
+                                 "the voxel selection agree)")):
+        tests = claims.select(family, contrast)
+        if tests:
+            hit = [c.item for c in tests if c.supported]
+            out.append(f"{contrast}: {len(hit)} of {len(tests)} {what} ({tests[0].correction})"
+                       + (f": {_names(hit)}." if hit else ". " + power_sentence(family, smaller)))
     lrcp = claims.select("lrcp", contrast)
     if lrcp:
         pos = [c.item for c in lrcp if c.supported]
         if pos:
-            out.append(f"{contrast}: {len(pos)} region(s) are LRCP-positive (encoded by a relevant latent unit and "
-                       f"separating the classes): {_names(pos)}.")
-        elif any(c.exploratory for c in lrcp):
-            out.append(f"{contrast}: no region is LRCP-positive, because no latent unit is relevant; the LRCP "
-                       "ranking in the tables is exploratory, not a finding.")
+            out.append(f"{contrast}: {len(pos)} region(s) are LRCP-positive (separating the classes and tied to a "
+                       f"relevant latent unit, each family-wise): {_names(pos)}.")
         else:
-            out.append(f"{contrast}: no region is LRCP-positive (none is both tied to a relevant unit and "
-                       "separating the classes under the family-wise test).")
-    sam = claims.select("sam", contrast)
-    if sam:
-        hit = [c.item for c in sam if c.supported]
-        out.append(f"{contrast}: SAM supports {len(hit)} of {len(sam)} regions (the bound and the family-wise "
-                   "permutation p of the voxel selection agree)" + (f": {_names(hit)}." if hit else "."))
-    for family, what in (("latent_vector", "bound with d = K"), ("rub", "RUB, PAC-Bayes bound on the Gibbs "
-                                                                  "classifier and permutation p")):
+            why = ("no single latent unit was shown to be relevant, and the LRCP ranking in the tables is "
+                   "exploratory, not a finding" if any(c.exploratory for c in lrcp) else
+                   "none both separates the classes and is tied to a relevant unit under the family-wise tests")
+            out.append(f"{contrast}: no region is LRCP-positive: {why}. " + power_sentence("lrcp", smaller))
+    out += _paper_bound_sentences(claims, contrast)
+    return out
+
+
+def _unit_sentences(claims: ClaimsList, contrast: str, head: str, eta: float, smaller: int) -> list[str]:
+    units = claims.select("unit", contrast)
+    if not units:
+        return []
+    folds = list(dict.fromkeys(c.fold for c in units))
+    per_fold = [sum(c.supported for c in units if c.fold == f) for f in folds]
+    rel = [c for c in units if c.supported]
+    family = units[0].correction
+    if rel:
+        shown = _names(f"{'fold ' + c.fold + ' ' if len(folds) > 1 else ''}{c.item} "
+                       f"({c.statistic:.2f}, {_p(c.p)})" for c in rel)
+        return [f"{head}: latent units clinically relevant" + (f" per fold: {', '.join(map(str, per_fold))}"
+                if len(folds) > 1 else f": {len(rel)}") + f" ({family}, eta = {eta:g}): {shown}."]
+    return [f"{head}: no single latent unit was shown to carry this contrast ({family}, eta = {eta:g}); that is a "
+            "limit of the test at this n, not evidence that the latent space lacks the information. "
+            + power_sentence("unit", smaller)]
+
+
+def _paper_bound_sentences(claims: ClaimsList, contrast: str) -> list[str]:
+    """The paper's in-sample bound (d = K) and RUB: reported as the paper does, never read as absence."""
+    out = []
+    for family, what in (("vector_bound", "the paper's in-sample bound with d = K"),
+                         ("rub", "RUB, the PAC-Bayes bound on the Gibbs classifier and permutation p")):
         tests = claims.select(family, contrast)
-        if tests:
-            hit = [c for c in tests if c.supported]
-            if hit:
-                verdict = "separates the classes" + (f" in {len(hit)} of {len(tests)} folds" if len(tests) > 1 else "")
-            else:
-                verdict = "is not shown to separate the classes" + (" in any fold" if len(tests) > 1 else "")
-            out.append(f"{contrast}: the whole {tests[0].item} {verdict} ({what}; {tests[0].correction}).")
+        if not tests:
+            continue
+        hit = [c for c in tests if c.supported]
+        if hit:
+            verdict = "passes" + (f" in {len(hit)} of {len(tests)} folds" if len(tests) > 1 else "")
+        else:
+            verdict = ("does not pass" + (" in any fold" if len(tests) > 1 else "")
+                       + "; with the full latent vector this bound cannot support a multivariate claim at any "
+                         "realistic n, so its silence says nothing about the latent space")
+        out.append(f"{contrast}: {what} ({tests[0].item}) {verdict} ({tests[0].correction}).")
     return out
 
 
 def cohort_verdicts(claims: ClaimsList) -> list[str]:
-    """Sentences for the claims about the whole cohort: PC1, SHAP surrogates, SAR.
+    """Sentences for the claims about the whole cohort: PC1, SHAP surrogates, the top SHAP regions, SAR.
+
+    A test that did not reject is said as such ("not shown to"), with its measured power where the claim
+    carries it, never as absence; a supported surrogate is said to support the model, not its regions.
 
     Parameters
     ----------
     claims : ClaimsList
-        Every claim of the analysis (the ``pc1``, ``shap`` and ``sar`` families are read).
+        Every claim of the analysis (the ``pc1``, ``shap``, ``shap_regions`` and ``sar`` families are read).
 
     Returns
     -------
     list of str
         One PC1 sentence (when some PC1 correlation was computed), one SHAP sentence (when there are
-        surrogate claims), one sentence per SAR claim.
+        surrogate claims), one sentence per held-out test of the top regions, one per SAR claim.
     """
     out = []
     pc1 = claims.select("pc1")

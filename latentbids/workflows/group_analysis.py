@@ -22,7 +22,8 @@ from pathlib import Path
 
 from latentbids.analysis.claims import ClaimsList
 from latentbids.analysis.results import AnalysisResult
-from latentbids.analysis.verdicts import cohort_verdicts, contrast_verdicts, headline
+from latentbids.analysis.headline import headline
+from latentbids.analysis.verdicts import cohort_verdicts, contrast_verdicts
 from latentbids.errors import UsageError
 from latentbids.utils.atomic import write_json, write_text
 from latentbids.workflows.analysis.writers import jsonable
@@ -36,7 +37,7 @@ MIN_SHAP_MAPS = 10
 _CHOICES = {
     "correction": ("fdr_bh", "bonferroni", "permutation"),
     "family_correction": ("permutation", "bonferroni"),
-    "statistic": ("balanced", "majority"),
+    "statistic": ("welch", "auc", "balanced", "majority"),
     "correlation": ("pearson", "spearman"),
 }
 
@@ -164,7 +165,7 @@ def run_group_analysis(config, group_result: GroupLevelResult, atlas) -> Analysi
     result = AnalysisResult(
         model_name=inp.model_name, mode=inp.mode, folds=inp.folds, reference_fold=inp.reference_fold,
         label_column=settings.label_column, n_subjects=n_subjects, settings=settings,
-        confounds=inp.confound_names, claims=claims, headline=headline(claims, [c.name for c in contrasts], n_subjects),
+        confounds=inp.confound_names, claims=claims, headline=headline(claims, [c.name for c in contrasts], n_subjects, settings.eta),
         verdicts=tuple(verdicts), contrasts=tuple(contrasts), projections=projections, shap=shap, notes=tuple(notes),
         skipped=dict(sec.skipped), failures=dict(sec.failures), files=files,
         analysis_json=inp.analysis_dir / "analysis.json", report=inp.analysis_dir / report_name(inp.model_name))

@@ -335,7 +335,7 @@ def test_latent_vector_cannot_pass_at_n100_even_when_one_unit_separates_perfectl
     assert res["rub"]["p_perm"] == pytest.approx(1 / 21)
     assert ag.feature_test(Z[:, 0], y)["significant"] is True  # ...while the single unit passes
     claims = ag.vector_claims({"1": res, "2": res}, "CN vs AD", 0.05)
-    assert [c.family for c in claims] == ["latent_vector", "rub", "latent_vector", "rub"]
+    assert [c.family for c in claims] == ["vector_bound", "rub", "vector_bound", "rub"]
     assert not any(c.supported for c in claims) and "eta / 2 folds = 0.025" in claims[0].correction
 
 

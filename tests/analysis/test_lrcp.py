@@ -104,7 +104,9 @@ def test_no_relevant_unit_gives_an_exploratory_ranking_and_says_so():
     assert not m.units_["relevant"].any()  # precondition of this fixed null cohort
     s = m.summary_
     assert not s["latent_informative"] and s["n_regions_positive"] == 0
-    assert "carries no detectable information about this contrast" in s["statement"]
+    assert "No single latent unit was shown to carry this contrast" in s["statement"]
+    assert "not evidence that the latent space lacks the information" in s["statement"]
+    assert "no detectable information" not in s["statement"]
     assert m.consensus_["exploratory"].all() and not m.consensus_["lrcp_positive"].any()
     u = m.units_
     expected = np.abs(u["auc"] - 0.5) / np.abs(u["auc"] - 0.5).sum()
@@ -140,7 +142,15 @@ def test_weights_scores_and_tables_are_consistent():
     reg = m.folds_.set_index("region_index")
     np.testing.assert_allclose(reg["score"].sort_index(), s.sort_index())
     tests = m.region_tests_.set_index("region_index")
-    assert (reg["lrcp_positive"] == ((reg["score"] > 0) & tests.loc[reg.index, "discriminates"])).all()
+    # positive <=> the region discriminates and is tied (family-wise) to a relevant unit
+    assert (reg["lrcp_positive"] == (reg["tied_to_relevant_unit"] & tests.loc[reg.index, "discriminates"])).all()
+    tied = a[a["tied"]].assign(relevant=lambda d: d["unit"].map(u.set_index("unit")["relevant"]))
+    by_region = tied.groupby("region_index")["relevant"].any()
+    assert (reg["tied_to_relevant_unit"] == by_region.reindex(reg.index, fill_value=False)).all()
+    # the tie is tested for the relevant units only (one family over them and every region)
+    tested = a["unit"].map(u.set_index("unit")["relevant"]).astype(bool)
+    assert a.loc[~tested, "p_tie_fwer"].isna().all() and not a.loc[~tested, "tied"].any()
+    assert (a.loc[tested, "p_tie_fwer"] >= 1 / (FAST["n_permutations"] + 1)).all()
     # ranking: positives first by score, then the others
     f = m.folds_
     npos = int(f["lrcp_positive"].sum())
@@ -161,7 +171,7 @@ def test_a_r2_separates_encoded_from_absent_regions():
     assert (a.loc[5:8] < 0.1).all()
 
 
-def test_folds_form_one_unit_family_and_pool_by_majority():
+def test_folds_form_one_unit_family_and_a_region_positive_in_any_fold_is_positive():
     Z, G, y = simulate_cohort(0, n_per=60)
     rng = np.random.default_rng(2)
     folds = {"1": Z, "2": Z[:, rng.permutation(K)] + 0.2 * rng.normal(size=Z.shape), "3": rng.normal(size=Z.shape)}
@@ -172,8 +182,9 @@ def test_folds_form_one_unit_family_and_pool_by_majority():
     assert per_fold["1"] >= 1 and per_fold["2"] >= 1 and per_fold["3"] == 0  # fold 3's code is noise
     assert m.folds_.loc[m.folds_["fold"] == "3", "exploratory"].all()
     cons = m.consensus_.set_index("region_index")
-    # positive in 2 of 3 folds is a majority; fold 3 contributes no positive
+    # positive in 2 of 3 folds (fold 3's code is noise): positive, with the share of folds as its stability
     assert (cons.loc[list(PLANTED), "n_folds_positive"] == 2).all() and cons.loc[list(PLANTED), "lrcp_positive"].all()
+    assert np.allclose(cons.loc[list(PLANTED), "fold_agreement"], 2 / 3)
     assert not cons["exploratory"].any()
     assert m.stability_ is not None and m.stability_["n_folds"] == 3
 
@@ -198,7 +209,7 @@ def test_unbalanced_classes_balanced_statistic_keeps_chance_at_half_and_controls
         rng = np.random.default_rng(100 + seed)
         y = np.array([1] * 30 + [0] * 70)
         Z, G = rng.normal(size=(100, 8)), rng.normal(size=(100, 10))
-        m = LRCP(random_state=seed, **FAST).fit(Z, G, y)
+        m = LRCP(statistic="balanced", random_state=seed, **FAST).fit(Z, G, y)
         assert m.summary_["chance"] == 0.5
         hits += m.summary_["n_units_relevant"] > 0
         maj = LRCP(statistic="majority", random_state=seed, **FAST).fit(Z, G, y)
@@ -261,7 +272,7 @@ def test_usage_errors_and_uncomputable_statistics():
     Zc[:, 3] = 1.0
     mc = LRCP(**FAST).fit(Zc, G, y)
     assert mc.association_.loc[mc.association_["unit"] == "z3", "r"].isna().all()
-    assert not mc.units_.loc[3, "relevant"] and mc.units_.loc[3, "statistic"] == 0.5
+    assert not mc.units_.loc[3, "relevant"] and mc.units_.loc[3, "statistic"] == 0.0  # |t| of a constant: no shift
     assert any("constant latent unit" in r and "z3" in r for r in mc.summary_["reasons"])
 
 
@@ -331,13 +342,14 @@ def test_consensus_hand_made():
                        frame("4", [9.0, 9.0, 9.0, 9.0], [False] * 4, exploratory=True)], ignore_index=True)
     c = consensus(folds)
     assert list(c.columns) == ["region_index", "region", "mean_score", "exploratory", "n_folds_positive",
-                               "lrcp_positive", "rank"]
+                               "fold_agreement", "lrcp_positive", "rank"]
     c = c.set_index("region_index").sort_index()
     assert list(c["n_folds_positive"]) == [3, 1, 2, 0]
-    # majority of 4 folds needs 3: only A
-    assert list(c["lrcp_positive"]) == [True, False, False, False]
+    # positive in any fold is positive; the share of the 4 folds is the stability
+    assert list(c["lrcp_positive"]) == [True, True, True, False]
+    assert list(c["fold_agreement"]) == [0.75, 0.25, 0.5, 0.0]
     # the exploratory fold's scores do not enter the mean of the informative folds
     assert c.loc[1, "mean_score"] == pytest.approx(0.2) and not c["exploratory"].any()
-    # positives first, then by mean score: A, then B (0.5), C (0.2), D (0.1)
-    assert list(c.sort_values("rank").index) == [1, 2, 3, 4]
+    # positives first by mean score: B (0.5), then A and C (0.2, ties by index), then D
+    assert list(c.sort_values("rank").index) == [2, 1, 3, 4]
     assert consensus(pd.DataFrame()).empty

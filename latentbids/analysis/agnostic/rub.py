@@ -225,7 +225,7 @@ def vector_claims(vectors: dict, contrast: str, eta: float) -> list:
     Returns
     -------
     list of Claim
-        Two per fold: a ``latent_vector`` claim (``statistic`` = in-sample SVM accuracy, ``p`` NaN,
+        Two per fold: a ``vector_bound`` claim (``statistic`` = in-sample SVM accuracy, ``p`` NaN,
         ``bound`` = ``acc_star``) and a ``rub`` claim (``statistic`` = Gibbs accuracy, ``p`` = ``p_perm``,
         ``bound`` = ``acc_star`` of RUB).
     """
@@ -235,7 +235,7 @@ def vector_claims(vectors: dict, contrast: str, eta: float) -> list:
     out = []
     for fold, vec in vectors.items():
         k = vec.get("d", 0)
-        out.append(Claim(contrast=contrast, family="latent_vector", item=f"{k}-unit latent vector", fold=str(fold),
+        out.append(Claim(contrast=contrast, family="vector_bound", item=f"{k}-unit latent vector", fold=str(fold),
                          statistic_name="linear SVM in-sample accuracy", statistic=float(vec["accuracy"]),
                          p=math.nan, bound=float(vec["acc_star"]),
                          correction=f"bound Delta(n, d = {k}) at eta / {F} folds = {eta / F:.3g}",

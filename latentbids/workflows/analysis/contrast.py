@@ -11,6 +11,7 @@ import numpy as np
 
 from latentbids.analysis.agnostic import latent_vector_test, sam_claims, sam_regions, vector_claims
 from latentbids.analysis.cohort import contrast_name
+from latentbids.analysis.latent_vector import held_out_claim, held_out_test
 from latentbids.analysis.lrcp import LRCP
 from latentbids.analysis.lrcp_claims import lrcp_claims
 from latentbids.analysis.results import ContrastResult
@@ -51,6 +52,8 @@ def run_contrast(inp, settings, seed: int, a: str, b: str) -> tuple[ContrastResu
                 top_k=settings.top_k)
     lrcp.fit(Z, G, y, region_index=index, region_names=names, unit_names=latent_columns(K),
              n_confounds=inp.C.shape[1])
+    held_out = held_out_test(Z, {fold: inp.fold_Z[fold][1][rows] for fold in inp.folds}, y, eta=settings.eta,
+                             n_permutations=settings.n_permutations, random_state=seed)
     eta_fold = settings.eta / len(inp.folds)
     vectors = {fold: latent_vector_test(Zf, y, eta=eta_fold, bound=settings.bound,
                                         n_permutations=settings.n_permutations, random_state=seed,
@@ -61,8 +64,8 @@ def run_contrast(inp, settings, seed: int, a: str, b: str) -> tuple[ContrastResu
                       bound=settings.bound, n_permutations=settings.sam_permutations, random_state=seed)
     sam.insert(1, "region", sam["region_index"].map(dict(zip(index, names))))
     claims = (lrcp_claims(lrcp, name) + sam_claims(sam, name, settings.sam_permutations)
-              + vector_claims(vectors, name, settings.eta))
+              + [held_out_claim(held_out, name, settings.eta)] + vector_claims(vectors, name, settings.eta))
     result = ContrastResult(name=name, desc=contrast_name(a, b), labels=(a, b), n=len(rows),
                             n_per_class={a: int((y == 0).sum()), b: int((y == 1).sum())}, lrcp=lrcp, sam=sam,
-                            vectors=vectors, reference_fold=inp.reference_fold)
+                            vectors=vectors, reference_fold=inp.reference_fold, held_out=held_out)
     return result, claims, ""

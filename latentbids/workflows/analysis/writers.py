@@ -61,7 +61,10 @@ def write_contrast(inp, res, claims, settings) -> dict:
     """Tables of one contrast, its LRCP maps (finding and exploratory) and the LRCP sidecar."""
     m, d = res.lrcp, res.desc
     ent = {"desc": d}
-    tests = []
+    held = {k: v for k, v in (res.held_out or {}).items() if k not in ("splits",)}
+    tests = [{"test": "latent vector, held-out balanced accuracy (ridge classifier, label permutation of the whole "
+                      f"cross-validation over {(res.held_out or {}).get('splits') or 'the folds'})", "fold": "all",
+              **_scalars(held)}] if held else []
     for fold, vec in res.vectors.items():
         tests.append({"test": f"latent vector (d = {vec.get('d')}), linear SVM", "fold": fold, **_scalars(vec)})
         tests.append({"test": "latent vector, RUB (PAC-Bayes on the Gibbs classifier)", "fold": fold,
