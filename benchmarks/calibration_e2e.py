@@ -47,7 +47,7 @@ import calibration as cal  # noqa: E402
 from latentbids.analysis.claims import ClaimsList  # noqa: E402
 from latentbids.analysis.headline import contrast_headline  # noqa: E402
 
-BIN = Path(sys.executable).parent
+BIN = Path(os.environ.get("LATENTBIDS_BIN") or Path(sys.executable).parent)  # where latentbids(-simulate) live
 GRID = "MNI152NLin2009aSym:res-nilearn4"
 #: the contrast families: a supported claim of one of these on a label null is a false positive
 CONTRAST_FAMILIES = ("unit", "region", "lrcp", "sam", "latent_vector", "vector_bound", "rub")
