@@ -79,16 +79,13 @@ def _attach_reused_gm(job: T1wJob, derivatives: dict[str, str]) -> T1wJob:
 
 
 def check_model_grid(model_dir: str, template) -> None:
-    """Refuse a ``--model`` trained on another template or grid before any subject is processed."""
-    import nibabel as nib
-    import numpy as np
+    """Check ``--model`` whole before any subject is processed: files, checksums, weights loadable as tensors,
+    paths inside the folder, and the template grid (a damaged folder is exit 66, another grid exit 64)."""
+    from latentbids.model.bundle_checks import verify_bundle
 
-    from latentbids.model.bundle import load_bundle
-
-    bundle = load_bundle(model_dir)
-    probe = nib.Nifti1Image(np.zeros(template.shape, "uint8"), template.affine)
-    bundle.check_input(probe, space=template.space, name=f"participant grid {template.name}")
-    LOGGER.info("--model %s: subjects will be encoded with it after processing", model_dir)
+    bundle = verify_bundle(model_dir, space=template.space, shape=template.shape, affine=template.affine)
+    LOGGER.info("--model %s: verified (%d fold(s), %s); subjects will be encoded with it after processing",
+                model_dir, len(bundle.folds), bundle.grid_name())
 
 
 def encode_with_existing_model(config, run: RunSettings, jobs: list[T1wJob], results: dict[str, str]) -> dict[str, str]:
@@ -117,6 +114,10 @@ def encode_with_existing_model(config, run: RunSettings, jobs: list[T1wJob], res
         except LatentbidsError as exc:
             LOGGER.error("%s: encoding failed: %s", job.label, exc.message)
             results[job.label] = f"failed: encoding ({exc.message})"
+            continue
+        except (OSError, ValueError, RuntimeError) as exc:  # one subject's map: the others are still encoded
+            LOGGER.error("%s: encoding failed: %s: %s", job.label, type(exc).__name__, exc)
+            results[job.label] = f"failed: encoding ({type(exc).__name__}: {exc})"
             continue
         row = encoded.latent.iloc[0]
         LOGGER.info("%s: encoded with fold %s (in_training=%s), error %.5f", job.label, row["fold"],

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from helpers import run_cli  # noqa: E402
+from helpers import run_cli, write_minimal_dataset  # noqa: E402
 
 SPACE = "MNI152NLin2009aSym:res-nilearn4"
 COMMON = ["--skip-bids-validation", "--sloppy", "--n-folds", 2, "--output-spaces", SPACE, "--nprocs", 1,
@@ -168,3 +168,21 @@ def _rewrite_sums(folder: Path) -> None:
     lines = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(folder).as_posix()}"
              for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "SHA256SUMS"]
     (folder / "SHA256SUMS").write_text("\n".join(lines) + "\n")
+
+
+def test_participant_model_is_verified_before_any_subject(trained, tmp_path):
+    """Participant level: a tampered model folder is refused in seconds, before any T1w is processed
+    (issue 18: bad weights were found after 165 s, and the subjects after the first were not encoded)."""
+    import numpy as np
+
+    root, bids, out = trained
+    copy = tmp_path / "model"
+    shutil.copytree(out / "models" / "ae-K32", copy)
+    (copy / "weights" / "fold-2.pt").write_bytes(b"garbage")
+    raw = write_minimal_dataset(tmp_path / "raw", {"01": np.random.default_rng(0).random((20, 24, 20)).astype("f4")})
+    start = time.monotonic()
+    proc = run_cli(raw, tmp_path / "deriv", "participant", "-w", tmp_path / "work", "--skip-bids-validation",
+                   "--model", copy, "--nprocs", 1)
+    line = _one_line(proc, 66)
+    assert "weights/fold-2.pt does not match its sha256" in line and time.monotonic() - start < 60
+    assert not list((tmp_path / "deriv").glob("sub-01/anat/*probseg*"))  # no subject was processed
