@@ -43,6 +43,7 @@ OPTION_TO_CONFIG = {
     "atlas": ("spatial", "atlas"),
     "atlas_labels": ("spatial", "atlas_labels"),
     "model": ("model", "model"),
+    "model_name": ("model", "model_name"),
     "latent_dim": ("model", "latent_dim"),
     "n_folds": ("model", "n_folds"),
     "fit_all": ("model", "fit_all"),
@@ -193,6 +194,9 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     """The autoencoder (group level; --model also at participant level)."""
     mod = parser.add_argument_group("model (group level; --model also at participant level)")
     mod.add_argument("--model", dest="model", metavar="DIR", help="encode with an existing trained model folder")
+    mod.add_argument("--model-name", dest="model_name", metavar="NAME",
+                     help="name of the model this run trains (models/NAME, group/NAME, desc-NAME; default ae-K<K>): an "
+                          "existing model folder of another configuration is never replaced")
     mod.add_argument("--latent-dim", dest="latent_dim", type=_positive_int, metavar="K", help="latent units")
     mod.add_argument("--n-folds", dest="n_folds", type=_positive_int, metavar="K", help="cross-validation folds")
     mod.add_argument("--fit-all", dest="fit_all", action="store_true", help="train one model on all subjects")
@@ -277,6 +281,7 @@ DYNAMIC_DEFAULTS = {
     "participant_label": "all subjects",
     "session_label": "all sessions",
     "model": "none: the group level trains a new model",
+    "model_name": "ae-K<latent_dim>",
     "fold": "every fold, then the analysis",
     "use_plugin": "MultiProc with --nprocs",
     "config_file": "none",
