@@ -13,8 +13,9 @@ command users run, autoencoder, confounds, claims list and headline included (ME
   ParaHippocampal_L/R, 60 per group: which planted regions each family finds, and which other regions.
 
 The network is the demo's (``scripts/demo.toml``: channels 4-8-16-32, K = 16, 3 folds, probability maps) with
-``--epochs`` epochs; every analysis setting of the contrast families is the default (the label-free SHAP
-surrogates are made cheap: 50 trees, 19 permutations).  ``--write-package-data`` adds the null rates
+``--epochs`` epochs; every analysis setting of the contrast families is the default but ``n_permutations =
+200`` (the size of a permutation test does not depend on it, only its resolution), and the label-free SHAP
+surrogates are made cheap (50 trees, 19 permutations).  ``--write-package-data`` adds the null rates
 (key ``end_to_end``) and the power check (``end_to_end_power``) to ``latentbids/data/calibration.json``.
 
 Commands (also in BENCHMARKS.md)::
@@ -58,10 +59,11 @@ NULL_DESIGNS = ((40, ("CN", "AD"), 0.5), (100, ("CN", "AD"), 0.5), (40, ("CN", "
 
 
 def _config(folder: Path, epochs: int) -> Path:
-    """The demo network; the analysis at its defaults except the SHAP surrogates (the SHAP families involve no
-    label, so a label null does not measure them: their cost is cut to keep a run to minutes)."""
+    """The demo network; the analysis at its defaults except two costs: 200 label permutations instead of 1000
+    (the size of a permutation test does not depend on their number, only the resolution of its p) and the SHAP
+    surrogates (label-free, so a label null does not measure them), to keep a run to minutes."""
     text = (f'[model]\nchannels = [4, 8, 16, 32]\nlatent_dim = 16\ninput_map = "probseg"\nmax_epochs = {epochs}\n'
-            'n_folds = 3\n[analysis]\nshap_n_estimators = 50\nshap_permutations = 19\n')
+            'n_folds = 3\n[analysis]\nn_permutations = 200\nshap_n_estimators = 50\nshap_permutations = 19\n')
     path = folder / "e2e.toml"
     path.write_text(text)
     return path
