@@ -99,7 +99,10 @@ class StagedFolder:
                         os.rename(leftover, self.target)
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, traceback) -> None:
         if self._made and not self.committed:
             shutil.rmtree(self._staging, ignore_errors=True)
         self._pending.close()
+        if exc is not None and exc.args and isinstance(exc.args[0], str) and str(self._staging) in exc.args[0]:
+            # a write that failed inside the staging folder is named where the user will look for it
+            exc.args = (exc.args[0].replace(str(self._staging), str(self.target)),) + exc.args[1:]

@@ -80,3 +80,13 @@ def test_sigterm_removes_the_staging_folder(tmp_path):
     os.kill(proc.pid, signal.SIGTERM)
     proc.wait(timeout=30)
     assert not staging.exists() and not (tmp_path / "ae-K32").exists()
+
+
+def test_an_error_inside_the_staging_folder_names_the_final_path(tmp_path):
+    from latentbids.errors import StorageError
+
+    target = tmp_path / "ae-K32"
+    with pytest.raises(StorageError) as info:
+        with StagedFolder(target) as staged:
+            raise StorageError(f"cannot write {staged.path / 'a.tsv'}: No space left on device (ENOSPC)")
+    assert str(target / "a.tsv") in str(info.value) and "staging" not in str(info.value)
