@@ -22,6 +22,7 @@ Commands (also in BENCHMARKS.md)::
     .venv/bin/python benchmarks/calibration.py --ixi DERIVATIVES_OF_ds-ixi10   # refresh the GM model
     .venv/bin/python benchmarks/calibration.py --reps 100 --write-package-data  # the full table
     .venv/bin/python benchmarks/calibration.py --quick                          # minutes: a smoke run
+    .venv/bin/python benchmarks/calibration.py --end-to-end --null-runs 60      # through latentbids group
 
 ``--write-package-data`` writes ``latentbids/data/calibration.json``, the per-family worst false-positive
 rate that every group report quotes in its methods section.
@@ -353,7 +354,14 @@ def _command_of(tsv: Path) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--end-to-end" in argv:  # the same calibration through latentbids group itself: calibration_e2e.py
+        import calibration_e2e
+
+        return calibration_e2e.main([a for a in argv if a != "--end-to-end"])
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                epilog="--end-to-end: run benchmarks/calibration_e2e.py (latentbids group on simulated "
+                                       "cohorts) with the remaining options")
     p.add_argument("--ixi", type=Path, help="estimate the regional GM model from these participant-level outputs")
     p.add_argument("--reps", type=int, default=100, help="null replications per cell (cheap families)")
     p.add_argument("--reps-large", type=int, default=40, help="null replications per cell at n >= 400")
