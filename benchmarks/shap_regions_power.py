@@ -57,6 +57,7 @@ sys.path.insert(0, str(ROOT))
 from latentbids.analysis.agnostic import sar  # noqa: E402
 from latentbids.analysis.shap_regions import heldout_r2_test, select_top_regions  # noqa: E402
 from latentbids.simulate.analysis_cohort import RegionalGMModel  # noqa: E402
+from calibration import wilson  # noqa: E402  (benchmarks/ is the script's folder)
 
 PLANTED_NAMES = ("Hippocampus_L", "ParaHippocampal_R", "Precuneus_L")
 VARIANTS = ("heldout_ridge", "heldout_ols", "heldout_gbm", "cv_within", "insample_f", "sar")
@@ -152,16 +153,6 @@ def one_rep(model, planted, sd, args, r):
     out["insample_f"] = insample_f(Xt_std, e[test])
     out["sar"] = sar(Xt, e[test], eta=args.eta, bound="G", n_resamples=0, random_state=r)["p_full"]
     return out
-
-
-def wilson(k, n, z=1.96):
-    if n == 0:
-        return math.nan, math.nan
-    p = k / n
-    den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, mid - half), min(1.0, mid + half)
 
 
 def main(argv=None):

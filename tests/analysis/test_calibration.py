@@ -92,17 +92,24 @@ def test_pc1_on_shuffled_global_measures(model, settings):
     assert _rate(cal.pc1_outcome, model, settings, "pc1", n=60) <= MAX_RATE
 
 
+def _planted(model, settings, loss: float, seed: int, reps: int = 10) -> tuple[int, int, int]:
+    """LRCP on ``reps`` cohorts with ``loss`` planted in 4 regions, 60 per group, K = 32, 5 folds: cohorts with
+    all 4 found, planted regions found in all, other regions called positive in all."""
+    planted = tuple(int(model.index[list(model.names).index(n)]) for n in cal.PLANTED_NAMES)
+    every, found, other = 0, 0, 0
+    for r in range(reps):
+        c = draw_cohort(model, 60, 60, 32, rng=np.random.default_rng([seed, r]), loss=loss, planted=planted,
+                        n_folds=5)
+        out = cal.lrcp_outcome(c, settings, r)
+        every, found, other = every + out["all_planted"], found + out["lrcp_planted"], other + out["lrcp_other"]
+    return every, found, other
+
+
 def test_planted_loss_at_60_per_group_is_found(model, settings):
     """Power check (the benchmark's target, on fewer replications): 18 % GM loss in 4 regions at 60 per
     group, with the default 5 folds, makes all 4 LRCP-positive in most cohorts, with rarely a false region."""
-    planted = tuple(int(model.index[list(model.names).index(n)]) for n in cal.PLANTED_NAMES)
-    found, other = 0, 0
-    for r in range(10):
-        c = draw_cohort(model, 60, 60, 32, rng=np.random.default_rng([5, r]), loss=0.18, planted=planted, n_folds=5)
-        out = cal.lrcp_outcome(c, settings, r)
-        found += out["all_planted"]
-        other += out["lrcp_other"]
-    assert found >= 8 and other <= 3
+    every, _, other = _planted(model, settings, 0.18, 5)
+    assert every >= 8 and other <= 3
 
 
 def test_the_shipped_calibration_holds_every_family_at_its_level():
@@ -128,11 +135,5 @@ def test_planted_loss_of_8_percent_is_found_where_the_old_rule_found_almost_noth
     """The issue-17 target at the estimator level: 8 % loss in 4 regions, 60 per group (K = 32, 5 folds).
     The balanced-accuracy statistic with the fold-majority rule found 0.20 of the 4 planted regions on average;
     Welch |t| with the any-fold rule and the family-wise tie must find clearly more, and no other region."""
-    planted = tuple(int(model.index[list(model.names).index(n)]) for n in cal.PLANTED_NAMES)
-    found, other = 0, 0
-    for r in range(10):
-        c = draw_cohort(model, 60, 60, 32, rng=np.random.default_rng([8, r]), loss=0.08, planted=planted, n_folds=5)
-        out = cal.lrcp_outcome(c, settings, r)
-        found += out["lrcp_planted"]
-        other += out["lrcp_other"]
+    _, found, other = _planted(model, settings, 0.08, 8)
     assert found / 10 >= 0.8 and other <= 1
