@@ -70,9 +70,7 @@ def contrast_headline(claims: ClaimsList, contrast: str, level: float, eta: floa
     with_units = sorted({c.fold for c in units})
     bits.append(f"clinically relevant latent units in {len(with_units)} of {len(folds)} fold(s)" if len(folds) > 1
                 else f"{len(units)} clinically relevant latent unit(s)")
-    region_p = {c.item: c.p for c in claims.select("region", contrast)}
-    lrcp = [c.item for c in claims.select("lrcp", contrast, supported=True)
-            if _passes(c, level, eta) and (region_p.get(c.item, 1.0) <= level + 1e-12 or level >= eta)]
+    lrcp = [c.item for c in claims.select("lrcp", contrast) if _passes(c, level, eta)]  # p: the region's own test
     if lrcp:
         bits.append(f"{len(lrcp)} LRCP-positive region(s) ({_names(lrcp)})")
     regions = [c.item for c in claims.select("region", contrast) if _passes(c, level, eta) and c.item not in lrcp]
