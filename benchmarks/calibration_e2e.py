@@ -9,8 +9,9 @@ command users run, autoencoder, confounds, claims list and headline included (ME
   balanced and 70/30 classes, and 3 labels (3 contrasts, for the report-wide rate).  One run is one replication
   of every family: a false positive is any supported claim about a contrast; the headline's report-wide false
   positive is a headline claim about any contrast.
-* ``--power-runs N --losses 8 18``: N cohorts per loss with the loss planted in Hippocampus_L/R and
-  ParaHippocampal_L/R, 60 per group: which planted regions each family finds, and which other regions.
+* ``--power-runs N --losses 8 18``: N cohorts per loss with the loss planted in ``--regions`` (default
+  Hippocampus_L/R and ParaHippocampal_L/R), 60 per group: which planted regions each family finds, and which
+  other regions.
 
 The network is the demo's (``scripts/demo.toml``: channels 4-8-16-32, K = 16, 3 folds, probability maps) with
 ``--epochs`` epochs; every analysis setting of the contrast families is the default but ``n_permutations =
@@ -113,9 +114,9 @@ def null_row(analysis: dict, eta: float) -> dict:
     return row
 
 
-def power_row(analysis: dict) -> dict:
+def power_row(analysis: dict, regions) -> dict:
     claims = ClaimsList.from_json(analysis["Claims"])
-    planted = set(cal.PLANTED_NAMES)
+    planted = set(regions)
     row = {}
     for f in ("region", "lrcp", "sam"):
         hit = set(claims.supported_items(f))
@@ -135,15 +136,15 @@ def run(args) -> pd.DataFrame:
     for kind, i, per_group, labels, share, loss in jobs:
         root, work = scratch / f"{kind}{i}-{loss}", scratch / "work"
         seed = args.seed + 1000 * i + loss
-        effect = f"{','.join(cal.PLANTED_NAMES)}:{loss}" if kind == "power" else None
+        effect = f"{','.join(args.regions)}:{loss}" if kind == "power" else None
         _simulate(root, per_group * len(labels), seed, effect)
         if kind == "null":
             _relabel(root, labels, share, rng)
         analysis, seconds = _group(root, work, config, args.nprocs)
-        row = {"kind": kind, "run": i, "n_per_group": per_group, "labels": len(labels),
+        row = {"kind": kind, "run": i, "n_per_group": per_group, "labels": len(labels), "regions": " ".join(args.regions),
                "balance": "3 labels" if share is None else f"{round(share * 100)}/{round((1 - share) * 100)}",
                "loss": loss, "seed": seed, "seconds": round(seconds, 1),
-               **(null_row(analysis, args.eta) if kind == "null" else power_row(analysis))}
+               **(null_row(analysis, args.eta) if kind == "null" else power_row(analysis, args.regions))}
         rows.append(row)
         print(json.dumps(row), flush=True)
         pd.DataFrame(rows).to_csv(args.out, sep="\t", index=False)  # kept after every run: a long sweep
@@ -173,7 +174,7 @@ def summary(table: pd.DataFrame, eta: float) -> dict:
     power = table[table["kind"] == "power"]
     if len(power):
         out["end_to_end_power"] = {
-            str(int(loss)): {"runs": len(part), "n_per_group": 60,
+            str(int(loss)): {"runs": len(part), "n_per_group": 60, "regions": str(part["regions"].iloc[0]),
                              "lrcp_planted_mean": float(part["lrcp_planted"].mean()),
                              "lrcp_at_least_2": int((part["lrcp_planted"] >= 2).sum()),
                              "lrcp_other_runs": int((part["lrcp_other"] > 0).sum()),
@@ -191,6 +192,7 @@ def main(argv=None) -> int:
     p.add_argument("--null-runs", type=int, default=0)
     p.add_argument("--power-runs", type=int, default=0)
     p.add_argument("--losses", type=int, nargs="+", default=[8, 18])
+    p.add_argument("--regions", nargs="+", default=list(cal.PLANTED_NAMES), help="AAL regions of the planted loss")
     p.add_argument("--epochs", type=int, default=40, help="max_epochs of the demo network")
     p.add_argument("--eta", type=float, default=0.05)
     p.add_argument("--nprocs", type=int, default=len(os.sched_getaffinity(0)))
