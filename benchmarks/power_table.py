@@ -111,12 +111,18 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=20261207)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "power_table.tsv")
     p.add_argument("--write-package-data", action="store_true")
+    p.add_argument("--from-table", type=Path, metavar="TSV",
+                   help="no new cohorts: summarise a table an earlier run wrote (its grid and --reps)")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
-    table = run_grid(args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, sep="\t", index=False)
-    print(f"wrote {args.out} ({time.perf_counter() - t0:.0f} s, {cal.machine()})")
+    if args.from_table:
+        table = pd.read_csv(args.from_table, sep="\t")
+        args.reps = int(table.groupby(["n_per_group", "loss"]).size().min())
+    else:
+        table = run_grid(args)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.out, sep="\t", index=False)
+        print(f"wrote {args.out} ({time.perf_counter() - t0:.0f} s, {cal.machine()})")
     if args.write_package_data:
         target = ROOT / "latentbids" / "data" / "calibration.json"
         data = json.loads(target.read_text())

@@ -17,6 +17,9 @@ from importlib import resources
 
 #: the power a "detects" statement promises
 TARGET_POWER = 0.8
+#: families whose power depends on how well the autoencoder encodes the regions: the table's stand-in (a linear
+#: autoencoder) is their best case, and the sentence says so
+NETWORK_DEPENDENT = ("unit", "lrcp", "latent_vector", "vector_bound", "rub")
 
 
 @lru_cache(maxsize=1)
@@ -110,5 +113,7 @@ def power_sentence(family: str, n_per_group: int, table: dict | None = None) -> 
         top = max(float(x) for x in table["losses"])
         return (f"Even a {top:g} % GM loss in {regions} regions is found with less than 80 % power at this n ({where}): "
                 "an effect of realistic size may well be present.")
-    return (f"At this n it finds a GM loss of about {loss:.0f} % in {regions} regions with 80 % power ({where}); "
+    best = (" with a network that encodes the regions as well as a linear autoencoder (the table's best case; a "
+            "short-trained network or small regions need more)" if family in NETWORK_DEPENDENT else "")
+    return (f"At this n it finds a GM loss of about {loss:.0f} % in {regions} regions with 80 % power{best} ({where}); "
             "a smaller effect may be present.")
