@@ -56,7 +56,7 @@ FAMILIES = ("unit", "region", "lrcp", "sam", "latent_vector", "vector_bound", "r
 RULES = {
     "unit": "max-statistic label permutation over every unit of every fold (Welch |t|)",
     "region": "max-statistic label permutation over the regions (Welch |t|)",
-    "lrcp": "the region's own family-wise test + a family-wise tie to a relevant unit, in any fold",
+    "lrcp": "the region's own family-wise test + a family-wise tie to a relevant unit, in any fold (Welch |t|)",
     "sam": "bound and max-statistic permutation p of the whole SAM pipeline",
     "latent_vector": "held-out balanced accuracy over the folds, label permutation of the whole cross-validation",
     "vector_bound": "the paper's in-sample bound with d = K at eta / n_folds",

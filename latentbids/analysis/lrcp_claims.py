@@ -107,7 +107,7 @@ def lrcp_claims(model, contrast: str) -> list:
             contrast=contrast, family="lrcp", item=str(r.region), statistic_name="mean LRCP score S_j",
             statistic=float(r.mean_score), p=float(r.p_fwer), bound=math.nan,
             correction=(f"tied to a relevant unit ({unit_family}) by a family-wise significant correlation ({rule} "
-                        f"over {J} x {s['unit_family_size']} region-unit pairs), and the region's own test ({rule} "
+                        "over every discriminating region x every relevant unit), and the region's own test ({rule} "
                         f"over {J} regions)" + (f"; positive in {r.n_folds_positive} of {F} folds (any fold suffices; "
                                                 "the share is stability)" if F > 1 else "")),
             supported=bool(r.lrcp_positive), exploratory=bool(r.exploratory), note=note))

@@ -188,7 +188,8 @@ def _train(config, records, cached, grid, template, settings, device, dist, only
     store = FoldStore(work, model_dir.name)
     expected, run_key = fold_identity(cached.key, settings, splits, mc.input_map,
                                       grid_facts(template, grid.factor, grid.fit), len(folds), device, dist)
-    bundle = check_model_folder(model_dir, expected)  # another model there: refused before any training
+    # another model there: refused before any training; a --fold job writes only the work dir (its merge checks)
+    bundle = check_model_folder(model_dir, expected) if only is None else None
     if bundle is not None:
         return splits, role, folds, None, bundle, expected
     trained = train_folds(config, records, cached.data, grid.mask_box, role, folds, only, settings, device, dist,

@@ -147,8 +147,9 @@ def test_weights_scores_and_tables_are_consistent():
     tied = a[a["tied"]].assign(relevant=lambda d: d["unit"].map(u.set_index("unit")["relevant"]))
     by_region = tied.groupby("region_index")["relevant"].any()
     assert (reg["tied_to_relevant_unit"] == by_region.reindex(reg.index, fill_value=False)).all()
-    # the tie is tested for the relevant units only (one family over them and every region)
-    tested = a["unit"].map(u.set_index("unit")["relevant"]).astype(bool)
+    # the tie is tested for the pairs a verdict can use: discriminating regions x relevant units (one family)
+    tested = (a["unit"].map(u.set_index("unit")["relevant"]).astype(bool)
+              & a["region_index"].map(tests["discriminates"]).astype(bool))
     assert a.loc[~tested, "p_tie_fwer"].isna().all() and not a.loc[~tested, "tied"].any()
     assert (a.loc[tested, "p_tie_fwer"] >= 1 / (FAST["n_permutations"] + 1)).all()
     # ranking: positives first by score, then the others
