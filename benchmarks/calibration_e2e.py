@@ -173,8 +173,8 @@ def summary(table: pd.DataFrame, eta: float) -> dict:
         }
     power = table[table["kind"] == "power"]
     if len(power):
-        out["end_to_end_power"] = {
-            str(int(loss)): {"runs": len(part), "n_per_group": 60, "regions": str(part["regions"].iloc[0]),
+        out["end_to_end_power"] = {  # one entry per planted region set and loss
+            f"{regions}: {int(loss)} %": {"runs": len(part), "n_per_group": 60, "regions": str(regions), "loss": int(loss),
                              "lrcp_planted_mean": float(part["lrcp_planted"].mean()),
                              "lrcp_at_least_2": int((part["lrcp_planted"] >= 2).sum()),
                              "lrcp_other_runs": int((part["lrcp_other"] > 0).sum()),
@@ -183,8 +183,17 @@ def summary(table: pd.DataFrame, eta: float) -> dict:
                              "sam_planted_mean": float(part["sam_planted"].mean()),
                              "unit_runs": int(part["unit"].astype(bool).sum()),
                              "latent_vector_runs": int(part["latent_vector"].astype(bool).sum())}
-            for loss, part in power.groupby("loss")}
+            for (regions, loss), part in power.groupby(["regions", "loss"])}
     return out
+
+
+def _commands(args) -> list[str]:
+    """The commands that measured the tables: this run's, or for ``--summarize`` what each table's ``.command``
+    file (written next to it) records."""
+    if not args.summarize:
+        return ["python benchmarks/calibration_e2e.py " + " ".join(sys.argv[1:])]
+    return [t.with_suffix(".command").read_text().strip() if t.with_suffix(".command").is_file() else str(t)
+            for t in args.summarize]
 
 
 def main(argv=None) -> int:
@@ -203,19 +212,22 @@ def main(argv=None) -> int:
     p.add_argument("--write-package-data", action="store_true")
     args = p.parse_args(argv)
     if args.summarize:
-        table = pd.concat([pd.read_csv(t, sep="\t") for t in args.summarize], ignore_index=True)
+        table = pd.concat([pd.read_csv(t, sep="\t", keep_default_na=False, na_values=[""]) for t in args.summarize], ignore_index=True)
     else:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         print(f"end-to-end calibration on {cal.machine()}: {args.null_runs} null run(s), {args.power_runs} power "
               f"run(s) per loss {args.losses}, {args.epochs} epochs", flush=True)
+        t0 = time.perf_counter()
         table = run(args)
+        args.out.with_suffix(".command").write_text(
+            f"{_commands(args)[0]}  # {cal.machine()}, {time.perf_counter() - t0:.0f} s\n")
     result = summary(table, args.eta)
     print(json.dumps(result, indent=1))
     if args.write_package_data:
         target = ROOT / "latentbids" / "data" / "calibration.json"
         data = json.loads(target.read_text())
         data.update(result)
-        data.setdefault("end_to_end_command", []).append("python benchmarks/calibration_e2e.py " + " ".join(sys.argv[1:]))
+        data["end_to_end_command"] = _commands(args)
         target.write_text(json.dumps(data, indent=1) + "\n")
         print(f"wrote {target}")
     return 0

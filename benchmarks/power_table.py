@@ -78,7 +78,7 @@ def run_grid(args) -> pd.DataFrame:
 def summary(table: pd.DataFrame, args) -> dict:
     """The ``power`` entry of calibration.json: one row per group size, one column per loss, per family."""
     sizes, losses = sorted(table["n_per_group"].unique()), sorted(table["loss"].unique())
-    families = {}
+    families, counts = {}, {}
     for f in cal.POWER_FAMILIES:
         if f not in table or table[f].isna().all():
             continue
@@ -86,14 +86,24 @@ def summary(table: pd.DataFrame, args) -> dict:
         if any((n, loss) not in grid.index or np.isnan(grid[(n, loss)]) for n in sizes for loss in losses):
             continue  # a family measured on part of the grid only (SAM) is not quoted
         families[f] = [[round(float(grid[(n, loss)]), 3) for loss in losses] for n in sizes]
+        counts[f] = int(table.groupby(["n_per_group", "loss"])[f].count().min())
     return {"losses": [int(x) for x in losses], "n_per_group": [int(x) for x in sizes], "regions": 4,
             "planted": list(cal.PLANTED_NAMES), "replications": int(args.reps), "families": families,
+            "replications_by_family": counts,
             "source": ("estimator level: latentbids.simulate.analysis_cohort (IXI regional GM correlation, "
                        f"linear-autoencoder stand-in, K = {args.K}, {args.folds} folds), the group level's "
                        f"estimators and defaults, {args.n_permutations} permutations; "
                        "'detects' = a supported claim about a planted region"),
             "machine": cal.machine(), "date": date.today().isoformat(),
-            "command": "python benchmarks/power_table.py " + " ".join(sys.argv[1:])}
+            "command": _command(args)}
+
+
+def _command(args) -> str:
+    """The command that measured the table: this one, or for ``--from-table`` the one its ``.command`` file
+    (written next to every table) records."""
+    if args.from_table and args.from_table.with_suffix(".command").is_file():
+        return args.from_table.with_suffix(".command").read_text().strip()
+    return "python benchmarks/power_table.py " + " ".join(sys.argv[1:])
 
 
 def main(argv=None) -> int:
@@ -122,7 +132,9 @@ def main(argv=None) -> int:
         table = run_grid(args)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(args.out, sep="\t", index=False)
-        print(f"wrote {args.out} ({time.perf_counter() - t0:.0f} s, {cal.machine()})")
+        note = f"{time.perf_counter() - t0:.0f} s, {cal.machine()}"
+        args.out.with_suffix(".command").write_text(f"{_command(args)}  # {note}\n")
+        print(f"wrote {args.out} ({note})")
     if args.write_package_data:
         target = ROOT / "latentbids" / "data" / "calibration.json"
         data = json.loads(target.read_text())

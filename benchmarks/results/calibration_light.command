@@ -1,1 +1,1 @@
-python benchmarks/calibration.py --reps 40 --reps-large 15 --reps-heavy 0 --power-reps 15 --power-n 20 60 --n-permutations 200 --K 16 64 --out /tmp/sweeps/calibration_light.tsv  # AMD EPYC, 2 CPUs, 1468 s
+python benchmarks/calibration.py --reps 40 --reps-large 15 --reps-heavy 0 --power-reps 15 --power-n 20 60 --n-permutations 200 --K 16 64 --out benchmarks/results/calibration_light.tsv  # AMD EPYC, 2 CPUs, 1130 s
