@@ -278,16 +278,18 @@ def package_summary(rows: pd.DataFrame, settings, args) -> dict:
         families[f] = {"rule": RULES[f], "fpr": float(worst["rate"]), "lo": float(worst["lo"]), "hi": float(worst["hi"]),
                        "condition": f"n = {worst['n']}, K = {worst['K']}, {worst['balance']}, {worst['null']} null",
                        "replications": int(part["reps"].sum()), "cells": int(len(part)),
-                       "mean_fpr": float(part["rate"].mean())}
+                       "mean_fpr": float(part["rate"].mean()),
+                       "sizes": sorted(int(n) for n in part["n"].unique())}
         hits = int(round(float((part["rate"] * part["reps"]).sum())))
         lo, hi = wilson(hits, int(part["reps"].sum()))
         families[f].update(false_positives=hits, pooled_fpr=hits / float(part["reps"].sum()), pooled_lo=lo,
                            pooled_hi=hi)
     ns = sorted(int(n) for n in fpr["n"].unique())
     ks = sorted(int(k) for k in fpr["K"].unique())
-    return {"description": (f"worst cell over n = {', '.join(map(str, ns))}, K = {', '.join(map(str, ks))}, "
-                            f"balanced and 70/30 classes, fresh and label-permuted nulls; {args.folds} folds; "
-                            "IXI-estimated regional GM correlation"),
+    return {"description": (f"per family, the worst of its cells (n = {', '.join(map(str, ns))}, K = "
+                            f"{', '.join(map(str, ks))}, balanced and 70/30 classes, fresh and label-permuted nulls: "
+                            "each family's 'sizes' and 'cells' say which it was measured on) and the pooled rate; "
+                            f"{args.folds} folds; IXI-estimated regional GM correlation"),
             "eta": settings.eta, "machine": machine(), "date": date.today().isoformat(),
             "command": "python benchmarks/calibration.py " + " ".join(sys.argv[1:]), "families": families}
 
@@ -325,7 +327,11 @@ def estimate_ixi(derivatives: Path) -> Path:
 def write_package_data(summary: dict, command_note: str = "") -> None:
     """``latentbids/data/calibration.json``: the summary every group report quotes."""
     out = ROOT / "latentbids" / "data" / "calibration.json"
-    summary = {**summary, "command": summary["command"] + command_note}
+    kept = {}  # what the other benchmarks measured (the power table, the end-to-end rates) stays
+    if out.is_file():
+        kept = {k: v for k, v in json.loads(out.read_text()).items() if k in ("power", "end_to_end",
+                                                                            "end_to_end_power", "end_to_end_command")}
+    summary = {**summary, "command": summary["command"] + command_note, **kept}
     out.write_text(json.dumps(summary, indent=1) + "\n")
     print(f"wrote {out}")
 

@@ -128,11 +128,13 @@ def power_row(analysis: dict, regions) -> dict:
 
 
 def run(args) -> pd.DataFrame:
-    rows, rng = [], np.random.default_rng(args.seed)
+    rows, rng = [], np.random.default_rng(args.seed if not args.first_run else [args.seed, args.first_run])
     scratch = Path(tempfile.mkdtemp(prefix="latentbids-e2e-", dir=args.scratch))
     config = _config(scratch, args.epochs)
-    jobs = [("null", i, *NULL_DESIGNS[i % len(NULL_DESIGNS)], 0) for i in range(args.null_runs)]
-    jobs += [("power", i, 60, ("CN", "AD"), 0.5, loss) for loss in args.losses for i in range(args.power_runs)]
+    first = args.first_run
+    jobs = [("null", i, *NULL_DESIGNS[i % len(NULL_DESIGNS)], 0) for i in range(first, first + args.null_runs)]
+    jobs += [("power", i, 60, ("CN", "AD"), 0.5, loss) for loss in args.losses
+             for i in range(first, first + args.power_runs)]
     for kind, i, per_group, labels, share, loss in jobs:
         root, work = scratch / f"{kind}{i}-{loss}", scratch / "work"
         seed = args.seed + 1000 * i + loss
@@ -206,6 +208,8 @@ def main(argv=None) -> int:
     p.add_argument("--eta", type=float, default=0.05)
     p.add_argument("--nprocs", type=int, default=len(os.sched_getaffinity(0)))
     p.add_argument("--seed", type=int, default=20261207)
+    p.add_argument("--first-run", type=int, default=0,
+                   help="number of the first run: a sweep continued with new cohorts (seeds follow the run number)")
     p.add_argument("--scratch", type=Path, default=None)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "calibration_e2e.tsv")
     p.add_argument("--summarize", type=Path, nargs="+", metavar="TSV")

@@ -200,7 +200,8 @@ def calibration_table(report) -> str:
                      "pooled rate (95% interval)": "" if pooled is None else
                      f"{_fmt(pooled)} ({_fmt(r.get('pooled_lo'))}-{_fmt(r.get('pooled_hi'))})",
                      "worst cell (95% interval)": f"{_fmt(r.get('fpr'))} ({_fmt(r.get('lo'))}-{_fmt(r.get('hi'))})",
-                     "worst cell at": r.get("condition", "")})
+                     "worst cell at": r.get("condition", ""),
+                     "measured at n": ", ".join(str(n) for n in r.get("sizes", [])) or "?"})
     head = (f"<p>False-positive rates of each family's default rule, measured on null cohorts and label "
             f"permutations; a rule holds its level when the pooled rate's interval covers eta or lies below "
             f"it (a cell of few replications can show a high rate by chance: see its interval) ({_esc(cal.get('description', ''))}; eta = {cal.get('eta')}; "
