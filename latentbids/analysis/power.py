@@ -4,7 +4,7 @@ A test that cannot reject is not evidence of absence (METHOD.md section 10).  So
 no claim, the verdict says how large an effect the test would have found with 80 % power at this cohort's
 size, read from the power table shipped in ``latentbids/data/calibration.json`` (``power``: the share of
 simulated cohorts in which the family supported a planted region, for GM losses of 4-25 % in a few regions
-and 20-200 subjects per group; written by ``benchmarks/calibration.py --power``).  The table is read
+and 20-200 subjects per group; written by ``benchmarks/power_table.py``).  The table is read
 conservatively: the row of the largest measured group size not above the user's smaller class (power grows
 with n), and linear interpolation between measured losses.
 """
@@ -83,6 +83,35 @@ def detectable_loss(family: str, n_per_group: int, table: dict | None = None) ->
             lo_loss, lo_power = losses[i - 1], row[i - 1]
             return lo_loss + (TARGET_POWER - lo_power) / (power - lo_power) * (loss - lo_loss), sizes[row_index]
     return math.inf, sizes[row_index]
+
+
+def required_n(family: str, loss_percent: float, table: dict | None = None) -> int | None:
+    """The smallest group size of the power table at which ``family`` finds ``loss_percent`` with 80 % power.
+
+    The planning question (METHOD.md section 10): how many subjects per group does an effect of this size need?
+    Read conservatively: a measured group size whose detectable loss is at or below the asked loss.
+
+    Parameters
+    ----------
+    family : str
+        A claim family of the table.
+    loss_percent : float
+        The GM loss (percent, in the table's number of regions) the study must be able to find.
+
+    Returns
+    -------
+    int or None
+        Subjects per group; None when even the table's largest group size falls short (or the family is not
+        in the table).
+    """
+    table = load_power_table() if table is None else table
+    if not table or family not in table.get("families", {}):
+        return None
+    for n in sorted(int(x) for x in table["n_per_group"]):
+        loss, _ = detectable_loss(family, n, table)
+        if loss is not None and loss <= float(loss_percent):
+            return n
+    return None
 
 
 def power_sentence(family: str, n_per_group: int, table: dict | None = None) -> str:

@@ -11,7 +11,7 @@ from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
 from latentbids.analysis import discriminability as dsc
 from latentbids.analysis.latent_vector import held_out_claim, held_out_splits, held_out_test
-from latentbids.analysis.power import detectable_loss, power_sentence
+from latentbids.analysis.power import detectable_loss, power_sentence, required_n
 
 
 def _folds(n: int, K: int, shift: float, rng, F: int = 5, share: float = 0.5):
@@ -124,3 +124,30 @@ def test_detectable_loss_reads_the_table_conservatively():
     assert "not in the shipped power table" in power_sentence("lrcp", 64, TABLE)
     for sentence in (text, power_sentence("sam", 64, TABLE), power_sentence("lrcp", 64, TABLE)):
         assert "no information" not in sentence and "absent" not in sentence
+
+
+def test_required_n_answers_the_planning_question_from_the_same_table():
+    """How many per group for this loss: the first measured size whose detectable loss is at or below it."""
+    assert required_n("unit", 12, TABLE) == 60  # 60 per group finds 11.2 %; 20 per group does not reach 80 %
+    assert required_n("unit", 8, TABLE) == 100 and required_n("unit", 25, TABLE) == 20
+    assert required_n("unit", 4, TABLE) is None and required_n("sam", 25, TABLE) is None  # beyond the table
+    assert required_n("lrcp", 8, TABLE) is None
+
+
+def test_latentbids_power_prints_both_readings_and_rejects_bad_values(capsys):
+    """The planning command users run before scanning: one line per family, one line per bad value (exit 64)."""
+    from latentbids.cli.power import main
+
+    assert main(["--n", "60"]) == 0
+    out = capsys.readouterr().out
+    assert "at 60 subjects per group" in out and "best case" in out
+    assert sum(line.startswith("  ") for line in out.splitlines()) >= 5
+    assert main(["--loss", "8", "--family", "region"]) == 0
+    lines = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
+    assert lines[0][0] == "region" and int(lines[0][1]) in (20, 40, 60, 100, 200)
+    for bad in (["--loss", "0"], ["--loss", "nan"], ["--n", "1"], ["--n", "60", "--family", "nope"], []):
+        with pytest.raises(SystemExit) as stop:
+            main(bad)
+        assert stop.value.code == 64
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err, bad
