@@ -23,6 +23,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from latentbids.bids.tables import read_text_file
 from latentbids.errors import MissingInputError, UsageError
 
 DEFAULT_ATLAS = "AAL"
@@ -62,7 +63,7 @@ def read_label_tsv(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise MissingInputError(f"Atlas label table {path} not found: write one 'index<TAB>name' row per region")
-    text = path.read_text(encoding="utf-8").strip().splitlines()
+    text = read_text_file(path, "Atlas label table").strip().splitlines()  # UTF-8, BOM tolerated, else one line
     rows = []
     for line in text:
         parts = line.split("\t") if "\t" in line else line.split(None, 1)

@@ -95,3 +95,28 @@ def test_incomplete_nilearn_cache_never_downloads(tmp_path):
     (tmp_path / "aal_SPM12" / "aal").mkdir(parents=True)  # folder there, files missing
     with pytest.raises(MissingInputError, match="incomplete"):
         get_atlas("AAL-SPM12", nilearn_data=tmp_path)
+
+
+def test_a_user_atlas_label_table_is_read_as_utf8_and_a_bad_one_is_one_line(tmp_path):
+    """--atlas-labels: a BOM (spreadsheet export) is tolerated, a header line skipped; Latin-1, no rows or a
+    repeated index are one line naming the file and the fix, never a UnicodeDecodeError."""
+    from latentbids.errors import MissingInputError, UsageError
+    from latentbids.resources.atlases import read_label_tsv
+
+    good = tmp_path / "labels.tsv"
+    good.write_bytes("\ufeffindex\tname\n1\tHippocampus_L\n2\tRégion_2\n".encode("utf-8"))
+    table = read_label_tsv(good)
+    assert table["index"].tolist() == [1, 2] and table["name"].tolist() == ["Hippocampus_L", "Région_2"]
+    latin = tmp_path / "latin.tsv"
+    latin.write_bytes("index\tname\n1\tR\xe9gion\n".encode("latin-1"))
+    with pytest.raises(MissingInputError, match=r"Atlas label table .*latin.tsv is not UTF-8 .* line 2") as info:
+        read_label_tsv(latin)
+    assert "\n" not in str(info.value)
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("index\tname\n")
+    with pytest.raises(MissingInputError, match="holds no 'index name' rows"):
+        read_label_tsv(empty)
+    twice = tmp_path / "twice.tsv"
+    twice.write_text("1\tA\n1\tB\n")
+    with pytest.raises(UsageError, match="lists an index twice"):
+        read_label_tsv(twice)
