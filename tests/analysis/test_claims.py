@@ -56,10 +56,18 @@ def test_headline_splits_eta_over_contrasts():
     text = headline(claims, names, 60)
     assert "separates the classes out of sample" not in text and "Per-family findings only" in text
     strong = ClaimsList(list(claims) + [_claim("latent_vector", "v", True, contrast="CN vs AD", p=0.004),
-                                        _claim("unit", "z1", True, contrast="CN vs AD", fold="1", p=0.01)])
+                                        _claim("unit", "z1", True, contrast="CN vs AD", fold="1", p=0.005)])
     text = headline(strong, names, 60)
     assert "CN vs AD: the whole latent vector" in text and "1 clinically relevant latent unit(s)" in text
     assert "across 3 contrast(s)" in text
+    # past the gate, units and regions share the contrast's level (eta / 6 each): p = 0.01 does not pass
+    strong.extend([_claim("region", "Amygdala_R", True, contrast="CN vs AD", p=0.01),
+                   _claim("region", "Hippocampus_L", True, contrast="CN vs AD", p=0.008)])
+    text = headline(strong, names, 60)
+    assert "Hippocampus_L" in text and "Amygdala_R" not in text
+    weak_unit = ClaimsList([c for c in strong if c.family != "unit"]
+                           + [_claim("unit", "z1", True, contrast="CN vs AD", fold="1", p=0.01)])
+    assert "latent unit" not in headline(weak_unit, names, 60)
 
 
 def test_verdicts_say_exploratory_and_never_call_unsupported_items_findings():
