@@ -220,9 +220,10 @@ def _end_to_end_table(cal: dict) -> str:
             for f, r in e2e["families"].items()]
     return ("<h4>Through the real group level</h4><p>Every row counts null runs of <code>latentbids group</code> "
             f"({_esc(e2e.get('network', ''))}; designs: {_esc('; '.join(e2e.get('designs', [])))}) in which the "
-            "family supported a claim about a contrast; <code>headline</code> counts runs whose headline named one "
-            "(the report-wide rate, 3-label runs included).</p>" + _table(pd.DataFrame(rows), max_rows=20,
-                                                                         what="families"))
+            "family supported a claim about a contrast: for a family, the runs with two labels (one contrast, the "
+            "rate each family promises); <code>headline</code> counts every run whose headline named a claim (the "
+            "report-wide rate, 3-label runs included).</p>" + _table(pd.DataFrame(rows), max_rows=20,
+                                                                    what="families"))
 
 
 def _power_table(cal: dict) -> str:
