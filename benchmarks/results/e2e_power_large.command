@@ -1,0 +1,1 @@
+python benchmarks/calibration_e2e.py --power-runs 6 --losses 8 18 --epochs 20 --regions Temporal_Inf_L Temporal_Inf_R Insula_L Insula_R --out benchmarks/results/e2e_power_large.tsv  # AMD EPYC, 2 CPUs, 2359 s
