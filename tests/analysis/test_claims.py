@@ -84,6 +84,8 @@ def test_verdicts_say_exploratory_and_never_call_unsupported_items_findings():
     assert "Hippocampus_L" not in text and "Precuneus_L" not in text
     assert "0 of 1 regions are supported by SAM" in text
     assert "is not shown to separate the classes out of sample" in text
-    assert "does not pass in any fold" in text and "says nothing about the latent space" in text
+    assert "does not pass in any fold" in text and "Its silence is not evidence about the latent space" in text
+    bound = text[text.index("in-sample bound"):]
+    assert "GM loss" in bound and "80 % power" in bound  # its measured power, not a blanket "cannot pass"
     cohort = " ".join(cohort_verdicts(ClaimsList([_claim("shap", "pooled", False, contrast="")])))
     assert "no SHAP claim is made" in cohort

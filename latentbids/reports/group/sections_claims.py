@@ -160,8 +160,9 @@ def section_agnostic(report, page) -> str:
              "cross-validation (its bound column: the exact lower confidence bound of the held-out accuracy). The "
              "paper's checks follow: worst-case accuracy acc* = accuracy - Delta with d = K (bound "
              f"{_esc(a.settings.bound)}, at eta / n_folds; <code>vector_bound</code>) and RUB (its PAC-Bayes bound on "
-             "the dropout classifier and its permutation p must agree); with the full latent vector they cannot pass "
-             "at realistic n, so their silence is no evidence about the latent space. A SAM region needs its bound "
+             "the dropout classifier and its permutation p must agree); with the full latent vector they need large "
+             "samples or large effects (their measured power is in each verdict: RUB's Gibbs classifier almost never "
+             "passes), so their silence is no evidence about the latent space. A SAM region needs its bound "
              "and the family-wise permutation p of the whole voxel-selection pipeline to agree.</p>"]
     for c in a.contrasts:
         parts.append(f"<h3>{_esc(c.name)}</h3>")
