@@ -327,12 +327,9 @@ def estimate_ixi(derivatives: Path) -> Path:
 def write_package_data(summary: dict, command_note: str = "") -> None:
     """``latentbids/data/calibration.json``: the summary every group report quotes."""
     out = ROOT / "latentbids" / "data" / "calibration.json"
-    kept = {}  # what the other benchmarks measured (the power table, the end-to-end rates) stays
-    if out.is_file():
-        kept = {k: v for k, v in json.loads(out.read_text()).items() if k in ("power", "end_to_end",
-                                                                            "end_to_end_power", "end_to_end_command")}
-    summary = {**summary, "command": summary["command"] + command_note, **kept}
-    out.write_text(json.dumps(summary, indent=1) + "\n")
+    data = json.loads(out.read_text()) if out.is_file() else {}  # the other benchmarks' keys stay
+    data.update(summary, command=summary["command"] + command_note)
+    out.write_text(json.dumps(data, indent=1) + "\n")
     print(f"wrote {out}")
 
 
@@ -349,14 +346,15 @@ def summarize(args) -> int:
     table.to_csv(args.out, sep="\t", index=False, float_format="%.4f")
     print(f"wrote {args.out} from {', '.join(map(str, args.summarize))}")
     if args.write_package_data:
-        tables = "; ".join(f"{p}: {_command_of(p)}" for p in args.summarize)
+        tables = "; ".join(f"{p}: {command_of(p)}" for p in args.summarize)
         write_package_data(package_summary(table, AnalysisConfig(), args), f" (tables: {tables})")
     return 0
 
 
-def _command_of(tsv: Path) -> str:
+def command_of(tsv: Path, default: str = "?") -> str:
+    """The command that measured a results table, from the ``.command`` file written next to it."""
     side = Path(tsv).with_suffix(".command")
-    return side.read_text().strip() if side.exists() else "?"
+    return side.read_text().strip() if side.exists() else default
 
 
 def main(argv=None) -> int:

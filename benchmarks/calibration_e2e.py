@@ -174,7 +174,6 @@ def summary(table: pd.DataFrame, eta: float) -> dict:
             "families": fams, "eta": eta, "runs": len(null),
             "families_3_labels": {f: rate(three, f) for f in (*CONTRAST_FAMILIES, "headline")},
             "rates": "contrast families: 2-label runs (one contrast each); headline and any_family: every run",
-            "headline_3_labels": {"replications": len(three), "false_positives": int(three["headline"].astype(bool).sum())},
             "designs": sorted(set(f"{r.n_per_group}/group, {r.balance}" for r in null.itertuples())),
             "seconds_per_run": float(null["seconds"].median()),
             "network": "demo network (channels 4-8-16-32, K = 16, 3 folds, probability maps) on the 4 mm grid",
@@ -200,8 +199,7 @@ def _commands(args) -> list[str]:
     file (written next to it) records."""
     if not args.summarize:
         return ["python benchmarks/calibration_e2e.py " + " ".join(sys.argv[1:])]
-    return [t.with_suffix(".command").read_text().strip() if t.with_suffix(".command").is_file() else str(t)
-            for t in args.summarize]
+    return [cal.command_of(t, str(t)) for t in args.summarize]
 
 
 def main(argv=None) -> int:

@@ -101,9 +101,8 @@ def summary(table: pd.DataFrame, args) -> dict:
 def _command(args) -> str:
     """The command that measured the table: this one, or for ``--from-table`` the one its ``.command`` file
     (written next to every table) records."""
-    if args.from_table and args.from_table.with_suffix(".command").is_file():
-        return args.from_table.with_suffix(".command").read_text().strip()
-    return "python benchmarks/power_table.py " + " ".join(sys.argv[1:])
+    this = "python benchmarks/power_table.py " + " ".join(sys.argv[1:])
+    return cal.command_of(args.from_table, this) if args.from_table else this
 
 
 def main(argv=None) -> int:
