@@ -91,6 +91,10 @@ def clinicadl_autoencoder(input_shape, latent_dim=32, channels=(16, 32, 64, 128)
     return ClinicaDLAutoEncoder()
 
 
+#: latentbids' networks by their name in this benchmark: the stem each one uses
+NETWORKS = {"latentbids-conv": "conv", "latentbids-s2d": "space_to_depth", "latentbids-patch": "patch"}
+
+
 def build(name, shape, latent, channels, seed=0):
     import torch
 
@@ -99,8 +103,7 @@ def build(name, shape, latent, channels, seed=0):
     torch.manual_seed(seed)
     if name == "clinicadl":
         return clinicadl_autoencoder(shape, latent, channels)
-    return AutoEncoder3D(shape, latent, channels, stem={"latentbids-conv": "conv",
-                                                        "latentbids-s2d": "space_to_depth"}[name])
+    return AutoEncoder3D(shape, latent, channels, stem=NETWORKS[name])
 
 
 def gflop(name, shape, latent, channels) -> float:
@@ -128,6 +131,9 @@ def run(name, dataset, val, mask, shape, args):
     from latentbids.utils.denormals import flush_denormals
 
     net = build(name, shape, args.latent, args.channels).train()
+    layout = memory_format(name, args.memory_format)
+    fmt = torch.channels_last_3d if layout == "channels_last_3d" else torch.contiguous_format
+    net = net.to(memory_format=fmt)
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
     mask_t = torch.as_tensor(mask)[None, None]
     loader = DataLoader(dataset, batch_size=args.batch, shuffle=True, drop_last=True,
@@ -139,7 +145,7 @@ def run(name, dataset, val, mask, shape, args):
             while True:
                 tw = time.perf_counter()
                 try:
-                    x = next(it).unsqueeze(1)
+                    x = next(it).unsqueeze(1).contiguous(memory_format=fmt)
                 except StopIteration:
                     break
                 t0 = time.perf_counter()
@@ -150,7 +156,7 @@ def run(name, dataset, val, mask, shape, args):
                 if epoch:  # the first epoch is warm-up
                     steps.append(time.perf_counter() - t0)
                     waits.append(t0 - tw)
-        net.eval()
+        net = net.eval().to(memory_format=torch.contiguous_format)  # encoding: latentbids' CPU default
         with torch.no_grad():
             xv = torch.from_numpy(val).unsqueeze(1)
             val_loss = float(masked_mse(net(xv)[0], xv, mask_t).mean())
@@ -164,7 +170,20 @@ def run(name, dataset, val, mask, shape, args):
     return {"train_vol_s": args.batch / float(np.median(steps)),
             "encode_vol_s": args.encode_batch / float(np.median(passes)),
             "data_wait": float(np.sum(waits)) / float(np.sum(steps) + np.sum(waits)),
-            "val_loss": val_loss, "peak_mib": mem.mib}
+            "val_loss": val_loss, "peak_mib": mem.mib, "layout": layout}
+
+
+def memory_format(name: str, choice: str) -> str:
+    """The memory format a network trains in: ``auto`` is what latentbids' training picks on a CPU for
+    that network's stem (:func:`latentbids.model.fast_path.resolve_fast_path`); ClinicaDL's network
+    stays contiguous under ``auto`` (its own training does not change the layout)."""
+    if choice != "auto":
+        return choice
+    if name not in NETWORKS:
+        return "contiguous"
+    from latentbids.model.fast_path import resolve_fast_path
+
+    return resolve_fast_path("cpu", True, True, stem=NETWORKS[name]).memory_format
 
 
 def main(argv=None):
@@ -179,7 +198,9 @@ def main(argv=None):
     parser.add_argument("--channels", type=int, nargs="+", default=[16, 32, 64, 128])
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave)")
     parser.add_argument("--repeats", type=int, default=1, help="interleaved repeats; the median is shown")
-    parser.add_argument("--networks", nargs="+", default=["clinicadl", "latentbids-conv", "latentbids-s2d"])
+    parser.add_argument("--memory-format", default="auto", choices=["auto", "contiguous", "channels_last_3d"],
+                        help="layout of every network and batch (auto: what latentbids' CPU training uses)")
+    parser.add_argument("--networks", nargs="+", default=["clinicadl", "latentbids-patch", "latentbids-s2d", "latentbids-conv"])
     args = parser.parse_args(argv)
 
     import tempfile
@@ -214,7 +235,8 @@ def main(argv=None):
             for name in args.networks:
                 results[name].append(run(name, MemmapSet(), vols[args.n:], mask, shape, args))
                 load.append(os.getloadavg()[0])
-    rows = {name: {k: float(np.median([r[k] for r in runs])) for k in runs[0]} for name, runs in results.items()}
+    rows = {name: {k: (runs[0][k] if isinstance(runs[0][k], str) else float(np.median([r[k] for r in runs])))
+                   for k in runs[0]} for name, runs in results.items()}
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor())
     print(f"# bench_clinicadl: {cpu}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, torch "
@@ -223,7 +245,7 @@ def main(argv=None):
           f"channels {args.channels}, {args.epochs} epochs (first = warm-up), fp32, DataLoader over a memmap, "
           f"median of {max(1, args.repeats)} interleaved repeats")
     base = rows.get("clinicadl")
-    header = ("network", "parameters", "GFLOP/fwd", "train vol/s", "x ClinicaDL", "encode vol/s", "x ClinicaDL",
+    header = ("network", "layout", "parameters", "GFLOP/fwd", "train vol/s", "x ClinicaDL", "encode vol/s", "x ClinicaDL",
               "data wait", f"val loss ({args.epochs} ep)", "peak MiB")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
@@ -231,7 +253,7 @@ def main(argv=None):
         n_par = sum(p.numel() for p in build(name, shape, args.latent, args.channels).parameters())
         ratio_t = f"{r['train_vol_s'] / base['train_vol_s']:.2f}" if base else "n/a"
         ratio_e = f"{r['encode_vol_s'] / base['encode_vol_s']:.2f}" if base else "n/a"
-        print(f"| {name} | {n_par:,} | {gflop(name, shape, args.latent, args.channels):.2f} | {r['train_vol_s']:.2f} | "
+        print(f"| {name} | {r['layout'].replace('_3d', '')} | {n_par:,} | {gflop(name, shape, args.latent, args.channels):.2f} | {r['train_vol_s']:.2f} | "
               f"{ratio_t} | {r['encode_vol_s']:.2f} | {ratio_e} | {100 * r['data_wait']:.1f} % | {r['val_loss']:.5f} | "
               f"{r['peak_mib']:.0f} |")
     return rows

@@ -16,12 +16,14 @@ same training (same settings, seeds, batches) on each fold, then what the group 
 * training throughput (volumes/s of the steady epochs) on this machine.
 
 The default stem may change only when the new stem's numbers are within the tolerances of
-:func:`quality_holds` of the old stem's.  ``tests/model/test_model_stem_quality.py`` runs a small
-version; the full one (BENCHMARKS.md)::
+:func:`quality_holds` of the old stem's, at equal epochs or, written ``NAME@EPOCHS``, at the epochs
+the old stem's training time buys (BENCHMARKS.md has both)::
 
-    python benchmarks/stem_quality.py --n-subjects 60 --folds 3 --epochs 40 --threads 2
-    python benchmarks/stem_quality.py --n-subjects 40 --folds 2 --epochs 12 --channels 4 8 16 32 \\
-        --latent 16                                  # the demo's network: ~2 min
+    python benchmarks/stem_quality.py --n-subjects 40 --folds 2 --epochs 20 --latent 32 --threads 2 \
+        --stems conv patch patch@60                    # the default network: validation loss
+    python benchmarks/stem_quality.py --n-subjects 120 --folds 3 --epochs 40 --channels 4 8 16 32 --latent 16 \
+        --regions Temporal_Inf_L,Temporal_Inf_R,Insula_L,Insula_R --percent 8 --stems conv patch
+                                                       # the demo's network, 60 per group: LRCP recall
 """
 
 from __future__ import annotations
@@ -56,7 +58,8 @@ class PlantedCohort:
     resolution: float
 
 
-def planted_cohort(n_subjects=40, seed=3, percent=18.0, resolution=4.0, regions=PLANTED) -> PlantedCohort:
+def planted_cohort(n_subjects=40, seed=3, percent=18.0, resolution=4.0, regions=PLANTED,
+                   gm_variability=None) -> PlantedCohort:
     """Simulate ``n_subjects`` GM maps (CN and AD alternating) with ``percent`` % GM loss in
     ``regions`` at AD severity, fitted to the network's box as the group level fits them."""
     import pandas as pd
@@ -66,8 +69,9 @@ def planted_cohort(n_subjects=40, seed=3, percent=18.0, resolution=4.0, regions=
     from latentbids.simulate.cohort import build_spec, simulate_subject
     from latentbids.simulate.effects import get_atlas_grid
 
+    options = {} if gm_variability is None else {"gm_variability": float(gm_variability)}
     spec = build_spec(int(n_subjects), int(seed), effects=[f"{','.join(regions)}:{percent:g}"],
-                      gm_only=True, resolution=float(resolution))
+                      gm_only=True, resolution=float(resolution), **options)
     head = head_model(float(resolution), spec.space)
     atlas = get_atlas_grid(head, spec.atlas)
     mask = (np.asarray(head.mask) > 0) | (atlas.labels > 0)
@@ -97,7 +101,10 @@ def regional_means(data: np.ndarray, atlas: np.ndarray, index: np.ndarray) -> np
 def compare_stems(cohort: PlantedCohort, stems=("conv", "space_to_depth"), *, folds=2, epochs=12,
                   channels=(16, 32, 64, 128), latent=16, batch=8, learning_rate=1e-3, seed=7,
                   n_permutations=200, deterministic=True) -> dict:
-    """Train every stem on the same folds; return ``{stem: metrics}`` (see the module docstring)."""
+    """Train every stem on the same folds; return ``{stem: metrics}`` (see the module docstring).
+
+    A stem may be written ``name@E`` to train it ``E`` epochs instead of ``epochs`` (a comparison at
+    equal training time: the faster network gets the epochs the slower one's time buys)."""
     import torch
 
     from latentbids.analysis.lrcp import LRCP
@@ -111,9 +118,11 @@ def compare_stems(cohort: PlantedCohort, stems=("conv", "space_to_depth"), *, fo
     G = regional_means(cohort.data, cohort.atlas, cohort.region_index)
     rows = np.arange(len(records))
     results = {}
-    for stem in stems:
+    for label in stems:
+        stem, _, own = label.partition("@")
+        n_epochs = int(own or epochs)
         settings = TrainSettings(latent_dim=int(latent), channels=tuple(channels), batch_size=int(batch),
-                                 max_epochs=int(epochs), patience=int(epochs) + 1, seed=int(seed),
+                                 max_epochs=n_epochs, patience=n_epochs + 1, seed=int(seed),
                                  learning_rate=float(learning_rate), deterministic=deterministic, stem=stem)
         Z, val, test, speed, seconds = {}, [], [], [], 0.0
         for fold, part in splits.groupby("fold", sort=False):
@@ -134,7 +143,8 @@ def compare_stems(cohort: PlantedCohort, stems=("conv", "space_to_depth"), *, fo
         positive = set(cons.loc[cons["lrcp_positive"], "region"])
         top = list(cons.sort_values("rank")["region"].head(len(cohort.planted)))
         planted = set(cohort.planted)
-        results[stem] = {
+        results[label] = {
+            "epochs": n_epochs,
             "val_loss": float(np.mean(val)),
             "test_loss": float(np.mean(test)),
             "recall": len(positive & planted) / len(planted),
@@ -166,6 +176,12 @@ def main(argv=None):
     parser.add_argument("--n-subjects", type=int, default=40)
     parser.add_argument("--seed", type=int, default=3, help="simulation seed")
     parser.add_argument("--percent", type=float, default=18.0, help="planted GM loss at AD severity")
+    parser.add_argument("--regions", default=",".join(PLANTED), help="planted AAL regions, comma-separated")
+    parser.add_argument("--gm-variability", type=float, default=None,
+                        help="SD of the individual GM modulation (default: the simulator's)")
+    parser.add_argument("--stems", nargs="+", default=["conv", "space_to_depth"],
+                        help="stems to compare, NAME or NAME@EPOCHS; the first is the reference the others "
+                             "must hold against")
     parser.add_argument("--folds", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--channels", type=int, nargs="+", default=[16, 32, 64, 128])
@@ -181,25 +197,28 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    cohort = planted_cohort(args.n_subjects, args.seed, args.percent)
+    cohort = planted_cohort(args.n_subjects, args.seed, args.percent, regions=tuple(args.regions.split(",")),
+                            gm_variability=args.gm_variability)
     print(f"# stem_quality: {args.n_subjects} simulated subjects (seed {args.seed}, {args.percent:g} % GM loss in "
           f"{', '.join(cohort.planted)} at AD severity), box {cohort.data.shape[1:]} at {cohort.resolution:g} mm, "
           f"{len(cohort.region_index)} regions; built in {time.perf_counter() - t0:.1f} s")
     print(f"# {args.folds} folds, {args.epochs} epochs, channels {args.channels}, K {args.latent}, batch {args.batch}, "
           f"lr {args.lr:g}, LRCP {args.permutations} permutations; {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, load {os.getloadavg()[0]:.1f}")
-    res = compare_stems(cohort, folds=args.folds, epochs=args.epochs, channels=args.channels, latent=args.latent,
+    res = compare_stems(cohort, stems=tuple(args.stems), folds=args.folds, epochs=args.epochs, channels=args.channels, latent=args.latent,
                         batch=args.batch, learning_rate=args.lr, n_permutations=args.permutations)
-    cols = ("val_loss", "test_loss", "recall", "false_positives", "top_recall", "units_relevant", "train_vol_s",
+    cols = ("epochs", "val_loss", "test_loss", "recall", "false_positives", "top_recall", "units_relevant", "train_vol_s",
             "seconds", "n_parameters")
     print("| stem | " + " | ".join(cols) + " |")
     print("|" + "---|" * (len(cols) + 1))
     for stem, r in res.items():
         print(f"| {stem} | " + " | ".join(f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |")
-    ok, reasons = quality_holds(res["space_to_depth"], res["conv"])
-    ratio = res["space_to_depth"]["train_vol_s"] / res["conv"]["train_vol_s"]
-    print(f"# space_to_depth vs conv: val loss x{res['space_to_depth']['val_loss'] / res['conv']['val_loss']:.3f}, "
-          f"training x{ratio:.2f} faster; quality {'holds' if ok else 'does NOT hold: ' + '; '.join(reasons)}")
+    ref = args.stems[0]
+    for stem in args.stems[1:]:
+        ok, reasons = quality_holds(res[stem], res[ref])
+        print(f"# {stem} vs {ref}: val loss x{res[stem]['val_loss'] / res[ref]['val_loss']:.3f}, training "
+              f"x{res[stem]['train_vol_s'] / res[ref]['train_vol_s']:.2f} faster; quality "
+              f"{'holds' if ok else 'does NOT hold: ' + '; '.join(reasons)}")
     print(f"# load average at the end {os.getloadavg()[0]:.1f}")
     return res
 

@@ -166,9 +166,10 @@ class ModelConfig(_Section):
     fit_all: bool = False
     input_map: str = "modulated"  # modulated | probseg
     norm: str = "batch"  # batch | instance | group: instance norm would erase global GM differences
-    # the network's ends: space_to_depth (2x2x2 blocks as 8 channels, nothing at full resolution) |
-    # conv (latentbids 0.1's); quality and speed of both in BENCHMARKS.md (benchmarks/stem_quality.py)
-    stem: str = "conv"
+    # the network's ends (latentbids.model.network): patch (2x2x2 blocks as 8 channels, a k1 entry and
+    # a k3 exit at half resolution) | space_to_depth (k3 entry) | conv (latentbids 0.1's, full-resolution
+    # layers); speed against ClinicaDL and quality in BENCHMARKS.md (benchmarks/stem_quality.py)
+    stem: str = "patch"
     compile: str = "auto"  # torch.compile the training steps: auto (CUDA only) | on | off
     fold: int = 0  # --fold N: train only fold N (a job of its own); 0: every fold, then the analysis
     validation_fraction: float = 0.15  # share of each fold's training subjects used for early stopping

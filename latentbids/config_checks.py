@@ -169,7 +169,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("model", "n_folds"): _rule(1, MAX_FOLDS),
     ("model", "input_map"): Rule(choices=("modulated", "probseg")),
     ("model", "norm"): Rule(choices=("batch", "instance", "group", "none")),
-    ("model", "stem"): Rule(choices=("conv", "space_to_depth")),
+    ("model", "stem"): Rule(choices=("conv", "space_to_depth", "patch")),
     ("model", "compile"): Rule(choices=("auto", "on", "off")),
     ("model", "fold"): _rule(0, MAX_FOLDS),  # 0: every fold
     # a share of each fold's training subjects kept for early stopping: above 1/2 the network would

@@ -46,9 +46,12 @@ from latentbids.utils.atomic import pending
 LOGGER = logging.getLogger("latentbids.model")
 FORMAT = "latentbids-model"
 #: the newest model folder this version reads.  2: ``architecture.stem`` may be ``space_to_depth``
-#: (version 1 readers would build the conv network and fail on its weights); a folder is written
-#: with the lowest version that describes it, so conv models stay readable by latentbids 0.1
-FORMAT_VERSION = 2
+#: (version 1 readers would build the conv network and fail on its weights); 3: it may be ``patch``.
+#: A folder is written with the lowest version that describes it (:data:`STEM_FORMAT_VERSION`), so
+#: conv models stay readable by latentbids 0.1 and an older reader refuses a stem it cannot build
+#: with one line instead of a traceback
+FORMAT_VERSION = 3
+STEM_FORMAT_VERSION = {"conv": 1, "space_to_depth": 2, "patch": 3}
 
 
 def save_bundle(
@@ -134,7 +137,7 @@ def save_bundle(
             first = next(iter(models.values()))
             doc = {
                 "format": FORMAT,
-                "format_version": 1 if first.stem == "conv" else 2,
+                "format_version": STEM_FORMAT_VERSION[first.stem],
                 **meta,
                 "architecture": first.architecture(),
                 "latent_dim": first.latent_dim,

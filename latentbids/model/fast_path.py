@@ -92,11 +92,15 @@ def resolve_fast_path(
     memory_format: str | None = None,
     placement: str | None = None,
     storage: str | None = None,
+    stem: str = "conv",
 ) -> FastPath:
     """Resolve precision, memory format, data placement and resident storage for ``device``.
 
     Defaults (``None`` or ``"auto"``): on CUDA with ``fast``, bf16 autocast (fp32 on a card without native bf16, e.g.
-    V100/T4, logged) and ``channels_last_3d``; fp32 and contiguous otherwise (CPU always).  Placement is ``resident``
+    V100/T4, logged) and ``channels_last_3d``; fp32 otherwise (CPU always), ``channels_last_3d`` on a CPU for the
+    networks whose ends run at half resolution (``stem`` ``patch`` or ``space_to_depth``, see
+    :attr:`latentbids.model.network.Ends.channels_last_on_cpu`; the same fp32 arithmetic, laid out for oneDNN),
+    contiguous otherwise.  Placement is ``resident``
     on CUDA when ``resident`` is true (the set still falls back to pinned batches when it does not fit), ``streamed``
     otherwise.  A resident set is stored in fp16 under bf16 (the network reads 8 significant bits of it, fp16 keeps
     11), in fp32 otherwise.
@@ -109,6 +113,8 @@ def resolve_fast_path(
     ----------
     device, fast, resident : torch.device or str, bool, bool
         The device, and ``settings.fast`` and ``settings.resident``.
+    stem : str
+        The network's ends (``settings.stem``): decides the CPU memory format.
     precision, memory_format, placement, storage : str or None
         Explicit choices (``storage``: ``fp32``/``fp16``); None or ``"auto"``: the defaults above.
 
@@ -134,7 +140,10 @@ def resolve_fast_path(
             LOGGER.info("%s has no native bf16 (compute capability < 8): fast path in fp32", device)
             p = "fp32"
     if m is None:
-        m = "channels_last_3d" if cuda and fast else "contiguous"
+        from latentbids.model.network import STEM_ENDS
+
+        cpu_cl = device.type == "cpu" and STEM_ENDS[stem].channels_last_on_cpu
+        m = "channels_last_3d" if fast and (cuda or cpu_cl) else "contiguous"
     if pl is None:
         pl = "resident" if cuda and resident else "streamed"
     if st is None:

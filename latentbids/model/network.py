@@ -7,25 +7,27 @@ norm + LeakyReLU, an output convolution to one channel and a sigmoid (probabilit
 maps are divided by one training-set constant before they enter, see
 :mod:`latentbids.workflows.group`).
 
-The network's two ends (``stem``) come in two shapes, recorded in the model folder:
+The network's two ends (``stem``) come in three shapes, recorded in the model folder (:data:`STEM_ENDS`):
 
+* ``"patch"`` (the default since issue 19): the map is first rearranged without loss into 8 channels at
+  half resolution (3-D pixel unshuffle: each 2x2x2 block becomes 8 channels) and the first
+  convolution is a k1 8->c0 (a patch embedding: the same as a stride-2 k2 convolution of the map);
+  the decoder's last transposed convolution brings the features to half resolution, a Conv3d(k3)
+  c0->8 predicts the 8 voxels of every 2x2x2 block and a depth-to-space rearrangement (3-D pixel
+  shuffle) puts them in place.  Nothing runs at full resolution but the two rearrangements, the
+  sigmoid and the loss.  Why this one: it trains as fast as ClinicaDL's same-encoder autoencoder on a
+  CPU, its validation loss per epoch equals ``space_to_depth``'s (the k3 entry bought nothing), and a
+  k1 exit doubles the loss (BENCHMARKS.md, benchmarks/stem_quality.py).
+* ``"space_to_depth"``: as ``patch`` with a stride-1 Conv3d(k3) 8->c0 entry, which can express the conv
+  stem's stride-2 k3 convolution exactly (that one reads full-resolution offsets -1..1, which lie in
+  half-resolution cells i-1..i); together, the k3 exit and the depth-to-space can express a
+  ConvTranspose3d(k4, stride 2) to one channel exactly.
 * ``"conv"`` (the network of latentbids <= 0.1): the first block is a stride-2 convolution of the
   one-channel full-resolution map, and the decoder ends with a ConvTranspose3d c0->c0 (k4, stride 2)
   + norm + LeakyReLU and a Conv3d(k3) c0->1, both at full resolution.  That end costs ~6 of the 7.87
-  GFLOP of a forward pass at 96x112x96, and convolutions with 1-16 channels at full resolution keep a
-  GPU's matrix units mostly idle (about 70 % of a step in an H100 profile).
-* ``"space_to_depth"``: the map is first rearranged without loss into 8 channels at half resolution
-  (3-D pixel unshuffle: each 2x2x2 block becomes 8 channels), so the first convolution is a stride-1
-  Conv3d(k3) 8->c0 at half resolution; it can express the conv stem's stride-2 k3 convolution
-  exactly (that one reads full-resolution offsets -1..1, which lie in half-resolution cells i-1..i).
-  The decoder mirrors it: the last ConvTranspose3d brings the features to half resolution, a
-  Conv3d(k3) c0->8 predicts the 8 voxels of every 2x2x2 block and a depth-to-space rearrangement
-  (3-D pixel shuffle) puts them in place; together they can express a ConvTranspose3d(k4, stride
-  2) to one channel exactly.  What the conv end adds beyond that, a c0-channel layer with its norm
-  and activation at full resolution, is what this end leaves out.  Nothing runs at full resolution
-  but the two rearrangements, the sigmoid and the loss: 4.42 instead of 7.87 GFLOP per forward pass
-  at 96x112x96 (both tested in tests/model/test_model_stem.py; speed and reconstruction quality of
-  both ends in BENCHMARKS.md).
+  GFLOP of a forward pass at 96x112x96 (4.42 for ``space_to_depth``) and makes training 5-10x
+  slower on a CPU; per epoch it learns faster (a c0-channel layer with its norm and activation at
+  full resolution, which the rearranged ends leave out), per second of training much slower.
 
 The input shape must be divisible by ``2**len(channels)`` (see :mod:`latentbids.model.grid`).
 """
@@ -33,13 +35,47 @@ The input shape must be divisible by ``2**len(channels)`` (see :mod:`latentbids.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 from torch import nn
 
 NORMS = ("batch", "instance", "group", "none")
-STEMS = ("conv", "space_to_depth")
+
+
+@dataclass(frozen=True)
+class Ends:
+    """What a stem name means: how the network enters and leaves the full-resolution grid.
+
+    Parameters
+    ----------
+    rearrange : bool
+        Space-to-depth on entry and depth-to-space on exit (else the conv stem's full-resolution layers).
+    entry_kernel, exit_kernel : int
+        Kernels of the first encoder and the last decoder convolution, both at half resolution when
+        rearranged.
+    """
+
+    rearrange: bool
+    entry_kernel: int = 3
+    exit_kernel: int = 3
+
+    @property
+    def channels_last_on_cpu(self) -> bool:
+        """Whether training on a CPU should hold this network in ``channels_last_3d``: oneDNN's
+        convolutions with 8-32 channels at half resolution run 1.1-1.5x faster that way (fp32, same
+        arithmetic; BENCHMARKS.md), while the conv stem's 1-channel full-resolution layers do not gain."""
+        return self.rearrange
+
+
+#: every stem a model folder may name (model.json ``architecture.stem``), in the order they came
+STEM_ENDS = {
+    "conv": Ends(rearrange=False),
+    "space_to_depth": Ends(rearrange=True),
+    "patch": Ends(rearrange=True, entry_kernel=1),
+}
+STEMS = tuple(STEM_ENDS)
 
 
 class SpaceToDepth3d(nn.Module):
@@ -103,8 +139,8 @@ class AutoEncoder3D(nn.Module):
         LeakyReLU slope.
     output : {"sigmoid", "linear"}
         Final activation.
-    stem : {"conv", "space_to_depth"}
-        The network's two ends (see the module docstring).  Both keep the parameter names of the
+    stem : {"patch", "space_to_depth", "conv"}
+        The network's two ends (see the module docstring; default ``patch``).  Both keep the parameter names of the
         other layers, so ``encoder.0`` is the first convolution either way.
     """
 
@@ -116,7 +152,7 @@ class AutoEncoder3D(nn.Module):
         norm: str = "batch",
         negative_slope: float = 0.01,
         output: str = "sigmoid",
-        stem: str = "conv",
+        stem: str = "patch",
     ):
         super().__init__()
         self.input_shape = tuple(int(s) for s in input_shape)
@@ -145,15 +181,18 @@ class AutoEncoder3D(nn.Module):
         self.bottom_shape = tuple(s // step for s in self.input_shape)
         flat = self.channels[-1] * math.prod(self.bottom_shape)
 
-        s2d = stem == "space_to_depth"
-        # conv: every encoder block halves the grid; space_to_depth: the rearrangement halves it and
-        # the first convolution keeps it
+        ends = STEM_ENDS[stem]
+        s2d = ends.rearrange
+        # conv: every encoder block halves the grid; rearranged: the rearrangement halves it and the
+        # first convolution keeps it
         self.space_to_depth = SpaceToDepth3d() if s2d else nn.Identity()
         blocks, cin = [], 8 if s2d else 1
         for i, cout in enumerate(self.channels):
-            stride = 1 if (s2d and i == 0) else 2
+            first = s2d and i == 0
+            kernel = ends.entry_kernel if first else 3
             blocks += [
-                nn.Conv3d(cin, cout, kernel_size=3, stride=stride, padding=1, bias=norm == "none"),
+                nn.Conv3d(cin, cout, kernel_size=kernel, stride=1 if first else 2, padding=kernel // 2,
+                          bias=norm == "none"),
                 _norm(norm, cout),
                 nn.LeakyReLU(self.negative_slope, inplace=True),
             ]
@@ -165,7 +204,7 @@ class AutoEncoder3D(nn.Module):
         blocks = []
         rev = list(reversed(self.channels))
         # conv: one transposed convolution per encoder block (the last one c0->c0 at full
-        # resolution); space_to_depth: one fewer, the last rearrangement does the final doubling
+        # resolution); rearranged: one fewer, the last rearrangement does the final doubling
         for cin, cout in zip(rev, rev[1:] + ([] if s2d else [self.channels[0]])):
             blocks += [
                 nn.ConvTranspose3d(
@@ -174,14 +213,15 @@ class AutoEncoder3D(nn.Module):
                 _norm(norm, cout),
                 nn.LeakyReLU(self.negative_slope, inplace=True),
             ]
-        blocks.append(nn.Conv3d(self.channels[0], 8 if s2d else 1, kernel_size=3, padding=1))
+        blocks.append(nn.Conv3d(self.channels[0], 8 if s2d else 1, kernel_size=ends.exit_kernel,
+                                padding=ends.exit_kernel // 2))
         self.decoder = nn.Sequential(*blocks)
         self.depth_to_space = DepthToSpace3d() if s2d else nn.Identity()
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 1, X, Y, Z)`` -> ``(B, K)``."""
         h = self.space_to_depth(x)
-        if self.stem != "conv" and h.is_cuda and self._channels_last():
+        if self.stem != "conv" and self._channels_last():
             h = h.contiguous(memory_format=torch.channels_last_3d)
         h = self.encoder(h)
         return self.to_latent(torch.flatten(h, 1))
@@ -189,7 +229,7 @@ class AutoEncoder3D(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """``(B, K)`` -> ``(B, 1, X, Y, Z)``."""
         h = self.from_latent(z).view(z.shape[0], self.channels[-1], *self.bottom_shape)
-        if h.is_cuda and self._channels_last():
+        if self._channels_last():
             h = h.contiguous(memory_format=torch.channels_last_3d)
         out = self.depth_to_space(self.decoder(h))
         return torch.sigmoid(out) if self.output == "sigmoid" else out

@@ -31,7 +31,7 @@ class TrainSettings:
     latent_dim: int = 32
     channels: Sequence[int] = (16, 32, 64, 128)
     norm: str = "batch"
-    stem: str = "conv"  # network ends: "conv" | "space_to_depth" (latentbids.model.network)
+    stem: str = "patch"  # network ends: "patch" | "space_to_depth" | "conv" (latentbids.model.network)
     learning_rate: float = 1e-4
     batch_size: int = 8
     max_epochs: int = 200

@@ -199,7 +199,7 @@ def _train(data, mask, train_idx, val_idx, settings, device, scale, checkpoint_d
         raise ValueError("training needs at least one training and one validation volume")
     check_batch(settings.batch_size, dist)
     path = resolve_fast_path(
-        device, settings.fast, settings.resident, precision, memory_format, placement, storage
+        device, settings.fast, settings.resident, precision, memory_format, placement, storage, stem=settings.stem
     )
     fingerprint = run_fingerprint(settings, scale, data, train_idx, val_idx, extra_fingerprint, path, dist)
 

@@ -80,6 +80,7 @@ def test_a_compile_failure_logs_one_line_and_trains_eagerly(cohort, monkeypatch,
     np.testing.assert_array_equal(pd_res.val_loss, pd_eager.val_loss)
 
 
+@pytest.mark.slow
 def test_compiled_training_matches_eager(cohort, monkeypatch):
     """Dynamo's tracing with its plain "aot_eager" backend (no C++ compiler needed): the steps run
     through torch.compile, recompiling for the epoch's last, smaller batch, and learn what eager does."""
@@ -107,7 +108,7 @@ def test_compile_errors_are_told_from_computation_errors():
 # --- batch norm folded for encoding ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("stem", ["conv", "space_to_depth"])
+@pytest.mark.parametrize("stem", ["conv", "space_to_depth", "patch"])
 def test_folded_batchnorm_encodes_the_same(stem):
     torch.manual_seed(0)
     net = AutoEncoder3D((16, 16, 16), latent_dim=4, channels=(4, 8), stem=stem)

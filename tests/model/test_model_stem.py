@@ -1,5 +1,6 @@
-"""The network's two ends (``stem``): space-to-depth entry, depth-to-space exit, what they can express,
-what they cost, and how the choice travels with a model (model.json, loading, encoding)."""
+"""The network's ends (``stem``): space-to-depth entry, depth-to-space exit, what they can express,
+what they cost, the memory format a CPU trains them in, and how the choice travels with a model
+(model.json, loading, encoding)."""
 
 from __future__ import annotations
 
@@ -57,6 +58,42 @@ def test_space_to_depth_entry_expresses_the_conv_entry_exactly():
     torch.testing.assert_close(new(SpaceToDepth3d()(x)), old(x), rtol=1e-5, atol=1e-6)
 
 
+def test_patch_entry_is_a_stride_2_k2_convolution_of_the_map():
+    """The patch stem's k1 entry after space-to-depth is exactly a Conv3d(1->c, k2, stride 2): every
+    2x2x2 block of the map becomes one feature vector (a patch embedding)."""
+    torch.manual_seed(0)
+    net = AutoEncoder3D((16, 16, 16), latent_dim=3, channels=(5, 6), stem="patch")
+    entry = net.encoder[0]
+    assert entry.kernel_size == (1, 1, 1) and entry.in_channels == 8
+    patch = nn.Conv3d(1, 5, 2, stride=2, bias=False)
+    with torch.no_grad():  # channel 4i + 2j + k of the rearranged map is offset (i, j, k) of the block
+        patch.weight.copy_(entry.weight.view(5, 2, 2, 2).unsqueeze(1))
+    x = torch.rand(2, 1, 16, 16, 16)
+    torch.testing.assert_close(entry(net.space_to_depth(x)), patch(x), rtol=1e-5, atol=1e-6)
+
+
+def test_patch_is_the_default_and_trains_channels_last_on_a_cpu():
+    from latentbids.config import RunConfig
+    from latentbids.model.fast_path import resolve_fast_path
+    from latentbids.model.train_settings import TrainSettings
+
+    assert RunConfig().model.stem == TrainSettings().stem == AutoEncoder3D((16, 16, 16)).stem == "patch"
+    cpu = {stem: resolve_fast_path("cpu", True, True, stem=stem).memory_format
+           for stem in ("patch", "space_to_depth", "conv")}
+    assert cpu == {"patch": "channels_last_3d", "space_to_depth": "channels_last_3d", "conv": "contiguous"}
+    # fast=False is the plain fp32 baseline; an explicit choice is obeyed
+    assert resolve_fast_path("cpu", False, True, stem="patch").memory_format == "contiguous"
+    assert resolve_fast_path("cpu", True, True, memory_format="contiguous", stem="patch").memory_format == "contiguous"
+    # the same network in either layout computes the same reconstruction
+    torch.manual_seed(0)
+    net = AutoEncoder3D((16, 32, 16), latent_dim=4, channels=(4, 8, 8, 8), stem="patch").eval()
+    x = torch.rand(3, 1, 16, 32, 16)
+    with torch.no_grad():
+        plain = net(x)[0]
+        cl = net.to(memory_format=torch.channels_last_3d)(x.contiguous(memory_format=torch.channels_last_3d))[0]
+    torch.testing.assert_close(cl, plain, rtol=1e-5, atol=1e-6)
+
+
 def test_depth_to_space_exit_expresses_a_transposed_convolution_exactly():
     """ConvTranspose3d(c->1, k4, stride 2) = Conv3d(c->8, k3) then depth-to-space: the new exit
     predicts each 2x2x2 block from the half-resolution features around it, as that upsampling does."""
@@ -76,11 +113,14 @@ def test_depth_to_space_exit_expresses_a_transposed_convolution_exactly():
     torch.testing.assert_close(DepthToSpace3d()(new(h)), old(h), rtol=1e-5, atol=1e-6)
 
 
-def test_both_stems_keep_shapes_parameter_names_and_rebuild():
-    conv = AutoEncoder3D((16, 32, 16), latent_dim=5, channels=(2, 4, 4, 8))
+def test_every_stem_keeps_shapes_parameter_names_and_rebuilds():
+    conv = AutoEncoder3D((16, 32, 16), latent_dim=5, channels=(2, 4, 4, 8), stem="conv")
     s2d = AutoEncoder3D((16, 32, 16), latent_dim=5, channels=(2, 4, 4, 8), stem="space_to_depth")
+    patch = AutoEncoder3D((16, 32, 16), latent_dim=5, channels=(2, 4, 4, 8), stem="patch")
     x = torch.rand(3, 1, 16, 32, 16)
-    for net in (conv, s2d):
+    assert list(patch.state_dict()) == list(s2d.state_dict())  # the same layers, one kernel differs
+    assert patch.encoder[0].weight.shape == (2, 8, 1, 1, 1) and patch.decoder[-1].weight.shape == (8, 2, 3, 3, 3)
+    for net in (conv, s2d, patch):
         recon, z = net(x)
         assert recon.shape == x.shape and z.shape == (3, 5)
         assert 0 <= float(recon.detach().min()) and float(recon.detach().max()) <= 1
@@ -107,32 +147,37 @@ def test_space_to_depth_halves_the_work_at_full_resolution():
 
     flops = {}
     with torch.device("meta"):
-        for stem in ("conv", "space_to_depth"):
+        for stem in ("conv", "space_to_depth", "patch"):
             net, x = AutoEncoder3D((96, 112, 96), stem=stem), torch.empty(1, 1, 96, 112, 96)
             with FlopCounterMode(display=False) as counter:
                 net(x)
             flops[stem] = counter.get_total_flops() / 1e9
     assert flops["conv"] == pytest.approx(7.87, abs=0.01)  # the issue's profile
     assert flops["space_to_depth"] == pytest.approx(4.42, abs=0.01)
+    assert flops["patch"] < 0.85 * flops["space_to_depth"]
 
 
-def test_stem_travels_with_the_model_folder(tmp_path):
+@pytest.mark.parametrize("stem, version", [("conv", 1), ("space_to_depth", 2), ("patch", 3)])
+def test_stem_travels_with_the_model_folder(tmp_path, stem, version):
+    """A folder is written with the lowest format version that describes its stem, so a reader that
+    could not build the network refuses it in one line (conv folders stay readable by latentbids 0.1),
+    and every stem's folder encodes a subject as its training run did."""
     tpl = toy_template()
     atlas = toy_atlas(tpl)
     rec = make_cohort(tmp_path / "gm", tpl, n_subjects=5, two_sessions=())
-    config = sloppy_config(tmp_path, fit_all=True, max_epochs=1, stem="space_to_depth")
+    config = sloppy_config(tmp_path, fit_all=True, max_epochs=1, stem=stem)
     res = run_group_level(config, rec, tpl, atlas)
     meta = json.loads((res.model_dir / "model.json").read_text())
-    assert meta["architecture"]["stem"] == "space_to_depth" and meta["format_version"] == 2
-    assert meta["training"]["stem"] == "space_to_depth"
+    assert meta["architecture"]["stem"] == stem and meta["format_version"] == version
+    assert meta["training"].get("stem", "conv") == stem  # conv: the training record of latentbids 0.1
     model = load_bundle(res.model_dir).load_model("all")
-    assert model.stem == "space_to_depth" and isinstance(model.space_to_depth, SpaceToDepth3d)
+    assert model.stem == stem and isinstance(model.space_to_depth, SpaceToDepth3d) == (stem != "conv")
     out = encode_with_model(res.model_dir, rec.gm_path[2], participant_id=rec.participant_id[2], device="cpu")
     row = res.latent_table.iloc[2]
     np.testing.assert_allclose(out.latent[["z0", "z1", "z2", "z3"]].to_numpy()[0],
                                row[["z0", "z1", "z2", "z3"]].to_numpy(dtype=float), rtol=1e-5, atol=1e-6)
     # a folder a newer latentbids wrote is refused in one line, not misread
-    meta["format_version"] = 3
+    meta["format_version"] = 4
     (res.model_dir / "model.json").write_text(json.dumps(meta))
     with pytest.raises(UsageError, match="upgrade latentbids"):
         load_bundle(res.model_dir)
@@ -141,5 +186,5 @@ def test_stem_travels_with_the_model_folder(tmp_path):
 def test_unknown_stem_is_a_usage_error(tmp_path):
     tpl = toy_template()
     rec = make_cohort(tmp_path / "gm", tpl, n_subjects=5, two_sessions=())
-    with pytest.raises(UsageError, match="stem = 'pixel' is not valid: use one of conv, space_to_depth"):
+    with pytest.raises(UsageError, match="stem = 'pixel' is not valid: use one of conv, space_to_depth, patch"):
         run_group_level(sloppy_config(tmp_path, fit_all=True, stem="pixel"), rec, tpl, toy_atlas(tpl))
