@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job end to end on cohorts the tool makes itself (no data from anywhere):
-#   1. participant level: latentbids-simulate writes 12 T1w head scans and latentbids segments and
+#   1. participant level: latentbids-simulate writes 6 T1w head scans and latentbids segments and
 #      registers every one (--sloppy: minutes, not hours);
 #   2. group level on a planted cohort: 120 simulated GM maps (60 CN, 60 AD) with 25 % GM loss planted in
 #      six medial temporal regions; the autoencoder trains in 3 folds and the latent space is read with
@@ -13,7 +13,7 @@ DEMO_DIR=${1:-demo_out}
 BIN=${LATENTBIDS_BIN:-$(dirname "$0")/../.venv/bin}
 PY=${LATENTBIDS_PYTHON:-$BIN/python}
 CONFIG=$(cd "$(dirname "$0")" && pwd)/demo.toml
-N_SUBJECTS=${DEMO_SUBJECTS:-12}
+N_SUBJECTS=${DEMO_SUBJECTS:-6}
 N_COHORT=${DEMO_COHORT:-120}
 NPROCS=${DEMO_NPROCS:-$(nproc)}
 EFFECT=Hippocampus_L,Hippocampus_R,ParaHippocampal_L,ParaHippocampal_R,Amygdala_L,Amygdala_R:25
@@ -49,15 +49,7 @@ group null
 
 section "what the reports say"
 for name in planted null; do
-  "$PY" - "$DEMO_DIR/$name/derivatives/latentbids" "$name" <<'PYEOF'
-import json, sys
-from pathlib import Path
-out, name = Path(sys.argv[1]), sys.argv[2]
-summary = json.loads(next(out.glob("group/*/analysis.json")).read_text())
-lrcp = [c["item"] for c in summary["Claims"] if c["family"] == "lrcp" and c["supported"]]
-print(f"{name}: {summary['Headline']}")
-print(f"{name}: LRCP-positive regions: {', '.join(lrcp) or 'none'}; report: {next(out.glob('group_*.html'))}")
-PYEOF
+  "$PY" "$(dirname "$0")/demo_summary.py" "$name" "$DEMO_DIR/$name/derivatives/latentbids"
 done
 echo
 echo "Demo finished. Participant outputs: $OUT; group reports: $DEMO_DIR/planted/derivatives/latentbids/group_ae-K16.html"

@@ -26,6 +26,7 @@ from latentbids.analysis.headline import headline
 from latentbids.analysis.verdicts import cohort_verdicts, contrast_verdicts
 from latentbids.errors import UsageError
 from latentbids.utils.atomic import write_json, write_text
+from latentbids.utils.progress import step
 from latentbids.workflows.analysis.writers import jsonable
 from latentbids.workflows.group_result import GroupLevelResult
 
@@ -91,7 +92,8 @@ class _Sections:
 
     def run(self, name: str, func, *args, **kwargs):
         try:
-            return func(*args, **kwargs)
+            with step(LOGGER, f"Analysis: {name}"):
+                return func(*args, **kwargs)
         except UsageError:
             raise
         except Exception as exc:  # noqa: BLE001 - reported, and the exit code becomes 1
@@ -130,7 +132,6 @@ def run_group_analysis(config, group_result: GroupLevelResult, atlas) -> Analysi
 
     contrasts = []
     for a, b in inp.contrasts:
-        LOGGER.info("Analysis: %s vs %s", a, b)
         got = sec.run(f"contrast {a} vs {b}", run_contrast, inp, settings, seed, a, b)
         if got is None:
             continue

@@ -7,6 +7,8 @@ fold at ``eta / n_folds``.  SAM and the regions' own test use GM and labels only
 """
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from latentbids.analysis.agnostic import latent_vector_test, sam_claims, sam_regions, vector_claims
@@ -16,6 +18,9 @@ from latentbids.analysis.lrcp import LRCP
 from latentbids.analysis.lrcp_claims import lrcp_claims
 from latentbids.analysis.results import ContrastResult
 from latentbids.bids.naming import latent_columns
+from latentbids.utils.progress import step
+
+LOGGER = logging.getLogger("latentbids.workflows.group")
 
 
 def contrast_rows(inp, a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
@@ -50,18 +55,22 @@ def run_contrast(inp, settings, seed: int, a: str, b: str) -> tuple[ContrastResu
                 eta=settings.eta, statistic=settings.statistic, family_correction=settings.family_correction,
                 bound=settings.bound, n_permutations=settings.n_permutations, random_state=seed,
                 top_k=settings.top_k)
-    lrcp.fit(Z, G, y, region_index=index, region_names=names, unit_names=latent_columns(K),
-             n_confounds=inp.C.shape[1])
-    held_out = held_out_test(Z, {fold: inp.fold_Z[fold][1][rows] for fold in inp.folds}, y, eta=settings.eta,
-                             n_permutations=settings.n_permutations, random_state=seed)
+    perms = settings.n_permutations
+    with step(LOGGER, f"{name}: LRCP, {K} units x {len(index)} regions x {len(Z)} folds, {perms} permutations"):
+        lrcp.fit(Z, G, y, region_index=index, region_names=names, unit_names=latent_columns(K),
+                 n_confounds=inp.C.shape[1])
+    with step(LOGGER, f"{name}: latent vector, held out over {len(Z)} folds, {perms} permutations"):
+        held_out = held_out_test(Z, {fold: inp.fold_Z[fold][1][rows] for fold in inp.folds}, y,
+                                 eta=settings.eta, n_permutations=perms, random_state=seed)
     eta_fold = settings.eta / len(inp.folds)
-    vectors = {fold: latent_vector_test(Zf, y, eta=eta_fold, bound=settings.bound,
-                                        n_permutations=settings.n_permutations, random_state=seed,
-                                        dropout=settings.rub_dropout)
-               for fold, Zf in Z.items()}
+    with step(LOGGER, f"{name}: latent vector bounds and RUB per fold"):
+        vectors = {fold: latent_vector_test(Zf, y, eta=eta_fold, bound=settings.bound, n_permutations=perms,
+                                            random_state=seed, dropout=settings.rub_dropout)
+                   for fold, Zf in Z.items()}
     X, voxel_labels = _voxels(inp, rows)
-    sam = sam_regions(X, voxel_labels, y, index, top_voxels=settings.sam_top_voxels, eta=settings.eta,
-                      bound=settings.bound, n_permutations=settings.sam_permutations, random_state=seed)
+    with step(LOGGER, f"{name}: SAM, {X.shape[1]} voxels, {settings.sam_permutations} permutations"):
+        sam = sam_regions(X, voxel_labels, y, index, top_voxels=settings.sam_top_voxels, eta=settings.eta,
+                          bound=settings.bound, n_permutations=settings.sam_permutations, random_state=seed)
     sam.insert(1, "region", sam["region_index"].map(dict(zip(index, names))))
     claims = (lrcp_claims(lrcp, name) + sam_claims(sam, name, settings.sam_permutations)
               + [held_out_claim(held_out, name, settings.eta)] + vector_claims(vectors, name, settings.eta))
