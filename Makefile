@@ -1,6 +1,7 @@
 # latentbids: the two commands a fresh machine needs (see README.md).
 #   make demo   set up .venv, simulate a small cohort, run latentbids on it
 #   make test   set up .venv, run the whole test suite with coverage, then make container-test
+#   make check  the fast loop while changing code: every test not marked slow (<= 5 min on 2 cores)
 #   make container-test   build the image with podman and run the demo inside it (CI does too)
 #   make bench  time the participant-level steps as ratios to N4, record the CPU (BENCHMARKS.md)
 SHELL := /bin/bash
@@ -20,7 +21,7 @@ export NIPYPE_NO_ET := 1
 export PYTHONDONTWRITEBYTECODE := 1
 DEMO_DIR ?= $(CURDIR)/demo_out
 
-.PHONY: venv test container-test demo bench lint clean
+.PHONY: venv test check container-test demo bench lint clean
 
 $(STAMP): setup.cfg pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +38,12 @@ test: venv
 	mkdir -p $(NUMBA_CACHE_DIR) $(MPLCONFIGDIR)
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=30 --cov=latentbids --cov-report=term $(PYTEST_ARGS)
 	$(if $(SKIP_CONTAINER_TEST),@echo "make container-test skipped (SKIP_CONTAINER_TEST is set)",$(MAKE) --no-print-directory container-test)
+
+# The fast loop: the tests not marked slow (pytest -m slow lists the others: real pipelines, real
+# training, calibration sweeps). No coverage, no container; CI runs everything through make test.
+check: venv
+	mkdir -p $(NUMBA_CACHE_DIR) $(MPLCONFIGDIR)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not slow" --durations=10 -q $(PYTEST_ARGS)
 
 # Needs root (apt-get installs podman, buildah, debootstrap, runc when missing) or those tools.
 container-test: venv

@@ -68,21 +68,25 @@ def test_the_shipped_regional_gm_model_is_a_correlation_from_ixi(model):
     assert 0.03 < np.median(model.cv) < 0.3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["unit", "region", "lrcp"])
 @pytest.mark.parametrize("balance", [0.5, 0.3])
 def test_lrcp_families_on_null_cohorts(model, settings, family, balance):
     assert _rate(cal.lrcp_outcome, model, settings, family, balance=balance) <= MAX_RATE
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["latent_vector", "vector_bound", "rub"])
 def test_latent_vector_families_on_null_cohorts(model, settings, family):
     assert _rate(cal.vector_outcome, model, settings, family, n=100, K=64) <= MAX_RATE
 
 
+@pytest.mark.slow
 def test_sam_on_null_cohorts(model, settings):
     assert _rate(cal.sam_outcome, _small(model), settings, "sam", n=60, voxels=20) <= MAX_RATE
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["shap", "sar", "shap_regions"])
 def test_shap_and_sar_on_null_errors(model, settings, family):
     assert _rate(cal.shap_outcome, _small(model), settings, family, n=60) <= MAX_RATE
@@ -105,6 +109,7 @@ def _planted(model, settings, loss: float, seed: int, reps: int = 10) -> tuple[i
     return every, found, other
 
 
+@pytest.mark.slow
 def test_planted_loss_at_60_per_group_is_found(model, settings):
     """Power check (the benchmark's target, on fewer replications): 18 % GM loss in 4 regions at 60 per
     group, with the default 5 folds, makes all 4 LRCP-positive in most cohorts, with rarely a false region."""
@@ -152,6 +157,7 @@ def test_the_shipped_power_table_and_end_to_end_rates_are_complete_and_at_their_
             assert r["lo"] <= e2e["eta"] and r["false_positives"] == round(r["rate"] * r["replications"]), family
 
 
+@pytest.mark.slow
 def test_planted_loss_of_8_percent_is_found_where_the_old_rule_found_almost_nothing(model, settings):
     """The issue-17 target at the estimator level: 8 % loss in 4 regions, 60 per group (K = 32, 5 folds).
     The balanced-accuracy statistic with the fold-majority rule found 0.20 of the 4 planted regions on average;

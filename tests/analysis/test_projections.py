@@ -184,6 +184,7 @@ def test_pls_sign_follows_labels_and_unlabelled_fit_rows_are_dropped():
 # t-SNE / UMAP
 
 
+@pytest.mark.slow
 def test_embeddings_are_deterministic_given_the_seed():
     z, _ = planted_plane(noise=0.5)
     methods = ("tsne", "umap")
@@ -199,6 +200,7 @@ def test_embeddings_are_deterministic_given_the_seed():
         assert "not evidence" in meta[name]["caveat"]
 
 
+@pytest.mark.slow
 def test_small_n_clips_perplexity_and_neighbours():
     z, y = planted_labels(n=10)
     coords, meta = project_latents(z, None, y, random_state=0)

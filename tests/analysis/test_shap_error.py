@@ -52,6 +52,7 @@ def null():
     return G, e, y, explain_error(G, e, y, REGIONS, NAMES, **FAST)
 
 
+@pytest.mark.slow
 def test_planted_regions_lead_a_supported_pooled_model(planted):
     G, e, y, res = planted
     assert isinstance(res, ShapResult)
@@ -87,6 +88,7 @@ def test_planted_regions_lead_a_supported_pooled_model(planted):
     assert set(res.pooled_by_class["class"]) == {"AD", "CN"}
 
 
+@pytest.mark.slow
 def test_sar_tests_the_top_regions_on_subjects_that_did_not_choose_them(planted):
     G, e, y, res = planted
     sar = res.sar
@@ -106,11 +108,13 @@ def test_sar_tests_the_top_regions_on_subjects_that_did_not_choose_them(planted)
     assert claims["sar"].supported and claims["sar"].p == sar["p_full"]
 
 
+@pytest.mark.slow
 def test_sar_on_noise_is_not_supported(null):
     _, _, _, res = null
     assert res.sar is not None and not res.sar["supported"]
 
 
+@pytest.mark.slow
 def test_claims_mirror_the_fit_table(planted, null):
     for _, _, _, res in (planted, null):
         shap = [c for c in shap_claims(res) if c.family == "shap"]
@@ -119,6 +123,7 @@ def test_claims_mirror_the_fit_table(planted, null):
         assert all("Holm over 3 model(s)" in c.correction for c in shap)
 
 
+@pytest.mark.slow
 def test_null_cohort_gets_no_shap_claim(null):
     _, _, _, res = null
     for model, row in res.fits.set_index("model").iterrows():
@@ -131,6 +136,7 @@ def test_null_cohort_gets_no_shap_claim(null):
     assert res.fits["n_permutations_run"].min() < 79
 
 
+@pytest.mark.slow
 def test_early_stopping_of_the_null_keeps_the_decision():
     G, _, _ = _cohort(4, PLANTED, n=60)
     e = np.random.default_rng(5).normal(size=60)
@@ -177,6 +183,7 @@ def test_class_comparison_overlap_tracks_the_planted_regions():
     assert sum(name + " " in changes for name in planted_names) == 3
 
 
+@pytest.mark.slow
 def test_shap_values_are_additive(planted):
     """shap's own property: phi sums to the model prediction minus the expected value."""
     G, _, y, res = planted
@@ -251,6 +258,7 @@ def test_deterministic_given_the_seed():
     pd.testing.assert_frame_equal(res.values["pooled"], again.values["pooled"])
 
 
+@pytest.mark.slow
 def test_boosting_early_stopping_option_keeps_the_planted_answer(planted):
     """n_iter_no_change (the cheap-null option) must still find the planted regions."""
     G, e, _, _ = planted
@@ -337,6 +345,7 @@ def test_sequential_null_decides_as_the_full_null_would(B):
 
 
 # ------------------------------------------------------------------------------ the top regions on held-out subjects
+@pytest.mark.slow
 def test_top_regions_predict_held_out_errors_and_sar_stands_beside(planted, null):
     """The verdict on the top regions is the held-out R^2 test; SAR is the paper's check beside it, on the
     same regions and the same test half."""
@@ -432,6 +441,7 @@ def test_error_target_removes_every_fold_offset():
 
 
 # ------------------------------------------------------------------------------ nothing outside the claims list
+@pytest.mark.slow
 def test_class_comparison_is_exploratory_and_verdicts_never_read_silence_as_absence(planted):
     from latentbids.analysis.claims import Claim, ClaimsList
     from latentbids.analysis.verdicts import cohort_verdicts

@@ -46,6 +46,7 @@ def test_load_3d_errors_name_the_file(tmp_path):
     assert load_3d(one).shape == (3, 3, 3)
 
 
+@pytest.mark.slow
 def test_n4_flattens_a_planted_bias(t1w, tmp_path):
     ras = nib.load(reorient_to_ras(t1w, tmp_path / "ras.nii.gz"))
     data = ras.get_fdata(dtype=np.float32)
@@ -102,6 +103,7 @@ def test_itk_threads_restores_environment(monkeypatch):
     assert "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS" not in os.environ
 
 
+@pytest.mark.slow
 def test_template_brain_mask_matches_dlmuse_brain(t1w, ixi_dir, tmp_path, monkeypatch):
     """The cheap (--brain-extraction template) mask covers the DLMUSE brain of the same scan, and
     leaves no transform file behind (antspyx's default outprefix is a /tmp name it never removes)."""

@@ -93,6 +93,7 @@ def test_missing_config_file_exits_66(ixi_dir, tmp_path):
     assert "none.toml" in _one_line_error(proc)
 
 
+@pytest.mark.slow
 def test_validation_errors_exit_16(bids_examples, tmp_path):
     """pet002's images are unreadable placeholders: the official validator reports errors."""
     proc = run_cli(bids_examples / "pet002", tmp_path / "out", "participant", "-w", tmp_path / "w")
@@ -101,6 +102,7 @@ def test_validation_errors_exit_16(bids_examples, tmp_path):
     assert "failed BIDS validation" in line and "NIFTI_HEADER_UNREADABLE" in line
 
 
+@pytest.mark.slow
 def test_unreadable_inputs_exit_66_when_validation_skipped(bids_examples, tmp_path):
     proc = run_cli(bids_examples / "pet002", tmp_path / "out", "participant", "-w", tmp_path / "w",
                    "--skip-bids-validation")
@@ -117,6 +119,7 @@ def test_unreadable_inputs_exit_66_when_validation_skipped(bids_examples, tmp_pa
         (["--participant-label", "01", "--session-label", "nosuch"], "ses-nosuch not found"),
     ],
 )
+@pytest.mark.slow
 def test_filters_matching_nothing_exit_18(bids_examples, tmp_path, extra, needle):
     proc = run_cli(bids_examples / "ds114", tmp_path / "out", "participant", "-w", tmp_path / "w",
                    "--skip-bids-validation", *extra)
@@ -124,6 +127,7 @@ def test_filters_matching_nothing_exit_18(bids_examples, tmp_path, extra, needle
     assert needle in _one_line_error(proc)
 
 
+@pytest.mark.slow
 def test_filter_file_matching_nothing_exits_18(bids_examples, tmp_path):
     filt = tmp_path / "filter.json"
     filt.write_text(json.dumps({"t1w": {"acquisition": "nonexistent"}}))
@@ -141,6 +145,7 @@ def test_bad_filter_file_exits_64(bids_examples, tmp_path):
     assert "not valid JSON" in _one_line_error(proc)
 
 
+@pytest.mark.slow
 def test_group_without_participant_outputs_exits_66(ixi_dir, tmp_path):
     proc = run_cli(ixi_dir, tmp_path / "out", "group", "-w", tmp_path / "w", "--skip-bids-validation")
     assert proc.returncode == 66
@@ -174,6 +179,7 @@ def test_folder_that_cannot_be_created_exits_73(ixi_dir, tmp_path, which):
     assert not (out / "logs").exists()
 
 
+@pytest.mark.slow
 def test_subject_locked_by_another_job_exits_75(ixi_dir, tmp_path):
     """An overlapping array task holds the subject: skipped at once, 75 = try again later."""
     from latentbids.utils.locks import try_lock

@@ -15,6 +15,8 @@ import pytest
 from latentbids.utils.locks import try_lock
 from tests.helpers import run_cli
 
+pytestmark = pytest.mark.slow  # make check skips this module (see Makefile)
+
 SPACE = "MNI152NLin2009aSym:res-nilearn4"
 COMMON = ["--skip-bids-validation", "--sloppy", "--n-folds", 2, "--skip-analysis", "--deterministic",
           "--output-spaces", SPACE, "--nprocs", 1, "--omp-nthreads", 1]

@@ -11,6 +11,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from helpers import run_cli  # noqa: E402
 
+pytestmark = pytest.mark.slow  # make check skips this module (see Makefile)
+
 SPACE = "MNI152NLin2009aSym:res-nilearn4"
 
 

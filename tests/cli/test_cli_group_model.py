@@ -16,6 +16,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from helpers import run_cli, write_minimal_dataset  # noqa: E402
 
+pytestmark = pytest.mark.slow  # make check skips this module (see Makefile)
+
 SPACE = "MNI152NLin2009aSym:res-nilearn4"
 COMMON = ["--skip-bids-validation", "--sloppy", "--n-folds", 2, "--output-spaces", SPACE, "--nprocs", 1,
           "--omp-nthreads", 1]

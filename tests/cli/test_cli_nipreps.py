@@ -55,6 +55,7 @@ def test_clean_workdir_removes_only_latentbids_folders_and_never_under_a_running
     assert sorted(p.name for p in work.iterdir()) == ["notes.txt"]
 
 
+@pytest.mark.slow
 def test_boilerplate_only(ixi_dir, tmp_path):
     out = tmp_path / "out"
     proc = run_cli(ixi_dir, out, "participant", "-w", tmp_path / "w", "--boilerplate-only")
@@ -82,6 +83,7 @@ def reused(ixi_dir, tmp_path):
     return data, tmp_path / "smriprep"
 
 
+@pytest.mark.slow
 def test_reports_only_rebuilds_from_the_outputs(reused, tmp_path):
     data, smriprep = reused
     out, work = data / "derivatives" / "latentbids", tmp_path / "work"
@@ -108,6 +110,7 @@ def test_reports_only_rebuilds_from_the_outputs(reused, tmp_path):
     assert {"URL": "bids:smriprep:"} in desc["SourceDatasets"]
 
 
+@pytest.mark.slow
 def test_reused_map_in_another_template_is_refused(reused, tmp_path):
     data, smriprep = reused
     old = next(smriprep.rglob("*.nii.gz"))

@@ -77,6 +77,7 @@ def _copy(cohort, tmp_path):
     return shutil.copytree(cohort, tmp_path / "ds")
 
 
+@pytest.mark.slow
 def test_a_latin1_participants_tsv_exits_66_before_training(cohort, tmp_path):
     bids = _copy(cohort, tmp_path)
     table = bids / "participants.tsv"
@@ -89,6 +90,7 @@ def test_a_latin1_participants_tsv_exits_66_before_training(cohort, tmp_path):
     assert not (bids / "derivatives" / "latentbids" / "models").exists()
 
 
+@pytest.mark.slow
 def test_a_cohort_without_participants_tsv_runs_the_label_free_analysis(cohort, tmp_path):
     """Before: the SHAP section died on pd.concat([]) (exit 1)."""
     bids = _copy(cohort, tmp_path)

@@ -10,6 +10,7 @@ import time
 
 import nibabel as nib
 import numpy as np
+import pytest
 
 from tests.helpers import run_cli
 
@@ -21,6 +22,7 @@ def _errors(proc):
     return [line for line in proc.stderr.splitlines() if "| ERROR" in line]
 
 
+@pytest.mark.slow
 def test_an_unknown_label_exits_18_before_the_validator(ixi_dir, tmp_path):
     """Before: 88 s in the validator, then exit 16 'PARTICIPANT_ID_MISMATCH ... fix the dataset'."""
     work = tmp_path / "w"
@@ -38,6 +40,7 @@ def test_an_unknown_label_exits_18_before_the_validator(ixi_dir, tmp_path):
     assert proc.returncode == 18 and "ses-2 not found" in _errors(proc)[0]
 
 
+@pytest.mark.slow
 def test_a_subject_without_t1w_is_named_and_the_run_leaves_only_what_ran(tmp_path):
     from latentbids.cli.simulate import main as simulate
 

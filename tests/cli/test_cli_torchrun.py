@@ -15,6 +15,8 @@ from test_model_distributed import torchrun  # noqa: E402
 
 from tests.helpers import run_cli  # noqa: E402
 
+pytestmark = pytest.mark.slow  # make check skips this module (see Makefile)
+
 SPACE = "MNI152NLin2009aSym:res-nilearn4"
 COMMON = ["--skip-bids-validation", "--sloppy", "--n-folds", 2, "--skip-analysis", "--output-spaces", SPACE,
           "--nprocs", 1, "--omp-nthreads", 1]

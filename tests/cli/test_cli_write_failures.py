@@ -63,6 +63,7 @@ def _leftovers(out: Path) -> list[str]:
     return [str(p) for p in out.rglob("*") if ".tmp" in p.name]
 
 
+@pytest.mark.slow
 def test_full_disk_for_one_subject_exits_73_and_the_other_is_processed(tmp_path, monkeypatch, capfd):
     bids = _simulate(tmp_path / "ds", 2)
     out = tmp_path / "out"
@@ -113,6 +114,7 @@ def test_an_oserror_outside_the_atomic_writers_is_one_line(tmp_path, monkeypatch
     assert "Cannot write" in next((out / "logs").glob("*/latentbids.log")).read_text()
 
 
+@pytest.mark.slow
 def test_full_disk_at_group_level_is_one_line_and_no_temporary_is_left(tmp_path, monkeypatch, capfd):
     """Before: an OSError traceback, exit 1, and the log without the error."""
     bids = _simulate(tmp_path / "ds", 12, "--gm-only", "--group-ready")

@@ -23,6 +23,8 @@ from latentbids.errors import UsageError  # noqa: E402
 from latentbids.model import distributed  # noqa: E402
 from latentbids.model.batches import shard_of  # noqa: E402
 
+pytestmark = pytest.mark.slow  # make check skips this module (see Makefile)
+
 torch.set_num_threads(1)
 DRIVER = Path(__file__).with_name("ddp_driver.py")
 

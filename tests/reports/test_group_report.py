@@ -95,6 +95,7 @@ def run(tmp_path_factory):
     return analysis, report, atlas
 
 
+@pytest.mark.slow
 def test_full_report_from_a_real_run(run):
     analysis, report, _ = run
     assert analysis.failures == {}
@@ -118,6 +119,7 @@ def test_full_report_from_a_real_run(run):
     assert "distances and clusters are not evidence" in sec["methods"]
 
 
+@pytest.mark.slow
 def test_report_decides_nothing_a_null_sam_table_shows_no_supported_region(run):
     """Replace the contrast's SAM by SAM on pure noise (whose bound alone passes most regions): the page
     calls no region supported, and the headline and verdicts name none."""
@@ -146,6 +148,7 @@ def test_report_decides_nothing_a_null_sam_table_shows_no_supported_region(run):
     assert all("regions are supported by SAM" in v and ": 0 of" in v for v in verdicts if "by SAM" in v)
 
 
+@pytest.mark.slow
 def test_a_failing_figure_or_section_is_said_in_red(run, monkeypatch):
     analysis, report, _ = run
 

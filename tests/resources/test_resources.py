@@ -26,6 +26,7 @@ def test_default_template_2mm():
     assert gm[mask].mean() > gm[~mask].mean()
 
 
+@pytest.mark.slow
 def test_other_resolutions():
     assert get_template(resolution=4).shape == (50, 59, 48)
     assert get_template(resolution=1.5).name.endswith("res-nilearn1p5")

@@ -81,6 +81,7 @@ def test_one_grid_per_template(tf_home):
         templates_for(["MNI152NLin2009aSym:res-nilearn4", "MNI152NLin2009aSym:res-nilearn2"], tf_home)
 
 
+@pytest.mark.slow
 def test_cli_placeholder_cache_is_one_line_exit_66(tf_home, tmp_path, ixi_dir):
     write_space(tf_home, SPACE, 4, placeholders=("t1w",))
     proc = run_cli(ixi_dir, tmp_path / "out", "participant", "-w", tmp_path / "work", "--output-spaces",
@@ -113,6 +114,7 @@ def templateflow_mirror(tmp_path):
     server.shutdown()
 
 
+@pytest.mark.slow
 def test_prefetch_fills_an_empty_cache_then_runs_read_it_offline(tmp_path, templateflow_mirror):
     """The command the image build runs, against a mirror: placeholders replaced, then checked offline."""
     home = tmp_path / "empty_cache"

@@ -25,6 +25,7 @@ BAD = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv, words", BAD, ids=[b[1] for b in BAD])
 def test_bad_options_exit_64_with_one_line(tmp_path, capsys, argv, words):
     out = tmp_path / "sim"

@@ -16,6 +16,8 @@ from latentbids.simulate import build_spec, simulate_cohort, simulate_subject
 from latentbids.simulate.anatomy import head_model
 from latentbids.simulate.t1w import Contrast, template_intensity, warp_to_scanner
 
+pytestmark = pytest.mark.slow  # make check skips this module (see Makefile)
+
 EFFECT = "Hippocampus_L,Hippocampus_R:25"
 
 

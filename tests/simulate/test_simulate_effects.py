@@ -9,6 +9,8 @@ from latentbids.simulate import build_spec, simulate_subject
 from latentbids.simulate.anatomy import head_model
 from latentbids.simulate.effects import get_atlas_grid, regional_means
 
+pytestmark = pytest.mark.slow  # make check skips this module (see Makefile)
+
 PLANTED = ("Hippocampus_L", "Hippocampus_R", "Precuneus_L")
 EFFECTS = ["Hippocampus_L,Hippocampus_R:20", "Precuneus_L:12"]
 PERCENT = {"Hippocampus_L": 20.0, "Hippocampus_R": 20.0, "Precuneus_L": 12.0}

@@ -84,6 +84,7 @@ def test_flush_reaches_torch_intra_op_threads_and_is_undone(x86_ftz, tmp_path):
     assert out["after"] == N and not out["thread_after"]  # the previous state is back everywhere
 
 
+@pytest.mark.slow
 def test_flush_inside_the_brain_extraction_node_process(x86_ftz, tmp_path):
     """The real BrainExtraction node in a forked MultiProc worker, HD-BET replaced by a probe."""
     out = _python(f'''
@@ -125,6 +126,7 @@ def test_flush_inside_the_brain_extraction_node_process(x86_ftz, tmp_path):
     assert not out["main_thread"]  # the main process kept IEEE arithmetic
 
 
+@pytest.mark.slow
 def test_hdbet_network_unchanged_by_flushing(x86_ftz, ixi_dir, tmp_path):
     """HD-BET's network (its fold-0 weights) on a real scan, with and without flushing: the same
     brain probabilities within 1e-4 and the same brain/background decision (at most 0.01 % of the

@@ -91,6 +91,7 @@ def _region_voxels(atlas, region) -> np.ndarray:
     return np.asarray(atlas.img.dataobj) == region
 
 
+@pytest.mark.slow
 def test_planted_region_found_and_latent_vector_not_overclaimed(trained):
     tmp, tpl, atlas, rec, config, result = trained
     res = _analyse(trained)
@@ -140,6 +141,7 @@ def test_planted_region_found_and_latent_vector_not_overclaimed(trained):
     assert "CN vs AD" in html and "data:image/png;base64" in html and res.headline in html
 
 
+@pytest.mark.slow
 def test_projections_fit_on_training_rows_only(trained):
     tmp, tpl, atlas, rec, config, result = trained
     res = _analyse(trained, contrasts=["CN:AD"])
@@ -156,6 +158,7 @@ def test_projections_fit_on_training_rows_only(trained):
     assert sorted(held["participant_id"]) == sorted(rec["participant_id"])
 
 
+@pytest.mark.slow
 def test_labels_without_effect_support_no_claim_and_no_finding_map(trained):
     res = _analyse(trained, label_column="sham")
     assert res.failures == {}
@@ -174,6 +177,7 @@ def test_labels_without_effect_support_no_claim_and_no_finding_map(trained):
     assert not any("no detectable information" in v or "no information" in v for v in res.verdicts)
 
 
+@pytest.mark.slow
 def test_one_label_skips_the_supervised_parts(trained):
     res = _analyse(trained, label_column="site")
     assert res.failures == {}
@@ -200,6 +204,7 @@ def test_bad_requests_fail_before_training(trained):
     config.analysis = type(config.analysis)()
 
 
+@pytest.mark.slow
 def test_a_failing_section_is_reported_and_the_rest_is_written(trained, monkeypatch):
     import latentbids.workflows.analysis.shap_section as shap_section
 
@@ -214,6 +219,7 @@ def test_a_failing_section_is_reported_and_the_rest_is_written(trained, monkeypa
     assert not _claims(res).select("shap") and res.report.is_file()
 
 
+@pytest.mark.slow
 def test_confounds_are_regressed_out_of_the_tests(trained):
     """A confound equal to region 1's own mean GM removes region 1's group difference from G."""
     tmp, tpl, atlas, rec, config, result = trained
@@ -234,6 +240,7 @@ def test_confounds_are_regressed_out_of_the_tests(trained):
     assert sidecar["Confounds"] == ["r1"]
 
 
+@pytest.mark.slow
 def test_a_rerun_replaces_the_earlier_analysis_as_a_whole(trained):
     """The group set is swapped in whole (as ``run_group`` does it): no file of the earlier analysis survives
     beside the new one, and the earlier set stands untouched until the swap."""
@@ -252,6 +259,7 @@ def test_a_rerun_replaces_the_earlier_analysis_as_a_whole(trained):
     assert all(not str(v).startswith("group/.") for v in files.values())  # final paths, not the staging folder
 
 
+@pytest.mark.slow
 def test_subjects_not_sessions_are_the_units_of_the_tests(tmp_path):
     """Two sessions of one subject must not count twice (they would leak through every CV and inflate n)."""
     tpl = toy_template()
@@ -278,6 +286,7 @@ def _duplicated(result: GroupLevelResult) -> GroupLevelResult:
                                data=np.concatenate([np.asarray(result.data)] * 2))
 
 
+@pytest.mark.slow
 def test_pc1_is_unchanged_when_every_subject_has_a_duplicate_second_session(trained, tmp_path):
     tmp, tpl, atlas, rec, config, result = trained
     from latentbids.workflows.analysis.inputs import build_inputs

@@ -137,6 +137,7 @@ def smriprep_derivative(tmp_path):
     return root, path
 
 
+@pytest.mark.slow
 def test_reuse_branch_and_failed_subject_isolated(tmp_path, ixi_dir, smriprep_derivative):
     root, gm_path = smriprep_derivative
     hit = find_existing_gm_map({"smriprep": str(root)}, "IXI012", None)
@@ -205,6 +206,7 @@ def test_crash_files_are_attributed_to_their_session(tmp_path):
     assert "ValueError: bad" in crash_reason(folder, since, "single_subject_sub_01_ses_1_wf")
 
 
+@pytest.mark.slow
 def test_reused_maps_with_smooth_tails_pass_qc(tmp_path, ixi_dir):
     """An sMRIPrep-style map as smoothing/interpolating tools write it (tiny values everywhere, a
     peak of 0.92) fails the old box-wide checks (non-zero fraction 100 %, maximum < 0.95) and passes
