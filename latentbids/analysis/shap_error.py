@@ -43,6 +43,7 @@ The null refits reuse the observed CV splits, so observed and null R^2 differ on
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +62,8 @@ from latentbids.analysis.shap_summaries import IMPORTANCE_COLUMNS, POOLED, py_sc
 from latentbids.analysis.shap_surrogate import fit_one
 from latentbids.analysis.shap_validation import family_verdicts
 from latentbids.errors import UsageError
+
+LOGGER = logging.getLogger("latentbids.analysis")
 
 #: ridge penalties searched by RidgeCV (efficient leave-one-out inside each training fold).
 RIDGE_ALPHAS = np.logspace(-3, 4, 15)
@@ -291,6 +294,8 @@ def _fit_models(groups, G, e, classes, finite, gbm, ridge, params, region_index,
         one["fit"]["n_excluded"] = n_excluded if name == POOLED else int(
             (~finite & (classes == _label_of(classes, name))).sum()) if classes is not None else 0
         one["fit"]["seconds"] = round(time.perf_counter() - t0, 3)
+        LOGGER.info("SHAP surrogate %s (%d subjects): fitted, tested and explained in %.1f s", name, len(rows),
+                    one["fit"]["seconds"])
         out["fits"].append(one["fit"])
         if one["phi"] is None:
             continue
