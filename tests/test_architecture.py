@@ -180,3 +180,30 @@ def test_no_function_is_over_80_lines_of_code():
                     MAX_FUNCTION_CODE_LINES:
                 long.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name}: {n} lines")
     assert not long, f"functions over {MAX_FUNCTION_CODE_LINES} lines of code:\n" + "\n".join(long)
+
+
+def test_analysis_and_model_export_their_api_lazily():
+    """``from latentbids.analysis import LRCP`` works, every exported name resolves to an object of its
+    own package, and importing the packages imports neither torch, UMAP nor SHAP (a subprocess, so the
+    test does not depend on what other tests imported)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, latentbids.analysis as a, latentbids.model as m\n"
+            "heavy = [x for x in ('torch', 'umap', 'shap') if x in sys.modules]\n"
+            "assert not heavy, heavy\n"
+            "for pkg in (a, m):\n"
+            "    for name in pkg.__all__:\n"
+            "        obj = getattr(pkg, name)\n"
+            "        assert obj.__module__.startswith(pkg.__name__), (name, obj.__module__)\n"
+            "from latentbids.analysis import LRCP\n"
+            "from latentbids.model import AutoEncoder3D\n"
+            "assert LRCP.__name__ == 'LRCP' and AutoEncoder3D.__name__ == 'AutoEncoder3D'\n"
+            "try:\n"
+            "    a.NoSuchThing\n"
+            "except AttributeError:\n"
+            "    pass\n"
+            "else:\n"
+            "    raise SystemExit('no AttributeError')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr

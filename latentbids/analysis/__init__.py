@@ -17,4 +17,46 @@ them and write the outputs):
 - ``cohort``: labels, contrasts, covariates and regional GM; ``maps``: regional values painted into the atlas;
 - ``claims``, ``verdicts``, ``results``: the claims list, the sentences generated from it, and the typed
   results each section hands on.
+
+The public API (imported on first use, so ``import latentbids.analysis`` stays light)::
+
+    from latentbids.analysis import LRCP, held_out_test, project_latents, explain_error, sam_regions
+
+Each name's own docstring gives its shapes (``Z``: ``(n_subjects, K)`` latent codes, one matrix per fold
+for LRCP; ``G``: ``(n_subjects, n_regions)`` regional mean GM; ``y``: ``(n_subjects,)`` labels).
 """
+
+from __future__ import annotations
+
+import importlib
+
+#: public name -> the module that defines it
+_EXPORTS = {
+    "LRCP": "latentbids.analysis.lrcp",
+    "held_out_test": "latentbids.analysis.latent_vector",
+    "project_latents": "latentbids.analysis.projections",
+    "pc1_correlations": "latentbids.analysis.pc1",
+    "explain_error": "latentbids.analysis.shap_error",
+    "ShapResult": "latentbids.analysis.shap_error",
+    "heldout_r2_test": "latentbids.analysis.shap_regions",
+    "sam_regions": "latentbids.analysis.agnostic",
+    "sar": "latentbids.analysis.agnostic",
+    "rub": "latentbids.analysis.agnostic",
+    "latent_vector_test": "latentbids.analysis.agnostic",
+    "feature_test": "latentbids.analysis.agnostic",
+    "family_test": "latentbids.analysis.discriminability",
+    "required_n": "latentbids.analysis.power",
+    "Claim": "latentbids.analysis.claims",
+    "ClaimsList": "latentbids.analysis.claims",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'latentbids.analysis' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

@@ -3,7 +3,7 @@
 One module, one job (METHOD.md section 3):
 
 * :mod:`.network`      the ``nn.Module`` (hierarchical conv encoder, linear bottleneck, mirrored
-  decoder; its two ends: the conv stem or space-to-depth)
+  decoder; its ends: patch (default), space-to-depth or the conv stem of 0.1)
 * :mod:`.grid`         crop/pad a template grid to a shape divisible by ``2**levels`` and restore it
 * :mod:`.cache`        every GM map read once into one contiguous memory-mapped ``.npy`` in the work dir
 * :mod:`.device`       ``--device auto|cpu|cuda|cuda:N`` resolution and determinism switches
@@ -20,4 +20,36 @@ One module, one job (METHOD.md section 3):
 * :mod:`.subject_encoding` one subject encoded with a model folder (:func:`encode_with_model`, ``--model``)
 
 Nothing here knows about BIDS layouts or Nipype; :mod:`latentbids.workflows.group` wires it.
+
+The public API (imported on first use: ``import latentbids.model`` does not import torch)::
+
+    from latentbids.model import AutoEncoder3D, TrainSettings, train_autoencoder, encode_all, load_bundle
 """
+
+from __future__ import annotations
+
+import importlib
+
+#: public name -> the module that defines it
+_EXPORTS = {
+    "AutoEncoder3D": "latentbids.model.network",
+    "masked_mse": "latentbids.model.network",
+    "TrainSettings": "latentbids.model.train_settings",
+    "train_autoencoder": "latentbids.model.training",
+    "encode_all": "latentbids.model.encoding",
+    "fit_grid": "latentbids.model.grid",
+    "make_splits": "latentbids.model.splits",
+    "load_bundle": "latentbids.model.bundle",
+    "encode_with_model": "latentbids.model.subject_encoding",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'latentbids.model' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)
