@@ -1,6 +1,6 @@
 # latentbids: the two commands a fresh machine needs (see README.md).
 #   make demo   set up .venv, simulate a small cohort, run latentbids on it
-#   make test   set up .venv, run the whole test suite with coverage, then make container-test
+#   make test   set up .venv, make lint (ruff, hadolint), the whole test suite with coverage, then make container-test
 #   make check  the fast loop while changing code: every test not marked slow (<= 5 min on 2 cores)
 #   make container-test   build the image with podman and run the demo inside it (CI does too)
 #   make bench  time the participant-level steps as ratios to N4, record the CPU (BENCHMARKS.md)
@@ -34,7 +34,7 @@ venv: $(STAMP)
 # Two pytest workers (CI has 2 cores); --dist loadfile keeps each file's tests, and so its module
 # fixtures (the real runs several tests assert on), in one worker. The 30 slowest tests are listed.
 PYTEST_WORKERS ?= 2
-test: venv
+test: venv lint
 	mkdir -p $(NUMBA_CACHE_DIR) $(MPLCONFIGDIR)
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=30 --cov=latentbids --cov-report=term $(PYTEST_ARGS)
 	$(if $(SKIP_CONTAINER_TEST),@echo "make container-test skipped (SKIP_CONTAINER_TEST is set)",$(MAKE) --no-print-directory container-test)
@@ -60,7 +60,9 @@ bench: venv
 	mkdir -p $(NUMBA_CACHE_DIR) $(MPLCONFIGDIR) .cache/bench
 	$(PY) benchmarks/bench_participant.py $(BENCH_ARGS) --json .cache/bench/participant-$$(date -u +%Y%m%dT%H%M%S).json
 
+# ruff's linter (settings in pyproject.toml) and hadolint; make test runs it first.
 lint: venv
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/hadolint Dockerfile
 
 clean:

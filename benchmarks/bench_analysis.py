@@ -29,7 +29,8 @@ it (same functions, same arguments from the settings; no files are written):
 
 Configurations (ratios against ``baseline`` = default ``AnalysisConfig``, n_jobs 1): ``sloppy``
 (``config.SLOPPY_ANALYSIS`` caps, i.e. ``--sloppy``), ``perm-correction`` (LRCP's association with
-``correction = "permutation"``), ``bonferroni`` (``family_correction = "bonferroni"``: no label permutations), ``shap-jobs2`` (explain_error with n_jobs 2, i.e. ``--nprocs 2``),
+``correction = "permutation"``), ``bonferroni`` (``family_correction = "bonferroni"``: no label permutations),
+``shap-jobs2`` (explain_error with n_jobs 2, i.e. ``--nprocs 2``),
 ``shap-e-noise`` (baseline settings, ``e`` unrelated to ``G``).  A variant reruns only the steps whose
 settings (or inputs) differ from the baseline; the others are marked ``=`` and its total uses the
 baseline's time for them.  The first call of UMAP compiles numba code: it is warmed up before any
@@ -249,8 +250,7 @@ def shap_estimate(c, s, seed):
 
 # ------------------------------------------------------------------------------------------ main
 def settings_for(variant):
-    from latentbids.config import AnalysisConfig
-    from latentbids.config import SLOPPY_ANALYSIS
+    from latentbids.config import SLOPPY_ANALYSIS, AnalysisConfig
 
     s = AnalysisConfig()
     n_jobs, e_key = 1, "e"
@@ -331,7 +331,9 @@ def main(argv=None):
     print(f"# latentbids bench_analysis: {machine()}", flush=True)
     t0 = time.perf_counter()
     import numpy as np
+    import shap
     import sklearn
+    import umap
     from threadpoolctl import threadpool_limits
 
     import latentbids.analysis.agnostic  # noqa: F401
@@ -339,8 +341,6 @@ def main(argv=None):
     import latentbids.analysis.projections as proj
     import latentbids.analysis.shap_error  # noqa: F401
     import latentbids.workflows.group_analysis  # noqa: F401
-    import shap
-    import umap
 
     t_import = time.perf_counter() - t0
     limits = threadpool_limits(args.threads) if args.threads else None

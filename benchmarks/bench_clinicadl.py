@@ -200,7 +200,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=1, help="interleaved repeats; the median is shown")
     parser.add_argument("--memory-format", default="auto", choices=["auto", "contiguous", "channels_last_3d"],
                         help="layout of every network and batch (auto: what latentbids' CPU training uses)")
-    parser.add_argument("--networks", nargs="+", default=["clinicadl", "latentbids-patch", "latentbids-s2d", "latentbids-conv"])
+    parser.add_argument("--networks", nargs="+",
+                        default=["clinicadl", "latentbids-patch", "latentbids-s2d", "latentbids-conv"])
     args = parser.parse_args(argv)
 
     import tempfile
@@ -245,15 +246,16 @@ def main(argv=None):
           f"channels {args.channels}, {args.epochs} epochs (first = warm-up), fp32, DataLoader over a memmap, "
           f"median of {max(1, args.repeats)} interleaved repeats")
     base = rows.get("clinicadl")
-    header = ("network", "layout", "parameters", "GFLOP/fwd", "train vol/s", "x ClinicaDL", "encode vol/s", "x ClinicaDL",
-              "data wait", f"val loss ({args.epochs} ep)", "peak MiB")
+    header = ("network", "layout", "parameters", "GFLOP/fwd", "train vol/s", "x ClinicaDL", "encode vol/s",
+              "x ClinicaDL", "data wait", f"val loss ({args.epochs} ep)", "peak MiB")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for name, r in rows.items():
         n_par = sum(p.numel() for p in build(name, shape, args.latent, args.channels).parameters())
         ratio_t = f"{r['train_vol_s'] / base['train_vol_s']:.2f}" if base else "n/a"
         ratio_e = f"{r['encode_vol_s'] / base['encode_vol_s']:.2f}" if base else "n/a"
-        print(f"| {name} | {r['layout'].replace('_3d', '')} | {n_par:,} | {gflop(name, shape, args.latent, args.channels):.2f} | {r['train_vol_s']:.2f} | "
+        flop = gflop(name, shape, args.latent, args.channels)
+        print(f"| {name} | {r['layout'].replace('_3d', '')} | {n_par:,} | {flop:.2f} | {r['train_vol_s']:.2f} | "
               f"{ratio_t} | {r['encode_vol_s']:.2f} | {ratio_e} | {100 * r['data_wait']:.1f} % | {r['val_loss']:.5f} | "
               f"{r['peak_mib']:.0f} |")
     return rows

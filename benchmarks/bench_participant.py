@@ -280,7 +280,11 @@ def gm_dice(sub: str, gm_file: str) -> float | None:
 # one subject
 def run_one(sub: str, setting: dict, voxel: float, tpl: dict, work: Path, threads: int,
             ieee_hdbet: bool = False) -> dict:
-    from latentbids.anat import brain_mask as bm, measures, preprocess as pp, registration as rg, segmentation as sg
+    from latentbids.anat import brain_mask as bm
+    from latentbids.anat import measures
+    from latentbids.anat import preprocess as pp
+    from latentbids.anat import registration as rg
+    from latentbids.anat import segmentation as sg
 
     t1 = IXI / f"sub-{sub}" / "anat" / f"sub-{sub}_T1w.nii.gz"
     t = time.perf_counter()
@@ -404,7 +408,8 @@ def main() -> None:
     print(f"denormals: FTZ/DAZ {'available' if probe['supported'] else 'NOT available'}; flushed in every intra-op "
           f"thread: {'yes' if probe['all_threads_flush'] else 'NO'} ({probe['denormal_products_flushed']} of "
           f"{1 << 22} denormal products left with flushing on)")
-    print(f"threads={args.threads} cpu_count={os.cpu_count()} memory={'kernel VmHWM reset' if PeakRSS.kernel else '10 ms RSS sampler'}"
+    memory = "kernel VmHWM reset" if PeakRSS.kernel else "10 ms RSS sampler"
+    print(f"threads={args.threads} cpu_count={os.cpu_count()} memory={memory}"
           f" loadavg_before={load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}"
           f" loadavg_after={load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     head = f"{'setting':8s} {'mm':>3s} {'subject':8s} {'grid':>11s} "

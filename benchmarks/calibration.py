@@ -275,7 +275,8 @@ def package_summary(rows: pd.DataFrame, settings, args) -> dict:
         if part.empty:
             continue
         worst = part.sort_values(["rate", "hi"], ascending=False).iloc[0]
-        families[f] = {"rule": RULES[f], "fpr": float(worst["rate"]), "lo": float(worst["lo"]), "hi": float(worst["hi"]),
+        families[f] = {"rule": RULES[f], "fpr": float(worst["rate"]), "lo": float(worst["lo"]),
+                       "hi": float(worst["hi"]),
                        "condition": f"n = {worst['n']}, K = {worst['K']}, {worst['balance']}, {worst['null']} null",
                        "replications": int(part["reps"].sum()), "cells": int(len(part)),
                        "mean_fpr": float(part["rate"].mean()),

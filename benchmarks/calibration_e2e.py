@@ -143,7 +143,8 @@ def run(args) -> pd.DataFrame:
         if kind == "null":
             _relabel(root, labels, share, rng)
         analysis, seconds = _group(root, work, config, args.nprocs)
-        row = {"kind": kind, "run": i, "n_per_group": per_group, "labels": len(labels), "regions": " ".join(args.regions),
+        row = {"kind": kind, "run": i, "n_per_group": per_group, "labels": len(labels),
+               "regions": " ".join(args.regions),
                "balance": "3 labels" if share is None else f"{round(share * 100)}/{round((1 - share) * 100)}",
                "loss": loss, "seed": seed, "seconds": round(seconds, 1),
                **(null_row(analysis, args.eta) if kind == "null" else power_row(analysis, args.regions))}
@@ -181,7 +182,8 @@ def summary(table: pd.DataFrame, eta: float) -> dict:
     power = table[table["kind"] == "power"]
     if len(power):
         out["end_to_end_power"] = {  # one entry per planted region set and loss
-            f"{regions}: {int(loss)} %": {"runs": len(part), "n_per_group": 60, "regions": str(regions), "loss": int(loss),
+            f"{regions}: {int(loss)} %": {"runs": len(part), "n_per_group": 60, "regions": str(regions),
+                                          "loss": int(loss),
                              "lrcp_planted_mean": float(part["lrcp_planted"].mean()),
                              "lrcp_at_least_2": int((part["lrcp_planted"] >= 2).sum()),
                              "lrcp_other_runs": int((part["lrcp_other"] > 0).sum()),
@@ -220,7 +222,8 @@ def main(argv=None) -> int:
     p.add_argument("--write-package-data", action="store_true")
     args = p.parse_args(argv)
     if args.summarize:
-        table = pd.concat([pd.read_csv(t, sep="\t", keep_default_na=False, na_values=[""]) for t in args.summarize], ignore_index=True)
+        table = pd.concat([pd.read_csv(t, sep="\t", keep_default_na=False, na_values=[""]) for t in args.summarize],
+                          ignore_index=True)
     else:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         print(f"end-to-end calibration on {cal.machine()}: {args.null_runs} null run(s), {args.power_runs} power "

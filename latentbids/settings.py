@@ -73,7 +73,8 @@ def check_paths(config) -> None:
     ex = config.execution
     bids_dir, output_dir, work_dir = Path(ex.bids_dir), Path(ex.output_dir), Path(ex.work_dir)
     if not bids_dir.exists():
-        raise MissingInputError(f"bids_dir {bids_dir} does not exist: check the path (and the -B/-v mounts in a container)")
+        raise MissingInputError(f"bids_dir {bids_dir} does not exist: "
+                                "check the path (and the -B/-v mounts in a container)")
     if not bids_dir.is_dir():
         raise UsageError(f"bids_dir {bids_dir} is not a folder: pass the root of a BIDS dataset")
     if not (bids_dir / "dataset_description.json").is_file():
@@ -83,9 +84,11 @@ def check_paths(config) -> None:
     if output_dir.resolve() == bids_dir.resolve():
         raise UsageError(f"output_dir is bids_dir ({bids_dir}): write to {bids_dir / 'derivatives' / 'latentbids'}")
     if _inside(bids_dir, output_dir):
-        raise UsageError(f"output_dir {output_dir} contains bids_dir: write to {bids_dir / 'derivatives' / 'latentbids'}")
+        target = bids_dir / "derivatives" / "latentbids"
+        raise UsageError(f"output_dir {output_dir} contains bids_dir: write to {target}")
     if _inside(output_dir, bids_dir) and not _inside(output_dir, bids_dir / "derivatives"):
-        raise UsageError(f"output_dir {output_dir} is inside bids_dir but not under derivatives/: use {bids_dir / 'derivatives' / 'latentbids'}")
+        target = bids_dir / "derivatives" / "latentbids"
+        raise UsageError(f"output_dir {output_dir} is inside bids_dir but not under derivatives/: use {target}")
     if _inside(work_dir, bids_dir):
         raise UsageError(f"--work-dir {work_dir} is inside bids_dir: put it outside the dataset (e.g. /tmp/work)")
     if _inside(Path(ex.bids_database_dir), bids_dir):
@@ -95,7 +98,8 @@ def check_paths(config) -> None:
     if ex.use_plugin and not Path(ex.use_plugin).is_file():
         raise MissingInputError(f"--use-plugin {ex.use_plugin} not found: pass a Nipype plugin YAML file")
     if config.model.model and not Path(config.model.model).is_dir():
-        raise MissingInputError(f"--model {config.model.model} not found: pass a model folder written by the group level (output_dir/models/...)")
+        raise MissingInputError(f"--model {config.model.model} not found: "
+                                "pass a model folder written by the group level (output_dir/models/...)")
     for name, path in ex.derivatives.items():
         if not Path(path).is_dir():
             raise MissingInputError(f"--derivatives {name}={path}: folder not found; check the path")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
+
 def cv_logistic_accuracy(X: np.ndarray, y: np.ndarray, cv: int, random_state: int, C: float = 1.0):
     """Cross-validated accuracy of a one-feature logistic regression, for every column of ``X`` at once.
 

@@ -12,6 +12,7 @@ from scipy import stats as _sps
 from latentbids.analysis.stats import as_2d
 from latentbids.errors import UsageError
 
+
 def _check_binary(y01) -> np.ndarray:
     y = np.asarray(y01)
     if y.ndim != 1:

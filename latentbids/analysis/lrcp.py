@@ -15,9 +15,9 @@ C. Profile and score, per fold: ``r~_jk = r_jk`` where significant (FDR), else 0
    score*_k - chance)`` over the relevant units of the fold, normalised; ``S_j = sum_k |r~_jk| w_k`` (the
    ranking).  Region ``j`` is **LRCP-positive** in a fold when it discriminates *and* is tied to a relevant
    unit of the fold by a correlation that is family-wise significant over every (discriminating region,
-   relevant unit) pair of every fold.  Across folds it is LRCP-positive when it is positive in **any** fold (the unit family already
-   spans every fold, so a majority rule adds no protection and costs power); the share of folds is
-   reported as stability (:func:`latentbids.analysis.rankings.consensus`).
+   relevant unit) pair of every fold.  Across folds it is LRCP-positive when it is positive in **any** fold
+   (the unit family already spans every fold, so a majority rule adds no protection and costs power); the
+   share of folds is reported as stability (:func:`latentbids.analysis.rankings.consensus`).
 
 Under the null of labels unrelated to the data, "some region is LRCP-positive" needs "some unit is
 relevant" and "some region discriminates", each of probability at most ``eta``.  When no unit is relevant

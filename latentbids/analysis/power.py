@@ -140,7 +140,8 @@ def power_sentence(family: str, n_per_group: int, table: dict | None = None) -> 
     where = f"measured at {row} per group, the largest size of the power table not above this cohort's {n_per_group}"
     if math.isinf(loss):
         top = max(float(x) for x in table["losses"])
-        return (f"Even a {top:g} % GM loss in {regions} regions is found with less than 80 % power at this n ({where}): "
+        return (f"Even a {top:g} % GM loss in {regions} regions is found with less than 80 % power at this n "
+                f"({where}): "
                 "an effect of realistic size may well be present.")
     best = (" with a network that encodes the regions as well as a linear autoencoder (the table's best case; a "
             "short-trained network or small regions need more)" if family in NETWORK_DEPENDENT else "")

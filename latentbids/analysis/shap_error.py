@@ -367,8 +367,7 @@ def _label_of(classes, name):
 
 
 def _versions() -> dict:
-    import sklearn
-
     import shap
+    import sklearn
 
     return {"shap": shap.__version__, "scikit-learn": sklearn.__version__}

@@ -204,7 +204,8 @@ def confirm_top_regions(G, e, rows, fits, region_index, region_names, params):
     if not np.isfinite(pooled["cv_r2"]):
         why = f"not run: the pooled surrogate was not fitted ({pooled['reason']})"
         return None, why, None, why
-    from latentbids.analysis.agnostic import MIN_SUBJECTS as SAR_MIN, sar
+    from latentbids.analysis.agnostic import MIN_SUBJECTS as SAR_MIN
+    from latentbids.analysis.agnostic import sar
 
     select, test = split_halves(rows, params["random_state"])
     if min(len(select), len(test)) < max(SAR_MIN, 2 * params["sar_top_m"]):

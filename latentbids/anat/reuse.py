@@ -2,7 +2,8 @@
 
 Recognised layouts:
 
-* sMRIPrep / fMRIPrep: ``sub-<s>/[ses-<t>/]anat/sub-<s>[_ses-<t>][_...]_space-<tpl>[_res-<r>]_label-GM_probseg.nii[.gz]``
+* sMRIPrep / fMRIPrep:
+  ``sub-<s>/[ses-<t>/]anat/sub-<s>[_ses-<t>][_...]_space-<tpl>[_res-<r>]_label-GM_probseg.nii[.gz]``
   (template-space GM probability; kind ``smriprep``).  Native-space ``label-GM_probseg`` files
   (no ``space-``) are ignored: they would need our own registration.
 * CAT12: ``mri/mwp1<name>.nii`` (modulated, template-space GM; kind ``cat12``), searched anywhere

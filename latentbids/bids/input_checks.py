@@ -45,7 +45,8 @@ def check_t1w(path: str | Path) -> str | None:
     if len(shape) == 4 and shape[3] == 1:
         shape = shape[:3]
     if len(shape) != 3:
-        return f"is {len(shape)}-D with shape {tuple(shape)}: a T1w must be one 3-D volume (split or average 4-D series first)"
+        return (f"is {len(shape)}-D with shape {tuple(shape)}: a T1w must be one 3-D volume "
+                "(split or average 4-D series first)")
     if min(shape) < 8:
         return f"has shape {tuple(shape)}, too small for a head image: check that this is the T1w"
     affine = img.affine
@@ -60,7 +61,8 @@ def check_t1w(path: str | Path) -> str | None:
     try:
         data = np.asanyarray(img.dataobj)
     except Exception as exc:
-        return f"image data cannot be read ({type(exc).__name__}: {exc}): the file is truncated or corrupt; re-export it"
+        return (f"image data cannot be read ({type(exc).__name__}: {exc}): "
+                "the file is truncated or corrupt; re-export it")
     if not np.all(np.isfinite(data)):
         return "contains NaN or infinite values: re-export the image"
     if not np.any(data):

@@ -158,7 +158,8 @@ def _selection_options(parser: argparse.ArgumentParser) -> None:
     """Which subjects, sessions and images; the validator; the pybids index; reused derivatives."""
     sel = parser.add_argument_group("selecting data")
     sel.add_argument("--participant-label", "--participant_label", dest="participant_label", nargs="+",
-                     metavar="LABEL", help="subjects to process (with or without 'sub-'), or a file with one label per line")
+                     metavar="LABEL",
+                     help="subjects to process (with or without 'sub-'), or a file with one label per line")
     sel.add_argument("--session-label", "--session_label", dest="session_label", nargs="+", metavar="LABEL",
                      help="sessions to process (with or without 'ses-')")
     sel.add_argument("--bids-filter-file", "--bids_filter_file", dest="bids_filter_file", metavar="FILE",
@@ -247,7 +248,8 @@ def _running_options(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--sloppy", dest="sloppy", action="store_true", help="tiny fast settings, for tests only")
     run.add_argument("--stop-on-first-crash", dest="stop_on_first_crash", action="store_true",
                      help="stop at the first failed participant instead of going on")
-    run.add_argument("--notrack", dest="notrack", action="store_true", help="accepted for compatibility; there is no telemetry")
+    run.add_argument("--notrack", dest="notrack", action="store_true",
+                     help="accepted for compatibility; there is no telemetry")
     run.add_argument("-v", "--verbose", dest="verbose", action="count", help="more log output (-vv for debug)")
 
 

@@ -18,9 +18,9 @@ import torch
 
 from latentbids.model.acceleration import GraphedEncoder, cuda_graphs_wanted, fold_batchnorm
 from latentbids.model.batches import BatchSource
+from latentbids.model.fast_path import FastPath, resolve_fast_path
 from latentbids.model.memory import is_oom, step_down_after_oom
 from latentbids.model.network import AutoEncoder3D
-from latentbids.model.fast_path import FastPath, resolve_fast_path
 from latentbids.utils.denormals import flush_denormals
 
 LOGGER = logging.getLogger("latentbids.model")

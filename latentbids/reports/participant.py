@@ -164,7 +164,8 @@ def build_participant_report(
     if warped is not None and template_t1w is not None:
         parts.append("<h2>Registration</h2><p>Subject brain after nonlinear registration, with the "
                      "template's edges (red) on top.</p>")
-        parts.append(f"<img alt='registration' src='data:image/png;base64,{registration_figure(warped, template_t1w)}'>")
+        png = registration_figure(warped, template_t1w)
+        parts.append(f"<img alt='registration' src='data:image/png;base64,{png}'>")
     elif gm_template is not None and template_t1w is not None:
         parts.append("<h2>GM map on the template</h2>")
         parts.append("<img alt='gm' src='data:image/png;base64,"

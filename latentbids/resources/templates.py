@@ -215,7 +215,8 @@ def get_template(
     templateflow_home : path, optional
         TemplateFlow cache; defaults to ``$TEMPLATEFLOW_HOME``, then TemplateFlow's own default.
     """
-    from latentbids.resources.templateflow_cache import defined_resolutions, templateflow_home as tf_home
+    from latentbids.resources.templateflow_cache import defined_resolutions
+    from latentbids.resources.templateflow_cache import templateflow_home as tf_home
 
     provider, number = _split_resolution(resolution)
     if number is None or number <= 0 or number > 10:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import nibabel as nib
+import numpy as np
 import pandas as pd
 
 from latentbids import __version__

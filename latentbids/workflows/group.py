@@ -38,7 +38,6 @@ from latentbids.bids.tables import NA_REP, is_missing
 from latentbids.errors import MissingInputError, UsageError
 from latentbids.workflows.group_folds import fold_identity, make_folds, train_folds
 from latentbids.workflows.group_grid import grid_facts, load_cache, working_grid
-from latentbids.workflows.group_result import FoldJobResult, GroupLevelResult
 from latentbids.workflows.group_model import (
     bundle_folds,
     bundle_grid,
@@ -58,6 +57,7 @@ from latentbids.workflows.group_outputs import (
     write_group_tables,
     write_model_folder,
 )
+from latentbids.workflows.group_result import FoldJobResult, GroupLevelResult
 
 LOGGER = logging.getLogger("latentbids.workflows.group")
 
@@ -158,7 +158,6 @@ def run_group_level(config, records: pd.DataFrame, template, atlas, outputs=None
     import torch
 
     from latentbids.model import distributed
-
     from latentbids.settings import resolve_config
 
     resolve_config(config)  # idempotent: work dir, threads, --sloppy, checks (as the CLI resolved them)

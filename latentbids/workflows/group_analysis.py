@@ -21,8 +21,8 @@ import traceback
 from pathlib import Path
 
 from latentbids.analysis.claims import ClaimsList
-from latentbids.analysis.results import AnalysisResult
 from latentbids.analysis.headline import headline
+from latentbids.analysis.results import AnalysisResult
 from latentbids.analysis.verdicts import cohort_verdicts, contrast_verdicts
 from latentbids.errors import UsageError
 from latentbids.utils.atomic import write_json, write_text
@@ -166,7 +166,8 @@ def run_group_analysis(config, group_result: GroupLevelResult, atlas) -> Analysi
     result = AnalysisResult(
         model_name=inp.model_name, mode=inp.mode, folds=inp.folds, reference_fold=inp.reference_fold,
         label_column=settings.label_column, n_subjects=n_subjects, settings=settings,
-        confounds=inp.confound_names, claims=claims, headline=headline(claims, [c.name for c in contrasts], n_subjects, settings.eta),
+        confounds=inp.confound_names, claims=claims, headline=headline(claims, [c.name for c in contrasts], n_subjects,
+                                                                       settings.eta),
         verdicts=tuple(verdicts), contrasts=tuple(contrasts), projections=projections, shap=shap, notes=tuple(notes),
         skipped=dict(sec.skipped), failures=dict(sec.failures), files=files,
         analysis_json=inp.analysis_dir / "analysis.json", report=inp.analysis_dir / report_name(inp.model_name))

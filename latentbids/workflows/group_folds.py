@@ -114,9 +114,9 @@ def train_fold(data, mask_box, rows_of: dict, settings, device, scale: float, co
 
 def _merged_fold(record: dict, store, fold: str, settings, shape) -> TrainedFold:
     """A fold a ``--fold`` job trained: its network with the recorded weights, facts and curve."""
-    from latentbids.model.training import build_model
-
     import torch
+
+    from latentbids.model.training import build_model
 
     with torch.random.fork_rng(devices=[]):  # the network's init is overwritten at once
         model = build_model(settings, shape)

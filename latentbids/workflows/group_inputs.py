@@ -63,7 +63,6 @@ def collect_gm_maps(config, template):
     """
     import pandas as pd
 
-    from latentbids.bids.tables import read_participants
 
     ex = config.execution
     out = Path(ex.output_dir)

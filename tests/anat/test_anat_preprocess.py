@@ -109,8 +109,8 @@ def test_template_brain_mask_matches_dlmuse_brain(t1w, ixi_dir, tmp_path, monkey
     leaves no transform file behind (antspyx's default outprefix is a /tmp name it never removes)."""
     import tempfile
 
-    from latentbids.anat.measures import dice
     from latentbids.anat.brain_mask import template_brain_mask
+    from latentbids.anat.measures import dice
     from latentbids.resources import get_template
 
     system_tmp = tmp_path / "system_tmp"
@@ -129,7 +129,8 @@ def test_template_brain_mask_matches_dlmuse_brain(t1w, ixi_dir, tmp_path, monkey
     brain = np.asarray(dl.dataobj) > 0
     m = np.asarray(mask.dataobj) > 0
     score = dice(m, brain)
-    print(f"template-mask Dice vs DLMUSE brain: {score:.3f} ({m.sum() * 8 / 1000:.0f} ml vs {brain.sum() * 8 / 1000:.0f} ml)")
+    ml = (m.sum() * 8 / 1000, brain.sum() * 8 / 1000)
+    print(f"template-mask Dice vs DLMUSE brain: {score:.3f} ({ml[0]:.0f} ml vs {ml[1]:.0f} ml)")
     assert score > 0.88
     assert not list(system_tmp.iterdir())
     assert sorted(p.name for p in tmp_path.iterdir()) == [

@@ -175,7 +175,8 @@ def _group_output(root: Path, cohort) -> Path:
     out = root / "out"
     for path in maps:
         subject = path.name.split("_")[0][4:]
-        target = out / f"sub-{subject}" / "anat" / gm_map_name(subject, None, template.space, template.res, "desc-modulated" in path.name)
+        target = out / f"sub-{subject}" / "anat" / gm_map_name(subject, None, template.space, template.res,
+                                                               "desc-modulated" in path.name)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, target)
     return out

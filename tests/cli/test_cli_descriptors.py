@@ -13,7 +13,8 @@ import pytest
 
 import latentbids.errors as errors
 from latentbids import __version__
-from latentbids.cli.descriptors import build_descriptor, main as descriptors_main
+from latentbids.cli.descriptors import build_descriptor
+from latentbids.cli.descriptors import main as descriptors_main
 from latentbids.cli.parser import OPTION_TO_CONFIG, build_parser, default_text, parse_args
 
 REPO = Path(__file__).resolve().parents[2]

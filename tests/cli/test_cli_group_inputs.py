@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from latentbids.bids.naming import gm_map_name
-from latentbids.workflows.group_inputs import collect_gm_maps
 from latentbids.config import RunConfig
 from latentbids.errors import MissingInputError, NoDataError
 from latentbids.resources import get_template
+from latentbids.workflows.group_inputs import collect_gm_maps
 from tests.helpers import write_minimal_dataset
 
 
@@ -31,7 +31,8 @@ def _participant_outputs(out, subject, template, qc_pass=True, modulated=True):
 @pytest.fixture
 def setup(tmp_path):
     bids = write_minimal_dataset(tmp_path / "bids", {s: None for s in ("01", "02", "03")})
-    (bids / "participants.tsv").write_text("participant_id\tgroup\tage\nsub-01\tCN\t60\nsub-02\tAD\t70\nsub-03\tAD\t75\n")
+    (bids / "participants.tsv").write_text(
+        "participant_id\tgroup\tage\nsub-01\tCN\t60\nsub-02\tAD\t70\nsub-03\tAD\t75\n")
     config = RunConfig()
     config.execution.bids_dir = str(bids)
     config.execution.output_dir = str(tmp_path / "out")

@@ -160,7 +160,8 @@ def test_a_damaged_model_folder_is_refused_before_any_work(trained, tmp_path, da
     proc = _group(bids, tmp_path / "out", tmp_path / "work", "--model", copy)
     line = _one_line(proc, 66)
     assert time.monotonic() - start < 60
-    expected = {"pickle": "fold 1's weights (fold-1.pt) cannot be loaded", "split_outside": "not a path inside the folder",
+    expected = {"pickle": "fold 1's weights (fold-1.pt) cannot be loaded",
+                "split_outside": "not a path inside the folder",
                 "missing_weights": "weights/fold-2.pt", "no_checksums": "no SHA256SUMS"}[damage]
     assert expected in line and str(copy) in line
     assert not (tmp_path / "out" / "group").exists()  # nothing was written

@@ -32,7 +32,8 @@ def test_every_numeric_key_has_both_bounds():
             if not _numeric(hints[field.name]) or field.name == "qc_nonzero_range":  # ignored, replaced key
                 continue
             rule = RULES.get((section, field.name))
-            bounded = rule is not None and (rule.normalise is not None or (rule.low is not None and rule.high is not None))
+            limited = rule is not None and rule.low is not None and rule.high is not None
+            bounded = rule is not None and (rule.normalise is not None or limited)
             if not bounded:
                 missing.append(f"[{section}] {field.name}")
     assert not missing, f"numeric keys without a lower and an upper bound: {missing}"

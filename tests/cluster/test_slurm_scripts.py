@@ -26,7 +26,8 @@ def slurm(tmp_path):
     sbatch.chmod(0o755)
     state = tmp_path / "sbatch_state.json"
     env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", SBATCH_STUB_STATE=str(state),
-               SBATCH_STUB_MAX_CPUS="1", SBATCH_STUB_PARALLEL="2", LATENTBIDS=str(Path(sys.executable).parent / "latentbids"),
+               SBATCH_STUB_MAX_CPUS="1", SBATCH_STUB_PARALLEL="2",
+               LATENTBIDS=str(Path(sys.executable).parent / "latentbids"),
                LATENTBIDS_DEVICE="cpu", NIPYPE_NO_ET="1")
 
     def submit(*args, **extra_env):

@@ -19,8 +19,8 @@ from latentbids.model.acceleration import (
 )
 from latentbids.model.batches import BatchSource
 from latentbids.model.encoding import encode_all
-from latentbids.model.network import AutoEncoder3D
 from latentbids.model.fast_path import resolve_fast_path
+from latentbids.model.network import AutoEncoder3D
 from latentbids.model.training import TrainSettings, train_autoencoder
 
 torch.set_num_threads(1)

@@ -158,8 +158,9 @@ def test_resume_after_interruption_matches_uninterrupted(cohort, tmp_path):
 
 
 def test_encoding_follows_row_order_and_regional_error(cohort, tmp_path):
-    from latentbids.model.encoding import encode_all, iter_encode, regional_error
     import pandas as pd
+
+    from latentbids.model.encoding import encode_all, iter_encode, regional_error
 
     data, mask = _data(cohort, tmp_path)
     res = train_autoencoder(data, mask, [0, 1, 2], [3], _settings(max_epochs=1), "cpu")

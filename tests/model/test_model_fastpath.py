@@ -19,8 +19,8 @@ import torch
 from latentbids.errors import LatentbidsError
 from latentbids.model import checkpoint, fast_path, memory, network, training
 from latentbids.model.encoding import encode_all, iter_encode
-from latentbids.model.grid import fit_grid
 from latentbids.model.fast_path import resolve_fast_path
+from latentbids.model.grid import fit_grid
 from latentbids.model.training import (
     BatchSource,
     TrainSettings,

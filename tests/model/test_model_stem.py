@@ -19,8 +19,8 @@ from model_testdata import make_cohort, sloppy_config, toy_atlas, toy_template  
 
 from latentbids.errors import UsageError  # noqa: E402
 from latentbids.model.bundle import load_bundle  # noqa: E402
-from latentbids.model.subject_encoding import encode_with_model  # noqa: E402
 from latentbids.model.network import AutoEncoder3D, DepthToSpace3d, SpaceToDepth3d  # noqa: E402
+from latentbids.model.subject_encoding import encode_with_model  # noqa: E402
 from latentbids.workflows.group import run_group_level  # noqa: E402
 
 torch.set_num_threads(1)

@@ -36,7 +36,8 @@ def test_every_family_gets_a_line_with_its_count_and_exploratory_claims_are_not_
     assert lines[0] == "planted: H."
     text = "\n".join(lines)
     assert "CN vs AD: regions whose mean GM separates the classes: 2 of 5 supported (R0, R1)" in text
-    assert "LRCP-positive regions (the latent space encodes them and they separate the classes): 0 of 2 supported" in text
+    lrcp = "LRCP-positive regions (the latent space encodes them and they separate the classes)"
+    assert f"{lrcp}: 0 of 2 supported" in text
     assert "10 of 10 supported (fold 1 z0, fold 1 z1, fold 1 z2, fold 1 z3, fold 1 z4, fold 2 z0 and 4 more)" in text
     assert "global measure: 0 of 1 supported" in text and "CN vs AD: the first" not in text
     assert lines[-1].endswith("group_ae-K16.html")

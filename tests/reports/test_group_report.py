@@ -25,7 +25,10 @@ from latentbids.analysis.claims import ClaimsList  # noqa: E402
 from latentbids.reports.group import SECTIONS, GroupReport, build_group_report  # noqa: E402
 from latentbids.reports.group import figures as report_figures  # noqa: E402
 from latentbids.reports.group.figure_lrcp import (  # noqa: E402
-    _r_tilde, _region_order, lrcp_bar_figure, lrcp_heatmap_figure,
+    _r_tilde,
+    _region_order,
+    lrcp_bar_figure,
+    lrcp_heatmap_figure,
 )
 from latentbids.reports.group.figure_projections import projection_figure  # noqa: E402
 from latentbids.reports.group.figures import error_by_class_figure, shap_beeswarm_figure  # noqa: E402

@@ -227,7 +227,8 @@ def test_confounds_are_regressed_out_of_the_tests(trained):
 
     G, _ = regional_means(result.data, result.atlas_box, [1], result.mask_box)
     rec = rec.assign(r1=G[:, 0])
-    result = dataclasses.replace(result, records=result.records.assign(r1=G[:, 0]))  # as participants.tsv would carry it
+    result = dataclasses.replace(result, records=result.records.assign(r1=G[:,
+                                                                            0]))  # as participants.tsv would carry it
     plain = _analyse((tmp, tpl, atlas, rec, config, result))
     adjusted = _analyse((tmp, tpl, atlas, rec, config, result), confounds=["r1"])
     assert adjusted.failures == {}

@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 
 from latentbids.anat.measures import dice
-from latentbids.bids.jobs import T1wJob
 from latentbids.bids.derivatives import init_output_dataset
+from latentbids.bids.jobs import T1wJob
 from latentbids.config import RunConfig
 from latentbids.resources import get_atlas
 from latentbids.settings import participant_settings
@@ -133,7 +133,8 @@ def test_output_tree_matches_committed_list(ixi10_run):
 
 def _dlmuse_gm(ixi_dir: Path, sub: str, ref: nib.Nifti1Image) -> np.ndarray:
     desc = json.loads((ixi_dir / "derivatives" / "dlmuse" / "dataset_description.json").read_text())
-    img = nib.load(str(ixi_dir / "derivatives" / "dlmuse" / f"sub-{sub}" / "anat" / f"sub-{sub}_desc-dlmuse_dseg.nii.gz"))
+    anat = ixi_dir / "derivatives" / "dlmuse" / f"sub-{sub}" / "anat"
+    img = nib.load(str(anat / f"sub-{sub}_desc-dlmuse_dseg.nii.gz"))
     img = nib.as_closest_canonical(img)
     assert img.shape == ref.shape and np.allclose(img.affine, ref.affine, atol=1e-3)
     return np.isin(np.asarray(img.dataobj), desc["GrayMatterLabels"])

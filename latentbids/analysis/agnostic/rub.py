@@ -7,7 +7,12 @@ import numpy as np
 
 from latentbids.analysis import bounds
 from latentbids.analysis.agnostic.common import (
-    _chance_level, _classifier_nan, _fit_quietly, _linear_svm, _prepare, _standardize,
+    _chance_level,
+    _classifier_nan,
+    _fit_quietly,
+    _linear_svm,
+    _prepare,
+    _standardize,
 )
 
 #: Monte-Carlo draws of the dropout (Gibbs) classifier used to estimate its empirical loss.

@@ -10,6 +10,7 @@ from latentbids.analysis import bounds
 from latentbids.analysis.agnostic.common import _MAX_ITER, MIN_SUBJECTS, _as_2d, _fit_quietly, _standardize
 from latentbids.errors import UsageError
 
+
 def _bound_p_value(gap: float, n: int, d: int, bound: str) -> float:
     """Smallest ``eta`` at which ``L_emp + Delta(n, d, eta) < gamma`` holds (the bound inverted).
 

@@ -205,7 +205,8 @@ def calibration_table(report) -> str:
                      "measured at n": ", ".join(str(n) for n in r.get("sizes", [])) or "?"})
     head = (f"<p>False-positive rates of each family's default rule, measured on null cohorts and label "
             f"permutations; a rule holds its level when the pooled rate's interval covers eta or lies below "
-            f"it (a cell of few replications can show a high rate by chance: see its interval) ({_esc(cal.get('description', ''))}; eta = {cal.get('eta')}; "
+            "it (a cell of few replications can show a high rate by chance: see its interval) "
+            f"({_esc(cal.get('description', ''))}; eta = {cal.get('eta')}; "
             f"{_esc(cal.get('machine', ''))}, {_esc(cal.get('date', ''))}).</p>")
     return (head + _table(pd.DataFrame(rows), max_rows=20, what="families")
             + _kv_table([("command", cal.get("command", ""))]) + _end_to_end_table(cal) + _power_table(cal))

@@ -10,8 +10,19 @@ import pandas as pd
 from latentbids.reports.group.figure_projections import projection_figure
 from latentbids.reports.group.figures import _curves_png, error_by_class_figure
 from latentbids.reports.group.format import (
-    PROJECTION_METHODS, _categories, _esc, _flatten, _img, _is_nan, _kv_table, _label_column,
-    _match_participants, _nc, _natural, _role, _table,
+    PROJECTION_METHODS,
+    _categories,
+    _esc,
+    _flatten,
+    _img,
+    _is_nan,
+    _kv_table,
+    _label_column,
+    _match_participants,
+    _natural,
+    _nc,
+    _role,
+    _table,
 )
 from latentbids.reports.group.sections_claims import calibration_table
 

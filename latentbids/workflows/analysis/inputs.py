@@ -16,7 +16,11 @@ import numpy as np
 import pandas as pd
 
 from latentbids.analysis.cohort import (
-    clean_labels, confound_matrix, covariate_table, plan_contrasts, regional_means,
+    clean_labels,
+    confound_matrix,
+    covariate_table,
+    plan_contrasts,
+    regional_means,
 )
 from latentbids.bids.naming import bids_name, latent_columns_in, res_label
 from latentbids.bids.tables import is_missing
