@@ -48,10 +48,13 @@ def resolve_device(spec: str | None = "auto"):
 def describe_device(device) -> str:
     """A short human description (GPU name and memory, or CPU threads) for logs and provenance.
 
+    The one rule is :func:`latentbids.utils.devices.describe_device`; this accepts a
+    :class:`torch.device` too (a CUDA device without an index is the current one).
+
     Parameters
     ----------
     device : torch.device or str
-        A CUDA device (without an index: the current one) or any other device.
+        A CUDA device or the CPU.
 
     Returns
     -------
@@ -60,12 +63,12 @@ def describe_device(device) -> str:
     """
     import torch
 
+    from latentbids.utils.devices import describe_device as describe
+
     device = torch.device(device)
-    if device.type == "cuda":
-        idx = device.index if device.index is not None else torch.cuda.current_device()
-        props = torch.cuda.get_device_properties(idx)
-        return f"{props.name}, {props.total_memory / 2**30:.0f} GiB"
-    return f"CPU, {torch.get_num_threads()} torch threads"
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return describe(str(device) if device.type in ("cuda", "cpu") else "cpu")
 
 
 def set_determinism(deterministic: bool, device) -> None:
