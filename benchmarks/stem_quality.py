@@ -91,11 +91,9 @@ def planted_cohort(n_subjects=40, seed=3, percent=18.0, resolution=4.0, regions=
 
 def regional_means(data: np.ndarray, atlas: np.ndarray, index: np.ndarray) -> np.ndarray:
     """Mean GM of every region (columns in ``index`` order) of every map: ``(N, J)``."""
-    lab = atlas.ravel()
-    flat = data.reshape(len(data), -1)
-    counts = np.bincount(lab, minlength=int(index.max()) + 1)[index]
-    sums = np.stack([np.bincount(lab, weights=row, minlength=int(index.max()) + 1)[index] for row in flat])
-    return sums / counts
+    from latentbids.utils.regions import region_means
+
+    return region_means(data, atlas, index)[0]
 
 
 def compare_stems(cohort: PlantedCohort, stems=("conv", "space_to_depth"), *, folds=2, epochs=12,

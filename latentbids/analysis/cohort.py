@@ -14,6 +14,7 @@ import pandas as pd
 
 from latentbids.bids.tables import is_missing
 from latentbids.errors import UsageError
+from latentbids.utils.regions import region_means
 
 #: labels put first in default contrasts (the reference class), in this order of preference
 CONTROL_LABELS = ("cn", "hc", "nc", "control", "controls", "ctrl", "healthy")
@@ -168,19 +169,15 @@ def regional_means(
     gm_mean : ndarray of shape (n_subjects,)
         Mean over the mask; NaN when the mask is empty.
     """
-    lab = np.asarray(atlas).astype(np.int64).ravel()
-    keep = (lab > 0) if mask is None else (np.asarray(mask).ravel() > 0)
+    lab = np.asarray(atlas).astype(np.int64)
+    keep = (lab.ravel() > 0) if mask is None else (np.asarray(mask).ravel() > 0)
     idx = np.asarray(region_index, dtype=np.int64)
-    size = int(max(lab.max(initial=0), idx.max(initial=0)) + 1)
-    counts = np.bincount(lab, minlength=size)[idx]
     G = np.full((len(volumes), len(idx)), np.nan)
     gm_mean = np.zeros(len(volumes))
-    for i in range(len(volumes)):
-        v = np.asarray(volumes[i], dtype=np.float64).ravel()
-        sums = np.bincount(lab, weights=v, minlength=size)[idx]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            G[i] = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-        gm_mean[i] = float(v[keep].mean()) if keep.any() else np.nan
+    for i in range(len(volumes)):  # one map at a time: the maps may be a memory-mapped cache
+        v = np.asarray(volumes[i], dtype=np.float64)
+        G[i] = region_means(v, lab, idx)[0]
+        gm_mean[i] = float(v.ravel()[keep].mean()) if keep.any() else np.nan
     return G, gm_mean
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from latentbids.config import AnatConfig
+from latentbids.utils.regions import region_means
 
 _ANAT = AnatConfig()
 
@@ -119,16 +120,11 @@ def regional_table(gm, atlas_img: nib.Nifti1Image, labels: pd.DataFrame, modulat
     if lab.shape != g.shape:
         raise ValueError(f"atlas grid {lab.shape} differs from GM grid {g.shape}: resample the atlas first")
     idx = labels["index"].to_numpy(dtype=np.int64)
-    n = int(max(lab.max(), idx.max())) + 1
-    counts = np.bincount(lab.ravel(), minlength=n).astype(np.float64)
-    sums = np.bincount(lab.ravel(), weights=g.ravel().astype(np.float64), minlength=n)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = np.where(counts[idx] > 0, sums[idx] / counts[idx], np.nan)
+    means, counts = region_means(g, lab, idx)
     table = pd.DataFrame({"index": idx, "name": labels["name"].to_numpy(), "mean_gm": means})
     if modulated is not None:
         m, mimg = _data(modulated)
-        msum = np.bincount(lab.ravel(), weights=m.ravel().astype(np.float64), minlength=n)
-        table["volume_ml"] = np.where(counts[idx] > 0, msum[idx] * voxel_ml(mimg), np.nan)
+        table["volume_ml"] = region_means(m, lab, idx)[0] * counts * voxel_ml(mimg)  # sum = mean x count
     return table
 
 

@@ -22,6 +22,7 @@ from latentbids.model.fast_path import FastPath, resolve_fast_path
 from latentbids.model.memory import is_oom, step_down_after_oom
 from latentbids.model.network import AutoEncoder3D
 from latentbids.utils.denormals import flush_denormals
+from latentbids.utils.regions import region_means
 
 LOGGER = logging.getLogger("latentbids.model")
 
@@ -263,17 +264,11 @@ def regional_error(
         ``index, name, n_voxels, error``: one row per region in ``labels`` order; ``error`` is NaN for
         a region with no voxel on this grid.
     """
-    lab = np.asarray(atlas).astype(np.int64).ravel()
-    err = np.asarray(error_map, dtype=np.float64).ravel()
+    lab = np.asarray(atlas).astype(np.int64)
     if mask is not None:
-        keep = np.asarray(mask).ravel() > 0
-        lab = np.where(keep, lab, 0)
-    size = int(max(lab.max(initial=0), labels["index"].max()) + 1)
-    sums = np.bincount(lab, weights=err, minlength=size)
-    counts = np.bincount(lab, minlength=size)
+        lab = np.where(np.asarray(mask).reshape(lab.shape) > 0, lab, 0)
     idx = labels["index"].to_numpy(dtype=np.int64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(counts[idx] > 0, sums[idx] / np.maximum(counts[idx], 1), np.nan)
+    mean, counts = region_means(np.asarray(error_map, dtype=np.float64).reshape(lab.shape), lab, idx)
     return pd.DataFrame(
-        {"index": idx, "name": labels["name"].to_numpy(), "n_voxels": counts[idx], "error": mean}
+        {"index": idx, "name": labels["name"].to_numpy(), "n_voxels": counts, "error": mean}
     )

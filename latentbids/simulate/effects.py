@@ -18,6 +18,7 @@ import numpy as np
 
 from latentbids.resources import get_atlas, resample_atlas
 from latentbids.simulate.spec import Effect
+from latentbids.utils.regions import region_means
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,6 @@ def subject_tissues(head, gm_field, age_factor: float, loss: np.ndarray) -> Tiss
 
 def regional_means(values: np.ndarray, atlas: AtlasGrid) -> dict:
     """Mean of ``values`` in every atlas region (name -> mean)."""
-    flat = atlas.labels.ravel()
-    sums = np.bincount(flat, weights=values.ravel().astype(float), minlength=flat.max() + 1)
-    counts = np.bincount(flat, minlength=flat.max() + 1)
-    return {n: (sums[i] / counts[i] if counts[i] else float("nan")) for n, i in atlas.index.items()}
+    names = list(atlas.index)
+    means, _ = region_means(values, atlas.labels, [atlas.index[n] for n in names])
+    return {n: float(m) for n, m in zip(names, means)}
