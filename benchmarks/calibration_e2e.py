@@ -43,10 +43,8 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import calibration as cal  # noqa: E402
-
+from latentbids import calibration as cal  # noqa: E402
 from latentbids.analysis.claims import ClaimsList  # noqa: E402
 from latentbids.analysis.headline import contrast_headline  # noqa: E402
 

@@ -27,10 +27,8 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import calibration as cal  # noqa: E402
-
+from latentbids import calibration as cal  # noqa: E402
 from latentbids.analysis.lrcp import LRCP  # noqa: E402
 from latentbids.simulate.analysis_cohort import RegionalGMModel, draw_cohort  # noqa: E402
 

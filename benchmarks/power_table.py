@@ -31,10 +31,8 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import calibration as cal  # noqa: E402
-
+from latentbids import calibration as cal  # noqa: E402
 from latentbids.config import AnalysisConfig  # noqa: E402
 from latentbids.simulate.analysis_cohort import RegionalGMModel  # noqa: E402
 

@@ -26,6 +26,7 @@ ALLOWED = {
     "model": {"bids", "errors", "utils"},
     "reports": {"analysis", "errors", "utils"},
     "simulate": {"bids", "errors", "resources", "utils"},
+    "calibration": {"analysis", "config", "errors", "simulate", "utils"},
     "settings": {"config", "config_checks", "errors", "resources", "utils"},
     "interfaces": {"anat", "bids", "config", "config_checks", "errors", "reports", "utils"},
     "workflows": {"analysis", "anat", "bids", "config", "config_checks", "errors", "interfaces", "model",

@@ -8,17 +8,13 @@ seeds: a rule that is not family-wise (METHOD.md's first text) fails them.
 from __future__ import annotations
 
 import dataclasses
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-import calibration as cal  # noqa: E402
-
-from latentbids.config import AnalysisConfig  # noqa: E402
-from latentbids.simulate.analysis_cohort import RegionalGMModel, draw_cohort  # noqa: E402
+from latentbids import calibration as cal
+from latentbids.config import AnalysisConfig
+from latentbids.simulate.analysis_cohort import RegionalGMModel, draw_cohort
 
 REPS = 40
 MAX_RATE = 0.10
