@@ -125,6 +125,15 @@ def power_row(analysis: dict, regions) -> dict:
     return row
 
 
+def _stem(config: Path) -> str:
+    """The network ends the runs train (the demo config's ``[model] stem``, else the default)."""
+    import tomllib
+
+    from latentbids.config import ModelConfig
+
+    return str(tomllib.loads(Path(config).read_text()).get("model", {}).get("stem", ModelConfig().stem))
+
+
 def run(args) -> pd.DataFrame:
     rows, rng = [], np.random.default_rng(args.seed if not args.first_run else [args.seed, args.first_run])
     scratch = Path(tempfile.mkdtemp(prefix="latentbids-e2e-", dir=args.scratch))
@@ -141,7 +150,7 @@ def run(args) -> pd.DataFrame:
         if kind == "null":
             _relabel(root, labels, share, rng)
         analysis, seconds = _group(root, work, config, args.nprocs)
-        row = {"kind": kind, "run": i, "n_per_group": per_group, "labels": len(labels),
+        row = {"kind": kind, "run": i, "stem": _stem(config), "n_per_group": per_group, "labels": len(labels),
                "regions": " ".join(args.regions),
                "balance": "3 labels" if share is None else f"{round(share * 100)}/{round((1 - share) * 100)}",
                "loss": loss, "seed": seed, "seconds": round(seconds, 1),
@@ -175,7 +184,8 @@ def summary(table: pd.DataFrame, eta: float) -> dict:
             "rates": "contrast families: 2-label runs (one contrast each); headline and any_family: every run",
             "designs": sorted(set(f"{r.n_per_group}/group, {r.balance}" for r in null.itertuples())),
             "seconds_per_run": float(null["seconds"].median()),
-            "network": "demo network (channels 4-8-16-32, K = 16, 3 folds, probability maps) on the 4 mm grid",
+            "network": "demo network (channels 4-8-16-32, K = 16, 3 folds, probability maps) on the 4 mm grid, "
+                       + _stems_text(null),
         }
     power = table[table["kind"] == "power"]
     if len(power):
@@ -192,6 +202,13 @@ def summary(table: pd.DataFrame, eta: float) -> dict:
                              "latent_vector_runs": int(part["latent_vector"].astype(bool).sum())}
             for (regions, loss), part in power.groupby(["regions", "loss"])}
     return out
+
+
+def _stems_text(part: pd.DataFrame) -> str:
+    """Which network ends the runs trained, by run count (tables written before the column existed: conv)."""
+    stems = part["stem"].fillna("conv") if "stem" in part else pd.Series(["conv"] * len(part))
+    counts = stems.replace("", "conv").value_counts()
+    return "; ".join(f"{stem} ends in {n} run(s)" for stem, n in counts.items())
 
 
 def _commands(args) -> list[str]:

@@ -1,0 +1,1 @@
+python benchmarks/calibration_e2e.py --null-runs 40 --out e2e_null_patch.tsv (run 0) and --null-runs 39 --first-run 1 (runs 1-15; stopped by the session's time), the patch network (issue 19)  # AMD EPYC, 2 CPUs, 16 runs in 2370 s beside other work

@@ -1,0 +1,1 @@
+python benchmarks/calibration_e2e.py --power-runs 6 --losses 8 --epochs 40 --regions Temporal_Inf_L Temporal_Inf_R Insula_L Insula_R --nprocs 1 --out e2e_power_patch.tsv, the patch network (issue 19)  # AMD EPYC, 2 CPUs, 6 runs beside the null sweep
