@@ -28,7 +28,7 @@ for LRCP; ``G``: ``(n_subjects, n_regions)`` regional mean GM; ``y``: ``(n_subje
 
 from __future__ import annotations
 
-import importlib
+from latentbids.utils.lazy import lazy_exports
 
 #: public name -> the module that defines it
 _EXPORTS = {
@@ -52,11 +52,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'latentbids.analysis' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

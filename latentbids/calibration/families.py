@@ -16,11 +16,10 @@ import subprocess
 
 import numpy as np
 
+from latentbids.analysis.claims import FAMILIES  # noqa: F401  (the families calibrated: every claim family)
 from latentbids.config import AnalysisConfig
 
 PLANTED_NAMES = ("Hippocampus_L", "Hippocampus_R", "ParaHippocampal_L", "ParaHippocampal_R")
-FAMILIES = ("unit", "region", "lrcp", "sam", "latent_vector", "vector_bound", "rub", "sar", "shap", "shap_regions",
-            "pc1")
 RULES = {
     "unit": "max-statistic label permutation over every unit of every fold (Welch |t|)",
     "region": "max-statistic label permutation over the regions (Welch |t|)",
