@@ -56,7 +56,6 @@ import argparse
 import dataclasses
 import os
 import platform
-import subprocess
 import sys
 import time
 
@@ -76,16 +75,12 @@ PLANTED = (4, 33, 61, 97)
 
 
 def machine() -> str:
-    def sh(cmd):
-        try:
-            return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=10).stdout.strip()
-        except Exception:  # noqa: BLE001 - description only
-            return "?"
+    """This host, the CPU model and usable CPUs (the calibration's one rule), memory and load."""
+    from latentbids.calibration import machine as cpu
 
-    model = sh("lscpu | sed -n 's/^Model name: *//p'") or platform.processor()
-    mem = sh("free -g | awk '/^Mem:/ {print $2}'")
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{platform.node()}, {model}, {cpus} CPUs, {mem} GiB RAM, load {sh('cat /proc/loadavg')}"
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**30
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return f"{platform.node()}, {cpu()}, {mem} GiB RAM, load {load}"
 
 
 # ---------------------------------------------------------------------------------------- cohort

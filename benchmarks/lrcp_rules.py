@@ -66,8 +66,8 @@ def main(argv=None) -> int:
     rows, t0 = [], time.perf_counter()
     for loss in [0.0, *args.losses]:
         for r in range(args.reps):
-            c = draw_cohort(model, args.per_group, args.per_group, 32, rng=np.random.default_rng([args.seed, r,
-                                                                                                  int(loss * 100)]),
+            rng = np.random.default_rng([args.seed, r, int(loss * 100)])
+            c = draw_cohort(model, args.per_group, args.per_group, 32, rng=rng,
                             loss=loss, planted=planted if loss else (), n_folds=5)
             for rule, positive in outcomes(c, args.n_permutations, r).items():
                 rows.append({"loss": loss, "rep": r, "rule": rule, "planted": len(positive & set(planted)),
@@ -76,8 +76,8 @@ def main(argv=None) -> int:
     summary = table.groupby(["loss", "rule"]).agg(planted_mean=("planted", "mean"), other_mean=("other", "mean"),
                                                   any_claim=("any", "mean")).reset_index()
     print(summary.to_string(index=False))
-    print(f"{args.reps} cohorts per loss, {args.per_group} per group; {cal.machine()}; {time.perf_counter() - t0:.0f} "
-          f"s")
+    print(f"{args.reps} cohorts per loss, {args.per_group} per group; {cal.machine()}; "
+          f"{time.perf_counter() - t0:.0f} s")
     return 0
 
 

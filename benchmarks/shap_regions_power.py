@@ -54,10 +54,9 @@ from scipy.stats import f as f_dist
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from calibration import wilson  # noqa: E402  (benchmarks/ is the script's folder)
-
 from latentbids.analysis.agnostic import sar  # noqa: E402
 from latentbids.analysis.shap_regions import heldout_r2_test, select_top_regions  # noqa: E402
+from latentbids.calibration import wilson  # noqa: E402
 from latentbids.simulate.analysis_cohort import RegionalGMModel  # noqa: E402
 
 PLANTED_NAMES = ("Hippocampus_L", "ParaHippocampal_R", "Precuneus_L")

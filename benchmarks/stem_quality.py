@@ -125,8 +125,8 @@ def compare_stems(cohort: PlantedCohort, stems=("conv", "space_to_depth"), *, fo
         Z, val, test, speed, seconds = {}, [], [], [], 0.0
         for fold, part in splits.groupby("fold", sort=False):
             role = dict(zip(part["participant_id"], part["role"]))
-            pick = {r: rows[records["participant_id"].map(role).to_numpy() == r] for r in ("train", "validation",
-                                                                                           "test")}
+            fold_roles = records["participant_id"].map(role).to_numpy()
+            pick = {r: rows[fold_roles == r] for r in ("train", "validation", "test")}
             t0 = time.perf_counter()
             res = train_autoencoder(cohort.data, cohort.mask, pick["train"], pick["validation"], settings, "cpu")
             seconds += time.perf_counter() - t0
@@ -205,11 +205,9 @@ def main(argv=None):
           f"lr {args.lr:g}, LRCP {args.permutations} permutations; {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, load {os.getloadavg()[0]:.1f}")
     res = compare_stems(cohort, stems=tuple(args.stems), folds=args.folds, epochs=args.epochs, channels=args.channels,
-                        latent=args.latent,
-                        batch=args.batch, learning_rate=args.lr, n_permutations=args.permutations)
+                        latent=args.latent, batch=args.batch, learning_rate=args.lr, n_permutations=args.permutations)
     cols = ("epochs", "val_loss", "test_loss", "recall", "false_positives", "top_recall", "units_relevant",
-            "train_vol_s",
-            "seconds", "n_parameters")
+            "train_vol_s", "seconds", "n_parameters")
     print("| stem | " + " | ".join(cols) + " |")
     print("|" + "---|" * (len(cols) + 1))
     for stem, r in res.items():

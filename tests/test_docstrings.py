@@ -4,9 +4,9 @@ The science packages are ``latentbids.anat``, ``latentbids.model`` and ``latentb
 plain functions and estimators a user may call from a notebook, whose arguments carry shapes and units.
 
 Functions need ``Parameters`` and ``Returns`` (``Yields`` for a generator or context manager); classes
-(and dataclasses) need ``Parameters`` or ``Attributes``.  Only module-level definitions whose names do not start with
-``_`` are checked.  The
-source is parsed, not imported, so the check is fast and independent of optional dependencies.
+(and dataclasses) need ``Parameters`` or ``Attributes``.  Only module-level definitions whose names do not
+start with ``_`` are checked.  The source is parsed, not imported, so the check is fast and independent of
+optional dependencies.
 """
 from __future__ import annotations
 

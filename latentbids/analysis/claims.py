@@ -124,8 +124,8 @@ class Claim:
         out = asdict(self)
         for key in ("statistic", "p", "bound"):
             value = out[key]
-            out[key] = None if value is None or (isinstance(value,
-                                                            float) and not math.isfinite(value)) else float(value)
+            missing = value is None or (isinstance(value, float) and not math.isfinite(value))
+            out[key] = None if missing else float(value)
         return out
 
 

@@ -5,13 +5,12 @@ Why this test and not the paper's bounds: with the full latent vector (d = K = 1
 claim only with large samples or large effects (the in-sample bound: a 17 % loss at 100 per group in the power
 table; RUB: not at 25 % and 200 per group; METHOD.md section 6); they stay in the report as what the paper
 reports, each with its measured power.  The confirmatory test is out of sample: in each fold of the
-autoencoder, a linear classifier is fitted on the fold's training subjects (its latent codes, the labels)
-and predicts the subjects that fold held out, so every subject is predicted once by a classifier (and a network) that
-never saw it.  The
-statistic is the pooled held-out balanced accuracy (chance 0.5 whatever the class sizes); its p-value comes
-from permuting the labels through the whole cross-validation (every classifier refitted), which is exact for
-exchangeable subjects.  Measured at the estimator level: 10/10 cohorts at 8 % GM loss, n = 400, and at most
-1 of 40 null cohorts (METHOD.md section 6).
+autoencoder, a linear classifier is fitted on the fold's training subjects (its latent codes, the labels) and
+predicts the subjects that fold held out, so every subject is predicted once by a classifier (and a network)
+that never saw it.  The statistic is the pooled held-out balanced accuracy (chance 0.5 whatever the class
+sizes); its p-value comes from permuting the labels through the whole cross-validation (every classifier
+refitted), which is exact for exchangeable subjects.  Measured at the estimator level: 10/10 cohorts at 8 % GM
+loss, n = 400, and at most 1 of 40 null cohorts (METHOD.md section 6).
 
 The classifier is ridge regression of the 0/1 label on the standardised codes (a shrinkage linear
 discriminant), thresholded halfway between the two classes' mean fitted values.  Its predictions are linear

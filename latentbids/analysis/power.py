@@ -141,8 +141,7 @@ def power_sentence(family: str, n_per_group: int, table: dict | None = None) -> 
     if math.isinf(loss):
         top = max(float(x) for x in table["losses"])
         return (f"Even a {top:g} % GM loss in {regions} regions is found with less than 80 % power at this n "
-                f"({where}): "
-                "an effect of realistic size may well be present.")
+                f"({where}): an effect of realistic size may well be present.")
     best = (" with a network that encodes the regions as well as a linear autoencoder (the table's best case; a "
             "short-trained network or small regions need more)" if family in NETWORK_DEPENDENT else "")
     return (f"At this n it finds a GM loss of about {loss:.0f} % in {regions} regions with 80 % power{best} ({where}); "

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from latentbids.config import AnatConfig
-from latentbids.utils.regions import region_means
+from latentbids.utils.regions import region_means, region_sums
 
 _ANAT = AnatConfig()
 
@@ -124,7 +124,7 @@ def regional_table(gm, atlas_img: nib.Nifti1Image, labels: pd.DataFrame, modulat
     table = pd.DataFrame({"index": idx, "name": labels["name"].to_numpy(), "mean_gm": means})
     if modulated is not None:
         m, mimg = _data(modulated)
-        table["volume_ml"] = region_means(m, lab, idx)[0] * counts * voxel_ml(mimg)  # sum = mean x count
+        table["volume_ml"] = np.where(counts > 0, region_sums(m, lab, idx)[0] * voxel_ml(mimg), np.nan)
     return table
 
 

@@ -38,11 +38,11 @@ def read_labels(values: Iterable[str] | None, prefix: str) -> list[str]:
     for value in values or []:
         value = str(value).strip()
         path = Path(value)
-        if os.sep in value or value.endswith((".txt", ".tsv",
-                                              ".csv")) or (path.is_file() and not value.startswith(prefix + "-")):
+        names_a_file = os.sep in value or value.endswith((".txt", ".tsv", ".csv"))
+        if names_a_file or (path.is_file() and not value.startswith(prefix + "-")):
             if not path.is_file():
-                raise MissingInputError(f"Label file {value} not found: give labels or an existing file with one per "
-                                        f"line")
+                raise MissingInputError(f"Label file {value} not found: "
+                                        "give labels or an existing file with one per line")
             # utf-8-sig: a byte-order mark (Windows editors) must not become part of the first label
             text = read_text_file(path, f"--{'participant' if prefix == 'sub' else 'session'}-label file", UsageError)
             items = [ln.split("#", 1)[0].strip() for ln in text.splitlines()]
@@ -79,11 +79,11 @@ def load_filter_file(path: str | os.PathLike | None) -> dict:
     try:
         data = json.loads(read_text_file(path, "--bids-filter-file", UsageError))
     except json.JSONDecodeError as exc:
-        raise UsageError(f"--bids-filter-file {path} is not valid JSON ({exc.msg} at line {exc.lineno}): fix "
-                         f"it") from None
+        raise UsageError(f"--bids-filter-file {path} is not valid JSON ({exc.msg} at line {exc.lineno}): "
+                         "fix it") from None
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-        raise UsageError(f"--bids-filter-file {path} must map query names to objects, e.g. {{\"t1w\": {{\"session\": "
-                         f"\"1\"}}}}")
+        raise UsageError(f"--bids-filter-file {path} must map query names to objects, "
+                         'e.g. {"t1w": {"session": "1"}}')
     ignored = sorted(set(data) - {"t1w"})
     if ignored:
         LOGGER.info("bids-filter-file: ignoring queries %s (latentbids uses only 't1w')", ", ".join(ignored))
@@ -215,8 +215,8 @@ def select_t1w(
     try:
         files = layout.get(return_type="object", **query)
     except Exception as exc:  # pybids raises ValueError/TypeError on unknown entities
-        raise UsageError(f"--bids-filter-file query {query} is invalid for pybids ({exc}): fix the entity "
-                         f"names") from None
+        raise UsageError(f"--bids-filter-file query {query} is invalid for pybids ({exc}): "
+                         "fix the entity names") from None
     jobs = []
     for f in files:
         ents = f.get_entities()

@@ -92,7 +92,7 @@ def resolve_fast_path(
     memory_format: str | None = None,
     placement: str | None = None,
     storage: str | None = None,
-    stem: str = "conv",
+    stem: str | None = None,
 ) -> FastPath:
     """Resolve precision, memory format, data placement and resident storage for ``device``.
 
@@ -113,8 +113,9 @@ def resolve_fast_path(
     ----------
     device, fast, resident : torch.device or str, bool, bool
         The device, and ``settings.fast`` and ``settings.resident``.
-    stem : str
-        The network's ends (``settings.stem``): decides the CPU memory format.
+    stem : str or None
+        The network's ends (``settings.stem``) when training: decides the CPU memory format; None
+        (encoding) keeps a CPU contiguous.
     precision, memory_format, placement, storage : str or None
         Explicit choices (``storage``: ``fp32``/``fp16``); None or ``"auto"``: the defaults above.
 
@@ -142,7 +143,7 @@ def resolve_fast_path(
     if m is None:
         from latentbids.model.network import STEM_ENDS
 
-        cpu_cl = device.type == "cpu" and STEM_ENDS[stem].channels_last_on_cpu
+        cpu_cl = device.type == "cpu" and stem is not None and STEM_ENDS[stem].channels_last_on_cpu
         m = "channels_last_3d" if fast and (cuda or cpu_cl) else "contiguous"
     if pl is None:
         pl = "resident" if cuda and resident else "streamed"

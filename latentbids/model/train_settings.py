@@ -25,8 +25,8 @@ class TrainSettings:
         the best minus ``min_delta`` (masked MSE, model units), or after ``max_epochs``.
     seed, deterministic, fast, resident, gpu_memory_share : int, bool, bool, bool, float
         Weights and shuffling seed; :func:`~latentbids.model.device.set_determinism`; the data path
-        (:func:`~latentbids.model.fast_path.resolve_fast_path`); share (0..1) of free GPU memory a resident set may
-        take.
+        (:func:`~latentbids.model.fast_path.resolve_fast_path`); share (0..1) of free GPU memory a resident
+        set may take.
     """
 
     latent_dim: int = 32

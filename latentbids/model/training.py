@@ -162,8 +162,7 @@ def train_autoencoder(
     extra_fingerprint : more facts (data cache key, fold) that must match for a resume.
     precision, memory_format, placement, storage : override the data path chosen from ``device``
         and ``settings.fast``/``settings.resident`` (see :func:`~latentbids.model.fast_path.resolve_fast_path`);
-        ``None``
-        (default) keeps the automatic choice.  ``precision="bf16", memory_format="channels_last_3d",
+        ``None`` (default) keeps the automatic choice.  ``precision="bf16", memory_format="channels_last_3d",
         placement="resident"`` on CPU is the CPU twin of the CUDA fast path (tests, benchmarks).
     compile : ``auto`` (CUDA only), ``on`` or ``off``: the steps through ``torch.compile``, eager
         after a compilation failure (one log line; see :mod:`latentbids.model.acceleration`).

@@ -171,8 +171,8 @@ def test_cohens_d_and_auc():
     assert effect_sizes.auc(-x, y) == pytest.approx(1 - effect_sizes.auc(x, y))
     X = np.column_stack([x, np.round(x), -x, rng.normal(size=55)])  # ties in column 1
     np.testing.assert_allclose(effect_sizes.auc_columns(X, y), [roc_auc_score(y, X[:, c]) for c in range(4)])
-    np.testing.assert_allclose(effect_sizes.cohens_d_columns(X, y)[[0, 2]], [effect_sizes.cohens_d(x, y),
-                                                                             -effect_sizes.cohens_d(x, y)])
+    d = effect_sizes.cohens_d(x, y)
+    np.testing.assert_allclose(effect_sizes.cohens_d_columns(X, y)[[0, 2]], [d, -d])
     # not computable -> NaN, not an exception
     assert np.isnan(effect_sizes.cohens_d(x[:31], y[:31]))  # one subject in class 1
     assert np.isnan(effect_sizes.auc(x[:30], y[:30]))  # one class

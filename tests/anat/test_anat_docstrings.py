@@ -32,7 +32,7 @@ def _missing_sections(path: Path) -> list[str]:
 
 def test_public_functions_have_numpydoc_sections():
     files = sorted(PACKAGE.glob("*.py"))
-    assert {"preprocess.py", "brain_mask.py", "registration.py", "segmentation.py", "measures.py",
-            "reuse.py"} <= {p.name for p in files}
+    expected = {"preprocess.py", "brain_mask.py", "registration.py", "segmentation.py", "measures.py", "reuse.py"}
+    assert expected <= {p.name for p in files}
     problems = [line for path in files for line in _missing_sections(path)]
     assert not problems, "public functions without numpydoc sections:\n" + "\n".join(problems)

@@ -8,8 +8,8 @@ def test_entity_order_is_canonical():
 
 
 def test_paths_and_uris(tmp_path):
-    assert str(derivative_path("probseg", ".nii.gz", sub="01",
-                               label="GM")) == "sub-01/anat/sub-01_label-GM_probseg.nii.gz"
+    path = derivative_path("probseg", ".nii.gz", sub="01", label="GM")
+    assert str(path) == "sub-01/anat/sub-01_label-GM_probseg.nii.gz"
     assert derivative_path("T1w", ".nii.gz", sub="01", ses="2", root=tmp_path).parent == tmp_path / "sub-01/ses-2/anat"
     assert raw_uri("sub-01/anat/sub-01_T1w.nii.gz") == "bids:raw:sub-01/anat/sub-01_T1w.nii.gz"
     assert res_label(2.0) == "2" and res_label(1.5) == "1p5"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from latentbids.utils.regions import region_means
+from latentbids.utils.regions import region_means, region_sums
 
 
 def test_means_counts_empty_labels_and_stacks_of_maps():
@@ -22,3 +22,7 @@ def test_means_counts_empty_labels_and_stacks_of_maps():
     # background (0) is never a region unless asked for, and masking a voxel is setting it to 0
     masked = np.where(maps[0] > 0.5, labels, 0)
     np.testing.assert_allclose(region_means(maps[0], masked, [1])[0], [maps[0][(labels == 1) & (maps[0] > 0.5)].mean()])
+    # the sums behind the means: 0 for an empty label
+    sums, sum_counts = region_sums(maps, labels, index)
+    np.testing.assert_allclose(sums[:, :2], means[:, :2] * counts[:2])
+    assert (sums[:, 2] == 0).all() and sum_counts.tolist() == counts.tolist()
