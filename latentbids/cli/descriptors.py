@@ -10,13 +10,21 @@ bounds, choices, and its default stated in the description.  No Boutiques ``defa
 written: bosh puts default values on the command line, where they would override a
 ``--config-file`` (the command line wins over the file), so "not given" must stay "not given".
 
-The two BIDS-app routes both work in ``bosh exec``: the participant level names its output folder
-(``output_dir_name``) and the group level may instead point at the participant-level folder
-(``participant_level_analysis_dir``).  The two inputs have their own value-keys, side by side in
-the command line, because bosh removes a value-key shared by two inputs as soon as the first one
-listed is absent (with ``[OUTPUT_DIR]`` shared, the group route lost its output folder).  bosh's
-``validate --bids`` insists on the shared key, so these descriptors pass ``bosh validate`` but not its
-``--bids`` check; the BIDS-App routes are tested by running ``bosh exec simulate`` instead.
+The descriptors pass ``bosh validate --bids`` (boutiques 0.5.33, ``boutiques/bids.py``), which asks for
+the BIDS-App template of boutiques: the command line ``mkdir -p [OUTPUT_DIR]; <exe> [BIDS_DIR] [OUTPUT_DIR]
+[ANALYSIS_LEVEL] [PARTICIPANT_LABEL] [SESSION_LABEL] ...``, inputs of type String and File (and no other
+type) on the value-key ``[OUTPUT_DIR]``, analysis levels among participant/session/group, and exactly one
+output-file, whose ``path-template`` is ``[OUTPUT_DIR]`` (a ``conditional-path-template`` fails it).
+
+The String input is ``output_dir_name`` and it is required (the BIDS-Apps ``output_dir`` positional, at
+both levels: for the group level, the folder of the participant-level outputs).  The File input,
+``participant_level_analysis_dir``, is optional and only makes bosh mount that existing folder in the
+container for the group level; give it the same path.  It cannot be an alternative to
+``output_dir_name`` (boutiques' template makes the two mutually exclusive): bosh 0.5.33 removes a value-key
+from the command line as soon as the first input listed on it is absent, so with ``output_dir_name`` absent
+the group command lost its output folder, and listing the File input first breaks the participant level
+the same way.  With ``output_dir_name`` required and listed first, the key always takes its value, and an
+invocation with the File input alone is refused by bosh instead of running a command without output_dir.
 """
 from __future__ import annotations
 
@@ -27,17 +35,20 @@ import sys
 from pathlib import Path
 
 from latentbids import __version__
-from latentbids.config import IMAGE_NAME
+from latentbids.utils.environment import IMAGE_NAME
 
 REPO_DESCRIPTORS = Path(__file__).resolve().parents[2] / "descriptors"
 EXECUTABLE = "/opt/venv/bin/latentbids"
 BIDS_APP_SPEC_VERSION = "1.0.0"  # the BIDS Apps command line: bids_dir output_dir level [options]
-OUTPUT_KEY = "[OUTPUT_DIR]"
-GROUP_INPUT_KEY = "[PARTICIPANT_LEVEL_ANALYSIS_DIR]"
+OUTPUT_KEY = "[OUTPUT_DIR]"  # both output-folder inputs: what bosh validate --bids asks for
+#: Inputs that open the command line in this order (bosh validate --bids matches it).
+BIDS_APP_KEYS = ("[BIDS_DIR]", OUTPUT_KEY, "[ANALYSIS_LEVEL]", "[PARTICIPANT_LABEL]", "[SESSION_LABEL]")
 
 #: Options whose value is an existing file or folder the container must see (mounted by bosh).
 FILE_OPTIONS = {"bids_filter_file", "config_file", "use_plugin", "atlas_labels", "model", "templateflow_home",
                 "nilearn_data"}
+
+
 def input_id(action: argparse.Action) -> str:
     """The descriptor id of an option: its first long spelling, e.g. ``--skip-analysis`` -> ``skip_analysis``."""
     long = next((s for s in action.option_strings if s.startswith("--")), action.option_strings[0])
@@ -119,20 +130,22 @@ def build_descriptor(gpu: bool = False) -> dict:
         {"id": "bids_dir", "name": "BIDS directory", "type": "File", "value-key": "[BIDS_DIR]", "optional": False,
          "description": "The directory with the input dataset formatted according to the BIDS standard."},
         {"id": "output_dir_name", "name": "Output directory name", "type": "String", "value-key": OUTPUT_KEY,
-         "optional": True, "description": "Where the outputs go (use <bids_dir>/derivatives/latentbids); for the "
-                                          "group level, the folder that holds the participant-level outputs."},
-        {"id": "participant_level_analysis_dir", "name": "Participants dir", "type": "File",
-         "value-key": GROUP_INPUT_KEY, "optional": True,
-         "description": "Group level: the directory containing the output of the participant-level analysis "
-                        "(the group outputs are written there too)."},
+         "optional": False, "description": "Where the outputs go (use <bids_dir>/derivatives/latentbids); for the "
+                                           "group level, the folder that holds the participant-level outputs."},
+        {"id": "participant_level_analysis_dir", "name": "Participants dir", "type": "File", "value-key": OUTPUT_KEY,
+         "optional": True,
+         "description": "Group level, optional: the folder of the participant-level outputs again (the same path as "
+                        "output_dir_name), as a File so that bosh mounts it in the container; the command line "
+                        "takes output_dir_name."},
         {"id": "analysis_level", "name": "Analysis level", "type": "String", "value-key": "[ANALYSIS_LEVEL]",
          "optional": False, "value-choices": list(ANALYSIS_LEVELS),
          "description": "participant (one job per subject, may run in parallel) or group (after the participant "
                         "level: trains the autoencoder and reads its latent space)."},
     ]
     inputs += [option_input(a) for a in options]
-    keys = " ".join(i["value-key"] for i in inputs)
-    command = f"mkdir -p {OUTPUT_KEY} {GROUP_INPUT_KEY}; {EXECUTABLE} {keys}"
+    keys = list(BIDS_APP_KEYS)
+    keys += [i["value-key"] for i in inputs if i["value-key"] not in keys]
+    command = f"mkdir -p {OUTPUT_KEY}; {EXECUTABLE} {' '.join(keys)}"
     if gpu:
         command += " --device cuda"
     tag = f"{IMAGE_NAME}:{__version__}" + ("-cuda" if gpu else "")
@@ -150,20 +163,12 @@ def build_descriptor(gpu: bool = False) -> dict:
         "container-image": image,
         "schema-version": "0.5",
         "inputs": inputs,
-        "output-files": [{
+        "output-files": [{  # one entry, path-template [OUTPUT_DIR]: bosh validate --bids asks for exactly that
             "id": "output_dir", "name": "Output directory",
-            "description": "The BIDS-Derivatives output directory (whichever of the two inputs names it).",
-            "conditional-path-template": [{"output_dir_name": OUTPUT_KEY}, {"default": GROUP_INPUT_KEY}],
-            "optional": False,
+            "description": "The BIDS-Derivatives output directory (output_dir_name).",
+            "path-template": OUTPUT_KEY, "optional": False,
         }],
-        "groups": [{
-            "id": "output_directory", "name": "Output Directory",
-            "members": ["output_dir_name", "participant_level_analysis_dir"],
-            "description": "For a participant analysis, an output directory name must be specified. For a group "
-                           "analysis, a directory containing the output of participant-level analyses may be "
-                           "selected instead.",
-            "mutually-exclusive": True, "one-is-required": True,
-        }] + _same_setting_groups(options),
+        "groups": _same_setting_groups(options),
         "error-codes": error_codes(),
         "suggested-resources": {"cpu-cores": 4, "ram": 16, "walltime-estimate": 3600, **({"nodes": 1} if gpu else {})},
         "tags": {"domain": ["neuroinformatics", "mri", "bids"], **({"gpu": True} if gpu else {})},

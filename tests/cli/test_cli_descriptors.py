@@ -1,5 +1,6 @@
-"""Boutiques descriptors: generated from the parser (drift fails here), both BIDS-app routes run through
-``bosh exec simulate`` and parsed by the real CLI, GPU options reach Docker and Singularity."""
+"""Boutiques descriptors: generated from the parser (drift fails here), valid for ``bosh validate`` and its
+``--bids`` check, both analysis levels run through ``bosh exec simulate`` and parsed by the real CLI, GPU options
+reach Docker and Singularity."""
 from __future__ import annotations
 
 import json
@@ -84,12 +85,29 @@ def test_both_bids_app_routes_reach_the_real_cli(name, tmp_path):
     assert (args.bids_dir, args.output_dir, args.analysis_level) == ("/data", "/out", "participant")
     assert args.participant_label == ["01", "02"] and args.nprocs == 2 and args.mem_gb == 16
     assert getattr(args, "device", None) == ("cuda" if gpu else None)
-    # the group route through the participant-level folder keeps the output folder
-    argv = simulate(path, {"bids_dir": "/data", "participant_level_analysis_dir": "/out", "analysis_level": "group",
-                           "contrast": ["CN:AD"], "label_column": "dx"}, tmp_path)
-    args = parse_args(argv)
-    assert (args.bids_dir, args.output_dir, args.analysis_level) == ("/data", "/out", "group")
-    assert args.contrasts == ["CN:AD"] and args.label_column == "dx"
+    # the group level names the participant-level folder, alone or with the same folder as a File (mounted)
+    for extra in ({}, {"participant_level_analysis_dir": "/out"}):
+        argv = simulate(path, {"bids_dir": "/data", "output_dir_name": "/out", "analysis_level": "group",
+                               "contrast": ["CN:AD"], "label_column": "dx", **extra}, tmp_path)
+        args = parse_args(argv)
+        assert (args.bids_dir, args.output_dir, args.analysis_level) == ("/data", "/out", "group")
+        assert args.contrasts == ["CN:AD"] and args.label_column == "dx"
+    # the File input alone is refused by bosh, not turned into a command without output_dir (bosh 0.5.33 drops
+    # the shared [OUTPUT_DIR] key when the input listed first on it is absent)
+    inv = tmp_path / "alone.json"
+    inv.write_text(json.dumps({"bids_dir": "/data", "participant_level_analysis_dir": "/out",
+                               "analysis_level": "group"}))
+    proc = subprocess.run([str(BOSH), "exec", "simulate", str(path), "-i", str(inv)], capture_output=True, text=True)
+    assert proc.returncode != 0 and "'output_dir_name' is a required property" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_descriptor_passes_the_bids_app_check(name):
+    """``bosh validate --bids``: boutiques' BIDS-App template (command line, [OUTPUT_DIR] inputs, one output)."""
+    proc = subprocess.run([str(BOSH), "validate", "--bids", str(REPO / "descriptors" / name)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "BIDS validation OK" in proc.stdout + proc.stderr
 
 
 def test_every_input_is_parsed_by_the_cli(tmp_path):
@@ -124,6 +142,7 @@ def test_gpu_descriptor_asks_each_engine_for_the_gpu(engine, tmp_path):
                         'if [ "$1" = pull ]; then touch "$3"; fi\nexit 0\n')
         stub.chmod(0o755)
     (tmp_path / "inv.json").write_text(json.dumps({"bids_dir": str(tmp_path), "analysis_level": "group",
+                                                   "output_dir_name": str(tmp_path),
                                                    "participant_level_analysis_dir": str(tmp_path)}))
     extra = ["--force-singularity", "--container-opts=--nv"] if engine == "singularity" else []
     env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
