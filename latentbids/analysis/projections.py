@@ -1,6 +1,7 @@
 """Low-dimensional projections of the latent codes (METHOD.md section 4).
 
-Four views of the standardised latent matrix ``Z`` (subjects x latent units):
+Views of the standardised latent matrix ``Z`` (subjects x latent units), one per method of
+:data:`~latentbids.analysis.projection_registry.PROJECTION_METHODS`; the four built in:
 
 - **PCA** (unsupervised, linear): fitted on the *fit rows* only, every row transformed; the explained
   variance ratio says how much of the latent variance the plotted axes hold.
@@ -31,66 +32,57 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from latentbids.analysis.projection_methods import pca_scores, pls_scores, skipped, tsne_embedding, umap_embedding
+from latentbids.analysis.projection_methods import skipped
+from latentbids.analysis.projection_registry import PROJECTION_METHODS, ProjectionData, default_params, method_names
 from latentbids.errors import UsageError
 
-METHODS = ("pca", "tsne", "umap", "pls")
 
-def project_latents(
-    Z,
-    fit_rows=None,
-    y=None,
-    *,
-    pca_components: int = 3,
-    tsne_perplexity: float = 30,
-    umap_n_neighbors: int = 15,
-    umap_min_dist: float = 0.1,
-    pls_components: int = 2,
-    random_state: int = 42,
-    methods: Sequence[str] = METHODS,
-) -> tuple[pd.DataFrame, dict]:
-    """Project latent codes with PCA, t-SNE, UMAP and PLS.
+def project_latents(Z, fit_rows=None, y=None, *, random_state: int = 42, methods: Sequence[str] | None = None,
+                    **params) -> tuple[pd.DataFrame, dict]:
+    """Project latent codes with every registered method (PCA, t-SNE, UMAP and PLS by default).
+
+    The methods are those of :data:`~latentbids.analysis.projection_registry.PROJECTION_METHODS`, in their
+    registration order; each owns the columns ``<name>1 ..`` and the ``meta`` entry ``<name>``.
 
     Parameters
     ----------
-    Z : array-like, shape (N, K)
+    Z : array-like of shape (n_subjects, n_units)
         Latent codes, one row per subject (a DataFrame keeps its index in ``coords``).  Rows with a
         non-finite value are left out of every fit and get NaN coordinates.
-    fit_rows : array-like of bool (length N) or of int positions, or None
+    fit_rows : array-like of bool (length n_subjects) or of int positions, or None
         The subjects the projections are *fitted* on (the training subjects of the reference model);
         the others are only transformed.  The standardisation uses the mean and standard deviation
         (ddof=1) of these rows.  ``None`` means every row.
-    y : array-like, shape (N,), optional
+    y : array-like of shape (n_subjects,), optional
         Binary label 0/1 for PLS; -1 or NaN marks subjects outside the contrast.  Only the entries
         of ``fit_rows`` are read (the held-out labels are never used, whatever they hold).
-    pca_components : int
-        Number of principal components (clipped to the rank the fit rows allow).
-    tsne_perplexity : float
-        t-SNE perplexity, clipped to ``(n - 1) / 3`` for small ``n``.
-    umap_n_neighbors : int
-        UMAP neighbourhood size, clipped to ``n - 1``.
-    umap_min_dist : float
-        UMAP minimum distance, in [0, 1].
-    pls_components : int
-        Number of PLS components (clipped to what the labelled fit rows allow).
-    random_state : int
+    random_state : int, default=42
         Seed of t-SNE and UMAP (UMAP then runs single-threaded, which makes it reproducible).
-    methods : sequence of str
-        Subset of ``("pca", "tsne", "umap", "pls")`` to compute; the others are reported as skipped.
+    methods : sequence of str, optional
+        Subset of the registered methods (default: all of them, ``("pca", "tsne", "umap", "pls")``) to
+        compute; the others are reported as skipped.
+    **params
+        The methods' parameters (a registered method declares its own, with defaults):
+
+        - ``pca_components`` (int, default 3): principal components (clipped to the rank the fit rows allow);
+        - ``tsne_perplexity`` (float, default 30): t-SNE perplexity, clipped to ``(n - 1) / 3`` for small ``n``;
+        - ``umap_n_neighbors`` (int, default 15): UMAP neighbourhood size, clipped to ``n - 1``;
+        - ``umap_min_dist`` (float, default 0.1): UMAP minimum distance, in [0, 1];
+        - ``pls_components`` (int, default 2): PLS components (clipped to what the labelled fit rows allow).
 
     Returns
     -------
-    coords : DataFrame, shape (N, pca_components + 4 + pls_components)
-        Columns ``pca1..pcaC, tsne1, tsne2, umap1, umap2, pls1..plsP`` in the row order of ``Z``;
-        always all of them (NaN where a method or a component was skipped or clipped).
+    coords : DataFrame of shape (n_subjects, n_columns)
+        Columns ``pca1..pcaC, tsne1, tsne2, umap1, umap2, pls1..plsP`` (then any other registered method's) in
+        the row order of ``Z``; always all of them (NaN where a method or a component was skipped or clipped).
     meta : dict
         JSON-serialisable.  Top level: ``n``, ``n_valid``, ``n_fit``, ``K``, ``random_state``,
         ``methods``, ``standardization`` (fit-on count, ddof, constant units) and one dict per method
         ``pca``, ``tsne``, ``umap``, ``pls``, each with ``computed`` (bool), ``skipped`` (reason or
         None), ``clipped`` (reason or None), ``fitted_on`` (row count), its parameters (requested and
         used) and ``warnings``.  ``pca`` adds ``explained_variance_ratio``, ``components`` (loadings,
-        C x K), ``sign_units`` (the latent unit that fixes each axis' sign) and ``sign_convention``;
-        ``pls`` adds ``n_per_class``, ``x_rotations`` (K x P) and
+        ``n_components x n_units``), ``sign_units`` (the latent unit that fixes each axis' sign) and
+        ``sign_convention``; ``pls`` adds ``n_per_class``, ``x_rotations`` (``n_units x n_components``) and
         ``sign_convention``; ``tsne``/``umap`` add ``caveat``.
 
     Notes
@@ -110,8 +102,8 @@ def project_latents(
     scaling, shared by all methods), t-SNE is ``TSNE(init="pca")`` (``init="random"`` with a single
     informative latent unit), UMAP is ``umap.UMAP`` with its defaults otherwise.
     """
-    methods = _check_methods(methods)
-    _check_params(pca_components, tsne_perplexity, umap_n_neighbors, umap_min_dist, pls_components)
+    methods = _check_methods(method_names() if methods is None else methods)
+    params = _check_params(params)
     index = Z.index if isinstance(Z, pd.DataFrame) else None
     Z = np.asarray(Z, dtype=float)
     if Z.ndim != 2:
@@ -125,11 +117,7 @@ def project_latents(
     Zs, mean, sd, constant = _standardise(Z, fit, valid)
     n_valid, n_fit = int(valid.sum()), int(fit.sum())
 
-    columns = (
-        [f"pca{i + 1}" for i in range(pca_components)]
-        + ["tsne1", "tsne2", "umap1", "umap2"]
-        + [f"pls{i + 1}" for i in range(pls_components)]
-    )
+    columns = [c for m in PROJECTION_METHODS.values() for c in m.columns(params)]
     coords = pd.DataFrame(np.nan, index=index if index is not None else pd.RangeIndex(n), columns=columns)
     meta = {
         "n": n,
@@ -148,15 +136,10 @@ def project_latents(
     if n_valid < n:
         meta["standardization"]["excluded_nonfinite_rows"] = int(n - n_valid)
 
-    runners = {
-        "pca": lambda: pca_scores(Zs, fit, valid, constant, pca_components),
-        "pls": lambda: pls_scores(Zs, fit, valid, constant, y, pls_components),
-        "tsne": lambda: tsne_embedding(Zs, tsne_perplexity, random_state),
-        "umap": lambda: umap_embedding(Zs, umap_n_neighbors, umap_min_dist, random_state),
-    }
-    for name in METHODS:
+    data = ProjectionData(Zs=Zs, fit=fit, valid=valid, constant=constant, y=y, random_state=random_state)
+    for name, method in PROJECTION_METHODS.items():
         if name in methods:
-            scores, info = runners[name]()
+            scores, info = method.run(data, params)
         else:
             scores, info = None, skipped("not requested in methods")
         meta[name] = info
@@ -176,23 +159,23 @@ def _check_methods(methods) -> tuple[str, ...]:
     if isinstance(methods, str):
         methods = (methods,)
     methods = tuple(str(m).lower() for m in methods)
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in PROJECTION_METHODS]
     if unknown:
-        raise UsageError(f"unknown projection method(s) {unknown}; choose from {list(METHODS)}")
+        raise UsageError(f"unknown projection method(s) {unknown}; choose from {list(PROJECTION_METHODS)}")
     return methods
 
 
-def _check_params(pca_components, tsne_perplexity, umap_n_neighbors, umap_min_dist, pls_components) -> None:
-    for name, value in (("pca_components", pca_components), ("pls_components", pls_components)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise UsageError(f"{name} must be a positive integer (got {value!r})")
-    k = umap_n_neighbors
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
-        raise UsageError(f"umap_n_neighbors must be an integer >= 2 (got {umap_n_neighbors!r})")
-    if not np.isfinite(tsne_perplexity) or tsne_perplexity <= 0:
-        raise UsageError(f"tsne_perplexity must be a positive number (got {tsne_perplexity!r})")
-    if not 0.0 <= float(umap_min_dist) <= 1.0:
-        raise UsageError(f"umap_min_dist must lie in [0, 1] (got {umap_min_dist!r})")
+def _check_params(params: dict) -> dict:
+    """Every registered method's parameters (``params`` over the defaults), each checked by its method."""
+    values = default_params()
+    unknown = sorted(set(params) - set(values))
+    if unknown:
+        raise UsageError(f"unknown projection parameter(s) {unknown}; the registered methods take {sorted(values)}")
+    values.update(params)
+    for method in PROJECTION_METHODS.values():
+        if method.check is not None:
+            method.check(values)
+    return values
 
 
 def _fit_mask(fit_rows, n: int) -> np.ndarray:

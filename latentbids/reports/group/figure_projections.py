@@ -6,8 +6,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from latentbids.analysis.projection_registry import PROJECTION_METHODS
 from latentbids.reports.group.format import (
-    PROJECTION_METHODS,
     _categorical_colors,
     _categories,
     _float,
@@ -18,6 +18,7 @@ from latentbids.reports.group.format import (
     _new_figure,
     _png,
     _role,
+    projection_columns,
 )
 
 #: markers of the roles (held out first), cycled
@@ -28,7 +29,7 @@ _GREY = (0.75, 0.75, 0.75, 1.0)
 def _methods_present(proj: pd.DataFrame) -> list[tuple[str, str, list[str]]]:
     """(key, name, columns) of the projections that have at least one finite coordinate."""
     methods = []
-    for key, name, cols in PROJECTION_METHODS:
+    for key, name, cols in projection_columns():
         present = [c for c in cols if c in proj.columns]
         if present and pd.to_numeric(proj[present[0]], errors="coerce").notna().any():
             methods.append((key, name, present))
@@ -51,13 +52,14 @@ def _colourings(proj: pd.DataFrame, label_column: str | None) -> list[tuple[str,
 
 
 def _axis_labels(key: str, cols: list[str], meta: Mapping) -> tuple[str, str]:
-    """x and y labels; PCA's carry the explained variance; a 1-D projection is jittered in y."""
+    """x and y labels; a method whose meta has an ``explained_variance_ratio`` (PCA) carries it; a 1-D
+    projection is jittered in y."""
     xlab, ylab = cols[0], cols[1] if len(cols) > 1 else "(jitter)"
     evr = _mapping(meta.get(key)).get("explained_variance_ratio")
-    if key == "pca" and isinstance(evr, (list, tuple, np.ndarray)) and len(evr):
-        xlab = f"pca1 ({100 * _float(evr[0]):.1f} %)"
+    if isinstance(evr, (list, tuple, np.ndarray)) and len(evr):
+        xlab = f"{cols[0]} ({100 * _float(evr[0]):.1f} %)"
         if len(evr) > 1 and len(cols) > 1:
-            ylab = f"pca2 ({100 * _float(evr[1]):.1f} %)"
+            ylab = f"{cols[1]} ({100 * _float(evr[1]):.1f} %)"
     return xlab, ylab
 
 
@@ -119,7 +121,8 @@ def _role_legend(fig, markers: dict) -> None:
 
 def projection_figure(proj: pd.DataFrame | None, label_column: str | None = "group", meta: Mapping | None = None,
                       max_points: int = 5000) -> str | None:
-    """Grid of 2-D latent projections: one column per method (PCA, t-SNE, UMAP, PLS, where present),
+    """Grid of 2-D latent projections: one column per registered method (PCA, t-SNE, UMAP, PLS, where present;
+    titled by its ``figure_title``),
     one row per colouring (label; age on a continuous colour map; sex).  Held-out and in-training
     subjects get different markers when ``proj`` has a ``role`` or ``in_training`` column."""
     proj = _frame(proj)
@@ -149,7 +152,7 @@ def projection_figure(proj: pd.DataFrame | None, label_column: str | None = "gro
             ax.set_ylabel(_mpl_text(ylab), fontsize=8)
             ax.tick_params(labelsize=7)
             if ri == 0:
-                ax.set_title(name + (" (distances are not evidence)" if key in ("tsne", "umap") else ""), fontsize=9)
+                ax.set_title(PROJECTION_METHODS[key].figure_title, fontsize=9)
             if mi == len(methods) - 1:
                 panel.legend(fig, ax)
     if markers:

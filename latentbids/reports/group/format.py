@@ -12,6 +12,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from latentbids.analysis.projection_registry import PROJECTION_METHODS
+
 LOGGER = logging.getLogger("latentbids.reports")
 
 DPI = 85
@@ -27,12 +29,6 @@ SECTIONS = (
     ("agnostic", "Statistical agnostic tests"),
     ("methods", "Methods & provenance"),
 )
-PROJECTION_METHODS = (
-    ("pca", "PCA", ("pca1", "pca2")),
-    ("tsne", "t-SNE", ("tsne1", "tsne2")),
-    ("umap", "UMAP", ("umap1", "umap2")),
-    ("pls", "PLS", ("pls1", "pls2")),
-)
 TRUE_STRINGS = {"true", "1", "yes", "y", "t"}
 
 CSS = (
@@ -46,6 +42,11 @@ CSS = (
     ".verdicts li{margin:.3em 0} .note{color:#555;font-size:90%} img{max-width:100%}"
     "nav a{margin-right:1em}"
 )
+
+
+def projection_columns() -> list[tuple[str, str, tuple[str, str]]]:
+    """``(name, label, (first, second coordinate column))`` of every registered projection method, in order."""
+    return [(m.name, m.label, (f"{m.name}1", f"{m.name}2")) for m in PROJECTION_METHODS.values()]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import dataclasses
+import html
 import math
 import re
 
 import pandas as pd
 
+from latentbids.analysis.projection_registry import shared_clauses
 from latentbids.reports.group.figure_projections import projection_figure
 from latentbids.reports.group.figures import _curves_png, error_by_class_figure
 from latentbids.reports.group.format import (
-    PROJECTION_METHODS,
     _categories,
     _esc,
     _flatten,
@@ -23,6 +24,7 @@ from latentbids.reports.group.format import (
     _nc,
     _role,
     _table,
+    projection_columns,
 )
 from latentbids.reports.group.sections_claims import calibration_table
 
@@ -81,15 +83,14 @@ def section_projections(report, page) -> str:
     if res is None:
         return _nc("Projections", report.analysis.failures.get("projections") or "no projection table")
     proj = _match_participants(res.table, report.participants)
+    how = html.escape("; ".join(shared_clauses("meaning")), quote=False)
     parts = ["<p>Latent codes of the reference model projected to 2-D; colours: label, age and sex where known. "
-             "PCA and PLS are fitted on the model's training subjects and the others are projected; t-SNE and "
-             "UMAP are fitted on all subjects and their distances are not evidence (no statistics are computed "
-             "on them).</p>",
+             f"{how}.</p>",
              page.figure(projection_figure, proj, report.analysis.label_column, res.meta.get(
                  report.analysis.reference_fold, {}), alt="latent projections",
                  missing="no projection coordinates to draw")]
     meta = res.meta.get(report.analysis.reference_fold, {})
-    for key, name, cols in PROJECTION_METHODS:
+    for key, name, cols in projection_columns():
         if cols[0] not in proj.columns or pd.to_numeric(proj[cols[0]], errors="coerce").isna().all():
             m = meta.get(key) or {}
             parts.append(_nc(name, str(m.get("skipped") or f"no {name} coordinates")))
@@ -133,8 +134,7 @@ def section_methods(report, page) -> str:
         parts.append("<h3>Projection parameters and seeds (reference fold)</h3>"
                      + _kv_table(_flatten(a.projections.meta.get(a.reference_fold, {}))))
     caveats = [
-        "t-SNE and UMAP are fitted on all subjects without labels; their distances and clusters are not evidence.",
-        "PLS uses the labels: it is fitted on the model's training subjects only and held-out subjects are projected.",
+        *shared_clauses("caveat"),  # the projection methods' (t-SNE and UMAP; PLS)
         "In k-fold mode each fold is its own network: latent units are not aligned across folds; the unit family "
         "spans every unit of every fold, and only region rankings are pooled across folds.",
         "An explanation (SHAP) of a surrogate that does not fit the reconstruction error is not an explanation.",

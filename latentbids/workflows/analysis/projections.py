@@ -1,11 +1,13 @@
-"""Projections section (METHOD.md section 4): PCA and PLS per fold, t-SNE and UMAP on the reference fold,
-and PC1 of the reference fold against global mean GM, TIV and age (one row per subject)."""
+"""Projections section (METHOD.md section 4): every registered projection method (PCA and PLS per fold,
+t-SNE and UMAP, fitted on every row at once, on the reference fold only), and PC1 of the reference fold
+against global mean GM, TIV and age (one row per subject)."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
 from latentbids.analysis.pc1 import pc1_claims, pc1_correlations
+from latentbids.analysis.projection_registry import PROJECTION_METHODS
 from latentbids.analysis.projections import project_latents
 from latentbids.analysis.results import ProjectionResult
 
@@ -31,21 +33,26 @@ def _global_measures(inp) -> pd.DataFrame:
     return pd.DataFrame(wanted)
 
 
+def _method_params(settings) -> dict:
+    """The registered methods' parameters that the ``[analysis]`` settings hold (the others keep their default)."""
+    return {key: getattr(settings, key) for m in PROJECTION_METHODS.values() for key in m.params
+            if hasattr(settings, key)}
+
+
 def run_projections(inp, settings, seed: int) -> tuple[ProjectionResult, pd.DataFrame, list]:
     """Returns the result (reference fold), the table of every fold, and the PC1 claims."""
     y, pls_contrast = _primary_labels(inp)
+    params = _method_params(settings)
     frames, metas = [], {}
     for fold in inp.folds:
         Z, role = inp.fold_Z[fold]
-        methods = ("pca", "tsne", "umap", "pls") if fold == inp.reference_fold else ("pca", "pls")
+        # a transductive method (t-SNE, UMAP: fitted on every row, a picture) runs on the reference fold only
+        methods = [m for m in PROJECTION_METHODS.values() if fold == inp.reference_fold or not m.transductive]
         fit = np.isin(role, ("train", "validation"))  # the maps the fold's network trained on
         if not fit.any():  # --model on subjects it never saw: no training rows to fit PLS on without leakage
             fit = np.ones(len(role), bool)
-            methods = tuple(m for m in methods if m != "pls")
-        coords, meta = project_latents(
-            Z, fit, y, pca_components=settings.pca_components, tsne_perplexity=settings.tsne_perplexity,
-            umap_n_neighbors=settings.umap_n_neighbors, umap_min_dist=settings.umap_min_dist,
-            pls_components=settings.pls_components, random_state=seed, methods=methods)
+            methods = [m for m in methods if not m.supervised]
+        coords, meta = project_latents(Z, fit, y, random_state=seed, methods=[m.name for m in methods], **params)
         frame = pd.concat([inp.ids(), coords.reset_index(drop=True)], axis=1)
         frame.insert(0, "fold", fold)
         frame.insert(3, "role", role)

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from latentbids.analysis.maps import paint_regions, shap_map_naming
+from latentbids.analysis.projection_registry import PROJECTION_METHODS, join_names
 from latentbids.bids.naming import entity_label
 from latentbids.utils.atomic import save_nifti, write_json, write_tsv
 
@@ -43,13 +44,23 @@ def write_cohort(inp) -> dict:
     return {"regional_gm": str(write_tsv(table, inp.path("stats", ".tsv", atlas=True, desc="gm")))}
 
 
+def projections_description() -> str:
+    """The projections sidecar's ``Description``: which registered methods run in every fold, which (the
+    transductive ones) on the reference fold only, and that the latter's distances are not evidence."""
+    per_fold = [m.label for m in PROJECTION_METHODS.values() if not m.transductive]
+    pictures = [m.label for m in PROJECTION_METHODS.values() if m.transductive]
+    parts = ([f"{join_names(per_fold)} fitted on the fold's training subjects (role train/validation) and applied "
+              "to its held-out ones"] if per_fold else []) + (
+        [f"{join_names(pictures)} only for the reference fold, on all its codes"] if pictures else [])
+    text = "Latent projections per fold: " + "; ".join(parts)
+    return text + (f". {'/'.join(pictures)} distances are not evidence: no statistic is computed on them"
+                   if pictures else "")
+
+
 def write_projections(inp, result, table: pd.DataFrame, seed: int) -> dict:
     path = write_tsv(table, inp.path("projections", ".tsv"))
     write_json(path.with_suffix(".json"), {
-        "Description": ("Latent projections per fold: PCA and PLS fitted on the fold's training subjects (role "
-                        "train/validation) and applied to its held-out ones; t-SNE and UMAP only for the reference "
-                        "fold, on all its codes. t-SNE/UMAP distances are not evidence: no statistic is computed "
-                        "on them"),
+        "Description": projections_description(),
         "ReferenceFold": inp.reference_fold, "PLSContrast": result.pls_contrast, "RandomSeed": seed,
         "Methods": result.meta,
         "PC1Correlations": None if result.pc1 is None else jsonable(result.pc1.to_dict("records")),
