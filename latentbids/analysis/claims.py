@@ -7,24 +7,11 @@ is supported or not.  The HTML verdicts, the headline, the tables and the NIfTI 
 from this list: a map is a finding only where its claim is supported, and the report says nothing the
 list does not support.
 
-Families (``family``) and their default multiplicity control, per contrast (METHOD.md section 5-7):
-
-========================  ====================================================================
-``unit``                  max-statistic label permutation over every unit of every fold
-``region``                max-statistic label permutation over the atlas regions
-``lrcp``                  tied to a relevant unit *and* the region's own family-wise test,
-                          positive in most folds
-``sam``                   the bound *and* the max-statistic permutation p of SAM's pipeline
-``latent_vector``         held-out balanced accuracy over the autoencoder's folds, label permutation of
-                          the whole cross-validation (the confirmatory multivariate test)
-``vector_bound``          the paper's in-sample bound with d = K, Bonferroni over folds (reported)
-``rub``                   PAC-Bayes bound on the Gibbs classifier *and* permutation p, Bonferroni
-                          over folds
-``sar``                   SAR on subjects that did not select the regions (one test; the paper's check)
-``shap_regions``          held-out R^2 of the top SHAP regions against permuted test errors (one test)
-``shap``                  permutation null of the surrogate's CV R^2, Holm over the models
-``pc1``                   Fisher z test of |rho| > 0.5, Bonferroni over the global measures
-========================  ====================================================================
+Families (``family``) are declared once each, in :data:`CLAIM_FAMILIES` (a :class:`ClaimFamily`: what a
+supported claim says, its default rule and multiplicity control in words (METHOD.md sections 5-7), the
+verdict rule of :mod:`latentbids.analysis.verdict_rules`, the report section and the methods boilerplate);
+:data:`FAMILIES` and :data:`FAMILY_MEANING` are views of it.  Adding a family: one :func:`register_family`
+call in the block below (with its verdict rule in ``verdict_rules``), and the analysis that makes its claims.
 
 ``exploratory`` marks statements shown for orientation only (a ranking with no relevant unit behind it):
 they are never ``supported`` and never appear in a headline.
@@ -32,27 +19,204 @@ they are never ``supported`` and never appear in a headline.
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
-FAMILIES = ("unit", "region", "lrcp", "sam", "latent_vector", "vector_bound", "rub", "sar", "shap", "pc1",
-            "shap_regions")
+from latentbids.analysis import verdict_rules as rules
 
-#: What a supported claim of each family says, for headlines and the methods section.
-FAMILY_MEANING = {
-    "unit": "latent units that separate the classes (clinically relevant)",
-    "region": "regions whose mean GM separates the classes",
-    "lrcp": "LRCP-positive regions (the latent space encodes them and they separate the classes)",
-    "sam": "regions whose voxels separate the classes (SAM)",
-    "latent_vector": "the whole latent vector separates the classes (held out, over the autoencoder's folds)",
-    "vector_bound": "the whole latent vector separates the classes (the paper's in-sample bound with d = K)",
-    "rub": "the whole latent vector separates the classes (RUB)",
-    "sar": "the top SHAP regions predict the reconstruction error (SAR, held-out half)",
-    "shap": "SHAP explanations of the reconstruction error",
-    "pc1": "the first principal axis of the latent codes tracks a global measure",
-    "shap_regions": "the top SHAP regions, chosen on one half, predict the reconstruction error of the other half",
-}
+
+@dataclass(frozen=True)
+class ClaimFamily:
+    """One claim family, declared once: what its claims say and where they are said.
+
+    Attributes
+    ----------
+    name : str
+        The ``family`` of its claims (``"unit"``); lower-case letters, digits and ``_``.
+    meaning : str
+        What a supported claim says, for headlines, summaries and the methods section.
+    rule : str
+        The family's default rule (test and multiplicity control) in words.
+    scope : {"contrast", "cohort"}
+        Whether its claims are about one contrast (``"A vs B"``) or the whole cohort (``contrast=""``).
+    verdict : callable or None
+        ``verdict(tests, ctx) -> list of str``: the family's claims in words
+        (:mod:`~latentbids.analysis.verdict_rules`; ``tests`` never empty, ``ctx`` a
+        :class:`~latentbids.analysis.verdict_rules.VerdictContext`); None: no sentence.
+    order : int
+        Position of its sentences among the verdicts of its scope (lower first).
+    section : str
+        The group report section that shows its claims (one of :data:`REPORT_SECTIONS`); a section renders
+        a family it does not know with a generic claims table.
+    boilerplate : tuple, default=()
+        The analysis behind the family in the methods boilerplate, as text and ``("cite", key)`` pieces
+        (``()``: the family adds no phrase).
+    """
+
+    name: str
+    meaning: str
+    rule: str
+    scope: str
+    verdict: Callable | None
+    order: int
+    section: str
+    boilerplate: tuple = ()
+
+
+#: the group report's sections, in page order (``latentbids.reports.group.SECTIONS`` holds their titles)
+REPORT_SECTIONS = ("summary", "data", "training", "projections", "lrcp", "errors", "shap", "agnostic", "methods")
+
+#: name -> family, in registration order (the order of :data:`FAMILIES` and of the calibration tables)
+CLAIM_FAMILIES: dict[str, ClaimFamily] = {}
+
+
+def register_family(family: ClaimFamily) -> ClaimFamily:
+    """Add ``family`` to :data:`CLAIM_FAMILIES` (claims of it validate from then on).
+
+    Parameters
+    ----------
+    family : ClaimFamily
+        The declaration; its name must be new, its scope ``"contrast"`` or ``"cohort"``, its section one of
+        :data:`REPORT_SECTIONS`.
+
+    Returns
+    -------
+    ClaimFamily
+        ``family``.
+    """
+    if family.name in CLAIM_FAMILIES or not re.fullmatch(r"[a-z][a-z0-9_]*", family.name):
+        raise ValueError(f"claim family '{family.name}': the name must be new, lower-case letters, digits and '_'")
+    if family.scope not in ("contrast", "cohort") or family.section not in REPORT_SECTIONS:
+        raise ValueError(f"claim family '{family.name}': scope must be 'contrast' or 'cohort' and section one of "
+                         f"{', '.join(REPORT_SECTIONS)}")
+    CLAIM_FAMILIES[family.name] = family
+    return family
+
+
+def unregister_family(name: str) -> ClaimFamily:
+    """Remove a family from :data:`CLAIM_FAMILIES` (a test's toy family, once it is done).
+
+    Parameters
+    ----------
+    name : str
+        The family's name.
+
+    Returns
+    -------
+    ClaimFamily
+        The removed declaration.
+    """
+    return CLAIM_FAMILIES.pop(name)
+
+
+def families_in_order(scope: str) -> list[ClaimFamily]:
+    """The families of ``scope`` in the order their verdicts are said.
+
+    Parameters
+    ----------
+    scope : {"contrast", "cohort"}
+        Which families.
+
+    Returns
+    -------
+    list of ClaimFamily
+        Sorted by ``order`` (registration order on a tie).
+    """
+    return sorted((f for f in CLAIM_FAMILIES.values() if f.scope == scope), key=lambda f: f.order)
+
+
+class _Names(Sequence):
+    """:data:`FAMILIES`: the registered names, live (a family registered later is in it)."""
+
+    def __getitem__(self, i):
+        return tuple(CLAIM_FAMILIES)[i]
+
+    def __len__(self) -> int:
+        return len(CLAIM_FAMILIES)
+
+    def __contains__(self, name) -> bool:
+        return name in CLAIM_FAMILIES
+
+    def __repr__(self) -> str:
+        return repr(tuple(CLAIM_FAMILIES))
+
+
+class _Meanings(Mapping):
+    """:data:`FAMILY_MEANING`: name -> meaning of the registered families, live."""
+
+    def __getitem__(self, name) -> str:
+        return CLAIM_FAMILIES[name].meaning
+
+    def __iter__(self):
+        return iter(CLAIM_FAMILIES)
+
+    def __len__(self) -> int:
+        return len(CLAIM_FAMILIES)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
+#: the registered families' names, in order (a view of :data:`CLAIM_FAMILIES`)
+FAMILIES = _Names()
+#: what a supported claim of each family says, for headlines and the methods section (a view)
+FAMILY_MEANING = _Meanings()
+
+# --------------------------------------------------------------------------------------------------
+# the built-in families (registration order = FAMILIES; ``order`` = the verdicts' order)
+
+UNIT, REGION, LRCP, SAM = "unit", "region", "lrcp", "sam"
+LATENT_VECTOR, VECTOR_BOUND, RUB = "latent_vector", "vector_bound", "rub"
+SAR, SHAP, PC1, SHAP_REGIONS = "sar", "shap", "pc1", "shap_regions"
+
+register_family(ClaimFamily(
+    UNIT, "latent units that separate the classes (clinically relevant)",
+    "max-statistic label permutation over every unit of every fold (Welch |t|)",
+    "contrast", rules.unit_sentences, 20, "lrcp"))
+register_family(ClaimFamily(
+    REGION, "regions whose mean GM separates the classes",
+    "max-statistic label permutation over the regions (Welch |t|)",
+    "contrast", rules.region_sentences, 30, "lrcp"))
+register_family(ClaimFamily(
+    LRCP, "LRCP-positive regions (the latent space encodes them and they separate the classes)",
+    "the region's own family-wise test + a family-wise tie to a relevant unit, in any fold (Welch |t|)",
+    "contrast", rules.lrcp_sentences, 50, "lrcp", ("latent-region correspondence (LRCP)",)))
+register_family(ClaimFamily(
+    SAM, "regions whose voxels separate the classes (SAM)",
+    "bound and max-statistic permutation p of the whole SAM pipeline",
+    "contrast", rules.sam_sentences, 40, "agnostic",
+    ("statistical agnostic bounds and mapping ", ("cite", "sam"))))
+register_family(ClaimFamily(
+    LATENT_VECTOR, "the whole latent vector separates the classes (held out, over the autoencoder's folds)",
+    "held-out balanced accuracy over the folds, label permutation of the whole cross-validation",
+    "contrast", rules.latent_vector_sentences, 10, "agnostic"))
+register_family(ClaimFamily(
+    VECTOR_BOUND, "the whole latent vector separates the classes (the paper's in-sample bound with d = K)",
+    "the paper's in-sample bound with d = K at eta / n_folds",
+    "contrast", rules.vector_bound_sentences, 60, "agnostic"))
+register_family(ClaimFamily(
+    RUB, "the whole latent vector separates the classes (RUB)",
+    "PAC-Bayes bound on the Gibbs classifier at eta / n_folds (and the permutation p)",
+    "contrast", rules.rub_sentences, 70, "agnostic"))
+register_family(ClaimFamily(
+    SAR, "the top SHAP regions predict the reconstruction error (SAR, held-out half)",
+    "SAR on the half that did not select the regions",
+    "cohort", rules.sar_sentences, 40, "shap"))
+register_family(ClaimFamily(
+    SHAP, "SHAP explanations of the reconstruction error",
+    "CV R^2 floor and permutation null, Holm over the models",
+    "cohort", rules.shap_sentences, 20, "shap", ("SHAP explanations of the reconstruction error ", ("cite", "shap"))))
+register_family(ClaimFamily(
+    PC1, "the first principal axis of the latent codes tracks a global measure",
+    "Fisher z test of |rho| > 0.5, Bonferroni over the global measures",
+    "cohort", rules.pc1_sentences, 10, "projections"))
+register_family(ClaimFamily(
+    SHAP_REGIONS, "the top SHAP regions, chosen on one half, predict the reconstruction error of the other half",
+    "held-out R^2 of the top SHAP regions against permuted test-half errors",
+    "cohort", rules.shap_regions_sentences, 30, "shap"))
 
 
 @dataclass(frozen=True)
@@ -73,8 +237,9 @@ class Claim:
     contrast : str
         ``"A vs B"`` (class 0 vs class 1), or ``""`` for a claim about the whole cohort.
     family : str
-        One of :data:`FAMILIES` (``unit``, ``region``, ``lrcp``, ``sam``, ``latent_vector``, ``rub``,
-        ``sar``, ``shap``, ``pc1``); anything else raises ``ValueError``.
+        A registered family (:data:`CLAIM_FAMILIES`: ``unit``, ``region``, ``lrcp``, ``sam``,
+        ``latent_vector``, ``vector_bound``, ``rub``, ``sar``, ``shap``, ``pc1``, ``shap_regions``);
+        anything else raises ``ValueError``.
     item : str
         What the claim is about: a unit name (``z3``), a region name, a model name (``pooled``), ...
     statistic_name : str
@@ -114,7 +279,7 @@ class Claim:
     note: str = ""
 
     def __post_init__(self):
-        if self.family not in FAMILIES:
+        if self.family not in CLAIM_FAMILIES:
             raise ValueError(f"unknown claim family '{self.family}'")
         if self.supported and self.exploratory:
             raise ValueError("an exploratory statement cannot be a supported claim")

@@ -21,7 +21,7 @@ no label; they follow, each family at ``eta``, labelled so.
 """
 from __future__ import annotations
 
-from latentbids.analysis.claims import ClaimsList
+from latentbids.analysis.claims import LATENT_VECTOR, LRCP, PC1, REGION, SHAP, SHAP_REGIONS, UNIT, ClaimsList
 
 #: at most this many region names in the headline (the tables hold them all)
 MAX_NAMES = 8
@@ -61,23 +61,23 @@ def contrast_headline(claims: ClaimsList, contrast: str, level: float, eta: floa
     list of str
         Empty when the gate (the held-out latent-vector test) does not reject at ``level``.
     """
-    gate = [c for c in claims.select("latent_vector", contrast) if _passes(c, level, eta)]
+    gate = [c for c in claims.select(LATENT_VECTOR, contrast) if _passes(c, level, eta)]
     if not gate:
         return []
     bits = [f"the whole latent vector separates the classes out of sample (held-out balanced accuracy "
             f"{gate[0].statistic:.2f})"]
     half = level / 2  # units and regions share the contrast's level once the gate has rejected
-    units = [c for c in claims.select("unit", contrast) if _passes(c, half, eta)]
+    units = [c for c in claims.select(UNIT, contrast) if _passes(c, half, eta)]
     if not units:
         return bits
-    folds = sorted({c.fold for c in claims.select("unit", contrast)})
+    folds = sorted({c.fold for c in claims.select(UNIT, contrast)})
     with_units = sorted({c.fold for c in units})
     bits.append(f"clinically relevant latent units in {len(with_units)} of {len(folds)} fold(s)" if len(folds) > 1
                 else f"{len(units)} clinically relevant latent unit(s)")
-    lrcp = [c.item for c in claims.select("lrcp", contrast) if _passes(c, half, eta)]  # p: the region's own test
+    lrcp = [c.item for c in claims.select(LRCP, contrast) if _passes(c, half, eta)]  # p: the region's own test
     if lrcp:
         bits.append(f"{len(lrcp)} LRCP-positive region(s) ({_names(lrcp)})")
-    regions = [c.item for c in claims.select("region", contrast) if _passes(c, half, eta) and c.item not in lrcp]
+    regions = [c.item for c in claims.select(REGION, contrast) if _passes(c, half, eta) and c.item not in lrcp]
     if regions:
         bits.append(f"{len(regions)} {'other ' if lrcp else ''}region(s) whose GM separates the classes "
                     f"({_names(regions)})")
@@ -113,12 +113,12 @@ def headline(claims: ClaimsList, contrasts: list[str], n_subjects: int, eta: flo
         elif claims.select(contrast=name, supported=True):
             per_family.append(name)
     cohort = []
-    if claims.select("pc1", supported=True):
-        cohort.append("PC1 tracks " + ", ".join(claims.supported_items("pc1")))
-    if claims.select("shap", supported=True):
+    if claims.select(PC1, supported=True):
+        cohort.append("PC1 tracks " + ", ".join(claims.supported_items(PC1)))
+    if claims.select(SHAP, supported=True):
         cohort.append("the reconstruction error is predictable from regional GM (SHAP surrogate: "
-                      + ", ".join(claims.supported_items("shap")) + ")")
-    if claims.select("shap_regions", supported=True):
+                      + ", ".join(claims.supported_items(SHAP)) + ")")
+    if claims.select(SHAP_REGIONS, supported=True):
         cohort.append("the top SHAP regions predict the error of held-out subjects")
     out = []
     if parts:

@@ -203,10 +203,10 @@ def held_out_claim(result: dict, contrast: str, eta: float):
         ``statistic`` = held-out balanced accuracy, ``p`` = permutation p, ``bound`` = the one-sided
         Clopper-Pearson lower bound of the held-out accuracy at ``1 - eta``.
     """
-    from latentbids.analysis.claims import Claim
+    from latentbids.analysis.claims import LATENT_VECTOR, Claim
 
     B = int(result.get("n_permutations", 0))
-    return Claim(contrast=contrast, family="latent_vector", item=f"{result.get('K')}-unit latent vector",
+    return Claim(contrast=contrast, family=LATENT_VECTOR, item=f"{result.get('K')}-unit latent vector",
                  statistic_name="held-out balanced accuracy (ridge classifier)",
                  statistic=float(result.get("balanced_accuracy", math.nan)), p=float(result.get("p", math.nan)),
                  bound=float(result.get("accuracy_lower", math.nan)),

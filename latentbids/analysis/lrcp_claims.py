@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from latentbids.analysis.claims import Claim
+from latentbids.analysis.claims import LRCP, REGION, UNIT, Claim
 
 
 def lrcp_statement(s: dict) -> str:
@@ -92,11 +92,11 @@ def lrcp_claims(model, contrast: str) -> list:
     unit_family = f"{rule} over {s['unit_family_size']} units" + (f" ({F} folds x {K})" if F > 1 else "")
     out = []
     for u in model.units_.itertuples():
-        out.append(Claim(contrast=contrast, family="unit", item=str(u.unit), fold=str(u.fold),
+        out.append(Claim(contrast=contrast, family=UNIT, item=str(u.unit), fold=str(u.fold),
                          statistic_name=stat_name, statistic=float(u.statistic), p=float(u.p_fwer),
                          bound=float(u.score_star), correction=unit_family, supported=bool(u.relevant)))
     for r in model.region_tests_.itertuples():
-        out.append(Claim(contrast=contrast, family="region", item=str(r.region), statistic_name=stat_name,
+        out.append(Claim(contrast=contrast, family=REGION, item=str(r.region), statistic_name=stat_name,
                          statistic=float(r.statistic), p=float(r.p_fwer), bound=float(r.score_star),
                          correction=f"{rule} over {J} regions", supported=bool(r.discriminates)))
     note = "" if s["latent_informative"] else (
@@ -104,7 +104,7 @@ def lrcp_claims(model, contrast: str) -> list:
         "absence): the score ranking is exploratory")
     for r in model.consensus_.itertuples():
         out.append(Claim(
-            contrast=contrast, family="lrcp", item=str(r.region), statistic_name="mean LRCP score S_j",
+            contrast=contrast, family=LRCP, item=str(r.region), statistic_name="mean LRCP score S_j",
             statistic=float(r.mean_score), p=float(r.p_fwer), bound=math.nan,
             correction=(f"tied to a relevant unit ({unit_family}) by a family-wise significant correlation ({rule} "
                         "over every discriminating region x every relevant unit), and the region's own test ({rule} "

@@ -156,10 +156,10 @@ def pc1_claims(table: pd.DataFrame, min_abs_r: float = 0.5) -> list:
         Bonferroni-adjusted p of the tracking test in [0, 1] (NaN when not computed), ``supported``
         copied, ``note`` = the row's reason or ``""``.
     """
-    from latentbids.analysis.claims import Claim
+    from latentbids.analysis.claims import PC1, Claim
 
     tested = int(table["p"].notna().sum())
-    return [Claim(contrast="", family="pc1", item=str(row.covariate), statistic_name="Pearson r",
+    return [Claim(contrast="", family=PC1, item=str(row.covariate), statistic_name="Pearson r",
                   statistic=float(row.r), p=float(row.p_bonferroni), bound=math.nan,
                   correction=(f"Fisher z test of |rho| <= {min_abs_r:g} against |rho| > {min_abs_r:g}, "
                               f"Bonferroni over {tested} global measure(s)"),

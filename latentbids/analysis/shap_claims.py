@@ -65,11 +65,11 @@ def shap_claims(result) -> list:
         held-out epsilon-insensitive loss in sd units of ``e``, ``p`` = ``p_full``, ``bound`` =
         ``Delta``; its ``note`` quotes SAR's measured power).
     """
-    from latentbids.analysis.claims import Claim
+    from latentbids.analysis.claims import SAR, SHAP, SHAP_REGIONS, Claim
 
     m = int(result.fits["cv_r2"].notna().sum())
     B = result.params.get("n_permutations", 0)
-    out = [Claim(contrast="", family="shap", item=str(f.model), statistic_name="surrogate CV R^2",
+    out = [Claim(contrast="", family=SHAP, item=str(f.model), statistic_name="surrogate CV R^2",
                  statistic=float(f.cv_r2), p=float(f.p_holm), bound=math.nan,
                  correction=(f"CV R^2 > {result.params.get('min_r2')} and permutation null ({B} refits on shuffled "
                              f"errors), Holm over {m} model(s)"),
@@ -79,7 +79,7 @@ def shap_claims(result) -> list:
     if held is not None:
         why = held.get("reason") or ""
         out.append(Claim(
-            contrast="", family="shap_regions", item=", ".join(held["region_names"]),
+            contrast="", family=SHAP_REGIONS, item=", ".join(held["region_names"]),
             statistic_name=f"held-out R^2 of the error on the top {held['m']} SHAP regions",
             statistic=float(held["r2"]), p=float(held["p"]), bound=math.nan,
             correction=(f"one test: regions chosen and ridge fitted on {held['n_select']} subjects, R^2 on the other "
@@ -89,7 +89,7 @@ def shap_claims(result) -> list:
                                        power_note()) if x)))
     sar = result.sar
     if sar is not None and not sar.get("reason"):
-        out.append(Claim(contrast="", family="sar", item=", ".join(sar["region_names"]),
+        out.append(Claim(contrast="", family=SAR, item=", ".join(sar["region_names"]),
                          statistic_name="SVR epsilon-insensitive loss (held-out half)", statistic=float(sar["l_emp"]),
                          p=float(sar["p_full"]), bound=float(sar["delta"]),
                          correction=(f"the paper's check, one test: regions chosen on {sar['n_select']} subjects, "

@@ -234,19 +234,19 @@ def vector_claims(vectors: dict, contrast: str, eta: float) -> list:
         ``bound`` = ``acc_star``) and a ``rub`` claim (``statistic`` = Gibbs accuracy, ``p`` = ``p_perm``,
         ``bound`` = ``acc_star`` of RUB).
     """
-    from latentbids.analysis.claims import Claim
+    from latentbids.analysis.claims import RUB, VECTOR_BOUND, Claim
 
     F = len(vectors)
     out = []
     for fold, vec in vectors.items():
         k = vec.get("d", 0)
-        out.append(Claim(contrast=contrast, family="vector_bound", item=f"{k}-unit latent vector", fold=str(fold),
+        out.append(Claim(contrast=contrast, family=VECTOR_BOUND, item=f"{k}-unit latent vector", fold=str(fold),
                          statistic_name="linear SVM in-sample accuracy", statistic=float(vec["accuracy"]),
                          p=math.nan, bound=float(vec["acc_star"]),
                          correction=f"bound Delta(n, d = {k}) at eta / {F} folds = {eta / F:.3g}",
                          supported=bool(vec["supported"]), note=str(vec.get("reason") or "")))
         r = vec.get("rub") or {}
-        out.append(Claim(contrast=contrast, family="rub", item=f"{k}-unit latent vector", fold=str(fold),
+        out.append(Claim(contrast=contrast, family=RUB, item=f"{k}-unit latent vector", fold=str(fold),
                          statistic_name="Gibbs (dropout) classifier accuracy",
                          statistic=float(r.get("gibbs_accuracy", math.nan)), p=float(r.get("p_perm", math.nan)),
                          bound=float(r.get("acc_star", math.nan)),

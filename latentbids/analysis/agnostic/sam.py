@@ -243,13 +243,13 @@ def sam_claims(sam: pd.DataFrame, contrast: str, n_permutations: int) -> list:
         One per row: ``statistic`` = in-sample accuracy in [0, 1], ``p`` = ``p_fwer`` (NaN without
         permutations), ``bound`` = ``acc_star``, ``note`` = the row's reason.
     """
-    from latentbids.analysis.claims import Claim
+    from latentbids.analysis.claims import SAM, Claim
 
     J = int(np.isfinite(sam["accuracy"].to_numpy(float)).sum())
     correction = (f"bound Delta(n, 1) and the max-statistic permutation p of the whole select-PLS-SVM pipeline "
                   f"over {J} regions ({n_permutations} permutations)")
     name = sam["region"] if "region" in sam else sam["region_index"]
-    return [Claim(contrast=contrast, family="sam", item=str(item), statistic_name="SAM in-sample accuracy",
+    return [Claim(contrast=contrast, family=SAM, item=str(item), statistic_name="SAM in-sample accuracy",
                   statistic=float(row.accuracy), p=float(row.p_fwer), bound=float(row.acc_star),
                   correction=correction, supported=bool(row.supported), note=str(row.reason or ""))
             for item, row in zip(name, sam.itertuples())]

@@ -36,7 +36,7 @@ class _Page:
 
     def section(self, sid: str, report: GroupReport) -> str:
         try:
-            return RENDERERS[sid](report, self)
+            return RENDERERS[sid](report, self) + sections_claims.family_claims(report, sid)
         except Exception as exc:  # a section never kills the page
             LOGGER.warning("group report: section %s failed", sid, exc_info=True)
             msg = f"Section '{sid}' failed to render ({type(exc).__name__}: {exc})"

@@ -10,6 +10,20 @@ import math
 
 import pandas as pd
 
+from latentbids.analysis.claims import (
+    CLAIM_FAMILIES,
+    LATENT_VECTOR,
+    LRCP,
+    PC1,
+    REGION,
+    RUB,
+    SAM,
+    SAR,
+    SHAP,
+    SHAP_REGIONS,
+    UNIT,
+    VECTOR_BOUND,
+)
 from latentbids.analysis.power import detectable_loss
 from latentbids.analysis.verdicts import contrast_verdicts
 from latentbids.reports.group.figure_lrcp import lrcp_bar_figure, lrcp_heatmap_figure
@@ -18,6 +32,10 @@ from latentbids.reports.group.format import _esc, _fmt, _kv_table, _nc, _table
 
 #: columns of a claims table in the report
 CLAIM_COLUMNS = ["family", "contrast", "fold", "item", "statistic_name", "statistic", "p", "bound", "correction"]
+#: the families whose claims the sections render by hand (tables, figures); any other registered family is
+#: shown in the section it declares by :func:`family_claims`
+RENDERED_BY_HAND = frozenset({UNIT, REGION, LRCP, SAM, LATENT_VECTOR, VECTOR_BOUND, RUB, SAR, SHAP, SHAP_REGIONS,
+                              PC1})
 
 
 def _ul(items, cls: str = "verdicts") -> str:
@@ -34,6 +52,19 @@ def _claims_table(claims, what: str = "claims") -> str:
 
 def _verdict_mark(supported: bool) -> str:
     return "supported" if supported else "not supported"
+
+
+def family_claims(report, sid: str) -> str:
+    """The claims of every registered family that declares section ``sid`` and is not rendered by hand: what a
+    supported claim says, the family's rule and its claims table ("" when there is none)."""
+    parts = []
+    for family in CLAIM_FAMILIES.values():
+        claims = report.analysis.claims.select(family.name)
+        if family.section != sid or family.name in RENDERED_BY_HAND or not claims:
+            continue
+        parts.append(f"<h3>{_esc(family.meaning)} (<code>{_esc(family.name)}</code>)</h3><p class='note'>Rule: "
+                     f"{_esc(family.rule)}.</p>" + _claims_table(claims, f"{family.name} claims"))
+    return "\n".join(parts)
 
 
 def section_summary(report, page) -> str:
@@ -66,10 +97,10 @@ def section_lrcp(report, page) -> str:
     for c in a.contrasts:
         parts.append(f"<h3>{_esc(c.name)}</h3>")
         parts.append(_ul(contrast_verdicts(a.claims, c.name, c.n, c.n_per_class, report.eta)))
-        ref_units = a.claims.select("unit", c.name)
+        ref_units = a.claims.select(UNIT, c.name)
         relevant = {u.item for u in ref_units if u.supported and u.fold == c.reference_fold}
-        positive = set(a.claims.supported_items("lrcp", c.name))
-        exploratory = any(x.exploratory for x in a.claims.select("lrcp", c.name))
+        positive = set(a.claims.supported_items(LRCP, c.name))
+        exploratory = any(x.exploratory for x in a.claims.select(LRCP, c.name))
         assoc = c.lrcp.association_
         assoc = assoc[assoc["fold"].astype(str) == c.reference_fold]
         parts.append(page.figure(lrcp_heatmap_figure, assoc, c.lrcp.consensus_, relevant, title=c.name,
@@ -100,7 +131,7 @@ def section_shap(report, page) -> str:
                    or "no SHAP results")
     res = s.result
     claims = report.analysis.claims
-    shap_claims = {c.item: c for c in claims.select("shap")}
+    shap_claims = {c.item: c for c in claims.select(SHAP)}
     items = [f"{m}: {_verdict_mark(c.supported)} (CV R^2 = {_fmt(c.statistic)}, Holm-adjusted p = {_fmt(c.p, 'p')})"
              + (f"; {c.note}" if c.note else "") for m, c in shap_claims.items()]
     parts = [_ul(items), f"<p class='note'>{_esc(next(iter(shap_claims.values())).correction)}. A supported "
@@ -134,7 +165,7 @@ def section_shap(report, page) -> str:
 
 def _section_shap_regions(claims, res) -> str:
     """The held-out test of the top regions (the verdict) and SAR beside it (the paper's check)."""
-    held, sar = claims.select("shap_regions"), claims.select("sar")
+    held, sar = claims.select(SHAP_REGIONS), claims.select(SAR)
     parts = ["<h3>Top SHAP regions on held-out subjects (chosen on one half, tested on the other)</h3>"]
     if held:
         parts.append(_claims_table(held, "tests") + f"<p>{_esc(_verdict_mark(held[0].supported))}: "
@@ -166,19 +197,19 @@ def section_agnostic(report, page) -> str:
              "and the family-wise permutation p of the whole voxel-selection pipeline to agree.</p>"]
     for c in a.contrasts:
         parts.append(f"<h3>{_esc(c.name)}</h3>")
-        tests = [t for f in ("latent_vector", "vector_bound", "rub") for t in a.claims.select(f, c.name)]
+        tests = [t for f in (LATENT_VECTOR, VECTOR_BOUND, RUB) for t in a.claims.select(f, c.name)]
         rows = [{"family": t.family, "fold": t.fold, "test": t.item, "statistic": t.statistic_name,
                  "value": t.statistic, "bound": t.bound, "p": t.p, "verdict": _verdict_mark(t.supported),
                  "why": t.note or t.correction} for t in tests]
         parts.append(_table(pd.DataFrame(rows), max_rows=40, what="tests"))
-        sam = a.claims.select("sam", c.name)
+        sam = a.claims.select(SAM, c.name)
         frame = c.sam[["region", "n_selected", "accuracy", "acc_star", "chance", "passes_bound", "p_fwer"]].copy()
         frame["claim"] = [_verdict_mark(x.supported) for x in sam] if len(sam) == len(frame) else "n/a"
         frame = frame.sort_values("accuracy", ascending=False, kind="mergesort")
         n_ok = sum(x.supported for x in sam)
         parts.append(f"<h4>SAM per region ({n_ok} supported; sorted by accuracy)</h4>"
                      + _table(frame, what="regions"))
-        units = [u for u in a.claims.select("unit", c.name)]
+        units = [u for u in a.claims.select(UNIT, c.name)]
         best = max(units, key=lambda u: u.statistic if math.isfinite(u.statistic) else -1, default=None)
         if best is not None:
             parts.append("<p>Best latent unit: " + _esc(f"fold {best.fold} {best.item}, {best.statistic_name} "

@@ -8,6 +8,7 @@ import re
 
 import pandas as pd
 
+from latentbids.analysis.claims import PC1
 from latentbids.analysis.projection_registry import shared_clauses
 from latentbids.reports.group.figure_projections import projection_figure
 from latentbids.reports.group.figures import _curves_png, error_by_class_figure
@@ -98,7 +99,7 @@ def section_projections(report, page) -> str:
     if res.pc1 is None:
         parts.append(_nc("PC1 correlations", "no PC1 scores"))
     else:
-        claims = {c.item: c for c in report.analysis.claims.select("pc1")}
+        claims = {c.item: c for c in report.analysis.claims.select(PC1)}
         table = res.pc1.drop(columns=["supported"]).assign(
             claim=[("supported" if claims[c].supported else "not supported") if c in claims else "n/a"
                    for c in res.pc1["covariate"]])

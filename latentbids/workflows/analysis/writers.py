@@ -13,6 +13,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
+from latentbids.analysis.claims import LRCP, SHAP
 from latentbids.analysis.maps import paint_regions, shap_map_naming
 from latentbids.analysis.projection_registry import PROJECTION_METHODS, join_names
 from latentbids.bids.naming import entity_label
@@ -90,7 +91,7 @@ def write_contrast(inp, res, claims, settings) -> dict:
     }
     files = {k: str(v) for k, v in files.items()}
     scores = m.consensus_.set_index("region_index")["mean_score"]
-    supported = set(claims.supported_items("lrcp", res.name))
+    supported = set(claims.supported_items(LRCP, res.name))
     positive = m.consensus_.set_index("region_index")["region"].isin(supported)
     if positive.any():
         files["lrcp_map"] = _write_map(inp, scores.where(positive, 0.0), "lrcp", d,
@@ -137,7 +138,7 @@ def write_shap(inp, section, claims, settings) -> dict:
     if long:
         files["shap_values"] = write_tsv(pd.concat(long, ignore_index=True), inp.path("shap", ".tsv", True))
     files = {k: str(v) for k, v in files.items()}
-    supported = set(claims.supported_items("shap"))
+    supported = set(claims.supported_items(SHAP))
     for model in (res.values or {}):
         imp = res.importance[res.importance["model"] == model].set_index("region_index")["importance"]
         desc, extra = shap_map_naming(entity_label(model), model in supported)
