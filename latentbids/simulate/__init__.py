@@ -2,12 +2,14 @@
 
 Modules, one job each: :mod:`.spec` (options and their checks), :mod:`.anatomy` (template head
 model, smooth deformations, pose), :mod:`.effects` (individual GM variation, age atrophy, planted
-regional loss), :mod:`.t1w` (intensity synthesis), :mod:`.bids_writer` (BIDS files),
-:mod:`.cohort` (orchestration, :func:`simulate_cohort`).
+loss in regions of the effect atlas or in spheres), :mod:`.truth_overlap` (which regions of AAL,
+AAL3 and HCPEx hold each planted loss), :mod:`.t1w` (intensity synthesis), :mod:`.bids_writer`
+(BIDS files), :mod:`.cohort` (orchestration, :func:`simulate_cohort`).
 
 Output layout (raw mode)::
 
     OUT_DIR/dataset_description.json  README.md  .bidsignore  simulation.json
+                                       (PlantedEffects, PlantedEffectsOverlap: the truth record)
     OUT_DIR/participants.tsv  participants.json      (participant_id group age sex TIV severity)
     OUT_DIR/sub-<l>/anat/sub-<l>_T1w.nii.gz (+ .json)
     OUT_DIR/derivatives/truth/dataset_description.json

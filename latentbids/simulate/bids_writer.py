@@ -69,9 +69,18 @@ def dataset_description(kind: str, spec_dict: dict) -> dict:
     return desc
 
 
+def _effect_text(effect: dict) -> str:
+    if effect.get("center_mm") is not None:
+        x, y, z = effect["center_mm"]
+        return f"sphere of {effect['radius_mm']:g} mm around MNI ({x:g}, {y:g}, {z:g}) mm: {effect['percent']:g} %"
+    return f"{','.join(effect['regions'])}: {effect['percent']:g} %"
+
+
 def readme(spec_dict: dict, kind: str) -> str:
     effects = spec_dict["effects"] or []
-    planted = "; ".join(f"{','.join(e['regions'])}: {e['percent']:g} %" for e in effects) or "none"
+    planted = "; ".join(_effect_text(e) for e in effects) or "none"
+    if any(e["regions"] for e in effects) and spec_dict.get("atlas", "AAL") != "AAL":
+        planted += f" (regions of {spec_dict['atlas']})"
     groups = ", ".join(
         f"{g['name']} (mean severity {g['mean_severity']:g})" for g in spec_dict["groups"]
     )
@@ -87,7 +96,8 @@ def readme(spec_dict: dict, kind: str) -> str:
         f"- Global GM loss with age: {spec_dict['age_effect']:g} % per decade",
         f"- TIV confound: {spec_dict['tiv_confound']:g} (fractional TIV reduction at severity 1)",
         "",
-        "simulation.json records every parameter and each subject's hidden draws.",
+        "simulation.json records every parameter and each subject's hidden draws, and "
+        "(PlantedEffectsOverlap) the regions of AAL, AAL3 and HCPEx holding each planted effect's loss.",
     ]
     if kind == "raw":
         lines.append(

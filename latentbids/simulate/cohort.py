@@ -23,15 +23,17 @@ from latentbids.bids.naming import raw_uri
 from latentbids.errors import UsageError
 from latentbids.simulate import bids_writer
 from latentbids.simulate.anatomy import Deformation, head_model, random_deformation, smooth_field
-from latentbids.simulate.effects import get_atlas_grid, loss_map, subject_tissues
+from latentbids.simulate.effects import check_footprints, get_atlas_grid, loss_map, subject_tissues
 from latentbids.simulate.spec import (
     Effect,
     SimulationSpec,
+    check_effect_atlas,
     check_effects,
     check_spec,
     parse_groups,
 )
 from latentbids.simulate.t1w import Contrast, synthesize_t1w
+from latentbids.simulate.truth_overlap import planted_effects_overlap
 
 LOG = logging.getLogger("latentbids.simulate")
 
@@ -55,8 +57,22 @@ class Subject:
     deformation: Deformation | None = None  # template -> scanner map (for tests and QC)
 
 
+def _planted_effect(effect: Effect, atlas) -> dict:
+    """One ``PlantedEffects`` entry: regions and their labels; a blob has none but its sphere."""
+    entry = {"Regions": list(effect.regions), "RegionIndices": [atlas.index[r] for r in effect.regions],
+             "Percent": effect.percent}
+    if effect.is_blob:
+        entry["Blob"] = {"CenterMM": list(effect.center_mm), "RadiusMM": effect.radius_mm}
+    return entry
+
+
 def _simulation_record(spec, spec_dict: dict, head, hidden: list) -> dict:
-    """``simulation.json``: the generator, seed, template, atlas, every planted effect and subject draw."""
+    """``simulation.json``: the generator, seed, template, atlas, every planted effect and subject draw.
+
+    ``Atlas`` is the effect atlas (the one region effects name); ``PlantedEffectsOverlap`` says, per
+    planted effect, which regions of AAL, AAL3 and HCPEx hold its loss
+    (:func:`latentbids.simulate.truth_overlap.planted_effects_overlap`).
+    """
     atlas = get_atlas_grid(head, spec.atlas)
     return {
         "GeneratedBy": {"Name": bids_writer.GENERATOR, "Version": __version__},
@@ -64,10 +80,8 @@ def _simulation_record(spec, spec_dict: dict, head, hidden: list) -> dict:
         "NSubjects": int(spec.n_subjects),
         "Template": {"Space": head.space, "Resolution": spec.resolution, "Source": head.source},
         "Atlas": {"Name": atlas.name, "Source": atlas.source},
-        "PlantedEffects": [
-            {"Regions": list(e.regions), "RegionIndices": [atlas.index[r] for r in e.regions], "Percent": e.percent}
-            for e in spec.effects
-        ],
+        "PlantedEffects": [_planted_effect(e, atlas) for e in spec.effects],
+        "PlantedEffectsOverlap": planted_effects_overlap(spec.effects, spec.atlas, head),
         "Groups": spec_dict["groups"],
         "TruthMaps": "." if spec.gm_only else bids_writer.TRUTH_DIR.as_posix(),
         "Parameters": spec_dict,
@@ -144,7 +158,9 @@ def _coerce_effects(effects) -> list:
         effects = [effects]
     out = []
     for e in effects:
-        if isinstance(e, dict):
+        if isinstance(e, dict) and e.get("center_mm") is not None:
+            e = Effect((), float(e["percent"]), tuple(float(v) for v in e["center_mm"]), float(e["radius_mm"]))
+        elif isinstance(e, dict):
             e = Effect(tuple(e["regions"]), float(e["percent"]))
         elif isinstance(e, tuple) and len(e) == 2 and not isinstance(e, Effect):
             regions, percent = e
@@ -159,9 +175,11 @@ def build_spec(n_subjects: int, seed: int, effects=(), groups=("CN", "AD"),
     """A checked :class:`SimulationSpec` (raises UsageError on bad options)."""
     spec = SimulationSpec(n_subjects=n_subjects, seed=seed, groups=parse_groups(groups), **options)
     check_spec(spec)
+    check_effect_atlas(spec.atlas)
     head = head_model(spec.resolution, spec.space)
     atlas = get_atlas_grid(head, spec.atlas)
-    spec.effects = check_effects(_coerce_effects(effects), atlas.names)
+    spec.effects = check_effects(_coerce_effects(effects), atlas.names, atlas.name)
+    check_footprints(spec.effects, atlas, head.gm, spec.resolution)
     return spec
 
 
@@ -202,7 +220,9 @@ def simulate_cohort(
     n_subjects, seed : int
         Cohort size and master seed (subject ``i`` uses ``default_rng([seed, i])``).
     effects : iterable
-        ``"REGION[,REGION]:PERCENT"`` strings, :class:`Effect`, ``(regions, percent)`` or dicts.
+        ``"REGION[,REGION]:PERCENT"`` (regions of the effect atlas, ``atlas`` option) or
+        ``"blob:X,Y,Z,RADIUS_MM:PERCENT"`` (a sphere around an MNI point) strings, :class:`Effect`,
+        ``(regions, percent)`` or dicts (:meth:`Effect.to_dict`).
     groups : str or sequence
         Groups from healthy to most affected, e.g. ``"CN,MCI,AD"`` (mean severities 0, 0.5, 1).
     gm_only : bool
@@ -214,12 +234,15 @@ def simulate_cohort(
         (``derivatives/latentbids``), so the group level runs on them without the participant level.
     **options
         Any other :class:`SimulationSpec` field (``severity_spread``, ``age_range``, ``age_effect``,
-        ``tiv_confound``, ``deformation_mm``, ``gm_variability``, ``noise_scale``, ``voxel_size``).
+        ``tiv_confound``, ``deformation_mm``, ``gm_variability``, ``noise_scale``, ``voxel_size``,
+        ``atlas``: the effect atlas, AAL by default, or AAL3, HCPEx, a label NIfTI path).
 
     Layout (raw mode): ``sub-<l>/anat/sub-<l>_T1w.nii.gz`` (+ JSON), participants.tsv/json,
     simulation.json, and
     ``derivatives/truth/sub-<l>/anat/sub-<l>_space-<tpl>_res-<r>_label-GM_probseg``
     (+ ``desc-modulated``).  ``--gm-only``: the same GM maps at the root of a derivative dataset.
+    simulation.json's ``PlantedEffectsOverlap`` gives, per planted effect, the regions of AAL, AAL3
+    and HCPEx that hold its GM loss and their shares.
     """
     try:
         options["age_range"] = tuple(float(a) for a in options.get("age_range", (60.0, 85.0)))
