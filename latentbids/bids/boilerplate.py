@@ -147,9 +147,22 @@ def _cite(key: str) -> tuple[str, str]:
     return ("cite", key)
 
 
-def build_boilerplate(config, templates=(), atlas=None) -> Boilerplate:
+#: the analysis sentence when the caller passes none: the built-in projection methods and claim families, as
+#: :func:`latentbids.analysis.methods_text.analysis_boilerplate` says them (this layer cannot import the
+#: analysis; tests/analysis/test_registries.py keeps the two equal)
+DEFAULT_ANALYSES = (" The latent space was read with PCA, t-SNE ", _cite("tsne"), ", UMAP ", _cite("umap"),
+                    " and PLS projections (scikit-learn ", _cite("sklearn"), "), latent-region correspondence "
+                    "(LRCP), SHAP explanations of the reconstruction error ", _cite("shap"),
+                    " and statistical agnostic bounds and mapping ", _cite("sam"), ".")
+
+
+def build_boilerplate(config, templates=(), atlas=None, analyses=None) -> Boilerplate:
     """The methods text of a resolved ``config`` (``--sloppy`` already applied to its ``[anat]``
-    values, :func:`latentbids.settings.resolve_config`) and its grids/atlas."""
+    values, :func:`latentbids.settings.resolve_config`) and its grids/atlas.
+
+    ``analyses``: the sentence that says how the latent space was read, as text and ``("cite", key)``
+    pieces: :func:`latentbids.analysis.methods_text.analysis_boilerplate` (every registered projection
+    method and claim family); default :data:`DEFAULT_ANALYSES` (the built-in ones)."""
     from latentbids.config import package_versions
 
     v = package_versions()
@@ -198,11 +211,11 @@ def build_boilerplate(config, templates=(), atlas=None) -> Boilerplate:
                 "reused and resampled onto the template grid (no segmentation was run for those images)."]
     bp.sections = [("Participant level", [intro, anat])]
     if ex.analysis_level == "group":  # a participant run trained nothing: its text says nothing of a model
-        bp.sections.append(("Group level", [_group_paragraph(config, v)]))
+        bp.sections.append(("Group level", [_group_paragraph(config, v, analyses)]))
     return bp
 
 
-def _group_paragraph(config, v: dict) -> list:
+def _group_paragraph(config, v: dict, analyses=None) -> list:
     """What the group level did: train (or, with ``--model``, only encode with an existing model) and,
     unless ``--skip-analysis`` or ``--fold``, read the latent space."""
     mo, ex = config.model, config.execution
@@ -219,17 +232,15 @@ def _group_paragraph(config, v: dict) -> list:
                      f"early stopping after {mo.patience}, learning rate {mo.learning_rate}, batch size "
                      f"{mo.batch_size}, seed {ex.random_seed})."]
     if config.analysis.enabled and not mo.fold:
-        paragraph += [" The latent space was read with PCA, t-SNE ", _cite("tsne"), ", UMAP ", _cite("umap"),
-                      " and PLS projections (scikit-learn ", _cite("sklearn"), "), latent-region correspondence "
-                      "(LRCP), SHAP explanations of the reconstruction error ", _cite("shap"),
-                      " and statistical agnostic bounds and mapping ", _cite("sam"), "."]
+        paragraph += list(DEFAULT_ANALYSES if analyses is None else analyses)
     return paragraph
 
 
-def write_boilerplate(output_dir: str | os.PathLike, config, templates=(), atlas=None) -> list[Path]:
-    """Write ``logs/CITATION.md`` and ``logs/CITATION.html`` (atomically); return their paths."""
+def write_boilerplate(output_dir: str | os.PathLike, config, templates=(), atlas=None, analyses=None) -> list[Path]:
+    """Write ``logs/CITATION.md`` and ``logs/CITATION.html`` (atomically); return their paths (``analyses``: as
+    in :func:`build_boilerplate`)."""
     from latentbids.utils.atomic import write_text
 
-    bp = build_boilerplate(config, templates, atlas)
+    bp = build_boilerplate(config, templates, atlas, analyses)
     logs = Path(output_dir) / "logs"
     return [write_text(logs / "CITATION.md", bp.markdown()), write_text(logs / "CITATION.html", bp.html())]
