@@ -1,7 +1,8 @@
 """What the group-level analysis hands to its writers and to the report: typed, frozen results.
 
-Each section of the analysis (projections, one result per contrast, SHAP) returns one of these, with the
-claims it makes; :class:`AnalysisResult` collects them with the claims list.  The report renders these
+Each section of the analysis (projections, one result per contrast, SHAP) returns a :class:`SectionResult`:
+its result (one of the types below), its tables, the claims it makes and its notes; :class:`AnalysisResult`
+collects them with the claims list.  The report renders these
 objects and decides nothing itself: every verdict it shows comes from a :class:`~latentbids.analysis.
 claims.Claim`.
 """
@@ -13,6 +14,37 @@ from pathlib import Path
 import pandas as pd
 
 from latentbids.analysis.claims import ClaimsList
+
+
+@dataclass(frozen=True)
+class SectionResult:
+    """What every analysis section returns (``run_projections``, ``run_contrast``, ``run_shap`` of
+    ``latentbids.workflows.analysis``): named fields, the same for every section.
+
+    Attributes
+    ----------
+    result : ProjectionResult, ContrastResult, ShapSection or None
+        The section's typed result; None when the section was skipped (``notes`` says why).
+    tables : dict of str to pandas.DataFrame, default={}
+        Tables the section hands to its writer besides ``result`` (the projections section: ``"projections"``,
+        the coordinates of every fold, one row per map and fold).
+    claims : tuple of Claim, default=()
+        The claims the section makes, in order.
+    notes : tuple of str, default=()
+        What the user must be told (a skipped contrast, the error SHAP explains in fit-all mode).
+    """
+
+    result: object = None
+    tables: dict = field(default_factory=dict)
+    claims: tuple = ()
+    notes: tuple[str, ...] = ()
+
+    def __getitem__(self, index):
+        """``section[0]`` is ``section.result`` (every section's old tuple began with it); nothing else is
+        positional, so unpacking a ``SectionResult`` like the old tuples fails instead of misreading it."""
+        if index == 0:
+            return self.result
+        raise TypeError("SectionResult: read the named fields (result, tables, claims, notes)")
 
 
 @dataclass(frozen=True)

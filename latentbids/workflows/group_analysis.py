@@ -125,34 +125,32 @@ def run_group_analysis(config, group_result: GroupLevelResult, atlas) -> Analysi
 
     projections = None
     got = sec.run("projections", run_projections, inp, settings, seed)
-    if got:
-        projections, table, pc1 = got
-        claims.extend(pc1)
-        files.update(writers.write_projections(inp, projections, table, seed))
+    if got is not None:
+        projections = got.result
+        claims.extend(got.claims)
+        files.update(writers.write_projections(inp, projections, got.tables["projections"], seed))
 
     contrasts = []
     for a, b in inp.contrasts:
         got = sec.run(f"contrast {a} vs {b}", run_contrast, inp, settings, seed, a, b)
         if got is None:
             continue
-        result, made, note = got
-        if result is None:
-            notes.append(note)
+        notes.extend(got.notes)
+        if got.result is None:  # skipped: the note says why
             continue
-        claims.extend(made)
-        contrasts.append(result)
-        files.update(writers.write_contrast(inp, result, claims, settings))
+        claims.extend(got.claims)
+        contrasts.append(got.result)
+        files.update(writers.write_contrast(inp, got.result, claims, settings))
     if not inp.contrasts:
         sec.skipped["lrcp"] = "no contrast: " + ("; ".join(inp.notes) or "fewer than two labels")
 
     shap = None
     if len(inp.records) >= MIN_SHAP_MAPS:
         got = sec.run("shap", run_shap, inp, settings, seed, max(1, int(config.execution.nprocs or 1)))
-        if got:
-            shap, made, note = got
-            claims.extend(made)
-            if note:
-                notes.append(note)
+        if got is not None:
+            shap = got.result
+            claims.extend(got.claims)
+            notes.extend(got.notes)
             files.update(writers.write_shap(inp, shap, claims, settings))
     else:
         sec.skipped["shap"] = f"{len(inp.records)} maps: SHAP needs at least {MIN_SHAP_MAPS}"

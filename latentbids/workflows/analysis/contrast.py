@@ -16,7 +16,7 @@ from latentbids.analysis.cohort import contrast_name
 from latentbids.analysis.latent_vector import held_out_claim, held_out_test
 from latentbids.analysis.lrcp import LRCP
 from latentbids.analysis.lrcp_claims import lrcp_claims
-from latentbids.analysis.results import ContrastResult
+from latentbids.analysis.results import ContrastResult, SectionResult
 from latentbids.bids.naming import latent_columns
 from latentbids.utils.progress import step
 
@@ -40,12 +40,13 @@ def _voxels(inp, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return X, inp.atlas_box.ravel()[vox]
 
 
-def run_contrast(inp, settings, seed: int, a: str, b: str) -> tuple[ContrastResult | None, list, str]:
-    """Test one contrast; returns ``(result, claims, note)`` (result None, with the note, when skipped)."""
+def run_contrast(inp, settings, seed: int, a: str, b: str) -> SectionResult:
+    """Test one contrast: ``result`` (a :class:`ContrastResult`) and its ``claims``; when it is skipped,
+    ``result`` is None and ``notes`` says why."""
     rows, y = contrast_rows(inp, a, b)
     name = f"{a} vs {b}"
     if min((y == 0).sum(), (y == 1).sum()) < 2:
-        return None, [], f"contrast {name} skipped: fewer than 2 usable subjects in a class"
+        return SectionResult(notes=(f"contrast {name} skipped: fewer than 2 usable subjects in a class",))
     G = inp.adjust(inp.G, rows)
     index = inp.regions["index"].to_numpy()
     names = inp.regions["name"].tolist()
@@ -77,4 +78,4 @@ def run_contrast(inp, settings, seed: int, a: str, b: str) -> tuple[ContrastResu
     result = ContrastResult(name=name, desc=contrast_name(a, b), labels=(a, b), n=len(rows),
                             n_per_class={a: int((y == 0).sum()), b: int((y == 1).sum())}, lrcp=lrcp, sam=sam,
                             vectors=vectors, reference_fold=inp.reference_fold, held_out=held_out)
-    return result, claims, ""
+    return SectionResult(result=result, claims=tuple(claims))

@@ -9,7 +9,7 @@ import pandas as pd
 from latentbids.analysis.pc1 import pc1_claims, pc1_correlations
 from latentbids.analysis.projection_registry import PROJECTION_METHODS
 from latentbids.analysis.projections import project_latents
-from latentbids.analysis.results import ProjectionResult
+from latentbids.analysis.results import ProjectionResult, SectionResult
 
 
 def _primary_labels(inp) -> tuple[np.ndarray, str | None]:
@@ -39,8 +39,9 @@ def _method_params(settings) -> dict:
             if hasattr(settings, key)}
 
 
-def run_projections(inp, settings, seed: int) -> tuple[ProjectionResult, pd.DataFrame, list]:
-    """Returns the result (reference fold), the table of every fold, and the PC1 claims."""
+def run_projections(inp, settings, seed: int) -> SectionResult:
+    """The section: ``result`` (a :class:`ProjectionResult`, reference fold), ``tables["projections"]`` (the
+    coordinates of every fold) and ``claims`` (PC1's)."""
     y, pls_contrast = _primary_labels(inp)
     params = _method_params(settings)
     frames, metas = [], {}
@@ -70,4 +71,4 @@ def run_projections(inp, settings, seed: int) -> tuple[ProjectionResult, pd.Data
                                eta=settings.eta, min_abs_r=settings.pc1_min_abs_r)
         claims = pc1_claims(pc1, settings.pc1_min_abs_r)
     result = ProjectionResult(table=ref, meta=metas, pc1=pc1, pls_contrast=pls_contrast)
-    return result, table, claims
+    return SectionResult(result=result, tables={"projections": table}, claims=tuple(claims))

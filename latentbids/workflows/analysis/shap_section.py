@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from latentbids.analysis.results import ShapSection
+from latentbids.analysis.results import SectionResult, ShapSection
 from latentbids.analysis.shap_error import explain_error, shap_claims
 
 
@@ -35,9 +35,9 @@ def error_target(inp) -> tuple[np.ndarray, str | None]:
     return e, None
 
 
-def run_shap(inp, settings, seed: int, n_jobs: int) -> tuple[ShapSection, list, str | None]:
-    """Returns the section, its claims (SHAP models, the top regions' held-out test, SAR) and a note for the
-    analysis log (or None)."""
+def run_shap(inp, settings, seed: int, n_jobs: int) -> SectionResult:
+    """The section: ``result`` (a :class:`ShapSection`), its ``claims`` (SHAP models, the top regions' held-out
+    test, SAR) and ``notes`` (what the error explained is, in fit-all mode)."""
     rows = np.flatnonzero(inp.usable)
     e, note = error_target(inp)
     target = e[rows]
@@ -57,4 +57,4 @@ def run_shap(inp, settings, seed: int, n_jobs: int) -> tuple[ShapSection, list, 
         region_permutations=settings.shap_region_permutations, n_jobs=n_jobs)
     features = pd.DataFrame(G, columns=inp.regions["index"].to_numpy())
     section = ShapSection(result=res, features=features, regions=inp.regions)
-    return section, shap_claims(res), note
+    return SectionResult(result=section, claims=tuple(shap_claims(res)), notes=(note,) if note else ())
