@@ -1,4 +1,5 @@
-"""Cross-validated accuracy of one-feature logistic regressions: a description, never a verdict.
+"""Cross-validated accuracy of one-feature logistic regressions, and LRCP's cross-validated R^2 of each region
+on the latents: descriptions, never verdicts.
 
 LRCP shows it next to the in-sample family-wise statistics of :mod:`latentbids.analysis.discriminability`
 so a reader sees how well one unit or region predicts held-out subjects.  It is column-vectorised (one
@@ -9,6 +10,53 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.special import expit
+
+#: Ridge penalties searched (by efficient leave-one-out) when regressing each region on the latents.
+RIDGE_ALPHAS = np.logspace(-3, 3, 13)
+
+
+def cv_ridge_r2(Z: np.ndarray, G: np.ndarray, cv: int, random_state: int):
+    """Cross-validated R^2 of each column of ``G`` regressed on all of ``Z`` (``A_j`` of METHOD.md).
+
+    One multi-output ``RidgeCV`` (penalty chosen per region by efficient leave-one-out inside each
+    training fold) under ``KFold(shuffle=True, random_state)``; predictions pooled with
+    ``cross_val_predict`` and scored with ``r2_score`` per region.  Constant regions are NaN.
+
+    Parameters
+    ----------
+    Z : ndarray of shape (n_subjects, n_units)
+        Standardised latent codes (the predictors).
+    G : ndarray of shape (n_subjects, n_regions)
+        Standardised regional GM (one regression per column).
+    cv : int
+        Folds requested (clipped to ``n_subjects // 2``).
+    random_state : int
+        Seed of the folds.
+
+    Returns
+    -------
+    r2 : ndarray of shape (n_regions,)
+        Cross-validated R^2 per region (at most 1; NaN for a constant region, or all NaN below 4 subjects).
+    reason : str or None
+        Why every value is NaN, or None.
+    """
+    from sklearn.linear_model import RidgeCV
+    from sklearn.metrics import r2_score
+    from sklearn.model_selection import KFold, cross_val_predict
+
+    n = Z.shape[0]
+    n_splits = min(int(cv), n // 2)
+    if n_splits < 2:
+        return np.full(G.shape[1], np.nan), f"A_j needs at least 4 subjects for 2 folds (got {n})"
+    model = RidgeCV(alphas=RIDGE_ALPHAS, alpha_per_target=True)
+    folds = KFold(n_splits=n_splits, shuffle=True, random_state=random_state)
+    pred = cross_val_predict(model, Z, G, cv=folds)
+    if pred.ndim == 1:
+        pred = pred[:, None]
+    r2 = r2_score(G, pred, multioutput="raw_values")
+    r2 = np.asarray(r2, dtype=float)
+    r2[~np.any(G != 0.0, axis=0)] = np.nan  # standardised constant columns
+    return r2, None
 
 
 def cv_logistic_accuracy(X: np.ndarray, y: np.ndarray, cv: int, random_state: int, C: float = 1.0):

@@ -275,9 +275,10 @@ def family_test(X, y01, *, statistic: str = "balanced", method: str = "permutati
 
     Parameters
     ----------
-    X : array (N, P)
-        The family: e.g. every latent unit of every fold of one contrast, or every region.
-    y01 : array (N,)
+    X : ndarray of shape (n_subjects, n_features)
+        The family: e.g. every latent unit of every fold of one contrast (``n_folds * n_units`` columns), or
+        every region (``n_regions``).
+    y01 : ndarray of shape (n_subjects,)
         0/1 labels with both classes present.
     statistic : {"welch", "auc", "balanced", "majority"}
         Welch's |t| and |AUC - 0.5| (:mod:`latentbids.analysis.mean_shift`) or the best-threshold scores.

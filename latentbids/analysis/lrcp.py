@@ -36,46 +36,13 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from latentbids.analysis import effect_sizes, stats
-from latentbids.analysis.cv_accuracy import cv_logistic_accuracy
+from latentbids.analysis.cv_accuracy import cv_logistic_accuracy, cv_ridge_r2
 from latentbids.analysis.discriminability import FamilyTest, family_test
 from latentbids.analysis.lrcp_claims import lrcp_statement
 from latentbids.analysis.rankings import consensus, rank_regions, ranking_stability
 from latentbids.errors import UsageError
 
 CORRECTIONS = ("fdr_bh", "bonferroni", "permutation")
-
-#: Ridge penalties searched (by efficient leave-one-out) when regressing each region on the latents.
-RIDGE_ALPHAS = np.logspace(-3, 3, 13)
-
-
-# --------------------------------------------------------------------------------------------------
-# Per-feature discriminability helpers
-
-
-def _cv_r2(Z: np.ndarray, G: np.ndarray, cv: int, random_state: int):
-    """Cross-validated R^2 of each column of ``G`` regressed on all of ``Z`` (A_j of METHOD.md).
-
-    One multi-output ``RidgeCV`` (penalty chosen per region by efficient leave-one-out inside each
-    training fold) under ``KFold(shuffle=True, random_state)``; predictions pooled with
-    ``cross_val_predict`` and scored with ``r2_score`` per region.  Constant regions are NaN.
-    """
-    from sklearn.linear_model import RidgeCV
-    from sklearn.metrics import r2_score
-    from sklearn.model_selection import KFold, cross_val_predict
-
-    n = Z.shape[0]
-    n_splits = min(int(cv), n // 2)
-    if n_splits < 2:
-        return np.full(G.shape[1], np.nan), f"A_j needs at least 4 subjects for 2 folds (got {n})"
-    model = RidgeCV(alphas=RIDGE_ALPHAS, alpha_per_target=True)
-    folds = KFold(n_splits=n_splits, shuffle=True, random_state=random_state)
-    pred = cross_val_predict(model, Z, G, cv=folds)
-    if pred.ndim == 1:
-        pred = pred[:, None]
-    r2 = r2_score(G, pred, multioutput="raw_values")
-    r2 = np.asarray(r2, dtype=float)
-    r2[~np.any(G != 0.0, axis=0)] = np.nan  # standardised constant columns
-    return r2, None
 
 
 def _names(values, n: int, default) -> list:
@@ -120,21 +87,35 @@ class LRCP(BaseEstimator):
     top_k : int, default=10
         ``k`` of the top-k overlap in ``stability_`` (:func:`ranking_stability`).
 
-    Attributes (after ``fit``)
-    --------------------------
-    region_tests_ : one row per region: region_index, region, the family test's columns
-        (statistic, chance, score_star, p_fwer, p_uncorrected, discriminates, score_star_uncorrected,
-        discriminates_uncorrected) and auc, cohens_d, cv_accuracy.
-    units_ : one row per (fold, unit): the same test columns (``relevant`` is the family-wise verdict
-        over every unit of every fold), auc, cohens_d, cv_accuracy and the LRCP ``weight``.
-    association_ : one row per (fold, region, unit): r, p, p_adj, significant, r_tilde, p_tie_fwer, tied.
-    folds_ : one row per (fold, region): a_r2, score, exploratory (the fold had no relevant unit, so its
-        score uses |AUC - 0.5| weights and is a ranking, not a finding), tied_to_relevant_unit, lrcp_positive,
-        lrcp_positive_uncorrected (METHOD's first, per-item rule), rank within the fold.
-    consensus_ : one row per region, sorted by rank: mean_score, exploratory, n_folds_positive,
-        fold_agreement, lrcp_positive (positive in any fold), rank, and the region's test columns.
-    stability_ : :func:`ranking_stability` of the fold scores (None with one fold).
-    summary_ : dict of counts, settings, the reasons for NaN values and ``statement`` (in words).
+    Attributes
+    ----------
+    region_tests_ : pandas.DataFrame of shape (n_regions, n_columns)
+        One row per region: region_index, region, the family test's columns (statistic, chance, score_star,
+        p_fwer, p_uncorrected, discriminates, score_star_uncorrected, discriminates_uncorrected) and auc,
+        cohens_d, cv_accuracy.
+    units_ : pandas.DataFrame of shape (n_folds * n_units, n_columns)
+        One row per (fold, unit): the same test columns (``relevant`` is the family-wise verdict over every
+        unit of every fold), auc, cohens_d, cv_accuracy and the LRCP ``weight``.
+    association_ : pandas.DataFrame of shape (n_folds * n_regions * n_units, n_columns)
+        One row per (fold, region, unit): r, p, p_adj, significant, r_tilde, p_tie_fwer, tied, score.
+    folds_ : pandas.DataFrame of shape (n_folds * n_regions, n_columns)
+        One row per (fold, region): a_r2 (cross-validated R^2 of the region on the fold's units), score,
+        exploratory (the fold had no relevant unit, so its score uses |AUC - 0.5| weights and is a ranking,
+        not a finding), tied_to_relevant_unit, lrcp_positive, lrcp_positive_uncorrected (METHOD's first,
+        per-item rule), rank within the fold.
+    consensus_ : pandas.DataFrame of shape (n_regions, n_columns)
+        One row per region, sorted by rank: mean_score, exploratory, n_folds_positive, fold_agreement,
+        lrcp_positive (positive in any fold), rank, and the region's test columns.
+    stability_ : dict or None
+        :func:`ranking_stability` of the fold scores (None with one fold).
+    summary_ : dict
+        Counts, settings, the reasons for NaN values and ``statement`` (in words).
+    n_units_ : int
+        Latent units per fold (``n_units``).
+    n_regions_ : int
+        Regions (``n_regions``, the columns of ``G``).
+    n_folds_ : int
+        Folds (latent matrices) profiled.
     """
 
     def __init__(self, correlation: str = "pearson", correction: str = "fdr_bh", alpha: float = 0.05,
@@ -257,6 +238,7 @@ class LRCP(BaseEstimator):
         self.stability_ = (ranking_stability({f: d.set_index("region_index")["score"]
                                               for f, d in self.folds_.groupby("fold", sort=False)},
                                              top_k=int(self.top_k)) if len(Zs) > 1 else None)
+        self.n_units_, self.n_regions_, self.n_folds_ = int(K), int(J), len(Zs)
         self.summary_ = self._summary(n, y, K, J, regions, units, correlation, correction)
         return self
 
@@ -318,7 +300,7 @@ class LRCP(BaseEstimator):
             p_adj = stats.adjust_pvalues(p, correction)
         significant = np.nan_to_num(p_adj, nan=1.0) < float(self.alpha)
         r_tilde = np.where(significant, np.nan_to_num(r), 0.0)
-        a_r2, reason = _cv_r2(Zs, Gs, int(self.cv), seed)
+        a_r2, reason = cv_ridge_r2(Zs, Gs, int(self.cv), seed)
         if reason and reason not in self._reasons:
             self._reasons.append(reason)
         relevant = units["relevant"].to_numpy(bool)

@@ -88,7 +88,7 @@ def lrcp_claims(model, contrast: str) -> list:
     s = model.summary_
     stat_name = STATISTIC_NAMES.get(s["statistic"], s["statistic"])
     rule = ("max-statistic label permutation" if s["family_correction"] == "permutation" else "Bonferroni")
-    F, K, J = s["n_folds"], s["K"], s["J"]
+    F, K, J = model.n_folds_, model.n_units_, model.n_regions_
     unit_family = f"{rule} over {s['unit_family_size']} units" + (f" ({F} folds x {K})" if F > 1 else "")
     out = []
     for u in model.units_.itertuples():

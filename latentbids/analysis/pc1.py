@@ -74,9 +74,9 @@ def pc1_correlations(pc1, covariates: pd.DataFrame, eta: float = 0.05, min_abs_r
 
     Parameters
     ----------
-    pc1 : array-like, shape (N,)
+    pc1 : array-like of shape (n_subjects,)
         PC1 scores (e.g. ``coords["pca1"]``), matched to the covariates by position.
-    covariates : DataFrame, N rows
+    covariates : pandas.DataFrame of shape (n_subjects, n_covariates)
         One column per covariate.  Boolean columns count as 0/1; other non-numeric columns are not
         correlated (code them as numbers first).
     eta : float, default=0.05
@@ -86,7 +86,7 @@ def pc1_correlations(pc1, covariates: pd.DataFrame, eta: float = 0.05, min_abs_r
 
     Returns
     -------
-    DataFrame
+    pandas.DataFrame of shape (n_covariates, len(PC1_COLUMNS))
         One row per covariate (:data:`PC1_COLUMNS`): ``covariate``, ``n`` (complete pairs: rows where PC1
         or the covariate is NaN are dropped per covariate), ``r``, ``p`` (the tracking test's p, in
         [0, 1]), ``p_nonzero`` (two-sided ``scipy.stats.pearsonr`` p of ``rho = 0``: a description, not

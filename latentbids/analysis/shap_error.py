@@ -80,7 +80,7 @@ class ShapResult:
 
     Attributes
     ----------
-    fits : DataFrame
+    fits : pandas.DataFrame of shape (n_models, n_columns)
         One row per model (``"pooled"`` first, then one per class, as ``str(label)``): ``n`` subjects
         used, ``n_excluded`` (rows with non-finite ``e`` or ``G``), ``cv_r2``/``cv_mae`` of the GBM,
         ``cv_r2_ridge``/``cv_mae_ridge`` of the ridge baseline, ``mae_mean_predictor`` (CV MAE of
@@ -89,14 +89,14 @@ class ShapResult:
         (``cv_r2 > min_r2 and p_holm <= eta``), ``reason`` (why a
         number is NaN or the model unsupported; ``""`` when supported) and ``seconds`` (wall time).
         Classes too small to fit get a row of NaN with the reason.
-    values : dict
-        model -> DataFrame of GBM SHAP values (subjects of the model x regions); index = row positions
+    values : dict of str to pandas.DataFrame of shape (n_subjects_of_model, n_regions)
+        model -> GBM SHAP values of the model's subjects; index = row positions
         in the input ``G``, columns = ``region_index``.  Only for fitted models.
-    importance : DataFrame
+    importance : pandas.DataFrame of shape (n_models * n_regions, n_columns)
         Long format, one row per (fitted model, region): ``importance`` = mean |phi| of the GBM,
         ``rank`` (1 = most important), and the ridge baseline's ``importance_ridge`` and
         ``rank_ridge`` (mean |phi| from LinearExplainer) in the same row.
-    comparison : DataFrame
+    comparison : pandas.DataFrame of shape (n_class_pairs, n_columns)
         One row per pair of fitted class models: Spearman correlation of their importance vectors,
         ``top_k_overlap`` (share of shared regions among each model's top ``top_k``), and
         ``largest_changes`` (text: the 3 regions with the largest |importance difference|, signed as
@@ -170,13 +170,13 @@ def explain_error(
 
     Parameters
     ----------
-    G : array-like, N x J
+    G : array-like of shape (n_subjects, n_regions)
         Regional mean GM per subject (the input images', in atlas order).
-    e : array-like, N
+    e : array-like of shape (n_subjects,)
         Reconstruction error per subject (held out from the autoencoder's training).
-    classes : array-like, N, or None
+    classes : array-like of shape (n_subjects,), or None
         Class label per subject (any hashable dtype); None fits the pooled model only.
-    region_index, region_names : sequence, J
+    region_index, region_names : sequence of length n_regions
         Atlas label of each column of ``G`` and its name (names default to the index).
     n_estimators, max_depth, learning_rate, subsample
         The gradient-boosting surrogate (METHOD: 500, 3, 0.05, 0.8).

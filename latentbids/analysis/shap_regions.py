@@ -120,11 +120,11 @@ def heldout_r2_test(X_select, e_select, X_test, e_test, n_permutations: int = 99
 
     Parameters
     ----------
-    X_select : ndarray of shape (n_select, m)
-        Predictors (GM of the chosen regions) of the half that chose them.
+    X_select : ndarray of shape (n_select, n_chosen)
+        Predictors (GM of the ``n_chosen`` regions) of the half that chose them.
     e_select : ndarray of shape (n_select,)
         Their errors.
-    X_test : ndarray of shape (n_test, m)
+    X_test : ndarray of shape (n_test, n_chosen)
         Predictors of the test half.
     e_test : ndarray of shape (n_test,)
         Their errors.

@@ -132,13 +132,13 @@ def sam_regions(X, labels, y, region_ids, top_voxels: int = 50, eta: float = 0.0
 
     Parameters
     ----------
-    X : array (N, V)
-        Voxel GM values of N subjects.
-    labels : array (V,)
+    X : ndarray of shape (n_subjects, n_voxels)
+        Voxel GM values.
+    labels : ndarray of shape (n_voxels,)
         Atlas label of each voxel.
-    y : array (N,)
+    y : ndarray of shape (n_subjects,)
         Two labels of any type.
-    region_ids : iterable
+    region_ids : iterable of length n_regions
         Region labels to test, in output order.
     top_voxels, eta, bound
         Voxels kept per region; the family-wise level and the bound's name (see :mod:`bounds`).
@@ -150,7 +150,7 @@ def sam_regions(X, labels, y, region_ids, top_voxels: int = 50, eta: float = 0.0
 
     Returns
     -------
-    DataFrame
+    pandas.DataFrame of shape (n_regions, 12)
         One row per region: region_index, n_voxels, n_selected, accuracy, delta, acc_star, chance,
         passes_bound, p_perm, p_fwer, supported, reason.
     """
