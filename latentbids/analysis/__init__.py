@@ -8,15 +8,20 @@ them and write the outputs):
 - ``discriminability``: exact best-threshold statistics and the family-wise (max-statistic permutation or
   Bonferroni) tests of a family of features;
 - ``stats``: standardisation, confound residualisation, correlations, multiple-comparison control;
-- ``projections`` (with ``projection_methods``) and ``pc1``: PCA, t-SNE, UMAP and PLS of the latent codes,
-  and PC1 against global measures;
+- ``projections`` (with ``projection_methods``, and ``projection_registry`` where each method is declared
+  once) and ``pc1``: PCA, t-SNE, UMAP and PLS of the latent codes, and PC1 against global measures;
 - ``lrcp`` (with ``lrcp_claims`` and ``rankings``): Latent-Regional Correlation Profiling over every fold;
 - ``agnostic``: SAM (per region), SAR (regression), RUB and the full-latent-vector test;
 - ``shap_error`` (with ``shap_surrogate``, ``shap_validation``, ``shap_summaries``): SHAP explanations of the
   reconstruction error from regional GM;
 - ``cohort``: labels, contrasts, covariates and regional GM; ``maps``: regional values painted into the atlas;
-- ``claims``, ``verdicts``, ``results``: the claims list, the sentences generated from it, and the typed
-  results each section hands on.
+- ``claims`` (with the claim families, each declared once), ``verdicts`` (with each family's rule in
+  ``verdict_rules``), ``results``: the claims list, the sentences generated from it, and the typed results
+  each section hands on; ``methods_text``: the analysis in the methods boilerplate.
+
+Places to grow: a projection method is one module and one ``register_projection`` call
+(:mod:`~latentbids.analysis.projection_registry`); a claim family is one ``register_family`` call
+(:mod:`~latentbids.analysis.claims`) with its verdict rule, beside the analysis that makes its claims.
 
 The public API (imported on first use, so ``import latentbids.analysis`` stays light)::
 
@@ -48,6 +53,10 @@ _EXPORTS = {
     "required_n": "latentbids.analysis.power",
     "Claim": "latentbids.analysis.claims",
     "ClaimsList": "latentbids.analysis.claims",
+    "ClaimFamily": "latentbids.analysis.claims",
+    "register_family": "latentbids.analysis.claims",
+    "ProjectionMethod": "latentbids.analysis.projection_registry",
+    "register_projection": "latentbids.analysis.projection_registry",
 }
 __all__ = sorted(_EXPORTS)
 
