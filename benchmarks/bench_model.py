@@ -290,12 +290,13 @@ def main(argv=None):
     from torch.utils.data import Dataset
 
     from latentbids.config import ModelConfig
-    from latentbids.model.device import describe_device, resolve_device, set_determinism
+    from latentbids.model.device import as_torch_device, set_determinism
     from latentbids.model.training import TrainSettings
+    from latentbids.utils.devices import describe_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
+    device = as_torch_device(args.device)
     # same backend flags for every config (the baseline would otherwise run its first repeat
     # without cuDNN autotuning, which train_autoencoder switches on for the later configs)
     set_determinism(False, device)

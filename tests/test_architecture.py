@@ -18,7 +18,7 @@ ALLOWED = {
     "errors": set(),
     "utils": {"errors"},
     "config_checks": {"errors", "utils"},
-    "config": {"config_checks", "errors"},
+    "config": {"config_checks", "errors", "utils"},
     "bids": {"config", "errors", "utils"},
     "anat": {"config", "errors", "utils"},
     "resources": {"bids", "errors", "utils"},
@@ -27,12 +27,12 @@ ALLOWED = {
     "reports": {"analysis", "errors", "utils"},
     "simulate": {"bids", "errors", "resources", "utils"},
     "calibration": {"analysis", "config", "errors", "simulate", "utils"},
-    "settings": {"config", "config_checks", "errors", "resources", "utils"},
+    "settings": {"config", "config_checks", "errors", "model", "resources", "utils"},
     "interfaces": {"anat", "bids", "config", "config_checks", "errors", "reports", "utils"},
     "workflows": {"analysis", "anat", "bids", "config", "config_checks", "errors", "interfaces", "model",
                   "reports", "resources", "settings", "utils"},
-    "cli": {"analysis", "bids", "config", "config_checks", "errors", "model", "resources", "settings", "simulate",
-            "utils", "workflows"},  # analysis: only latentbids-power reads the shipped power table
+    "cli": {"analysis", "anat", "bids", "config", "config_checks", "errors", "model", "resources", "settings",
+            "simulate", "utils", "workflows"},  # analysis: only latentbids-power reads the shipped power table
     "__main__": {"cli"},
     "__init__": set(),
 }
@@ -208,3 +208,30 @@ def test_analysis_and_model_export_their_api_lazily():
             "    raise SystemExit('no AttributeError')\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def _annotation_names(node) -> set[str]:
+    return {n.id if isinstance(n, ast.Name) else n.attr
+            for n in ast.walk(node) if isinstance(n, (ast.Name, ast.Attribute))}
+
+
+def test_no_workflow_takes_the_run_config():
+    """Workflows take the frozen settings (``latentbids.settings``), never a ``RunConfig``: no parameter
+    named ``config`` or annotated ``RunConfig``, no import of ``RunConfig``, no ``.execution`` /
+    ``.model.`` section read off a config object."""
+    found = []
+    for path in sorted((PACKAGE / "workflows").rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        where = path.relative_to(PACKAGE.parent)
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for arg in node.args.args + node.args.kwonlyargs + node.args.posonlyargs:
+                    hint = _annotation_names(arg.annotation) if arg.annotation is not None else set()
+                    if arg.arg in ("config", "cfg", "run_config") or "RunConfig" in hint:
+                        found.append(f"{where}:{node.lineno}: {node.name}({arg.arg})")
+            elif isinstance(node, ast.ImportFrom) and any(a.name == "RunConfig" for a in node.names):
+                found.append(f"{where}:{node.lineno}: imports RunConfig")
+            elif isinstance(node, ast.Attribute) and node.attr in ("execution", "spatial") \
+                    and isinstance(node.value, ast.Name) and node.value.id in ("config", "cfg"):
+                found.append(f"{where}:{node.lineno}: reads config.{node.attr}")
+    assert not found, "take latentbids.settings objects instead:\n" + "\n".join(found)

@@ -163,7 +163,7 @@ def build_boilerplate(config, templates=(), atlas=None, analyses=None) -> Boiler
     ``analyses``: the sentence that says how the latent space was read, as text and ``("cite", key)``
     pieces: :func:`latentbids.analysis.methods_text.analysis_boilerplate` (every registered projection
     method and claim family); default :data:`DEFAULT_ANALYSES` (the built-in ones)."""
-    from latentbids.config import package_versions
+    from latentbids.utils.environment import package_versions
 
     v = package_versions()
     an, ex = config.anat, config.execution

@@ -50,7 +50,7 @@ def _source_dataset(description: dict, uri: str) -> dict:
 
 def generated_by(container: str = "none") -> dict:
     """``GeneratedBy[0]``: name, version, code, and the container when the run was in ours."""
-    from latentbids.config import container_image
+    from latentbids.utils.environment import container_image
 
     entry = {"Name": "latentbids", "Version": __version__, "CodeURL": CODE_URL}
     if container in ("docker", "apptainer"):
@@ -152,12 +152,13 @@ def write_label_table(output_dir: str | os.PathLike, atlas) -> Path:
     return table
 
 
-def write_run_config(output_dir: str | os.PathLike, run_id: str, config) -> Path:
-    """``logs/<run_id>/config.toml``: every parameter, seed, version and the device of this run."""
+def write_run_config(output_dir: str | os.PathLike, run_id: str, provenance: dict) -> Path:
+    """``logs/<run_id>/config.toml``: every parameter, seed, version and the device of this run
+    (``provenance``: :meth:`RunConfig.provenance` or :meth:`GroupSettings.provenance`)."""
     from latentbids.config import dump_toml
 
     target = Path(output_dir) / "logs" / run_id / "config.toml"
-    write_text(target, dump_toml(config.provenance()))
+    write_text(target, dump_toml(provenance))
     return target
 
 

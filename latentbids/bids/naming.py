@@ -9,6 +9,8 @@ import os
 import re
 from pathlib import Path
 
+from latentbids.bids.tables import is_missing
+
 ENTITY_ORDER = ("sub", "ses", "from", "to", "mode", "space", "atlas", "res", "label", "desc")
 
 #: Custom suffixes latentbids writes that the BIDS schema does not know; listed in .bidsignore.
@@ -38,6 +40,9 @@ CUSTOM_PATTERNS = (
     "atlas-*_dseg.json",
     "tpl-*",  # copies of grids that have no public URL (SpatialReference of nilearn's grid)
 )
+
+#: the ``res-`` prefix of nilearn's grids (``res-nilearn2``): never mistaken for a TemplateFlow index
+NILEARN_RES_PREFIX = "nilearn"
 
 
 def strip_prefix(label: str, prefix: str) -> str:
@@ -162,3 +167,50 @@ def res_label(resolution: float) -> str:
     """Resolution entity value: 2 -> ``2``, 1.5 -> ``1p5``."""
     resolution = float(resolution)
     return str(int(resolution)) if resolution.is_integer() else str(resolution).replace(".", "p")
+
+
+def clean_session(session) -> str | None:
+    """A session label without its ``ses-`` prefix, or None when there is no session.
+
+    Parameters
+    ----------
+    session : str, float or None
+        E.g. ``"ses-01"`` or ``"01"``; a missing value (:func:`latentbids.bids.tables.is_missing`:
+        None, NaN, ``""``, ``n/a``, ``na``, ``nan``, ``none``) means no session.
+
+    Returns
+    -------
+    str or None
+    """
+    if is_missing(session):
+        return None
+    text = strip_prefix(str(session).strip(), "ses")
+    return None if is_missing(text) else text
+
+
+def grid_res_entity(template_res: str, template_resolution: float, resolution: float) -> str:
+    """The ``res-`` entity of a grid derived from a template grid, the one rule for every level.
+
+    The template's own label when the grid is the template's (``nilearn2``, or TemplateFlow's index ``2``);
+    a block-average of nilearn's grid keeps nilearn's form (``nilearn4``), so no name suggests a TemplateFlow
+    grid it is not; a block-average of a TemplateFlow grid has no TemplateFlow index and is named by its
+    voxel size (``4mm``).
+
+    Parameters
+    ----------
+    template_res : str
+        The template grid's ``res-`` value (:attr:`latentbids.resources.Template.res`).
+    template_resolution : float
+        Its voxel size (mm).
+    resolution : float
+        The derived grid's voxel size (mm).
+
+    Returns
+    -------
+    str
+    """
+    if abs(float(resolution) - float(template_resolution)) < 1e-6:
+        return str(template_res)
+    if str(template_res).startswith(NILEARN_RES_PREFIX):
+        return f"{NILEARN_RES_PREFIX}{res_label(resolution)}"
+    return f"{res_label(resolution)}mm"

@@ -24,8 +24,11 @@ def exit_code(outcome, output_dir) -> int:
     return EXIT_OK
 
 
-def run_group_level_cli(config, templates, atlas) -> int:
-    """Run the group level on the first output space; return the exit code per the policy above."""
+def run_group_level_cli(config, run) -> int:
+    """Run the group level of a resolved ``run`` on its first output space; return the exit code per the
+    policy above.  The config is read here once, into :class:`~latentbids.settings.group.GroupSettings`."""
+    from latentbids.settings.group import group_settings
     from latentbids.workflows.group_level import run_group
 
-    return exit_code(run_group(config, templates[0], atlas), config.execution.output_dir)
+    settings = group_settings(config, run)
+    return exit_code(run_group(settings, run.templates[0], run.atlas), settings.output_dir)

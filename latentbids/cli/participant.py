@@ -35,9 +35,10 @@ def run_participant_level_cli(config, run) -> int:
     A run that ends on a storage failure says so in one error line (the first subject, the path and
     the errno, and how many subjects it hit), so the log's last error is the reason for the exit code.
     """
+    from latentbids.settings import participant_settings
     from latentbids.workflows.participant_level import run_participant_level
 
-    outcome = run_participant_level(config, run)
+    outcome = run_participant_level(participant_settings(config, run))
     code = exit_code(outcome)
     if code != EXIT_FAILURE and outcome.failed:
         label, status = sorted(outcome.failed.items())[0]

@@ -1,7 +1,7 @@
 """``--reports-only`` and ``--boilerplate-only`` as the CLI runs them: rebuild documents, nothing else.
 
 The methods boilerplate (``logs/CITATION.*``) is written for every run
-(:func:`latentbids.workflows.preflight.prepare_outputs`); ``--reports-only`` also rebuilds the
+(:func:`latentbids.cli.preflight.prepare_outputs`); ``--reports-only`` also rebuilds the
 participant reports (:func:`latentbids.workflows.participant_reports.rebuild_participant_reports`).
 """
 from __future__ import annotations
@@ -22,6 +22,6 @@ def run_reports_only(config, run) -> int:
         return EXIT_OK
     from latentbids.workflows.participant_reports import rebuild_participant_reports
 
-    written = rebuild_participant_reports(config, run.templates[0])
+    written = rebuild_participant_reports(run)
     LOGGER.info("Rebuilt %d participant report(s) in %s", len(written), ex.output_dir)
     return EXIT_OK

@@ -82,7 +82,7 @@ def run_level(config, run) -> int:
         return run_participant_level_cli(config, run)
     from latentbids.cli.group import run_group_level_cli
 
-    return run_group_level_cli(config, list(run.templates), run.atlas)
+    return run_group_level_cli(config, run)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
 
             clean_work_dir(config)
         start_logging(config)
+        from latentbids.cli.preflight import prepare_outputs
         from latentbids.settings import resolve_run
-        from latentbids.workflows.preflight import prepare_outputs
 
         run = resolve_run(config)  # device, templates, atlas: once, before anything is written
         prepare_outputs(config, run)

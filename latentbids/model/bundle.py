@@ -245,6 +245,17 @@ class ModelBundle:
         shape, affine = self.template_grid()
         return f"{tpl['space']} at {tpl['resolution']:g} mm ({grid_description(shape, affine)})"
 
+    @property
+    def res_entity(self) -> str:
+        """The ``res-`` entity of the model's working grid (:func:`latentbids.bids.naming.grid_res_entity`);
+        folders written before the template's label was recorded are read by their template's source."""
+        from latentbids.bids.naming import NILEARN_RES_PREFIX, grid_res_entity, res_label
+
+        tpl = self.meta["template"]
+        nilearn = "nilearn" in str(tpl.get("source", "")).lower()
+        res = tpl.get("res") or (NILEARN_RES_PREFIX if nilearn else "") + res_label(tpl["resolution"])
+        return grid_res_entity(res, tpl["resolution"], self.meta["grid"]["resolution"])
+
     def check_input(
         self, img: nib.Nifti1Image, space: str | None = None, name: str = "input"
     ) -> None:

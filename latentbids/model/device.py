@@ -1,4 +1,4 @@
-"""Resolve ``--device auto|cpu|cuda|cuda:N`` to a :class:`torch.device`, and set determinism."""
+"""The model's side of the device: a resolved ``--device`` as a :class:`torch.device`, and determinism."""
 
 from __future__ import annotations
 
@@ -8,67 +8,25 @@ import os
 LOGGER = logging.getLogger("latentbids.model")
 
 
-def resolve_device(spec: str | None = "auto"):
-    """Return the :class:`torch.device` for a ``--device`` value, logging the choice.
-
-    The text is parsed and checked against this host by the one device rule,
-    :func:`latentbids.utils.devices.resolve_device` (``auto``: the current CUDA device when one is
-    usable, else the CPU; ``cuda`` or ``cuda:N`` where CUDA, or GPU ``N``, is absent: a one-line
-    :class:`~latentbids.errors.UsageError`, never a silent CPU run); this wrapper only turns its answer
-    into the ``torch.device`` the model code takes.
+def as_torch_device(spec: str | None = "auto"):
+    """The :class:`torch.device` of a ``--device`` value, resolved by the one rule
+    (:func:`latentbids.utils.devices.resolve_device`: ``cuda`` without a GPU is a one-line usage error,
+    never a silent CPU run); a resolved ``cpu`` or ``cuda:N`` passes through unchanged.
 
     Parameters
     ----------
     spec : str or None, default "auto"
-        ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (case and surrounding spaces ignored); None or an empty
-        string means ``auto``.
+        ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
 
     Returns
     -------
     torch.device
-
-    Raises
-    ------
-    UsageError
-        An invalid value, or CUDA (or GPU ``N``) asked for but absent.
     """
     import torch
 
-    from latentbids.utils.devices import parse_device
-    from latentbids.utils.devices import resolve_device as resolve_spec
+    from latentbids.utils.devices import resolve_device
 
-    device = torch.device(str(resolve_spec(spec)))
-    if parse_device(spec).kind == "auto":
-        LOGGER.info("--device auto resolved to %s (%s)", device, describe_device(device))
-    else:
-        LOGGER.info("Using device %s (%s)", device, describe_device(device))
-    return device
-
-
-def describe_device(device) -> str:
-    """A short human description (GPU name and memory, or CPU threads) for logs and provenance.
-
-    The one rule is :func:`latentbids.utils.devices.describe_device`; this accepts a
-    :class:`torch.device` too (a CUDA device without an index is the current one).
-
-    Parameters
-    ----------
-    device : torch.device or str
-        A CUDA device or the CPU.
-
-    Returns
-    -------
-    str
-        ``"<GPU name>, <total memory> GiB"`` on CUDA, else ``"CPU, <n> torch threads"``.
-    """
-    import torch
-
-    from latentbids.utils.devices import describe_device as describe
-
-    device = torch.device(device)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
-    return describe(str(device) if device.type in ("cuda", "cpu") else "cpu")
+    return torch.device(str(resolve_device(spec)))
 
 
 def set_determinism(deterministic: bool, device) -> None:

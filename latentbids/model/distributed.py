@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -143,33 +142,18 @@ def convert_batchnorm(model: torch.nn.Module, dist: Distributed, device: torch.d
     return model
 
 
-def launched_by_torchrun() -> bool:
-    """Whether torchrun started several processes (``WORLD_SIZE`` > 1 in the environment).
+def setup(device: str) -> tuple[Distributed, torch.device]:
+    """This process's :class:`Distributed` and its device; the process group is joined when torchrun
+    started several processes (``WORLD_SIZE`` > 1), else ``(SINGLE, device)``.
+
+    The device was decided once, before (:func:`latentbids.utils.devices.process_device`, called by
+    ``settings.resolve_run``: under torchrun GPU ``LOCAL_RANK`` or the CPU); here it is only read, and
+    it picks the backend (``nccl`` on CUDA, ``gloo`` on the CPU).
 
     Parameters
     ----------
-    None
-
-    Returns
-    -------
-    bool
-    """
-    return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
-
-
-def setup(device_spec: str | None) -> tuple[Distributed, torch.device]:
-    """This process's :class:`Distributed` and device; the process group is joined when torchrun
-    started several processes (``WORLD_SIZE`` > 1), else ``(SINGLE, resolve_device(device_spec))``.
-
-    Raises a one-line :class:`~latentbids.errors.UsageError` (exit 64) when torchrun started more
-    processes on this node than it has GPUs, or when ``--device cuda:N`` pins one GPU for all.
-
-    Parameters
-    ----------
-    device_spec : str or None
-        The ``--device`` value (:func:`~latentbids.model.device.resolve_device`).  Under torchrun, ``cuda``
-        (or ``auto`` where CUDA is available) gives each process GPU ``LOCAL_RANK`` and ``nccl``; anything
-        else the CPU and ``gloo``.
+    device : str
+        A resolved device, ``cpu`` or ``cuda:N``.
 
     Returns
     -------
@@ -178,39 +162,24 @@ def setup(device_spec: str | None) -> tuple[Distributed, torch.device]:
     device : torch.device
         Its device.
     """
-    from latentbids.model.device import resolve_device
-    from latentbids.utils.devices import parse_device
+    from latentbids.utils.devices import parse_device, torchrun_world
 
-    if not launched_by_torchrun():
-        return SINGLE, resolve_device(device_spec)
-    env = os.environ
-    world, rank = int(env["WORLD_SIZE"]), int(env.get("RANK", "0"))
-    local_rank = int(env.get("LOCAL_RANK", "0"))
-    local_world = int(env.get("LOCAL_WORLD_SIZE", str(world)))
-    spec = parse_device(device_spec)  # the one parser: an invalid value is a usage error here too
-    if spec.index is not None:
-        raise UsageError(f"--device {spec} pins one GPU, but torchrun started {world} processes: use --device "
-                         "cuda (each process takes the GPU of its LOCAL_RANK) and CUDA_VISIBLE_DEVICES to choose GPUs")
-    use_cuda = spec.kind == "cuda" or (spec.kind == "auto" and torch.cuda.is_available())
-    if use_cuda:
-        resolve_device("cuda")  # one-line error when CUDA is absent
-        count = torch.cuda.device_count()
-        if local_world > count:
-            raise UsageError(
-                f"torchrun started {local_world} processes on this node but only {count} GPU(s) are visible: "
-                f"use torchrun --nproc-per-node {count} (one process per GPU), or --device cpu")
-        device = torch.device(f"cuda:{local_rank}")
-        torch.cuda.set_device(device)
-        backend = "nccl"
-    else:
-        device = resolve_device("cpu")
-        backend = "gloo"
+    spec = parse_device(device)
+    if spec.kind == "auto":
+        raise ValueError("distributed.setup takes a resolved device (cpu or cuda:N), not 'auto'")
+    torch_device = torch.device(str(spec) if not spec.is_cuda or spec.index is not None else "cuda:0")
+    world, rank, local_rank, local_world = torchrun_world()
+    if world <= 1:
+        return SINGLE, torch_device
+    backend = "nccl" if spec.is_cuda else "gloo"
+    if spec.is_cuda:
+        torch.cuda.set_device(torch_device)
     if not torch.distributed.is_initialized():
         torch.distributed.init_process_group(backend=backend, timeout=TIMEOUT)
     dist = Distributed(rank=rank, world_size=world, local_rank=local_rank, local_world_size=local_world,
                        backend=backend)
-    LOGGER.info("Data-parallel training: %s on %s", dist.describe(), device)
-    return dist, device
+    LOGGER.info("Data-parallel training: %s on %s", dist.describe(), torch_device)
+    return dist, torch_device
 
 
 def shutdown(dist: Distributed) -> None:

@@ -1,7 +1,8 @@
 """Encode one subject's template-space GM map with a trained model folder (participant-level
 ``--model PATH``): the fold that held the subject out, the same encoding and per-subject files as the
 group level (:func:`latentbids.model.encoding.iter_encode`,
-:func:`latentbids.model.outputs.encoded_subject`, :func:`latentbids.model.outputs.write_subject_outputs`)."""
+:func:`latentbids.model.encoded_subject.encoded_subject`,
+:func:`latentbids.bids.model_outputs.write_subject_outputs`)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from latentbids.bids.model_outputs import write_subject_outputs
 from latentbids.errors import MissingInputError, UsageError
 from latentbids.model.bundle import ModelBundle, load_bundle
-from latentbids.model.outputs import SubjectEncoding, encoded_subject, write_subject_outputs
+from latentbids.model.encoded_subject import SubjectEncoding, encoded_subject
 
 
 def _read_gm_map(gm_img) -> tuple:
@@ -54,13 +56,13 @@ def _encoding_fold(bundle: ModelBundle, pid: str, fold: str | None, refuse_train
 @dataclass(frozen=True)
 class ModelEncoding(SubjectEncoding):
     """One subject encoded with a trained model folder (:func:`encode_with_model`): the
-    :class:`~latentbids.model.outputs.SubjectEncoding` the group level would write for it, plus where it
+    :class:`~latentbids.model.encoded_subject.SubjectEncoding` the group level would write for it, plus where it
     lies and which fold made it.
 
     Attributes
     ----------
     participant_id, session_id, latent, regions, recon, error_map
-        As in :class:`~latentbids.model.outputs.SubjectEncoding`.
+        As in :class:`~latentbids.model.encoded_subject.SubjectEncoding`.
     affine : ndarray of shape (4, 4)
         The working grid's affine (mm).
     fold : str
@@ -115,7 +117,7 @@ def encode_with_model(
         The latent row, regional error, reconstruction and error map, the fold and role, and the files
         written (``paths``, when ``output_dir`` was given).
     """
-    from latentbids.model.device import resolve_device
+    from latentbids.model.device import as_torch_device
     from latentbids.model.encoding import iter_encode
 
     bundle = load_bundle(model_dir)
@@ -124,7 +126,7 @@ def encode_with_model(
     pid = participant_id if str(participant_id).startswith("sub-") else f"sub-{participant_id}"
     fold, in_training, role = _encoding_fold(bundle, pid, fold, refuse_training)
     entry = bundle.fold_entry(fold)
-    dev = resolve_device(device)
+    dev = as_torch_device(device)
     model = bundle.load_model(fold, dev)
     vol = bundle.prepare(gm_img)[None]
     scale = float(entry.get("scale", 1.0))
@@ -146,7 +148,8 @@ def encode_with_model(
         }
         paths = write_subject_outputs(
             output_dir, encoding, space=bundle.meta["template"]["space"],
-            resolution=float(bundle.meta["grid"]["resolution"]), atlas_name=bundle.meta["atlas"]["bids_name"],
+            res=bundle.res_entity, resolution=float(bundle.meta["grid"]["resolution"]),
+            atlas_name=bundle.meta["atlas"]["bids_name"],
             affine=affine, sidecar=sidecar, model=sidecar["Model"])
     return ModelEncoding(**{f.name: getattr(encoding, f.name) for f in fields(encoding)}, affine=affine, fold=fold,
                          in_training=bool(in_training), role=role, paths=paths)

@@ -24,14 +24,14 @@ from dataclasses import dataclass
 import nibabel as nib
 import numpy as np
 
-from latentbids.bids.naming import res_label, self_uri
+from latentbids.bids.naming import NILEARN_RES_PREFIX, res_label, self_uri
 from latentbids.errors import MissingInputError, UsageError
 
 LOGGER = logging.getLogger("latentbids")
 
 DEFAULT_SPACE = "MNI152NLin2009aSym"
 NILEARN_SPACE = "MNI152NLin2009aSym"
-NILEARN_PREFIX = "nilearn"
+NILEARN_PREFIX = NILEARN_RES_PREFIX
 #: The default ``--output-spaces`` entry: nilearn's 2 mm grid (works with no TemplateFlow cache).
 DEFAULT_OUTPUT_SPACE = f"{NILEARN_SPACE}:res-{NILEARN_PREFIX}2"
 

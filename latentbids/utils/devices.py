@@ -109,3 +109,54 @@ def describe_device(device: DeviceSpec | str) -> str:
         props = torch.cuda.get_device_properties(device.index if device.index is not None else 0)
         return f"{props.name}, {props.total_memory / 2**30:.0f} GiB"
     return f"CPU, {torch.get_num_threads()} torch threads"
+
+
+def torchrun_world() -> tuple[int, int, int, int]:
+    """``(WORLD_SIZE, RANK, LOCAL_RANK, LOCAL_WORLD_SIZE)`` of this process (1, 0, 0, 1 without torchrun)."""
+    import os
+
+    env = os.environ
+    world = int(env.get("WORLD_SIZE", "1") or 1)
+    return world, int(env.get("RANK", "0")), int(env.get("LOCAL_RANK", "0")), int(env.get("LOCAL_WORLD_SIZE", world))
+
+
+def process_device(spec: str | None = "auto") -> DeviceSpec:
+    """The device of this process: :func:`resolve_device`, or under ``torchrun`` (``WORLD_SIZE`` > 1)
+    GPU ``LOCAL_RANK`` when ``spec`` asks for CUDA (``auto`` where CUDA is present), else the CPU.
+
+    The one place a group run's device is decided (``settings.resolve_run``); the training's process
+    group (:func:`latentbids.model.distributed.setup`) only reads it.
+
+    Parameters
+    ----------
+    spec : str or None
+        A ``--device`` value (see :func:`parse_device`).
+
+    Returns
+    -------
+    DeviceSpec
+        ``cpu`` or ``cuda:N``.
+
+    Raises
+    ------
+    UsageError
+        What :func:`resolve_device` raises; under torchrun also ``cuda:N`` (one GPU pinned for every
+        process) and more processes on this node than visible GPUs.
+    """
+    import torch
+
+    world, _, local_rank, local_world = torchrun_world()
+    if world <= 1:
+        return resolve_device(spec)
+    wanted = parse_device(spec)
+    if wanted.index is not None:
+        raise UsageError(f"--device {wanted} pins one GPU, but torchrun started {world} processes: use --device "
+                         "cuda (each process takes the GPU of its LOCAL_RANK) and CUDA_VISIBLE_DEVICES to choose GPUs")
+    if wanted.kind == "cpu" or (wanted.kind == "auto" and not torch.cuda.is_available()):
+        return DeviceSpec("cpu")
+    resolve_device("cuda")  # one line when CUDA is absent
+    count = torch.cuda.device_count()
+    if local_world > count:
+        raise UsageError(f"torchrun started {local_world} processes on this node but only {count} GPU(s) are "
+                         f"visible: use torchrun --nproc-per-node {count} (one process per GPU), or --device cpu")
+    return DeviceSpec("cuda", local_rank)

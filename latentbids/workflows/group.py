@@ -36,6 +36,8 @@ import pandas as pd
 
 from latentbids.bids.tables import NA_REP, is_missing
 from latentbids.errors import MissingInputError, UsageError
+from latentbids.model.names import bundle_name
+from latentbids.settings.group import GroupSettings
 from latentbids.workflows.group_folds import fold_identity, make_folds, train_folds
 from latentbids.workflows.group_grid import grid_facts, load_cache, working_grid
 from latentbids.workflows.group_model import (
@@ -43,13 +45,11 @@ from latentbids.workflows.group_model import (
     bundle_grid,
     bundle_roles,
     check_model_folder,
-    expected_model_name,
     given_model,
     identity_of,
     model_curves,
     publish_model_folder,
 )
-from latentbids.workflows.group_model import model_name as model_name_of
 from latentbids.workflows.group_outputs import (
     encode_folds,
     group_table,
@@ -60,38 +60,6 @@ from latentbids.workflows.group_outputs import (
 from latentbids.workflows.group_result import FoldJobResult, GroupLevelResult
 
 LOGGER = logging.getLogger("latentbids.workflows.group")
-
-
-def _settings(config):
-    from latentbids.model.train_settings import TrainSettings
-
-    mc, ex = config.model, config.execution  # checked when set, --sloppy applied (settings.resolve_config)
-    return TrainSettings(
-        latent_dim=int(mc.latent_dim),
-        channels=[int(c) for c in mc.channels],
-        learning_rate=float(mc.learning_rate),
-        batch_size=int(mc.batch_size),
-        max_epochs=int(mc.max_epochs),
-        patience=int(mc.patience),
-        seed=int(ex.random_seed),
-        deterministic=bool(ex.deterministic),
-        norm=str(mc.norm),
-        stem=str(mc.stem),
-    )
-
-
-def _fold_request(config) -> str | None:
-    """The fold ``--fold N`` asks for (``None``: every fold); checked against the run's mode here,
-    against the number of folds once they are made."""
-    fold = int(config.model.fold or 0)
-    if fold < 0:
-        raise UsageError(f"--fold {fold}: folds are numbered from 1")
-    if fold and config.model.fit_all:
-        raise UsageError("--fold trains one fold of the cross-validation, --fit-all one model on every subject: "
-                         "drop one of them")
-    if fold and config.model.model:
-        raise UsageError("--fold trains a fold; --model encodes with a trained model: drop one of them")
-    return str(fold) if fold else None
 
 
 def _check_records(records: pd.DataFrame) -> pd.DataFrame:
@@ -127,14 +95,14 @@ def _check_records(records: pd.DataFrame) -> pd.DataFrame:
     return records
 
 
-def run_group_level(config, records: pd.DataFrame, template, atlas, outputs=None,
+def run_group_level(settings: GroupSettings, records: pd.DataFrame, template, atlas, outputs=None,
                     bundle=None) -> GroupLevelResult | FoldJobResult | None:
     """Train the autoencoder (k-fold or fit-all), or take ``--model``'s, and write latents, reconstructions,
     errors and the model folder.
 
     Parameters
     ----------
-    config : :class:`latentbids.config.RunConfig` (uses ``config.model`` and ``config.execution``).
+    settings : :class:`latentbids.settings.group.GroupSettings` (folders, device, training, folds, model).
     records : one row per GM map: ``participant_id`` (``sub-XX``), ``session_id`` (or n/a),
         ``gm_path`` (template-space GM map on ``template``'s grid), ``group`` (or n/a; stratifies folds)
         and any other participants.tsv columns.
@@ -158,23 +126,19 @@ def run_group_level(config, records: pd.DataFrame, template, atlas, outputs=None
     import torch
 
     from latentbids.model import distributed
-    from latentbids.settings import resolve_config
 
-    resolve_config(config)  # idempotent: work dir, threads, --sloppy, checks (as the CLI resolved them)
-    ex = config.execution
-    if ex.omp_nthreads and ex.omp_nthreads > 0:
-        torch.set_num_threads(int(ex.omp_nthreads))
-    only = _fold_request(config)  # --fold with --model or --fit-all: refused before anything is read
-    if bundle is None and config.model.model:
-        bundle = given_model(config, template)
-    dist, device = distributed.setup(ex.device)
+    if settings.omp_nthreads > 0:
+        torch.set_num_threads(settings.omp_nthreads)
+    if bundle is None and settings.given_model is not None:
+        bundle = given_model(settings.given_model, template)
+    dist, device = distributed.setup(settings.device)
     try:
-        return _run(config, records, template, atlas, dist, device, bundle, only, outputs)
+        return _run(settings, records, template, atlas, dist, device, bundle, outputs)
     finally:
         distributed.shutdown(dist)  # idempotent: training's end already left the group
 
 
-def _train(config, records, cached, grid, template, settings, device, dist, only, model_dir: Path):
+def _train(settings: GroupSettings, records, cached, grid, template, device, dist, model_dir: Path):
     """Step 3: the splits and one model per fold, or this configuration's model already in ``model_dir``.
 
     Returns ``(splits, role, folds, trained, bundle, identity)``: ``trained`` holds the networks this run
@@ -182,76 +146,72 @@ def _train(config, records, cached, grid, template, settings, device, dist, only
     """
     from latentbids.model.folds import FoldStore
 
-    mc, work = config.model, Path(config.execution.work_dir)
-    splits, role, folds = make_folds(config, records, only)
-    store = FoldStore(work, model_dir.name)
-    expected, run_key = fold_identity(cached.key, settings, splits, mc.input_map,
+    only = settings.folds.only
+    splits, role, folds = make_folds(settings.folds, records)
+    store = FoldStore(settings.work_dir, model_dir.name)
+    expected, run_key = fold_identity(cached.key, settings.train, splits, settings.input_map,
                                       grid_facts(template, grid.factor, grid.fit), len(folds), device, dist)
     # another model there: refused before any training; a --fold job writes only the work dir (its merge checks)
     bundle = check_model_folder(model_dir, expected) if only is None else None
     if bundle is not None:
         return splits, role, folds, None, bundle, expected
-    trained = train_folds(config, records, cached.data, grid.mask_box, role, folds, only, settings, device, dist,
-                          store=store, expected=expected, run_key=run_key, cache_key=cached.key, work=work)
+    trained = train_folds(settings, records, cached.data, grid.mask_box, role, folds, device, dist,
+                          store=store, expected=expected, run_key=run_key, cache_key=cached.key)
     return splits, role, folds, trained, None, expected
 
 
-def _run(config, records: pd.DataFrame, template, atlas, dist, device, bundle, only,
+def _run(settings: GroupSettings, records: pd.DataFrame, template, atlas, dist, device, bundle,
          outputs) -> GroupLevelResult | FoldJobResult | None:
     """The body of :func:`run_group_level`; ``None`` on a process other than 0 of several."""
     from latentbids.model import distributed
     from latentbids.model.folds import FoldStore
 
-    ex = config.execution
-    if not ex.output_dir:
-        raise UsageError("group level needs an output directory")
-    out = Path(ex.output_dir)
-    settings = _settings(config)
-    distributed.check_batch(settings.batch_size, dist)
+    distributed.check_batch(settings.train.batch_size, dist)
     records = _check_records(records)
-    model_name = model_name_of(bundle) if bundle is not None else expected_model_name(config)
-    model_dir = bundle.path if bundle is not None else out / "models" / model_name
+    model_name = bundle_name(bundle) if bundle is not None else settings.model_name
+    model_dir = bundle.path if bundle is not None else settings.output_dir / "models" / model_name
 
     grid = (bundle_grid(bundle, atlas) if bundle is not None
-            else working_grid(template, atlas, ex.sloppy, len(settings.channels)))  # 1. grid
+            else working_grid(template, atlas, settings.sloppy, len(settings.train.channels)))  # 1. grid
     LOGGER.info("Group level: %d maps, grid %s -> box %s (factor %d), device %s",
                 len(records), grid.shape, grid.fit.size, grid.factor, device)
-    cached = load_cache(records, Path(ex.work_dir), template, grid, ex.nprocs)  # 2. the GM cache
+    cached = load_cache(records, settings.work_dir, template, grid, settings.nprocs)  # 2. the GM cache
 
     trained, identity = None, None
     if bundle is not None:  # 3. the model: --model's, this configuration's own, or trained now
         splits, role, folds = bundle_roles(bundle, records)
     else:
-        splits, role, folds, trained, bundle, identity = _train(config, records, cached, grid, template, settings,
-                                                                device, dist, only, model_dir)
+        splits, role, folds, trained, bundle, identity = _train(settings, records, cached, grid, template, device,
+                                                                dist, model_dir)
     distributed.shutdown(dist)  # the last exchange between processes was training's
-    if only is not None:
-        record = FoldStore(Path(ex.work_dir), model_name).record_path(only)
-        return FoldJobResult(fold=only, folds=tuple(folds), fold_record=record, model_name=model_name,
+    if settings.folds.only is not None:
+        record = FoldStore(settings.work_dir, model_name).record_path(settings.folds.only)
+        return FoldJobResult(fold=settings.folds.only, folds=tuple(folds), fold_record=record, model_name=model_name,
                              device=str(device)) if dist.is_main else None
     if not dist.is_main:
         LOGGER.info("%s: training done; process 0 encodes and writes the outputs", dist.describe())
         return None
     if trained is not None:  # 5a. the model folder first: the subjects are encoded with its weights
-        meta = model_meta(config, template, atlas, grid, folds, settings, device, model_name, identity_of(identity))
+        meta = model_meta(settings, template, atlas, grid, folds, device, model_name, identity_of(identity))
         bundle = publish_model_folder(
-            model_dir, lambda target: write_model_folder(target, config, trained, meta, splits, grid, atlas), identity)
-    return _encode_and_write(config, records, cached, grid, atlas, bundle, splits, role, device, model_name,
+            model_dir, lambda target: write_model_folder(target, settings, trained, meta, splits, grid, atlas),
+            identity)
+    return _encode_and_write(settings, records, cached, grid, atlas, bundle, splits, role, device, model_name,
                              template.space, trained, outputs)
 
 
-def _encode_and_write(config, records, cached, grid, atlas, bundle, splits, role, device, model_name, space,
-                      trained, outputs) -> GroupLevelResult:
+def _encode_and_write(settings: GroupSettings, records, cached, grid, atlas, bundle, splits, role, device, model_name,
+                      space, trained, outputs) -> GroupLevelResult:
     """Steps 4 and 5b: every map encoded with the model folder's weights, the group tables written."""
-    out = Path(config.execution.output_dir)
+    out = settings.output_dir
     folds = bundle_folds(bundle, device)
-    encoded = encode_folds(folds, records, cached.data, role, grid, atlas, int(config.model.batch_size), device, out,
+    encoded = encode_folds(folds, records, cached.data, role, grid, atlas, settings.train.batch_size, device, out,
                            model_name, space)  # 4. encode
     table = group_table(encoded.latent_rows, records)
     group_dir = outputs.path if outputs is not None else out / "group" / model_name
     K = int(bundle.meta["latent_dim"])
     written = write_group_tables(out, group_dir, records, table, encoded.fold_rows, model_curves(bundle), model_name,
-                                 space, grid.resolution, K)
+                                 space, grid.res, K)
     return GroupLevelResult(
         records=records,
         fold_latents=written.fold_latents,
@@ -260,6 +220,7 @@ def _encode_and_write(config, records, cached, grid, atlas, bundle, splits, role
         atlas_box=grid.fit.crop(grid.atlas_work.astype(np.float32)).astype(np.int64),
         atlas_image=nib.Nifti1Image(grid.atlas_work, grid.affine),
         resolution=float(grid.resolution),
+        res=grid.res,
         space=space,
         model_name=model_name,
         folds=tuple(bundle.folds),

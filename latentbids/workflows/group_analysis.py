@@ -25,6 +25,7 @@ from latentbids.analysis.headline import headline
 from latentbids.analysis.results import AnalysisResult
 from latentbids.analysis.verdicts import cohort_verdicts, contrast_verdicts
 from latentbids.errors import UsageError
+from latentbids.settings.group import GroupSettings
 from latentbids.utils.atomic import write_json, write_text
 from latentbids.utils.progress import step
 from latentbids.workflows.analysis.writers import jsonable
@@ -43,20 +44,12 @@ _CHOICES = {
 }
 
 
-def effective_settings(config):
-    """A copy of ``config.analysis`` once the config is resolved (``--sloppy`` applied by
-    :meth:`latentbids.config.RunConfig.apply_sloppy`): what is run and recorded."""
-    from latentbids.settings import resolve_config
-
-    resolve_config(config)  # idempotent
-    return dataclasses.replace(config.analysis)
-
-
-def validate_analysis_request(config, records) -> None:
-    """Refuse, before any training, an analysis the data cannot support (exit 64 with the fix)."""
+def validate_analysis_request(analysis, records) -> None:
+    """Refuse, before any training, an analysis the data cannot support (exit 64 with the fix);
+    ``analysis`` is the run's ``[analysis]`` (:attr:`GroupSettings.analysis`)."""
     from latentbids.analysis.cohort import DERIVED_CONFOUNDS, plan_contrasts
 
-    ac = config.analysis
+    ac = analysis
     if not ac.enabled:
         return
     if str(ac.bound).upper() not in ("G", "GZ", "VC"):
@@ -102,13 +95,14 @@ class _Sections:
             return None
 
 
-def run_group_analysis(config, group_result: GroupLevelResult, atlas) -> AnalysisResult | None:
+def run_group_analysis(run: GroupSettings, group_result: GroupLevelResult, atlas) -> AnalysisResult | None:
     """Interpret the latent space of a finished group-level training (see the module docstring).
 
-    Returns the :class:`~latentbids.analysis.results.AnalysisResult` (``failures`` non-empty when a
-    section failed), or None with ``--skip-analysis``.
+    ``run`` is the group level's settings (its ``analysis`` says what is run and recorded).  Returns the
+    :class:`~latentbids.analysis.results.AnalysisResult` (``failures`` non-empty when a section failed),
+    or None with ``--skip-analysis``.
     """
-    if not config.analysis.enabled:
+    if not run.analysis.enabled:
         LOGGER.info("Latent-space analysis skipped (--skip-analysis)")
         return None
     from latentbids.workflows.analysis import writers
@@ -117,9 +111,8 @@ def run_group_analysis(config, group_result: GroupLevelResult, atlas) -> Analysi
     from latentbids.workflows.analysis.projections import run_projections
     from latentbids.workflows.analysis.shap_section import run_shap
 
-    settings = effective_settings(config)
-    seed = int(config.execution.random_seed)
-    inp = build_inputs(config, settings, group_result, atlas)
+    settings, seed = run.analysis, run.seed
+    inp = build_inputs(run, group_result, atlas)
     inp.analysis_dir.mkdir(parents=True, exist_ok=True)
     sec, claims, notes, files = _Sections(), ClaimsList(), list(inp.notes), writers.write_cohort(inp)
 
@@ -146,7 +139,7 @@ def run_group_analysis(config, group_result: GroupLevelResult, atlas) -> Analysi
 
     shap = None
     if len(inp.records) >= MIN_SHAP_MAPS:
-        got = sec.run("shap", run_shap, inp, settings, seed, max(1, int(config.execution.nprocs or 1)))
+        got = sec.run("shap", run_shap, inp, settings, seed, max(1, run.nprocs))
         if got is not None:
             shap = got.result
             claims.extend(got.claims)
@@ -170,7 +163,7 @@ def run_group_analysis(config, group_result: GroupLevelResult, atlas) -> Analysi
         skipped=dict(sec.skipped), failures=dict(sec.failures), files=files,
         analysis_json=inp.analysis_dir / "analysis.json", report=inp.analysis_dir / report_name(inp.model_name))
     _write_summary(result, inp, seed)
-    sec.run("report", _write_report, config, inp, result)
+    sec.run("report", _write_report, run.run_id, inp, result)
     if sec.failures.get("report"):
         result = dataclasses.replace(result, failures=dict(sec.failures))
     if inp.analysis_dir == inp.published_dir:  # written in place (library use): the root copy too
@@ -208,13 +201,13 @@ def _write_summary(result: AnalysisResult, inp, seed: int) -> None:
     }))
 
 
-def _write_report(config, inp, result: AnalysisResult) -> None:
+def _write_report(run_id: str, inp, result: AnalysisResult) -> None:
     from latentbids import __version__
     from latentbids.reports.group import GroupReport, build_group_report
 
     participants = inp.records.drop(columns=[c for c in ("gm_path", "qc_fail_reasons") if c in inp.records])
     report = GroupReport(analysis=result, participants=participants, latents=inp.latent_table,
-                         curves_png=inp.curves_png, version=__version__, run_id=config.execution.run_id)
+                         curves_png=inp.curves_png, version=__version__, run_id=run_id)
     write_text(result.report, build_group_report(report))
 
 

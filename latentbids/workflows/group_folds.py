@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -74,7 +73,7 @@ def _key(identity: dict) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def train_fold(data, mask_box, rows_of: dict, settings, device, scale: float, config, *, checkpoint_dir,
+def train_fold(data, mask_box, rows_of: dict, settings, device, scale: float, *, checkpoint_dir,
                cache_key: str, fold: str, dist) -> TrainedFold:
     """Train one fold (resuming from its checkpoint) and gather what model.json says about it."""
     from latentbids.model.training import train_autoencoder
@@ -84,12 +83,12 @@ def train_fold(data, mask_box, rows_of: dict, settings, device, scale: float, co
         mask_box,
         rows_of["train"],
         rows_of["validation"],
-        settings,
+        settings.train,
         device,
         scale,
         checkpoint_dir=checkpoint_dir,
         extra_fingerprint={"cache": cache_key, "fold": fold},
-        compile=config.model.compile,
+        compile=settings.compile,
         dist=dist,
     )
     info = {
@@ -107,7 +106,7 @@ def train_fold(data, mask_box, rows_of: dict, settings, device, scale: float, co
         "fast_path": result.fast_path,
         "compiled": result.compiled,
         "processes": dist.world_size,
-        "trained_by": "--fold job" if config.model.fold else "this run",
+        "trained_by": "--fold job" if settings.folds.only is not None else "this run",
     }
     return TrainedFold(result.model, info, result.history.copy())
 
@@ -125,9 +124,9 @@ def _merged_fold(record: dict, store, fold: str, settings, shape) -> TrainedFold
     return TrainedFold(model.eval(), info, pd.DataFrame(record["history"]))
 
 
-def _scale(config, data: np.ndarray, rows: np.ndarray, mask: np.ndarray) -> float:
-    """1 for probability maps; else one percentile (config.model.scale_percentile) of in-mask training values."""
-    if config.model.input_map == "probseg":
+def _scale(settings, data: np.ndarray, rows: np.ndarray, mask: np.ndarray) -> float:
+    """1 for probability maps; else one percentile (``settings.scale_percentile``) of in-mask training values."""
+    if settings.input_map == "probseg":
         return 1.0
     pick = (
         rows
@@ -135,20 +134,18 @@ def _scale(config, data: np.ndarray, rows: np.ndarray, mask: np.ndarray) -> floa
         else rows[np.linspace(0, len(rows) - 1, SCALE_MAX_VOLUMES).astype(int)]
     )
     values = np.concatenate([np.asarray(data[r])[mask] for r in np.sort(pick)])
-    scale = float(np.percentile(values, float(config.model.scale_percentile)))
+    scale = float(np.percentile(values, settings.scale_percentile))
     return scale if scale > 0 else 1.0
 
 
-def make_folds(config, records: pd.DataFrame, only: str | None):
-    """Step 3a: the splits, each (fold, participant) pair's role and the fold names; ``--fold N``
-    is checked against the number of folds here."""
+def make_folds(plan, records: pd.DataFrame):
+    """Step 3a: the splits of :class:`~latentbids.settings.group.FoldPlan` ``plan``, each (fold, participant)
+    pair's role and the fold names; ``--fold N`` is checked against the number of folds here."""
     from latentbids.model.splits import make_splits
 
-    ex, mc = config.execution, config.model
-    splits = make_splits(
-        records, n_folds=int(mc.n_folds), seed=int(ex.random_seed), fit_all=bool(mc.fit_all),
-        validation_fraction=float(mc.validation_fraction),
-    )
+    only = plan.only
+    splits = make_splits(records, n_folds=plan.n_folds, seed=plan.seed, fit_all=plan.fit_all,
+                         validation_fraction=plan.validation_fraction)
     role = {
         (f, p): r for f, p, r in splits[["fold", "participant_id", "role"]].itertuples(index=False)
     }
@@ -207,8 +204,8 @@ def _earlier_record(store, fold: str, expected: dict, only: str | None) -> dict 
 def _save_fold_record(store, fold: str, result: TrainedFold, expected: dict, device, dist, n_folds: int) -> None:
     """Under ``--fold N``: keep the trained fold (weights, facts, curve) in the work dir for the
     group run that merges the folds."""
-    from latentbids.config import package_versions
-    from latentbids.model.device import describe_device
+    from latentbids.utils.devices import describe_device
+    from latentbids.utils.environment import package_versions
 
     path = store.save(fold, result.model.state_dict(), {
         **{k: expected[k] for k in ("model_key", "grid", "settings", "input_map", "n_folds", "subjects")},
@@ -222,24 +219,25 @@ def _save_fold_record(store, fold: str, result: TrainedFold, expected: dict, dev
                 result.info["best_epoch"], result.info["best_val_loss"], path)
 
 
-def train_folds(config, records: pd.DataFrame, data, mask_box, role: dict, folds: list, only: str | None,
-                settings, device, dist, *, store, expected: dict, run_key: str, cache_key: str,
-                work: Path) -> dict[str, TrainedFold]:
+def train_folds(settings, records: pd.DataFrame, data, mask_box, role: dict, folds: list, device, dist, *, store,
+                expected: dict, run_key: str, cache_key: str) -> dict[str, TrainedFold]:
     """Step 3b: one model per fold (only fold ``only`` under ``--fold``): a fold a ``--fold`` job
     already trained is merged from its record, the others are trained here (checkpointed in the
-    work dir); under ``--fold`` the trained fold's record is saved."""
+    work dir); under ``--fold`` the trained fold's record is saved.  ``settings`` is the run's
+    :class:`~latentbids.settings.group.GroupSettings`."""
     trained: dict[str, TrainedFold] = {}
+    only = settings.folds.only
     for fold in folds:
         if only is not None and fold != only:
             continue
         rows_of = _fold_rows(records, role, fold)
         record = _earlier_record(store, fold, expected, only)
         if record is not None:
-            trained[fold] = _merged_fold(record, store, fold, settings, data.shape[1:])
+            trained[fold] = _merged_fold(record, store, fold, settings.train, data.shape[1:])
             LOGGER.info("Fold %s: trained by a --fold job (%s, best epoch %s), merged", fold,
                         record.get("device", "?"), record["info"].get("best_epoch"))
             continue
-        scale = _scale(config, data, rows_of["train"], mask_box > 0)
+        scale = _scale(settings, data, rows_of["train"], mask_box > 0)
         LOGGER.info(
             "Fold %s: %d train, %d validation, %d held-out maps; intensity scale %.4g",
             fold,
@@ -249,8 +247,8 @@ def train_folds(config, records: pd.DataFrame, data, mask_box, role: dict, folds
             scale,
         )
         with store.training(fold) if dist.is_main else contextlib.nullcontext():
-            result = train_fold(data, mask_box, rows_of, settings, device, scale, config,
-                                checkpoint_dir=work / "model_training" / run_key / f"fold-{fold}",
+            result = train_fold(data, mask_box, rows_of, settings, device, scale,
+                                checkpoint_dir=settings.work_dir / "model_training" / run_key / f"fold-{fold}",
                                 cache_key=cache_key, fold=fold, dist=dist)
         trained[fold] = result
         if only is not None and dist.is_main:

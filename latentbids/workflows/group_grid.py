@@ -36,11 +36,13 @@ class WorkingGrid:
     mask_work: np.ndarray  # brain mask on the working grid (template mask | atlas)
     fit: object  # :class:`latentbids.model.grid.GridFit`: working grid <-> network box
     mask_box: np.ndarray  # the mask cropped to the box (float32)
+    res: str  # the ``res-`` entity of the working grid in file names (bids.naming.grid_res_entity)
 
 
 def working_grid(template, atlas, sloppy, levels: int) -> WorkingGrid:
     """Step 1: the working grid (``sloppy``: a 4 mm block-average of the template), its mask united
     with the atlas (so every region is kept) and the network box fitted to ``levels`` levels."""
+    from latentbids.bids.naming import grid_res_entity
     from latentbids.model.grid import block_reduce, downsample_affine, downsample_shape, fit_grid
     from latentbids.resources import resample_atlas
 
@@ -57,7 +59,8 @@ def working_grid(template, atlas, sloppy, levels: int) -> WorkingGrid:
     mask_work = (block_reduce(mask_tpl.astype(np.uint8), factor, "max") > 0) | (atlas_work > 0)
     fit = fit_grid(mask_work, levels=levels)
     mask_box = fit.crop(mask_work.astype(np.float32))
-    return WorkingGrid(factor, work_res, work_shape, work_affine, atlas_work, mask_work, fit, mask_box)
+    res = grid_res_entity(template.res, template.resolution, work_res)
+    return WorkingGrid(factor, work_res, work_shape, work_affine, atlas_work, mask_work, fit, mask_box, res)
 
 
 def load_cache(records: pd.DataFrame, work: Path, template, grid: WorkingGrid, nprocs):

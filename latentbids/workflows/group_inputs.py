@@ -18,17 +18,17 @@ from latentbids.errors import MissingInputError, NoDataError
 LOGGER = logging.getLogger("latentbids")
 
 
-def _find_maps(out: Path, ex, template, modulated: bool) -> tuple[list[dict], list[str]]:
+def _find_maps(out: Path, selection, template, modulated: bool) -> tuple[list[dict], list[str]]:
     rows, missing = [], []
     for sub_dir in sorted(out.glob("sub-*")):
         if not sub_dir.is_dir():
             continue
         subject = sub_dir.name[4:]
-        if ex.participant_label and subject not in ex.participant_label:
+        if selection.participant_label and subject not in selection.participant_label:
             continue
         sessions = [p.name[4:] for p in sorted(sub_dir.glob("ses-*")) if p.is_dir()] or [None]
         for session in sessions:
-            if ex.session_label and session not in ex.session_label:
+            if selection.session_label and session not in selection.session_label:
                 continue
             folder = out / subject_dir(subject, session)
             path = folder / gm_map_name(subject, session, template.space, template.res, modulated)
@@ -53,30 +53,40 @@ def _other_spaces(out: Path) -> list[str]:
     return sorted(found)
 
 
-def collect_gm_maps(config, template):
-    """One row per subject/session with a template-space GM map in output_dir.
+def collect_gm_maps(settings, template):
+    """One row per subject/session with a template-space GM map in output_dir, and the settings to train with.
 
     Columns: participant_id, session_id, gm_path, plus participants.tsv columns (group, age, ...).
     Modulated maps are used by default; when none exist (GM maps reused through ``-d`` from
     sMRIPrep come unmodulated) the plain probability maps are used for every subject, said in the
-    log and recorded in the config (``model.input_map``).  The two kinds are never mixed.
+    log, and the returned settings say so (:meth:`~latentbids.settings.group.GroupSettings.with_input_map`,
+    recorded in the run's config file).  The two kinds are never mixed.
+
+    Parameters
+    ----------
+    settings : latentbids.settings.group.GroupSettings
+    template : latentbids.resources.Template
+
+    Returns
+    -------
+    records : pandas.DataFrame
+    settings : GroupSettings
+        ``settings``, or new ones with ``input_map = "probseg"``.
     """
     import pandas as pd
 
-
-    ex = config.execution
-    out = Path(ex.output_dir)
-    modulated = config.model.input_map == "modulated"
-    rows, missing = _find_maps(out, ex, template, modulated)
+    out, selection = settings.output_dir, settings.selection
+    modulated = settings.input_map == "modulated"
+    rows, missing = _find_maps(out, selection, template, modulated)
     if modulated and not rows:
-        rows, missing = _find_maps(out, ex, template, modulated=False)
+        rows, missing = _find_maps(out, selection, template, modulated=False)
         if rows:
             LOGGER.warning("No modulated GM maps in %s: training on unmodulated GM probability maps", out)
-            config.model.input_map = "probseg"
+            settings = settings.with_input_map("probseg")
     for name in missing:
         LOGGER.warning("%s is missing: run the participant level for it", name)
     if not rows:
-        if ex.participant_label or ex.session_label:
+        if selection.participant_label or selection.session_label:
             raise NoDataError(f"No GM map in {out} matches the selected participants/sessions: check the labels")
         other = _other_spaces(out)
         if other:
@@ -85,13 +95,14 @@ def collect_gm_maps(config, template):
                 f"maps in {', '.join(other)}: pass --output-spaces {other[0].replace(' res-', ':res-')}"
             )
         raise MissingInputError(
-            f"No template-space GM maps in {out}: run 'latentbids {ex.bids_dir} {out} participant' first"
+            f"No template-space GM maps in {out}: run 'latentbids {selection.bids_dir} {out} participant' first"
         )
     from latentbids.model.splits import min_subjects
 
-    needed = 1 if config.model.model else min_subjects(int(config.model.n_folds), bool(config.model.fit_all))
-    records = apply_qc_gate(pd.DataFrame(rows), out, config.model.exclude_qc_failures, needed)
-    return join_participants(records, ex.bids_dir, config.analysis.label_column)
+    plan = settings.folds
+    needed = 1 if settings.given_model is not None else min_subjects(plan.n_folds, plan.fit_all)
+    records = apply_qc_gate(pd.DataFrame(rows), out, settings.exclude_qc_failures, needed)
+    return join_participants(records, selection.bids_dir, settings.analysis.label_column), settings
 
 
 def join_participants(records, bids_dir, label_column: str = "group"):

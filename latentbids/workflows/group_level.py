@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
+from latentbids.settings.group import GroupSettings
 from latentbids.workflows.group_result import FoldJobResult, GroupLevelResult
 
 LOGGER = logging.getLogger("latentbids")
@@ -45,8 +45,8 @@ class GroupOutcome:
         return dict(getattr(self.analysis, "failures", None) or {})
 
 
-def run_group(config, template, atlas) -> GroupOutcome:
-    """Run the group level of a resolved config on ``template``'s grid with ``atlas``.
+def run_group(settings: GroupSettings, template, atlas) -> GroupOutcome:
+    """Run the group level with ``settings`` on ``template``'s grid with ``atlas``.
 
     The model's group set (``group/<model>/``: latent tables, curves, analysis, claims, maps, report) is
     built in a staging folder and swapped in whole at the end (:class:`~latentbids.utils.staging.StagedFolder`),
@@ -55,9 +55,9 @@ def run_group(config, template, atlas) -> GroupOutcome:
 
     Parameters
     ----------
-    config : latentbids.config.RunConfig
-        Resolved (:func:`latentbids.settings.resolve_config`); ``config.model.input_map`` may change here
-        when only unmodulated maps exist (recorded in the run's config file).
+    settings : latentbids.settings.group.GroupSettings
+        Built once from the config (:func:`latentbids.settings.group.group_settings`); when only unmodulated
+        maps exist the run continues with new settings that say so (recorded in the run's config file).
     template : latentbids.resources.Template
         The grid the GM maps lie on.
     atlas : latentbids.resources.Atlas
@@ -72,22 +72,22 @@ def run_group(config, template, atlas) -> GroupOutcome:
     from latentbids.workflows.group import run_group_level
     from latentbids.workflows.group_analysis import publish_report, run_group_analysis, validate_analysis_request
     from latentbids.workflows.group_inputs import collect_gm_maps
-    from latentbids.workflows.group_model import expected_model_name, given_model
+    from latentbids.workflows.group_model import given_model
 
-    name = expected_model_name(config)  # an unusable name is refused before any work
-    bundle = given_model(config, template) if config.model.model else None  # checked whole, first
-    records = collect_gm_maps(config, template)
-    write_run_config(config.execution.output_dir, config.execution.run_id, config)  # input_map may have changed
-    validate_analysis_request(config, records)  # a bad --contrast fails before hours of training
+    name = settings.model_name  # an unusable name was refused when the settings were built
+    bundle = given_model(settings.given_model, template) if settings.given_model else None  # checked whole, first
+    records, settings = collect_gm_maps(settings, template)
+    write_run_config(settings.output_dir, settings.run_id, settings.provenance())  # input_map may have changed
+    validate_analysis_request(settings.analysis, records)  # a bad --contrast fails before hours of training
     LOGGER.info("Group level on %d GM map(s) from %d subject(s)", len(records), records["participant_id"].nunique())
-    out = Path(config.execution.output_dir)
+    out = settings.output_dir
     with StagedFolder(out / "group" / name) as staged:
-        result = run_group_level(config, records, template, atlas, outputs=staged, bundle=bundle)
+        result = run_group_level(settings, records, template, atlas, outputs=staged, bundle=bundle)
         if not isinstance(result, GroupLevelResult):  # another torchrun process, or one --fold job
             if isinstance(result, FoldJobResult):
                 LOGGER.info("Group level --fold %s finished; the fold is kept in %s", result.fold, result.fold_record)
             return GroupOutcome(result)
-        analysis = run_group_analysis(config, result, atlas)  # None with --skip-analysis
+        analysis = run_group_analysis(settings, result, atlas)  # None with --skip-analysis
         staged.commit(before_swap=lambda: (out / f"group_{result.model_name}.html").unlink(missing_ok=True))
     report = publish_report(out, result.model_name)
     result = _published(result, staged)

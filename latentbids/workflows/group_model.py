@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from latentbids.errors import UsageError
+from latentbids.model.names import bundle_name
 from latentbids.utils.locks import locked
 from latentbids.workflows.group_folds import TrainedFold
 from latentbids.workflows.group_grid import WorkingGrid
@@ -32,7 +32,6 @@ LOGGER = logging.getLogger("latentbids.workflows.group")
 
 #: what makes two trainings the same model (``group_folds.fold_identity``'s ``expected``)
 IDENTITY_KEYS = ("model_key", "grid", "settings", "input_map", "n_folds", "subjects")
-_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _WHAT = {"model_key": "GM maps or splits", "grid": "grid", "input_map": "input map", "n_folds": "number of folds",
          "subjects": "subjects"}
 
@@ -125,41 +124,15 @@ def publish_model_folder(target: Path, write, expected: dict):
     return verify_bundle(target)
 
 
-def given_model(config, template):
+def given_model(model_dir: Path, template):
     """``--model DIR`` checked whole against the run's template grid, before any map is read."""
     from latentbids.model.bundle_checks import verify_bundle
 
-    bundle = verify_bundle(config.model.model, space=template.space, shape=template.shape, affine=template.affine)
+    bundle = verify_bundle(model_dir, space=template.space, shape=template.shape, affine=template.affine)
     LOGGER.info("--model %s: %s model %s (%s, %d fold(s), K = %d): every map is encoded with it; no training, "
-                "and the folder is not written", bundle.path, bundle.meta.get("mode", "kfold"), model_name(bundle),
+                "and the folder is not written", bundle.path, bundle.meta.get("mode", "kfold"), bundle_name(bundle),
                 bundle.grid_name(), len(bundle.folds), int(bundle.meta.get("latent_dim", 0)))
     return bundle
-
-
-def _safe_name(name: str, what: str) -> str:
-    """``name`` when it can name a folder and a file entity (letters, digits, ``.``, ``_``, ``-``)."""
-    name = str(name)
-    if not _NAME.fullmatch(name) or name.startswith("."):
-        raise UsageError(f"{what} '{name}' cannot name the model's outputs: use letters, digits, '_', '-' or '.' "
-                         "(not first), e.g. ae-K32")
-    return name
-
-
-def expected_model_name(config) -> str:
-    """The name this run's outputs carry: ``--model``'s own name, else ``model_name`` or ``ae-K<latent_dim>``."""
-    if config.model.model:
-        try:
-            meta = json.loads((Path(config.model.model) / "model.json").read_text(encoding="utf-8"))
-            name = meta.get("name") or Path(config.model.model).name
-        except (OSError, ValueError, AttributeError):
-            name = Path(config.model.model).name  # verify_bundle names the problem later
-        return _safe_name(name, f"--model {config.model.model}: its name")
-    return _safe_name(config.model.model_name or f"ae-K{int(config.model.latent_dim)}", "model_name")
-
-
-def model_name(bundle) -> str:
-    """The name a model folder's outputs carry (``model.json``'s ``name``, else the folder's)."""
-    return _safe_name(bundle.meta.get("name") or bundle.path.name, f"--model {bundle.path}: its name")
 
 
 def bundle_roles(bundle, records: pd.DataFrame) -> tuple[pd.DataFrame, dict, list]:
@@ -184,7 +157,7 @@ def bundle_grid(bundle, atlas) -> WorkingGrid:
     mask = np.asarray(bundle.mask, dtype=bool)
     fit = bundle.fit
     return WorkingGrid(int(g["downsample"]), float(g["resolution"]), shape, affine, atlas_work.astype(np.int16),
-                       mask, fit, fit.crop(mask.astype(np.float32)))
+                       mask, fit, fit.crop(mask.astype(np.float32)), bundle.res_entity)
 
 
 def bundle_folds(bundle, device) -> dict[str, TrainedFold]:

@@ -19,7 +19,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from latentbids.bids.naming import bids_name, latent_columns, res_label
+from latentbids.bids.naming import bids_name, latent_columns
 from latentbids.bids.tables import is_missing
 from latentbids.reports.training_curves import training_curves_png
 from latentbids.utils.atomic import write_bytes, write_json, write_tsv
@@ -71,7 +71,7 @@ class GroupTables:
 def _write_subject(out: Path, rec, encoding, fold: TrainedFold, name: str, in_training: bool, scale: float,
                    grid: WorkingGrid, model_name: str, space: str, atlas) -> dict:
     """One subject's derivatives under ``sub-<l>/[ses-<s>/]anat/`` (named by the model); returns their paths."""
-    from latentbids.model.outputs import write_subject_outputs
+    from latentbids.bids.model_outputs import write_subject_outputs
 
     sidecar = {
         "Model": model_name,
@@ -82,8 +82,8 @@ def _write_subject(out: Path, rec, encoding, fold: TrainedFold, name: str, in_tr
         "Sources": [f"bids::{Path(rec.gm_path).relative_to(out).as_posix()}"
                     if Path(rec.gm_path).is_relative_to(out) else str(rec.gm_path)],
     }
-    return write_subject_outputs(out, encoding, space=space, resolution=grid.resolution, atlas_name=atlas.bids_name,
-                                 affine=grid.affine, sidecar=sidecar, model=model_name)
+    return write_subject_outputs(out, encoding, space=space, res=grid.res, resolution=grid.resolution,
+                                 atlas_name=atlas.bids_name, affine=grid.affine, sidecar=sidecar, model=model_name)
 
 
 def encode_folds(trained: dict[str, TrainedFold], records: pd.DataFrame, data, role: dict, grid: WorkingGrid,
@@ -96,8 +96,8 @@ def encode_folds(trained: dict[str, TrainedFold], records: pd.DataFrame, data, r
     the within-fold analysis (a fold's latent units are its own).  Returns the latent table's rows, the
     subjects' output paths and every (fold, map) row.
     """
+    from latentbids.model.encoded_subject import encoded_subject
     from latentbids.model.encoding import iter_encode
-    from latentbids.model.outputs import encoded_subject
     from latentbids.workflows.group_model import output_folds
 
     folds = list(trained)
@@ -138,24 +138,25 @@ def group_table(latent_rows: list, records: pd.DataFrame) -> pd.DataFrame:
     ].reset_index(drop=True)
 
 
-def model_meta(config, template, atlas, grid: WorkingGrid, folds: list, settings, device,
-               model_name: str, identity: dict) -> dict:
+def model_meta(settings, template, atlas, grid: WorkingGrid, folds: list, device, model_name: str,
+               identity: dict) -> dict:
     """model.json: what the model is and how it was made (grid, atlas, intensity rule, seeds,
     training settings, device, versions), so it can encode new maps the same way; ``identity`` (GM maps,
     splits, settings, grid) tells a later run whether the folder holds the model it would train."""
-    from latentbids.config import package_versions
-    from latentbids.model.device import describe_device
+    from latentbids.utils.devices import describe_device
+    from latentbids.utils.environment import package_versions
 
-    ex, mc = config.execution, config.model
+    seed = settings.seed
     return {
         "name": model_name,
         "identity": identity,
-        "mode": "fit_all" if mc.fit_all else "kfold",
+        "mode": settings.folds.mode,
         "n_folds": len(folds),
         "default_fold": folds[0],
         "template": {
             "space": template.space,
             "resolution": float(template.resolution),
+            "res": template.res,
             "shape": list(template.shape),
             "affine": np.asarray(template.affine).tolist(),
             "source": template.source,
@@ -174,25 +175,24 @@ def model_meta(config, template, atlas, grid: WorkingGrid, folds: list, settings
             "source": atlas.source,
         },
         "intensity": {
-            "input_map": mc.input_map,
-            "rule": "probseg: 1; modulated: percentile %g of in-mask training values"
-            % float(mc.scale_percentile),
+            "input_map": settings.input_map,
+            "rule": "probseg: 1; modulated: percentile %g of in-mask training values" % settings.scale_percentile,
         },
         "seeds": {
-            "random_seed": int(ex.random_seed),
-            "model_init": int(ex.random_seed),
-            "shuffle": int(ex.random_seed) + 1,
-            "splits": int(ex.random_seed),
+            "random_seed": seed,
+            "model_init": seed,
+            "shuffle": seed + 1,
+            "splits": seed,
         },
-        "deterministic": bool(ex.deterministic),
-        "sloppy": bool(ex.sloppy),
-        "training": settings.fingerprint(),
+        "deterministic": settings.deterministic,
+        "sloppy": settings.sloppy,
+        "training": settings.train.fingerprint(),
         "device": f"{device} ({describe_device(device)})",
         "versions": package_versions(),
     }
 
 
-def write_model_folder(target: Path, config, trained: dict[str, TrainedFold], meta: dict, splits: pd.DataFrame,
+def write_model_folder(target: Path, settings, trained: dict[str, TrainedFold], meta: dict, splits: pd.DataFrame,
                        grid: WorkingGrid, atlas) -> Path:
     """Step 5a: the model folder ``models/<name>/`` (weights, model.json, splits, mask, atlas, the
     run's config as TOML: a config that cannot be serialised is logged, never fatal)."""
@@ -200,7 +200,7 @@ def write_model_folder(target: Path, config, trained: dict[str, TrainedFold], me
     from latentbids.model.bundle import save_bundle
 
     try:
-        config_toml = dump_toml(config.provenance())
+        config_toml = dump_toml(settings.provenance())
     except Exception as exc:  # provenance must not stop a finished training
         LOGGER.warning("Could not serialise the run config to TOML (%s)", exc)
         config_toml = ""
@@ -225,13 +225,13 @@ def training_curves(histories: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def write_group_tables(out: Path, group_dir: Path, records: pd.DataFrame, table: pd.DataFrame, fold_rows: list,
-                       curves: pd.DataFrame | None, model_name: str, space: str, resolution,
+                       curves: pd.DataFrame | None, model_name: str, space: str, res: str,
                        K: int) -> GroupTables:
     """Step 5b: in the model's group folder ``group_dir`` (``group/<model>/``, staged), the latent table and
     every fold's latents (TSV + JSON sidecar) and the model's training curves (TSV + PNG; from the model
     folder's ``curves.tsv``, None for a model folder written before it had one)."""
 
-    ent = {"space": space, "res": res_label(resolution)}
+    ent = {"space": space, "res": res}
     latent_tsv = write_tsv(
         table, group_dir / bids_name("latent", ".tsv", desc=model_name.replace("-", ""), **ent)
     )

@@ -35,6 +35,8 @@ class GroupLevelResult:
         The atlas on the working grid (for figures).
     resolution : float
         Voxel size of the working grid, mm.
+    res : str
+        The working grid's ``res-`` entity in file names (``nilearn4``; :func:`latentbids.bids.naming.grid_res_entity`).
     space : str
         The template space of the grid (``MNI152NLin2009aSym`` ...).
     model_name : str
@@ -78,6 +80,7 @@ class GroupLevelResult:
     atlas_box: np.ndarray
     atlas_image: object
     resolution: float
+    res: str
     space: str
     model_name: str
     folds: tuple

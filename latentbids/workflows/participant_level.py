@@ -15,7 +15,7 @@ from pathlib import Path
 from latentbids.bids.input_checks import InputProblem
 from latentbids.bids.jobs import T1wJob
 from latentbids.errors import MissingInputError
-from latentbids.settings import RunSettings, participant_settings
+from latentbids.settings import ParticipantSettings
 from latentbids.workflows.participant_run import LOCKED, load_plugin, run_participant_wf
 
 LOGGER = logging.getLogger("latentbids")
@@ -43,21 +43,22 @@ class ParticipantOutcome:
         return [label for label, status in self.results.items() if status == LOCKED]
 
 
-def collect_jobs(config) -> tuple[list[T1wJob], list[InputProblem], list[str]]:
+def collect_jobs(selection, derivatives: dict | None = None) -> tuple[list[T1wJob], list[InputProblem], list[str]]:
     """The T1w jobs of this run (with reusable GM maps attached), the inputs rejected, and the selected
-    subjects without any T1w (``sub-<l>``).
+    subjects without any T1w (``sub-<l>``); ``selection`` is the run's
+    :class:`~latentbids.settings.run.Selection`, ``derivatives`` the ``-d NAME=PATH`` datasets.
 
     Raises :class:`~latentbids.errors.MissingInputError` (exit 66) when no selected image is usable.
     """
     from latentbids.bids.input_checks import check_jobs
     from latentbids.bids.layout import get_layout, select_t1w, subjects_without_t1w
 
-    ex = config.execution
-    layout = get_layout(ex.bids_dir, ex.bids_database_dir)
-    jobs = select_t1w(layout, ex.participant_label, ex.session_label, ex.bids_filters)
-    without = ["sub-" + s for s in subjects_without_t1w(layout, jobs, ex.participant_label)]
-    if ex.derivatives:
-        jobs = [_attach_reused_gm(job, ex.derivatives) for job in jobs]
+    sel = selection
+    layout = get_layout(str(sel.bids_dir), str(sel.database_dir))
+    jobs = select_t1w(layout, list(sel.participant_label), list(sel.session_label), sel.filters)
+    without = ["sub-" + s for s in subjects_without_t1w(layout, jobs, list(sel.participant_label))]
+    if derivatives:
+        jobs = [_attach_reused_gm(job, derivatives) for job in jobs]
     LOGGER.info("Selected %d T1w image(s) from %d subject(s)", len(jobs), len({j.subject for j in jobs}))
     good, bad = check_jobs(jobs)
     if not good:
@@ -88,7 +89,8 @@ def check_model_grid(model_dir: str, template) -> None:
                 model_dir, len(bundle.folds), bundle.grid_name())
 
 
-def encode_with_existing_model(config, run: RunSettings, jobs: list[T1wJob], results: dict[str, str]) -> dict[str, str]:
+def encode_with_existing_model(settings: ParticipantSettings, jobs: list[T1wJob],
+                               results: dict[str, str]) -> dict[str, str]:
     """Participant-level ``--model``: each job encodes only its own subjects (map/reduce).
 
     The map encoded is the kind the model was trained on (modulated or not), whatever this run's
@@ -99,8 +101,9 @@ def encode_with_existing_model(config, run: RunSettings, jobs: list[T1wJob], res
     from latentbids.model.bundle import load_bundle
     from latentbids.model.subject_encoding import encode_with_model
 
-    out, template, model_dir = run.output_dir, run.templates[0], config.model.model
-    trained_on = load_bundle(model_dir).meta.get("intensity", {}).get("input_map", config.model.input_map)
+    run = settings.run
+    out, template, model_dir = run.output_dir, run.templates[0], settings.given_model
+    trained_on = load_bundle(model_dir).meta.get("intensity", {}).get("input_map", settings.input_map)
     for job in jobs:
         if results.get(job.label) != "ok":
             continue
@@ -125,29 +128,29 @@ def encode_with_existing_model(config, run: RunSettings, jobs: list[T1wJob], res
     return results
 
 
-def run_participant_level(config, run: RunSettings) -> ParticipantOutcome:
-    """Process every selected T1w of a resolved run (:func:`latentbids.settings.resolve_run`).
+def run_participant_level(settings: ParticipantSettings) -> ParticipantOutcome:
+    """Process every selected T1w of a resolved run.
 
     Parameters
     ----------
-    config : RunConfig
-        The resolved configuration (selection, ``-d``, ``--model``, ``--use-plugin``).
-    run : RunSettings
-        Paths, threads, device, templates and atlas of this run.
+    settings : ParticipantSettings
+        Built once from the config (:func:`latentbids.settings.participant.participant_settings`): the run's
+        paths, threads, device, templates, atlas and selection, the anatomical settings, ``-d``, ``--model``
+        and ``--use-plugin``.
 
     Returns
     -------
     ParticipantOutcome
         Every job's result and the rejected inputs (also logged, one line each, and summed up).
     """
-    good, bad, without = collect_jobs(config)
-    if config.model.model:
-        check_model_grid(config.model.model, run.templates[0])
-    plugin, plugin_args = load_plugin(config.execution.use_plugin, run.multiproc_args)
-    results = run_participant_wf(jobs=good, settings=participant_settings(config, run), plugin=plugin,
-                                 plugin_args=plugin_args)
-    if config.model.model:
-        results = encode_with_existing_model(config, run, good, results)
+    run = settings.run
+    good, bad, without = collect_jobs(run.selection, settings.derivatives)
+    if settings.given_model is not None:
+        check_model_grid(settings.given_model, run.templates[0])
+    plugin, plugin_args = load_plugin(settings.use_plugin, run.multiproc_args)
+    results = run_participant_wf(jobs=good, settings=settings, plugin=plugin, plugin_args=plugin_args)
+    if settings.given_model is not None:
+        results = encode_with_existing_model(settings, good, results)
     outcome = ParticipantOutcome(results=results, rejected=tuple(bad), without_t1w=tuple(without))
     for label, status in sorted(results.items()):
         LOGGER.info("%s: %s", label, status)

@@ -24,15 +24,15 @@ def _numbers_only(volumes_json: Path, folder: Path) -> str:
     return str(target)
 
 
-def rebuild_participant_reports(config, template) -> list[Path]:
+def rebuild_participant_reports(run, template=None) -> list[Path]:
     """``sub-<l>[_ses-<s>].html`` for every selected T1w with outputs in ``output_dir``.
 
     Parameters
     ----------
-    config : RunConfig
-        The resolved configuration (selection and folders).
-    template : latentbids.resources.Template
-        The first output space's grid (its maps are shown).
+    run : latentbids.settings.run.RunSettings
+        The resolved run (selection and output folder).
+    template : latentbids.resources.Template, optional
+        The grid whose maps are shown (default: the first output space's).
 
     Returns
     -------
@@ -44,10 +44,10 @@ def rebuild_participant_reports(config, template) -> list[Path]:
     from latentbids.reports.participant import build_participant_report
     from latentbids.utils.atomic import save_nifti
 
-    ex = config.execution
-    out = Path(ex.output_dir)
-    jobs = select_t1w(get_layout(ex.bids_dir, ex.bids_database_dir), ex.participant_label, ex.session_label,
-                      ex.bids_filters)
+    sel, out = run.selection, Path(run.output_dir)
+    template = template if template is not None else run.templates[0]
+    jobs = select_t1w(get_layout(str(sel.bids_dir), str(sel.database_dir)), list(sel.participant_label),
+                      list(sel.session_label), sel.filters)
     written: list[Path] = []
     with tempfile.TemporaryDirectory(prefix="latentbids-reports-") as tmp:
         tmp = Path(tmp)

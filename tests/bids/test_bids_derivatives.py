@@ -15,7 +15,7 @@ def test_skeleton_for_ixi_passes_the_validator(ixi_dir, tmp_path):
     init_output_dataset(out, ixi_dir, container="docker", atlas=get_atlas())
     config = RunConfig()
     config.execution.run_id = "20260101-000000_abcd1234"
-    write_run_config(out, config.execution.run_id, config)
+    write_run_config(out, config.execution.run_id, config.provenance())
     report = run_validator(out, tmp_path / "report.json")
     assert errors_of(report) == [], errors_of(report)
 
@@ -44,7 +44,7 @@ def test_run_config_toml_records_everything(tmp_path):
     config = RunConfig()
     config.execution.random_seed = 7
     config.model.latent_dim = 16
-    path = write_run_config(tmp_path, "run1", config)
+    path = write_run_config(tmp_path, "run1", config.provenance())
     data = load_toml(path)
     assert data["execution"]["random_seed"] == 7
     assert data["model"]["latent_dim"] == 16

@@ -14,3 +14,13 @@ def test_paths_and_uris(tmp_path):
     assert raw_uri("sub-01/anat/sub-01_T1w.nii.gz") == "bids:raw:sub-01/anat/sub-01_T1w.nii.gz"
     assert res_label(2.0) == "2" and res_label(1.5) == "1p5"
     assert strip_prefix("sub-01", "sub") == "01" and strip_prefix("01", "sub") == "01"
+
+
+def test_working_grid_res_entity_is_one_rule_for_every_level():
+    from latentbids.bids.naming import grid_res_entity
+
+    assert grid_res_entity("nilearn2", 2.0, 2.0) == "nilearn2"  # the template's own grid: its label
+    assert grid_res_entity("nilearn2", 2.0, 4.0) == "nilearn4"  # --sloppy on nilearn's grid: still nilearn's
+    assert grid_res_entity("2", 2.0, 2.0) == "2"  # TemplateFlow's index
+    assert grid_res_entity("1", 1.0, 4.0) == "4mm"  # no TemplateFlow index for a block-average
+    assert grid_res_entity("nilearn1", 1.0, 1.5) == "nilearn1p5"

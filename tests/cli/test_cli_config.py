@@ -91,7 +91,7 @@ def test_help_shows_every_default(capsys, monkeypatch):
 
 def test_container_kind_from_explicit_markers(monkeypatch, tmp_path):
     """Only Apptainer's variables and the image's LATENTBIDS_CONTAINER count, never /.dockerenv alone."""
-    from latentbids.config import container_image, container_kind
+    from latentbids.utils.environment import container_image, container_kind
 
     for var in ("APPTAINER_CONTAINER", "SINGULARITY_CONTAINER", "LATENTBIDS_CONTAINER",
                 "LATENTBIDS_CONTAINER_IMAGE"):

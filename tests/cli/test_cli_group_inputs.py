@@ -12,9 +12,14 @@ from latentbids.bids.naming import gm_map_name
 from latentbids.config import RunConfig
 from latentbids.errors import MissingInputError, NoDataError
 from latentbids.resources import get_template
+from latentbids.settings import group_settings
 from latentbids.workflows.group_inputs import collect_gm_maps
 from tests.helpers import write_minimal_dataset
 
+
+def _collect(config, template):
+    """The records the group level gathers with ``config``'s settings."""
+    return collect_gm_maps(group_settings(config), template)[0]
 
 def _participant_outputs(out, subject, template, qc_pass=True, modulated=True):
     anat = out / f"sub-{subject}" / "anat"
@@ -45,7 +50,7 @@ def test_qc_failures_are_left_out_and_reported(setup):
     _participant_outputs(out, "01", template)
     _participant_outputs(out, "02", template, qc_pass=False)
     _participant_outputs(out, "03", template)
-    records = collect_gm_maps(config, template)
+    records = _collect(config, template)
     assert records["participant_id"].tolist() == ["sub-01", "sub-03"]
     assert records["group"].tolist() == ["CN", "AD"] and records["age"].tolist() == [60, 75]
     assert all("desc-modulated" in p for p in records["gm_path"])
@@ -54,7 +59,7 @@ def test_qc_failures_are_left_out_and_reported(setup):
     assert excluded["qc_fail_reasons"].tolist() == ["gm_max<0.95"]
 
     config.model.exclude_qc_failures = False
-    assert len(collect_gm_maps(config, template)) == 3
+    assert len(_collect(config, template)) == 3
     assert pd.read_csv(out / "group" / "qc_excluded.tsv", sep="\t").empty  # no stale list survives
 
 
@@ -62,26 +67,27 @@ def test_all_failed_is_a_clear_error(setup):
     config, template, out = setup
     _participant_outputs(out, "01", template, qc_pass=False)
     with pytest.raises(MissingInputError, match="failed participant QC"):
-        collect_gm_maps(config, template)
+        _collect(config, template)
 
 
 def test_unmodulated_fallback_never_mixes(setup):
     config, template, out = setup
     _participant_outputs(out, "01", template, modulated=False)
     _participant_outputs(out, "02", template, modulated=False)
-    records = collect_gm_maps(config, template)
-    assert config.model.input_map == "probseg"
+    records, settings = collect_gm_maps(group_settings(config), template)
+    assert settings.input_map == "probseg" and settings.record["model"]["input_map"] == "probseg"
+    assert config.model.input_map == "modulated"  # new settings, the config is never changed
     assert not any("desc-modulated" in Path(p).name for p in records["gm_path"])
 
 
 def test_selection_and_missing_outputs(setup):
     config, template, out = setup
     with pytest.raises(MissingInputError, match="participant' first"):
-        collect_gm_maps(config, template)
+        _collect(config, template)
     _participant_outputs(out, "01", template)
     config.execution.participant_label = ["02"]
     with pytest.raises(NoDataError):
-        collect_gm_maps(config, template)
+        _collect(config, template)
 
 
 def test_maps_on_another_grid_are_pointed_to(setup):
@@ -89,7 +95,7 @@ def test_maps_on_another_grid_are_pointed_to(setup):
     config, template, out = setup
     _participant_outputs(out, "01", template)
     with pytest.raises(MissingInputError, match="pass --output-spaces MNI152NLin2009aSym:res-nilearn4"):
-        collect_gm_maps(config, get_template(resolution=2))
+        _collect(config, get_template(resolution=2))
 
 
 def test_too_few_subjects_left_by_qc_names_the_cause(setup, caplog):
@@ -100,7 +106,7 @@ def test_too_few_subjects_left_by_qc_names_the_cause(setup, caplog):
     _participant_outputs(out, "02", template, qc_pass=False)
     _participant_outputs(out, "03", template)
     with pytest.raises(MissingInputError) as err:
-        collect_gm_maps(config, template)
+        _collect(config, template)
     message = err.value.message
     assert "1 GM map(s) failed participant QC (gm_max: 1;" in message
     assert f"list in {out / 'group' / 'qc_excluded.tsv'}" in message
@@ -109,6 +115,6 @@ def test_too_few_subjects_left_by_qc_names_the_cause(setup, caplog):
     config.model.n_folds = 2
     config.model.fit_all = False
     with pytest.raises(MissingInputError, match="needs at least 4"):
-        collect_gm_maps(config, template)
+        _collect(config, template)
     config.model.exclude_qc_failures = False  # the user's way out: all three are used
-    assert len(collect_gm_maps(config, template)) == 3
+    assert len(_collect(config, template)) == 3

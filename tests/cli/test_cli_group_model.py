@@ -110,7 +110,7 @@ def test_another_configuration_never_replaces_a_model(trained, tmp_path):
     assert _sums(model) == before and _sums(out / "group" / "ae-K32") == group_before
     anat = out / "sub-001" / "anat"
     for desc in ("aeK32", "aeK8"):
-        assert (anat / f"sub-001_space-MNI152NLin2009aSym_res-4_desc-{desc}_latent.tsv").is_file()
+        assert (anat / f"sub-001_space-MNI152NLin2009aSym_res-nilearn4_desc-{desc}_latent.tsv").is_file()
     assert (out / "group_ae-K8.html").is_file() and (out / "group_ae-K32.html").is_file()
 
 

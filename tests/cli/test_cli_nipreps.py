@@ -62,7 +62,7 @@ def test_boilerplate_only(ixi_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr
     text = (out / "logs" / "CITATION.md").read_text()
     page = (out / "logs" / "CITATION.html").read_text()
-    from latentbids.config import package_versions
+    from latentbids.utils.environment import package_versions
 
     versions = package_versions()
     for name in ("latentbids", "nipype", "antspyx", "torch"):

@@ -105,15 +105,14 @@ def test_sloppy_keeps_what_the_config_file_set(ixi_dir, tmp_path, caplog):
 def test_sloppy_never_overrides_a_model_or_analysis_value_the_user_set(ixi_dir, tmp_path, caplog):
     """The group level's --sloppy caps (network, epochs, permutations) obey the same rule as [anat]: what the
     user set runs, said once in the log; what the user left alone takes the sloppy value."""
-    from latentbids.settings import resolve_config
-    from latentbids.workflows.group import _settings
-    from latentbids.workflows.group_analysis import effective_settings
+    from latentbids.settings import group_settings, resolve_config
 
     with caplog.at_level("WARNING", logger="latentbids"):
         config = _from_file(ixi_dir, tmp_path, "[model]\nmax_epochs = 50\n[analysis]\nn_permutations = 500\n",
                             "--sloppy")
         resolve_config(config)
-    train, analysis = _settings(config), effective_settings(config)
+    settings = group_settings(config)
+    train, analysis = settings.train, settings.analysis
     assert train.max_epochs == 50 and train.patience == 2 and list(train.channels) == [4, 8, 8, 16]
     assert analysis.n_permutations == 500 and analysis.sam_permutations == 20
     lines = [r.getMessage() for r in caplog.records if "--sloppy" in r.getMessage()]

@@ -1,4 +1,4 @@
-"""--device resolution: cpu, auto, and one-line UsageErrors when CUDA is asked for and absent."""
+"""--device as a torch.device: cpu, auto, and one-line UsageErrors when CUDA is asked for and absent."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from latentbids.errors import UsageError
-from latentbids.model.device import resolve_device
+from latentbids.model.device import as_torch_device as resolve_device
 
 
 def test_cpu_and_auto():

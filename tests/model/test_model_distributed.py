@@ -148,23 +148,29 @@ def test_shards_cover_every_global_batch_once():
     assert [shard_of(np.array([5]), r, 3).tolist() for r in range(3)] == [[5], [], []]
 
 
-def test_setup_refuses_more_processes_than_gpus(monkeypatch):
+def test_process_device_refuses_more_processes_than_gpus(monkeypatch):
+    from latentbids.utils.devices import DeviceSpec, process_device
+
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
     monkeypatch.setenv("RANK", "0")
-    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "1")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    monkeypatch.setattr("latentbids.model.device.resolve_device", lambda spec: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     with pytest.raises(UsageError) as info:
-        distributed.setup("cuda")
+        process_device("cuda")
     assert info.value.exit_code == 64 and "\n" not in str(info.value)
     assert "torchrun started 4 processes on this node but only 2 GPU(s) are visible" in info.value.message
     assert "--nproc-per-node 2" in info.value.message
     with pytest.raises(UsageError, match="pins one GPU"):
-        distributed.setup("cuda:1")
+        process_device("cuda:1")
     with pytest.raises(UsageError, match="--device 'gpu' is not valid"):  # not a silent CPU run under torchrun
-        distributed.setup("gpu")
+        process_device("gpu")
+    assert process_device("cpu") == DeviceSpec("cpu")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert process_device("cuda") == DeviceSpec("cuda", 1)  # each process the GPU of its LOCAL_RANK
+    assert process_device("auto") == DeviceSpec("cuda", 1)
 
 
 def test_batch_smaller_than_the_processes_is_refused():

@@ -33,6 +33,7 @@ from latentbids.reports.group.figure_lrcp import (  # noqa: E402
 from latentbids.reports.group.figure_projections import projection_figure  # noqa: E402
 from latentbids.reports.group.figures import error_by_class_figure, shap_beeswarm_figure  # noqa: E402
 from latentbids.reports.group.format import _table  # noqa: E402
+from latentbids.settings import group_settings
 from latentbids.workflows.group import run_group_level  # noqa: E402
 from latentbids.workflows.group_analysis import run_group_analysis  # noqa: E402
 
@@ -90,8 +91,8 @@ def run(tmp_path_factory):
     rec = make_cohort(tmp / "gm", tpl, n_subjects=30, seed=4, two_sessions=())
     rec["group"] = rec["group"].replace({"AD": EVIL})
     config = sloppy_config(tmp, latent_dim=6)
-    result = run_group_level(config, rec, tpl, atlas)
-    analysis = run_group_analysis(config, result, atlas)
+    result = run_group_level(group_settings(config), rec, tpl, atlas)
+    analysis = run_group_analysis(group_settings(config), result, atlas)
     report = GroupReport(analysis=analysis, participants=rec.drop(columns=["gm_path"]),
                          latents=result.latent_table, curves_png=str(result.curves_png), version="test",
                          run_id="r1")

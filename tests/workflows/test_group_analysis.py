@@ -24,6 +24,7 @@ from model_testdata import make_cohort, sloppy_config, toy_template  # noqa: E40
 
 from latentbids.analysis.claims import ClaimsList  # noqa: E402
 from latentbids.resources import Atlas  # noqa: E402
+from latentbids.settings import group_settings
 from latentbids.utils.staging import StagedFolder  # noqa: E402
 from latentbids.workflows.group import run_group_level  # noqa: E402
 from latentbids.workflows.group_analysis import run_group_analysis, validate_analysis_request  # noqa: E402
@@ -63,7 +64,7 @@ def trained(tmp_path_factory):
     rec["sham"] = rng.permutation(["A"] * 20 + ["B"] * 20)  # labels with no effect behind them
     rec["site"] = "one"
     config = sloppy_config(tmp, latent_dim=8)
-    result = run_group_level(config, rec, tpl, atlas)
+    result = run_group_level(group_settings(config), rec, tpl, atlas)
     return tmp, tpl, atlas, rec, config, result
 
 
@@ -72,8 +73,8 @@ def _analyse(trained, **analysis):
     for key, value in analysis.items():
         setattr(config.analysis, key, value)
     try:
-        validate_analysis_request(config, rec)
-        return run_group_analysis(config, result, atlas)
+        validate_analysis_request(config.analysis, rec)
+        return run_group_analysis(group_settings(config), result, atlas)
     finally:
         config.analysis = type(config.analysis)()
 
@@ -194,13 +195,13 @@ def test_bad_requests_fail_before_training(trained):
     tmp, tpl, atlas, rec, config, result = trained
     config.analysis.contrasts = ["CN:XX"]
     with pytest.raises(UsageError, match="no subject has the label 'XX'"):
-        validate_analysis_request(config, rec)
+        validate_analysis_request(config.analysis, rec)
     for bad, match in ((dict(label_column="diagnosis"), "no such column"), (dict(confounds=["weight"]), "weight"),
                        (dict(family_correction="none"), "family_correction"),
                        (dict(n_permutations=10), "cannot give p <= eta")):
         with pytest.raises(UsageError, match=match):  # a bad choice is refused when it is set (config checks)
             config.analysis = type(config.analysis)(**bad)
-            validate_analysis_request(config, rec)
+            validate_analysis_request(config.analysis, rec)
     config.analysis = type(config.analysis)()
 
 
@@ -267,8 +268,8 @@ def test_subjects_not_sessions_are_the_units_of_the_tests(tmp_path):
     atlas = octant_atlas(tpl)
     rec = make_cohort(tmp_path / "gm", tpl, n_subjects=12, seed=1, two_sessions=("sub-01", "sub-02"))
     config = sloppy_config(tmp_path, latent_dim=4)
-    result = run_group_level(config, rec, tpl, atlas)
-    res = run_group_analysis(config, result, atlas)
+    result = run_group_level(group_settings(config), rec, tpl, atlas)
+    res = run_group_analysis(group_settings(config), result, atlas)
     assert res.failures == {}
     summary = json.loads(Path(res.analysis_json).read_text())
     assert any("2 subject(s) have several sessions" in note for note in summary["Notes"])
@@ -290,13 +291,14 @@ def _duplicated(result: GroupLevelResult) -> GroupLevelResult:
 @pytest.mark.slow
 def test_pc1_is_unchanged_when_every_subject_has_a_duplicate_second_session(trained, tmp_path):
     tmp, tpl, atlas, rec, config, result = trained
+    from latentbids.settings import group_settings
     from latentbids.workflows.analysis.inputs import build_inputs
     from latentbids.workflows.analysis.projections import run_projections
-    from latentbids.workflows.group_analysis import effective_settings
 
-    settings = effective_settings(config)
-    single = run_projections(build_inputs(config, settings, result, atlas), settings, 7)[0].pc1
+    run = group_settings(config)
+    settings = run.analysis
+    single = run_projections(build_inputs(run, result, atlas), settings, 7)[0].pc1
     doubled = _duplicated(result)
-    double = run_projections(build_inputs(config, settings, doubled, atlas), settings, 7)[0].pc1
+    double = run_projections(build_inputs(run, doubled, atlas), settings, 7)[0].pc1
     pd.testing.assert_frame_equal(single, double, check_exact=False, atol=1e-6)
     assert (single["n"].max() == 40)

@@ -98,7 +98,7 @@ def ixi10_run(tmp_path_factory, ixi_dir):
     jobs = ixi_jobs(ixi_dir, reference_subjects(ixi_dir))
     assert len(jobs) == 5
     cfg = make_config(out, work)
-    init_output_dataset(out, ixi_dir, atlas=get_atlas(cfg.spatial.atlas))
+    init_output_dataset(out, ixi_dir, atlas=get_atlas(cfg.spatial.atlas[0]))
     status, seconds, records = run_logged(cfg, jobs)
     print(f"\nparticipant level, {len(jobs)} subjects, 2 procs x 1 thread: {seconds:.0f} s "
           f"({seconds / len(jobs) * 2:.0f} s per subject per process)")

@@ -22,7 +22,7 @@ from latentbids.analysis.cohort import (
     plan_contrasts,
     regional_means,
 )
-from latentbids.bids.naming import bids_name, latent_columns_in, res_label
+from latentbids.bids.naming import bids_name, latent_columns_in
 from latentbids.bids.tables import is_missing
 from latentbids.workflows.group_result import GroupLevelResult
 
@@ -56,6 +56,7 @@ class AnalysisInputs:
     published_dir: Path  # where the set lies once swapped in: group/<model>/
     space: str
     resolution: float
+    res: str
     atlas_bids_name: str
     atlas_image: object
     atlas_box: np.ndarray
@@ -84,7 +85,7 @@ class AnalysisInputs:
         ent = {"space": self.space}
         if atlas:
             ent["atlas"] = self.atlas_bids_name
-        ent["res"] = res_label(self.resolution)
+        ent["res"] = self.res
         ent.update(extra)
         return self.analysis_dir / bids_name(suffix, ext, **ent)
 
@@ -115,12 +116,14 @@ def _fold_matrices(fold_latents: pd.DataFrame, records: pd.DataFrame, folds) -> 
     return out
 
 
-def build_inputs(config, settings, group_result: GroupLevelResult, atlas) -> AnalysisInputs:
-    """Assemble :class:`AnalysisInputs` from the group level's result and the run's settings.
+def build_inputs(run, group_result: GroupLevelResult, atlas) -> AnalysisInputs:
+    """Assemble :class:`AnalysisInputs` from the group level's result and the run's
+    :class:`~latentbids.settings.group.GroupSettings` (its ``analysis``: labels, contrasts, confounds).
 
     The records are the group level's own (``group_result.records``: normalised ids, one row per map
     in the order of ``group_result.data``), so the analysis cannot pair a map with another row.
     """
+    settings = run.analysis
     records = group_result.records.reset_index(drop=True)
     labels_all = atlas.labels
     G, gm_mean = regional_means(group_result.data, group_result.atlas_box, labels_all["index"].to_numpy(),
@@ -149,7 +152,7 @@ def build_inputs(config, settings, group_result: GroupLevelResult, atlas) -> Ana
         contrasts, more = plan_contrasts(labels[usable], settings.contrasts, settings.min_per_class)
         notes += more
     folds = tuple(str(f) for f in group_result.folds)
-    out = Path(config.execution.output_dir)
+    out = Path(run.output_dir)
     return AnalysisInputs(
         records=records, labels=labels, covariates=covariates, G=G[:, present],
         regions=labels_all[present].reset_index(drop=True), fold_Z=_fold_matrices(group_result.fold_latents,
@@ -159,7 +162,8 @@ def build_inputs(config, settings, group_result: GroupLevelResult, atlas) -> Ana
         model_name=group_result.model_name, out_dir=out,
         analysis_dir=Path(group_result.group_dir or out / "group" / group_result.model_name),
         published_dir=out / "group" / group_result.model_name,
-        space=group_result.space, resolution=float(group_result.resolution), atlas_bids_name=atlas.bids_name,
+        space=group_result.space, resolution=float(group_result.resolution), res=group_result.res,
+        atlas_bids_name=atlas.bids_name,
         atlas_image=group_result.atlas_image, atlas_box=group_result.atlas_box, data=group_result.data,
         latent_table=group_result.latent_table, curves_png=str(group_result.curves_png or ""),
     )

@@ -1,5 +1,5 @@
-"""Settings resolved once: a checked :class:`~latentbids.config.RunConfig` (what was asked) becomes
-what this run does on this host, in the frozen settings objects the levels take as arguments.
+"""The run's settings, resolved once: a checked :class:`~latentbids.config.RunConfig` (what was asked)
+becomes what this run does on this host, in the frozen :class:`RunSettings` both levels start from.
 
 Each decision is taken here and nowhere else:
 
@@ -7,12 +7,14 @@ Each decision is taken here and nowhere else:
   checked and created (:func:`resolve_config`, :func:`check_paths`);
 * threads: ``--nprocs`` (default: the job's CPUs), ``--omp-nthreads`` (default ``min(8, nprocs)``);
 * ``--sloppy``: :meth:`RunConfig.apply_sloppy` (a key the user set is kept, and the log says so);
-* the device: :func:`latentbids.utils.devices.resolve_device` (``cuda`` without a GPU: exit 64 at once);
+* the device: :func:`latentbids.utils.devices.process_device` (``cuda`` without a GPU: exit 64 at once;
+  under torchrun each process's GPU), then only read;
 * templates and atlas: loaded once (:mod:`latentbids.resources`) and handed on as objects.
 
 What is derived is written back into the config as derived (not explicit) values, so
-``logs/<run_id>/config.toml`` records what ran.  The participant level takes
-:class:`ParticipantSettings`; the group level reads the resolved config and :class:`RunSettings`.
+``logs/<run_id>/config.toml`` records what ran.  No workflow reads the config: the participant level
+takes :class:`~latentbids.settings.participant.ParticipantSettings`, the group level
+:class:`~latentbids.settings.group.GroupSettings`, both built from :class:`RunSettings`.
 """
 from __future__ import annotations
 
@@ -22,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from latentbids.config_checks import QC_SOURCES
 from latentbids.errors import CannotCreateError, MissingInputError, UsageError
 
 if TYPE_CHECKING:
@@ -32,8 +33,6 @@ LOGGER = logging.getLogger("latentbids")
 
 #: The work dir when ``-w`` is not given (fMRIPrep's default), relative to where latentbids runs.
 DEFAULT_WORK_DIR = "work"
-#: ``[anat]`` QC threshold keys, each a number or a table by source (:data:`QC_SOURCES`).
-QC_FIELDS = ("qc_min_peak", "qc_min_coverage", "qc_max_outside", "qc_min_template_corr")
 
 
 def available_cpus() -> int:
@@ -116,11 +115,33 @@ def check_paths(config) -> None:
 
 
 @dataclass(frozen=True)
+class Selection:
+    """Which inputs of the BIDS dataset this run reads: ``--participant-label``, ``--session-label`` and
+    ``--bids-filter-file`` (empty: every one), and where pybids keeps its database."""
+
+    bids_dir: Path
+    database_dir: Path
+    participant_label: tuple[str, ...] = ()
+    session_label: tuple[str, ...] = ()
+    filters: dict = field(default_factory=dict)
+
+
+def selection_of(config) -> Selection:
+    """The :class:`Selection` of a resolved config."""
+    ex = config.execution
+    return Selection(bids_dir=Path(ex.bids_dir), database_dir=Path(ex.bids_database_dir),
+                     participant_label=tuple(ex.participant_label or ()), session_label=tuple(ex.session_label or ()),
+                     filters=dict(ex.bids_filters or {}))
+
+
+@dataclass(frozen=True)
 class RunSettings:
     """What both levels run with, resolved on this host.
 
     ``device`` is ``cpu`` or ``cuda:N`` (never ``auto``); ``templates`` are the ``--output-spaces``
-    grids in order (the first drives segmentation and the group level); ``mem_gb`` 0 means no limit.
+    grids in order (the first drives segmentation and the group level); ``mem_gb`` 0 means no limit;
+    ``record`` is the resolved config as ``logs/<run_id>/config.toml`` keeps it (``config.to_dict()``);
+    ``atlas`` is the primary atlas and ``atlases`` every ``--atlas`` in order (the primary first).
     """
 
     output_dir: Path
@@ -132,6 +153,10 @@ class RunSettings:
     device: str
     templates: tuple[Template, ...]
     atlas: Atlas
+    atlases: tuple[Atlas, ...] = ()
+    selection: Selection | None = None
+    seed: int = 42
+    record: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def multiproc_args(self) -> dict:
@@ -148,8 +173,8 @@ def resolve_run(config) -> RunSettings:
     ``--device cuda`` without a GPU, an unknown space or atlas, or a TemplateFlow space missing from
     the cache fail here in one line, before any subject is touched.
     """
-    from latentbids.resources import get_atlas, templates_for
-    from latentbids.utils.devices import describe_device, resolve_device
+    from latentbids.resources import templates_for
+    from latentbids.utils.devices import describe_device, process_device
 
     resolve_config(config)
     ex, sp = config.execution, config.spatial
@@ -157,93 +182,44 @@ def resolve_run(config) -> RunSettings:
         if getattr(config.anat, old) is not None:
             LOGGER.warning("[anat] %s is no longer used (it depended on the grid's box and on numerical tails): "
                            "see %s", old, new)
-    device = resolve_device(ex.device)
+    device = process_device(ex.device)
     ex.derive("resolved_device", f"{device} ({describe_device(device)})")
     LOGGER.info("Device %s resolved to %s", ex.device, ex.resolved_device)
     if ex.templateflow_home:
         os.environ["TEMPLATEFLOW_HOME"] = ex.templateflow_home
     templates = tuple(templates_for(sp.output_spaces, ex.templateflow_home or None))
-    atlas = get_atlas(sp.atlas, sp.atlas_labels or None, ex.nilearn_data or None)
+    atlases = load_atlases(sp.atlas, sp.atlas_labels or None, ex.nilearn_data or None)
+    atlas = atlases[0]
     for template in templates:
         LOGGER.info("Template %s (%s)", template.name, template.source)
-    LOGGER.info("Atlas %s with %d regions (%s)", atlas.name, atlas.n_regions, atlas.source)
+    for i, one in enumerate(atlases):
+        LOGGER.info("Atlas %s with %d regions (%s)%s", one.name, one.n_regions, one.source,
+                    "" if i else (" - the primary atlas" if len(atlases) > 1 else ""))
     return RunSettings(output_dir=Path(ex.output_dir).absolute(), work_dir=Path(ex.work_dir), run_id=ex.run_id,
                        nprocs=ex.nprocs, omp_nthreads=ex.omp_nthreads, mem_gb=ex.mem_gb, device=str(device),
-                       templates=templates, atlas=atlas)
+                       templates=templates, atlas=atlas, atlases=atlases, selection=selection_of(config),
+                       seed=ex.random_seed, record=config.to_dict())
 
 
-@dataclass(frozen=True)
-class AnatSettings:
-    """Everything the anatomical workflows need (``[anat]`` resolved, ``--sloppy`` applied)."""
+def load_atlases(names, labels_path: str | None = None, nilearn_data: str | None = None) -> tuple[Atlas, ...]:
+    """Every ``--atlas`` loaded once, the primary first.
 
-    brain_extraction: str  # hdbet | template
-    hdbet_mode: str
-    hdbet_tta: bool
-    registration: str
-    prior_weight: float
-    mrf: float
-    atropos_iterations: int
-    n4_iterations: tuple[int, ...]
-    seed: int
-    device: str  # cpu | cuda:N (HD-BET)
-    qc_floor: float
-    #: ``{source: {threshold: value}}`` for every source in :data:`QC_SOURCES` (see :func:`qc_thresholds`)
-    qc: dict = field(repr=False)
-
-    @property
-    def use_gpu(self) -> bool:
-        return self.device.startswith("cuda")
-
-    def qc_inputs(self, source: str) -> dict:
-        """:class:`~latentbids.interfaces.measures.QualityMetrics` inputs for a GM map from ``source``."""
-        return {"qc_source": source, "qc_floor": self.qc_floor, **self.qc[source]}
-
-
-def qc_thresholds(anat_config) -> dict[str, dict[str, float]]:
-    """``{source: {qc_min_peak: .., qc_min_coverage: .., ...}}`` from a checked ``config.anat``.
-
-    Each threshold is a table per source (``qc_min_peak = {own = 0.9, smriprep = 0.7}``) or one number
-    for every source; a source the table leaves out keeps its default.
+    ``--atlas-labels`` names the label table of the one path atlas; with several path atlases each takes
+    the ``.tsv`` beside it, and ``--atlas-labels`` is refused (it could not say which it belongs to).  Two
+    atlases with one BIDS name would write the same files: refused.
     """
-    from latentbids.config import AnatConfig
+    from latentbids.resources import get_atlas
 
-    defaults = AnatConfig()
-    out: dict[str, dict[str, float]] = {source: {} for source in QC_SOURCES}
-    for name in QC_FIELDS:
-        value = getattr(anat_config, name)
-        table = {**getattr(defaults, name), **value} if isinstance(value, dict) else dict.fromkeys(QC_SOURCES, value)
-        for source in QC_SOURCES:
-            out[source][name] = float(table[source])
-    return out
-
-
-def anat_settings(config, device: str) -> AnatSettings:
-    """The anatomical settings of a resolved config (:func:`resolve_config`) on ``device``."""
-    an = config.anat
-    return AnatSettings(
-        brain_extraction=an.brain_extraction, hdbet_mode=an.hdbet_mode, hdbet_tta=an.hdbet_tta,
-        registration=an.registration, prior_weight=an.atropos_prior_weight, mrf=an.atropos_mrf,
-        atropos_iterations=an.atropos_iterations, n4_iterations=tuple(an.n4_iterations),
-        seed=config.execution.random_seed, device=device, qc_floor=an.qc_floor, qc=qc_thresholds(an),
-    )
-
-
-@dataclass(frozen=True)
-class ParticipantSettings:
-    """What the participant level runs with: the run's settings, the anatomical settings, and the
-    ``-d NAME=PATH`` datasets whose GM maps are reused."""
-
-    run: RunSettings
-    anat: AnatSettings
-    derivatives: dict = field(default_factory=dict)
-    stop_on_first_crash: bool = False
-
-
-def participant_settings(config, run: RunSettings | None = None) -> ParticipantSettings:
-    """The participant level's settings; ``run`` from :func:`resolve_run` (resolved here when not given)."""
-    if not config.execution.output_dir:
-        raise UsageError("the participant level needs an output folder (config.execution.output_dir)")
-    run = run if run is not None else resolve_run(config)
-    return ParticipantSettings(run=run, anat=anat_settings(config, run.device),
-                               derivatives=dict(config.execution.derivatives),
-                               stop_on_first_crash=config.execution.stop_on_first_crash)
+    names = [names] if isinstance(names, str) else list(names)
+    paths = [n for n in names if Path(n).suffix in (".nii", ".gz")]
+    if labels_path and len(paths) > 1:
+        raise UsageError(f"--atlas-labels {labels_path} with {len(paths)} atlas files: put each file's labels "
+                         "in a .tsv beside it (same name) and drop --atlas-labels")
+    atlases = tuple(get_atlas(n, labels_path if n in paths else None, nilearn_data) for n in names)
+    seen: dict[str, str] = {}
+    for name, atlas in zip(names, atlases):
+        if atlas.bids_name in seen:
+            raise UsageError(f"--atlas {seen[atlas.bids_name]} and {name} both write atlas-{atlas.bids_name} files: "
+                             "rename one of the files")
+        seen[atlas.bids_name] = name
+    return atlases

@@ -31,7 +31,7 @@ def prepare_outputs(config, run: RunSettings) -> None:
     from latentbids.bids.boilerplate import write_boilerplate
     from latentbids.bids.derivatives import init_output_dataset, write_run_config
     from latentbids.bids.validation import validate_dataset
-    from latentbids.config import container_kind
+    from latentbids.utils.environment import container_kind
 
     ex = config.execution
     rebuild_only = ex.reports_only or ex.boilerplate_only  # nothing is computed from the inputs
@@ -52,5 +52,5 @@ def prepare_outputs(config, run: RunSettings) -> None:
     if not ex.boilerplate_only:
         init_output_dataset(ex.output_dir, ex.bids_dir, container_kind(), run.atlas, derivatives=ex.derivatives,
                             templates=run.templates)
-        write_run_config(ex.output_dir, ex.run_id, config)
+        write_run_config(ex.output_dir, ex.run_id, config.provenance())
     write_boilerplate(ex.output_dir, config, run.templates, run.atlas)
