@@ -133,6 +133,16 @@ OPEN_SHARE = Rule(low=0, high=1, low_open=True)
 ERROR_RATE = Rule(low=0, high=0.5, low_open=True)
 
 #: ``(section, key) -> Rule``; every key with a number has one (lists and tables: a normalise check).
+
+def _atlas_list(value) -> list[str]:
+    """``--atlas``: one name or path, or several (the primary first), none empty and none twice."""
+    atlases = [value] if isinstance(value, str) else list(value)
+    if not atlases or any(not str(a).strip() for a in atlases):
+        _fail("an atlas name or path, or several (the primary first)")
+    if len({str(a).strip() for a in atlases}) < len(atlases):
+        _fail("each atlas once")
+    return [str(a).strip() for a in atlases]
+
 RULES: dict[tuple[str, str], Rule] = {
     ("execution", "analysis_level"): Rule(choices=("participant", "group")),
     ("execution", "nprocs"): _rule(0, MAX_CPUS),  # 0: the CPUs of the job
@@ -142,7 +152,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("execution", "device"): Rule(normalise=_device),
     ("execution", "random_seed"): Rule(low=0, high=2**32 - 1),  # numpy's seed range
     ("spatial", "output_spaces"): Rule(normalise=lambda v: v if v else _fail("at least one space")),
-    ("spatial", "atlas"): Rule(normalise=lambda v: v if v.strip() else _fail("an atlas name or path")),
+    ("spatial", "atlas"): Rule(normalise=lambda v: _atlas_list(v)),
     ("anat", "brain_extraction"): Rule(choices=("hdbet", "template")),
     ("anat", "hdbet_mode"): Rule(choices=("fast", "accurate")),
     ("anat", "registration"): Rule(choices=REGISTRATIONS),

@@ -180,10 +180,12 @@ def _resource_options(parser: argparse.ArgumentParser) -> None:
                           "and the group level): TemplateFlow spaces with their resolution index (e.g. "
                           "MNI152NLin2009cAsym:res-2, read from the TemplateFlow cache), or "
                           "MNI152NLin2009aSym:res-nilearnN (nilearn's N mm grid, offline)")
-    spa.add_argument("--atlas", dest="atlas", metavar="NAME|PATH",
-                     help="AAL, AAL3, AAL-SPM8/SPM12 (nilearn cache) or a label NIfTI in template space")
+    spa.add_argument("--atlas", dest="atlas", nargs="+", metavar="NAME|PATH",
+                     help="AAL, AAL3, HCPEx, AAL-SPM8/SPM12 (nilearn cache) or a label NIfTI in template space; "
+                          "several: the first is the primary atlas (the headline speaks for it), the others a "
+                          "sensitivity analysis of the same latent space, each with its own regional claims")
     spa.add_argument("--atlas-labels", dest="atlas_labels", metavar="TSV",
-                     help="'index name' table for an --atlas PATH")
+                     help="'index name' table for an --atlas PATH (several paths: each PATH's own .tsv)")
     spa.add_argument("--templateflow-home", dest="templateflow_home", metavar="DIR",
                      help="TemplateFlow cache; never downloads (fill it with "
                           "'python -m latentbids.resources.templates --prefetch')")

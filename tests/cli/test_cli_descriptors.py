@@ -24,7 +24,7 @@ NAMES = ("latentbids.json", "latentbids-gpu.json")
 #: A valid value for every input of the descriptor (ids absent here get a generic one by type).
 VALUES = {"contrast": ["CN:AD", "CN:MCI"], "device": "cpu", "output_spaces": ["MNI152NLin2009aSym:res-nilearn2"],
           "mem": "8GB", "derivatives": ["smriprep=/data/smriprep"], "participant_label": ["01", "02"],
-          "session_label": ["1"], "confounds": ["age", "tiv"], "atlas": "AAL", "label_column": "dx",
+          "session_label": ["1"], "confounds": ["age", "tiv"], "atlas": ["AAL", "AAL3"], "label_column": "dx",
           "random_seed": 7}
 
 
