@@ -17,7 +17,7 @@ Builds, in memory and seeded, a cohort of N subjects in two balanced classes:
   (the expensive case); the ``shap-e-noise`` variant uses an ``e`` unrelated to ``G`` (the common case
   of METHOD.md section 7, where the sequential null stops early).
 
-It then times each step exactly as :class:`latentbids.workflows.group_analysis.GroupAnalysis` calls
+It then times each step exactly as :class:`latentbids.workflows.group.analysis.run.GroupAnalysis` calls
 it (same functions, same arguments from the settings; no files are written):
 
 * ``projections``  ``project_latents`` per fold, PCA+PLS, plus t-SNE+UMAP on the reference fold;
@@ -335,7 +335,7 @@ def main(argv=None):
     import latentbids.analysis.lrcp  # noqa: F401
     import latentbids.analysis.projections as proj
     import latentbids.analysis.shap_error  # noqa: F401
-    import latentbids.workflows.group_analysis  # noqa: F401
+    import latentbids.workflows.group.analysis.run  # noqa: F401
 
     t_import = time.perf_counter() - t0
     limits = threadpool_limits(args.threads) if args.threads else None

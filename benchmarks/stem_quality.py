@@ -8,7 +8,7 @@ same training (same settings, seeds, batches) on each fold, then what the group 
 * ``val_loss``: the best validation loss (masked MSE of the early-stopping subset), mean over folds;
 * ``test_loss``: the mean masked MSE of the held-out subjects, each encoded by its fold's model;
 * LRCP on every map encoded by every fold's model (as the group analysis runs it, see
-  :mod:`latentbids.workflows.analysis.contrast`), against the regional mean GM of the input maps:
+  :mod:`latentbids.workflows.group.analysis.contrast`), against the regional mean GM of the input maps:
   ``recall`` = planted regions that are LRCP-positive / planted regions, ``false_positives`` =
   LRCP-positive regions that were not planted, and ``top_recall`` = planted regions among the
   top-ranked ``len(planted)`` regions of the consensus ranking (a graded measure that moves before

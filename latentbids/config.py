@@ -274,7 +274,7 @@ class RunConfig:
     def apply_sloppy(self) -> None:
         """With ``--sloppy``, take :data:`SLOPPY` for every key the user did not set; a key the user set
         keeps its value, and one log line names those kept.  The one place ``--sloppy`` changes a setting
-        (the group level's coarser working grid aside: :mod:`latentbids.workflows.group_grid`); idempotent."""
+        (the group level's coarser working grid aside: :mod:`latentbids.workflows.group.grid`); idempotent."""
         if not self.execution.sloppy:
             return
         kept = []

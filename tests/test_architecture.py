@@ -32,7 +32,7 @@ ALLOWED = {
     "workflows": {"analysis", "anat", "bids", "config", "config_checks", "errors", "interfaces", "model",
                   "reports", "resources", "settings", "utils"},
     "cli": {"analysis", "anat", "bids", "config", "config_checks", "errors", "model", "resources", "settings",
-            "simulate", "utils", "workflows"},  # analysis: only latentbids-power reads the shipped power table
+            "simulate", "utils", "workflows"},  # analysis: the power table, the methods text
     "__main__": {"cli"},
     "__init__": set(),
 }

@@ -1,7 +1,7 @@
 """Interpretation of the latent space (METHOD.md sections 4-7, claims of section 9).
 
 Plain functions and scikit-learn-style estimators on arrays and DataFrames; nothing here knows about
-BIDS, files or Nipype (``latentbids.workflows.group_analysis`` and ``latentbids.workflows.analysis`` wire
+BIDS, files or Nipype (``latentbids.workflows.group.analysis.run`` and ``latentbids.workflows.group.analysis`` wire
 them and write the outputs):
 
 - ``bounds``: the concentration-inequality bounds (G, GZ, VC, PAC-Bayes) behind the worst-case accuracies;

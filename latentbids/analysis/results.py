@@ -19,7 +19,7 @@ from latentbids.analysis.claims import ClaimsList
 @dataclass(frozen=True)
 class SectionResult:
     """What every analysis section returns (``run_projections``, ``run_contrast``, ``run_shap`` of
-    ``latentbids.workflows.analysis``): named fields, the same for every section.
+    ``latentbids.workflows.group.analysis``): named fields, the same for every section.
 
     Attributes
     ----------
@@ -38,13 +38,6 @@ class SectionResult:
     tables: dict = field(default_factory=dict)
     claims: tuple = ()
     notes: tuple[str, ...] = ()
-
-    def __getitem__(self, index):
-        """``section[0]`` is ``section.result`` (every section's old tuple began with it); nothing else is
-        positional, so unpacking a ``SectionResult`` like the old tuples fails instead of misreading it."""
-        if index == 0:
-            return self.result
-        raise TypeError("SectionResult: read the named fields (result, tables, claims, notes)")
 
 
 @dataclass(frozen=True)
@@ -146,7 +139,7 @@ class ShapSection:
 class AnalysisResult:
     """One group-level analysis: its settings, sections, claims and verdicts, and the files written.
 
-    What ``latentbids.workflows.group_analysis`` returns and the report renders; every verdict in it was
+    What ``latentbids.workflows.group.analysis.run`` returns and the report renders; every verdict in it was
     generated from ``claims``.
 
     Attributes

@@ -14,7 +14,7 @@ LOGGER = logging.getLogger("latentbids")
 
 
 def exit_code(outcome, output_dir) -> int:
-    """The exit code of a :class:`~latentbids.workflows.group_level.GroupOutcome` (logged)."""
+    """The exit code of a :class:`~latentbids.workflows.group.level.GroupOutcome` (logged)."""
     if outcome.failures:
         LOGGER.error("Group level finished with %d failed analysis section(s): %s (see the log above)",
                      len(outcome.failures), ", ".join(outcome.failures))
@@ -24,11 +24,11 @@ def exit_code(outcome, output_dir) -> int:
     return EXIT_OK
 
 
-def run_group_level_cli(config, run) -> int:
+def run_group_cli(config, run) -> int:
     """Run the group level of a resolved ``run`` on its first output space; return the exit code per the
     policy above.  The config is read here once, into :class:`~latentbids.settings.group.GroupSettings`."""
     from latentbids.settings.group import group_settings
-    from latentbids.workflows.group_level import run_group
+    from latentbids.workflows.group.level import run_group
 
     settings = group_settings(config, run)
     return exit_code(run_group(settings, run.templates[0], run.atlas), settings.output_dir)

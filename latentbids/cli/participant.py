@@ -18,7 +18,7 @@ LOGGER = logging.getLogger("latentbids")
 
 
 def exit_code(outcome) -> int:
-    """The exit code of a :class:`~latentbids.workflows.participant_level.ParticipantOutcome`."""
+    """The exit code of a :class:`~latentbids.workflows.participant.level.ParticipantOutcome`."""
     if outcome.failed:
         codes = {storage_exit_code(status) for status in outcome.failed.values()}
         return max(codes) if None not in codes else EXIT_FAILURE
@@ -29,14 +29,14 @@ def exit_code(outcome) -> int:
     return EXIT_OK
 
 
-def run_participant_level_cli(config, run) -> int:
+def run_participant_cli(config, run) -> int:
     """Run the participant level of a resolved ``run``; return the exit code per the policy above.
 
     A run that ends on a storage failure says so in one error line (the first subject, the path and
     the errno, and how many subjects it hit), so the log's last error is the reason for the exit code.
     """
     from latentbids.settings import participant_settings
-    from latentbids.workflows.participant_level import run_participant_level
+    from latentbids.workflows.participant.level import run_participant_level
 
     outcome = run_participant_level(participant_settings(config, run))
     code = exit_code(outcome)

@@ -53,4 +53,7 @@ def prepare_outputs(config, run: RunSettings) -> None:
         init_output_dataset(ex.output_dir, ex.bids_dir, container_kind(), run.atlas, derivatives=ex.derivatives,
                             templates=run.templates)
         write_run_config(ex.output_dir, ex.run_id, config.provenance())
-    write_boilerplate(ex.output_dir, config, run.templates, run.atlas)
+    from latentbids.analysis.methods_text import analysis_boilerplate
+
+    # the analysis sentence from the registries: a registered projection method or claim family is cited too
+    write_boilerplate(ex.output_dir, config, run.templates, run.atlas, analyses=analysis_boilerplate())

@@ -2,7 +2,7 @@
 
 The methods boilerplate (``logs/CITATION.*``) is written for every run
 (:func:`latentbids.cli.preflight.prepare_outputs`); ``--reports-only`` also rebuilds the
-participant reports (:func:`latentbids.workflows.participant_reports.rebuild_participant_reports`).
+participant reports (:func:`latentbids.workflows.participant.reports.rebuild_participant_reports`).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def run_reports_only(config, run) -> int:
     if ex.boilerplate_only:
         LOGGER.info("Methods boilerplate written: %s", Path(ex.output_dir) / "logs" / "CITATION.md")
         return EXIT_OK
-    from latentbids.workflows.participant_reports import rebuild_participant_reports
+    from latentbids.workflows.participant.reports import rebuild_participant_reports
 
     written = rebuild_participant_reports(run)
     LOGGER.info("Rebuilt %d participant report(s) in %s", len(written), ex.output_dir)

@@ -77,12 +77,12 @@ def run_level(config, run) -> int:
 
         return run_reports_only(config, run)
     if ex.analysis_level == "participant":
-        from latentbids.cli.participant import run_participant_level_cli
+        from latentbids.cli.participant import run_participant_cli
 
-        return run_participant_level_cli(config, run)
-    from latentbids.cli.group import run_group_level_cli
+        return run_participant_cli(config, run)
+    from latentbids.cli.group import run_group_cli
 
-    return run_group_level_cli(config, run)
+    return run_group_cli(config, run)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,7 @@ One module, one job (METHOD.md section 3):
 * :mod:`.bundle`       the self-describing model folder
 * :mod:`.subject_encoding` one subject encoded with a model folder (:func:`encode_with_model`, ``--model``)
 
-Nothing here knows about BIDS layouts or Nipype; :mod:`latentbids.workflows.group` wires it.
+Nothing here knows about BIDS layouts or Nipype; :mod:`latentbids.workflows.group.training` wires it.
 
 The public API (imported on first use: ``import latentbids.model`` does not import torch)::
 

@@ -70,14 +70,14 @@ def save_bundle(
     """Write the model folder atomically (built beside it, then renamed into place).
 
     ``meta`` must hold ``name, template, grid, atlas, intensity, seeds, training`` (see
-    :mod:`latentbids.workflows.group`); ``fold_info[fold]`` holds per-fold facts (scale, best
+    :mod:`latentbids.workflows.group.training`); ``fold_info[fold]`` holds per-fold facts (scale, best
     epoch, losses, counts) and gets the weights path and sha256 added.
 
     Parameters
     ----------
     model_dir : str or os.PathLike
         The folder to write (``<output_dir>/models/<name>``); it must not exist: a model folder is never
-        replaced (:func:`latentbids.workflows.group_model.write_model_folder` decides, under a lock, what a
+        replaced (:func:`latentbids.workflows.group.model_folder.write_model_folder` decides, under a lock, what a
         run does when one is there).
     models : dict of str to AutoEncoder3D
         The trained network of each fold (``"1"``..``"k"``, or ``"all"``); the first one's architecture

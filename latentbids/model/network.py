@@ -5,7 +5,7 @@ each halving the grid, then a linear map to ``latent_dim`` units (the linear bot
 linear map back to the coarsest feature map, then mirrored blocks of ConvTranspose3d(k4, stride 2) +
 norm + LeakyReLU, an output convolution to one channel and a sigmoid (probability maps; modulated
 maps are divided by one training-set constant before they enter, see
-:mod:`latentbids.workflows.group`).
+:mod:`latentbids.workflows.group.training`).
 
 The network's two ends (``stem``) come in three shapes, recorded in the model folder (:data:`STEM_ENDS`):
 

@@ -3,7 +3,7 @@
 :func:`group_settings` is the only place the group level looks at the config.  After it, ``--latent-dim``
 lives in ``GroupSettings.train.latent_dim``, ``--device`` in ``GroupSettings.device`` (resolved once, by
 :func:`~latentbids.settings.run.resolve_run`), ``--contrast`` in ``GroupSettings.analysis.contrasts``; the
-stages under :mod:`latentbids.workflows.group` take these objects and only read them.  A decision the
+stages under :mod:`latentbids.workflows.group.training` take these objects and only read them.  A decision the
 data force on the run (no modulated GM maps: train on the probability maps) returns new settings
 (:meth:`GroupSettings.with_input_map`) and never changes the config.
 """

@@ -420,7 +420,7 @@ def test_error_target_removes_every_fold_offset():
     the grand mean after shifting earlier folds, so the folds ended on different means."""
     from types import SimpleNamespace
 
-    from latentbids.workflows.analysis.shap_section import error_target
+    from latentbids.workflows.group.analysis.shap_section import error_target
 
     rng = np.random.default_rng(0)
     sizes, offsets = (30, 20, 25), (0.0, 1.0, 3.0)

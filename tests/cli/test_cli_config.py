@@ -108,7 +108,7 @@ def test_container_kind_from_explicit_markers(monkeypatch, tmp_path):
 
 def _plugin(config):
     from latentbids.settings import RunSettings
-    from latentbids.workflows.participant_run import load_plugin
+    from latentbids.workflows.participant.run import load_plugin
 
     ex = config.execution
     run = RunSettings(output_dir=ex.output_dir, work_dir=ex.work_dir, run_id=ex.run_id, nprocs=ex.nprocs,

@@ -13,7 +13,7 @@ from latentbids.config import RunConfig
 from latentbids.errors import MissingInputError, NoDataError
 from latentbids.resources import get_template
 from latentbids.settings import group_settings
-from latentbids.workflows.group_inputs import collect_gm_maps
+from latentbids.workflows.group.inputs import collect_gm_maps
 from tests.helpers import write_minimal_dataset
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from latentbids.errors import MissingInputError
-from latentbids.workflows.group_inputs import join_participants
+from latentbids.workflows.group.inputs import join_participants
 from tests.helpers import run_cli
 
 SPACE = "MNI152NLin2009aSym:res-nilearn4"

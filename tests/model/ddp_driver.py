@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from model_testdata import sloppy_config, toy_atlas, toy_template  # noqa: E402
 
 from latentbids.settings import group_settings
-from latentbids.workflows.group import run_group_level  # noqa: E402
+from latentbids.workflows.group.training import train_and_encode  # noqa: E402
 
 
 def main(root: Path, norms: list[str]) -> int:
@@ -42,7 +42,7 @@ def main(root: Path, norms: list[str]) -> int:
         folder = root / norm
         config = sloppy_config(folder, norm=norm, n_folds=2, max_epochs=3, batch_size=4,
                                stem=os.environ.get("DRIVER_STEM", "conv"))
-        result = run_group_level(group_settings(config), records, tpl, atlas)
+        result = train_and_encode(group_settings(config), records, tpl, atlas)
         (folder / f"rank-{rank}.json").write_text(json.dumps({"returned": result is not None,
                                                               "world": os.environ.get("WORLD_SIZE", "1")}))
         if result is not None:

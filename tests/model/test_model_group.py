@@ -21,7 +21,7 @@ from latentbids.errors import MissingInputError, UsageError  # noqa: E402
 from latentbids.model.bundle import load_bundle, sha256_file  # noqa: E402
 from latentbids.model.subject_encoding import encode_with_model  # noqa: E402
 from latentbids.settings import group_settings
-from latentbids.workflows.group import run_group_level  # noqa: E402
+from latentbids.workflows.group.training import train_and_encode  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -33,7 +33,7 @@ def trained(tmp_path_factory):
     atlas = toy_atlas(tpl)
     rec = make_cohort(tmp / "gm", tpl, n_subjects=9)
     config = sloppy_config(tmp)
-    result = run_group_level(group_settings(config), rec, tpl, atlas)
+    result = train_and_encode(group_settings(config), rec, tpl, atlas)
     return tmp, tpl, atlas, rec, config, result
 
 
@@ -188,14 +188,14 @@ def test_model_refuses_other_grid_and_template(trained, tmp_path):
 def test_rerun_reuses_cache_and_is_deterministic(trained):
     tmp, tpl, atlas, rec, config, res = trained
     # same work dir: cache reused, training resumes from its finished checkpoints
-    again = run_group_level(group_settings(config), rec, tpl, atlas)
+    again = train_and_encode(group_settings(config), rec, tpl, atlas)
     assert again.cache_reused and again.cache == res.cache
     assert not again.trained_here and again.model_dir == res.model_dir  # its own model found, not retrained
     pd.testing.assert_frame_equal(again.latent_table, res.latent_table)
     # fresh work dir: trained again from scratch, identical latents (deterministic, same device)
     config.execution.work_dir = str(tmp / "work2")
     config.execution.output_dir = str(tmp / "out2")
-    fresh = run_group_level(group_settings(config), rec, tpl, atlas)
+    fresh = train_and_encode(group_settings(config), rec, tpl, atlas)
     assert not fresh.cache_reused
     pd.testing.assert_frame_equal(fresh.latent_table, res.latent_table)
     shutil.rmtree(tmp / "out2")
@@ -206,7 +206,7 @@ def test_fit_all_labels_training_subjects_and_modulated_scale(tmp_path):
     atlas = toy_atlas(tpl)
     rec = make_cohort(tmp_path / "gm", tpl, n_subjects=5, two_sessions=())
     config = sloppy_config(tmp_path, fit_all=True, input_map="modulated", max_epochs=1)
-    res = run_group_level(group_settings(config), rec, tpl, atlas)
+    res = train_and_encode(group_settings(config), rec, tpl, atlas)
     table = res.latent_table
     assert set(table.fold) == {"all"} and table.in_training.all() and len(table) == 5
     meta = json.loads((res.model_dir / "model.json").read_text())
@@ -222,7 +222,7 @@ def test_sloppy_downsamples_a_2mm_grid(tmp_path):
     atlas = toy_atlas(tpl)
     rec = make_cohort(tmp_path / "gm", tpl, n_subjects=5, two_sessions=())
     config = sloppy_config(tmp_path, fit_all=True, max_epochs=1)
-    res = run_group_level(group_settings(config), rec, tpl, atlas)
+    res = train_and_encode(group_settings(config), rec, tpl, atlas)
     meta = json.loads((res.model_dir / "model.json").read_text())
     assert meta["grid"]["downsample"] == 2 and meta["grid"]["resolution"] == 4.0
     assert meta["grid"]["shape"] == [18, 22, 18]

@@ -22,7 +22,7 @@ from latentbids.model.bundle import load_bundle  # noqa: E402
 from latentbids.model.network import AutoEncoder3D, DepthToSpace3d, SpaceToDepth3d  # noqa: E402
 from latentbids.model.subject_encoding import encode_with_model  # noqa: E402
 from latentbids.settings import group_settings
-from latentbids.workflows.group import run_group_level  # noqa: E402
+from latentbids.workflows.group.training import train_and_encode  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -167,7 +167,7 @@ def test_stem_travels_with_the_model_folder(tmp_path, stem, version):
     atlas = toy_atlas(tpl)
     rec = make_cohort(tmp_path / "gm", tpl, n_subjects=5, two_sessions=())
     config = sloppy_config(tmp_path, fit_all=True, max_epochs=1, stem=stem)
-    res = run_group_level(group_settings(config), rec, tpl, atlas)
+    res = train_and_encode(group_settings(config), rec, tpl, atlas)
     meta = json.loads((res.model_dir / "model.json").read_text())
     assert meta["architecture"]["stem"] == stem and meta["format_version"] == version
     assert meta["training"].get("stem", "conv") == stem  # conv: the training record of latentbids 0.1
@@ -188,4 +188,4 @@ def test_unknown_stem_is_a_usage_error(tmp_path):
     tpl = toy_template()
     rec = make_cohort(tmp_path / "gm", tpl, n_subjects=5, two_sessions=())
     with pytest.raises(UsageError, match="stem = 'pixel' is not valid: use one of conv, space_to_depth, patch"):
-        run_group_level(group_settings(sloppy_config(tmp_path, fit_all=True, stem="pixel")), rec, tpl, toy_atlas(tpl))
+        train_and_encode(group_settings(sloppy_config(tmp_path, fit_all=True, stem="pixel")), rec, tpl, toy_atlas(tpl))

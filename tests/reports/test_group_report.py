@@ -34,8 +34,8 @@ from latentbids.reports.group.figure_projections import projection_figure  # noq
 from latentbids.reports.group.figures import error_by_class_figure, shap_beeswarm_figure  # noqa: E402
 from latentbids.reports.group.format import _table  # noqa: E402
 from latentbids.settings import group_settings
-from latentbids.workflows.group import run_group_level  # noqa: E402
-from latentbids.workflows.group_analysis import run_group_analysis  # noqa: E402
+from latentbids.workflows.group.analysis.run import run_group_analysis  # noqa: E402
+from latentbids.workflows.group.training import train_and_encode  # noqa: E402
 
 torch.set_num_threads(1)
 EVIL = "<script>alert(1)</script>"
@@ -91,7 +91,7 @@ def run(tmp_path_factory):
     rec = make_cohort(tmp / "gm", tpl, n_subjects=30, seed=4, two_sessions=())
     rec["group"] = rec["group"].replace({"AD": EVIL})
     config = sloppy_config(tmp, latent_dim=6)
-    result = run_group_level(group_settings(config), rec, tpl, atlas)
+    result = train_and_encode(group_settings(config), rec, tpl, atlas)
     analysis = run_group_analysis(group_settings(config), result, atlas)
     report = GroupReport(analysis=analysis, participants=rec.drop(columns=["gm_path"]),
                          latents=result.latent_table, curves_png=str(result.curves_png), version="test",

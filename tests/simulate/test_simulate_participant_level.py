@@ -23,7 +23,7 @@ SEED = 20261125
 PLANTED = ["Hippocampus_L", "Hippocampus_R", "ParaHippocampal_L", "ParaHippocampal_R"]
 EFFECT = ",".join(PLANTED) + ":30"
 
-_HAS_PIPELINE = importlib.util.find_spec("latentbids.workflows.participant") is not None
+_HAS_PIPELINE = importlib.util.find_spec("latentbids.workflows.participant.workflow") is not None
 
 
 @pytest.mark.slow

@@ -95,7 +95,7 @@ def test_flush_inside_the_brain_extraction_node_process(x86_ftz, tmp_path):
 
         from latentbids.interfaces.anat import BrainExtraction
         from latentbids.utils.denormals import denormals_flushed
-        from latentbids.workflows.multiproc import CancellableMultiProcPlugin
+        from latentbids.workflows.participant.multiproc import CancellableMultiProcPlugin
 
         record = {str(tmp_path / "inside.json")!r}
 

@@ -26,9 +26,9 @@ from latentbids.analysis.claims import ClaimsList  # noqa: E402
 from latentbids.resources import Atlas  # noqa: E402
 from latentbids.settings import group_settings
 from latentbids.utils.staging import StagedFolder  # noqa: E402
-from latentbids.workflows.group import run_group_level  # noqa: E402
-from latentbids.workflows.group_analysis import run_group_analysis, validate_analysis_request  # noqa: E402
-from latentbids.workflows.group_result import GroupLevelResult  # noqa: E402
+from latentbids.workflows.group.analysis.run import run_group_analysis, validate_analysis_request  # noqa: E402
+from latentbids.workflows.group.result import GroupLevelResult  # noqa: E402
+from latentbids.workflows.group.training import train_and_encode  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -64,7 +64,7 @@ def trained(tmp_path_factory):
     rec["sham"] = rng.permutation(["A"] * 20 + ["B"] * 20)  # labels with no effect behind them
     rec["site"] = "one"
     config = sloppy_config(tmp, latent_dim=8)
-    result = run_group_level(group_settings(config), rec, tpl, atlas)
+    result = train_and_encode(group_settings(config), rec, tpl, atlas)
     return tmp, tpl, atlas, rec, config, result
 
 
@@ -207,7 +207,7 @@ def test_bad_requests_fail_before_training(trained):
 
 @pytest.mark.slow
 def test_a_failing_section_is_reported_and_the_rest_is_written(trained, monkeypatch):
-    import latentbids.workflows.analysis.shap_section as shap_section
+    import latentbids.workflows.group.analysis.shap_section as shap_section
 
     def broken(*args, **kwargs):
         raise RuntimeError("surrogate exploded")
@@ -268,7 +268,7 @@ def test_subjects_not_sessions_are_the_units_of_the_tests(tmp_path):
     atlas = octant_atlas(tpl)
     rec = make_cohort(tmp_path / "gm", tpl, n_subjects=12, seed=1, two_sessions=("sub-01", "sub-02"))
     config = sloppy_config(tmp_path, latent_dim=4)
-    result = run_group_level(group_settings(config), rec, tpl, atlas)
+    result = train_and_encode(group_settings(config), rec, tpl, atlas)
     res = run_group_analysis(group_settings(config), result, atlas)
     assert res.failures == {}
     summary = json.loads(Path(res.analysis_json).read_text())
@@ -292,13 +292,13 @@ def _duplicated(result: GroupLevelResult) -> GroupLevelResult:
 def test_pc1_is_unchanged_when_every_subject_has_a_duplicate_second_session(trained, tmp_path):
     tmp, tpl, atlas, rec, config, result = trained
     from latentbids.settings import group_settings
-    from latentbids.workflows.analysis.inputs import build_inputs
-    from latentbids.workflows.analysis.projections import run_projections
+    from latentbids.workflows.group.analysis.inputs import build_inputs
+    from latentbids.workflows.group.analysis.projections import run_projections
 
     run = group_settings(config)
     settings = run.analysis
-    single = run_projections(build_inputs(run, result, atlas), settings, 7)[0].pc1
+    single = run_projections(build_inputs(run, result, atlas), settings, 7).result.pc1
     doubled = _duplicated(result)
-    double = run_projections(build_inputs(run, doubled, atlas), settings, 7)[0].pc1
+    double = run_projections(build_inputs(run, doubled, atlas), settings, 7).result.pc1
     pd.testing.assert_frame_equal(single, double, check_exact=False, atol=1e-6)
     assert (single["n"].max() == 40)

@@ -14,9 +14,9 @@ from latentbids.bids.jobs import T1wJob
 from latentbids.config import RunConfig
 from latentbids.resources import get_atlas, get_template
 from latentbids.settings import anat_settings, participant_settings, resolve_config
-from latentbids.workflows.participant import init_participant_wf, subject_wf_name
-from latentbids.workflows.participant_run import run_participant_wf
-from latentbids.workflows.template_files import write_template_files
+from latentbids.workflows.participant.run import run_participant_wf
+from latentbids.workflows.participant.template_files import write_template_files
+from latentbids.workflows.participant.workflow import init_participant_wf, subject_wf_name
 
 TPL = "MNI152NLin2009aSym"
 
@@ -195,7 +195,7 @@ def test_a_subject_already_being_processed_is_skipped(tmp_path, ixi_dir):
 def test_crash_files_are_attributed_to_their_session(tmp_path):
     import time
 
-    from latentbids.workflows.participant_run import crash_reason
+    from latentbids.workflows.participant.run import crash_reason
 
     folder = tmp_path / "log"
     folder.mkdir()

@@ -23,7 +23,7 @@ from latentbids.bids.jobs import T1wJob
 from latentbids.config import RunConfig
 from latentbids.resources import get_atlas
 from latentbids.settings import participant_settings
-from latentbids.workflows.participant_run import run_participant_wf
+from latentbids.workflows.participant.run import run_participant_wf
 
 pytestmark = pytest.mark.slow
 

@@ -4,7 +4,7 @@
 united with every atlas voxel, to the network's levels (:class:`WorkingGrid`); :func:`load_cache`
 reads every GM map once into the memory-mapped cache in the work dir; :func:`grid_facts` is what a
 fold's input grid is (recorded with a ``--fold`` job's fold).  Wired by
-:mod:`latentbids.workflows.group`.
+:mod:`latentbids.workflows.group.training`.
 """
 
 from __future__ import annotations

@@ -25,10 +25,10 @@ import pandas as pd
 from latentbids.errors import UsageError
 from latentbids.model.names import bundle_name
 from latentbids.utils.locks import locked
-from latentbids.workflows.group_folds import TrainedFold
-from latentbids.workflows.group_grid import WorkingGrid
+from latentbids.workflows.group.folds import TrainedFold
+from latentbids.workflows.group.grid import WorkingGrid
 
-LOGGER = logging.getLogger("latentbids.workflows.group")
+LOGGER = logging.getLogger("latentbids.workflows.group.training")
 
 #: what makes two trainings the same model (``group_folds.fold_identity``'s ``expected``)
 IDENTITY_KEYS = ("model_key", "grid", "settings", "input_map", "n_folds", "subjects")
@@ -62,7 +62,7 @@ def check_model_folder(target: Path, expected: dict):
     target : pathlib.Path
         ``models/<name>``, where this run would write its model.
     expected : dict
-        This run's training identity (:func:`latentbids.workflows.group_folds.fold_identity`).
+        This run's training identity (:func:`latentbids.workflows.group.folds.fold_identity`).
 
     Returns
     -------
@@ -105,7 +105,7 @@ def publish_model_folder(target: Path, write, expected: dict):
     target : pathlib.Path
         ``models/<name>``.
     write : callable
-        ``write(target)`` writes the folder (:func:`latentbids.workflows.group_outputs.write_model_folder`).
+        ``write(target)`` writes the folder (:func:`latentbids.workflows.group.outputs.write_model_folder`).
     expected : dict
         This run's training identity.
 

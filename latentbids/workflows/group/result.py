@@ -1,6 +1,6 @@
 """What the group level hands the analysis: one typed, frozen record per run (no 22-key dict).
 
-Why a dataclass: the analysis (:func:`latentbids.workflows.analysis.inputs.build_inputs`), the CLI and
+Why a dataclass: the analysis (:func:`latentbids.workflows.group.analysis.inputs.build_inputs`), the CLI and
 the tests read the same fields; a misspelt field fails at once instead of returning ``None`` from a
 ``dict.get``, and a reader sees in one place what training produced and in which units.
 """

@@ -1,6 +1,6 @@
 """Running the participant workflow: locks, the Nipype plugin, progress lines and per-job results.
 
-:func:`run_participant_wf` builds the workflow (:mod:`latentbids.workflows.participant`) for the jobs
+:func:`run_participant_wf` builds the workflow (:mod:`latentbids.workflows.participant.workflow`) for the jobs
 this process may take, runs it, and reports ``{job.label: "ok" | "failed: <reason>"}``.  A subject
 another latentbids process is processing in the same work dir is skipped (:data:`LOCKED`); a failed
 subject does not stop the others unless ``--stop-on-first-crash``; crash files go to
@@ -21,10 +21,10 @@ from latentbids.bids.derivatives import crash_dir
 from latentbids.bids.jobs import T1wJob
 from latentbids.errors import UsageError
 from latentbids.settings import ParticipantSettings
-from latentbids.workflows.multiproc import CancellableMultiProcPlugin
-from latentbids.workflows.participant import init_participant_wf, subject_wf_name
-from latentbids.workflows.precomputed import check_reuse_spaces, precomputed_for
-from latentbids.workflows.template_files import write_template_files
+from latentbids.workflows.participant.multiproc import CancellableMultiProcPlugin
+from latentbids.workflows.participant.precomputed import check_reuse_spaces, precomputed_for
+from latentbids.workflows.participant.template_files import write_template_files
+from latentbids.workflows.participant.workflow import init_participant_wf, subject_wf_name
 
 LOGGER = logging.getLogger("latentbids")
 
@@ -83,7 +83,7 @@ def run_participant_wf(*, jobs: list[T1wJob], settings: ParticipantSettings, plu
         The resolved run (:func:`latentbids.settings.participant_settings`).
     plugin, plugin_args : optional
         A Nipype plugin and its arguments (:func:`load_plugin`); default MultiProc with the run's
-        processes, as :class:`~latentbids.workflows.multiproc.CancellableMultiProcPlugin`.
+        processes, as :class:`~latentbids.workflows.participant.multiproc.CancellableMultiProcPlugin`.
 
     Returns
     -------
@@ -237,7 +237,7 @@ class _Progress:
         step = node.name
         space = next((p[len("space_"):-len("_wf")] for p in node.fullname.split(".")
                       if p.startswith("space_") and p.endswith("_wf")), None)
-        if space:  # a further output space (workflows/spaces.py): say which
+        if space:  # a further output space (workflows/participant/spaces.py): say which
             step = f"{step} ({space})"
         began = self.started.pop(key, None)
         if status == "end":

@@ -3,7 +3,7 @@
 :func:`collect_gm_maps` finds one template-space GM map per subject/session under the output dir (the
 names are :func:`latentbids.bids.naming.gm_map_name`'s), leaves out the maps that failed participant QC
 (:func:`apply_qc_gate`, never silently: ``group/qc_excluded.tsv``) and adds the participants.tsv columns
-(``group`` and the covariates).  Its records are what :func:`latentbids.workflows.group.run_group_level`
+(``group`` and the covariates).  Its records are what :func:`latentbids.workflows.group.training.train_and_encode`
 trains on.
 """
 from __future__ import annotations

@@ -4,7 +4,7 @@ The first space drives the segmentation (its priors guide Atropos) and the QC ta
 space only needs the subject brought onto its grid: the skull-stripped T1w is registered to that
 template (the same SyN-family settings), and the native GM map and brain mask are carried over with
 the forward transform, modulated by its Jacobian, and measured in the atlas.  Reused maps
-(``-d``) are resampled onto each grid by :func:`latentbids.workflows.anat.init_reuse_wf` instead.
+(``-d``) are resampled onto each grid by :func:`latentbids.workflows.participant.anat.init_reuse_wf` instead.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from nipype.pipeline import engine as pe
 from latentbids.interfaces.anat import GMToTemplate, RegisterToTemplate
 from latentbids.interfaces.measures import RegionalStats
 from latentbids.settings import AnatSettings
-from latentbids.workflows.template_files import TemplateFiles
+from latentbids.workflows.participant.template_files import TemplateFiles
 
 SPACE_OUTPUTS = ["gm_template", "modulated", "mask_template", "forward", "inverse", "stats"]
 

@@ -20,7 +20,7 @@ from latentbids.analysis.results import ContrastResult, SectionResult
 from latentbids.bids.naming import latent_columns
 from latentbids.utils.progress import step
 
-LOGGER = logging.getLogger("latentbids.workflows.group")
+LOGGER = logging.getLogger("latentbids.workflows.group.training")
 
 
 def contrast_rows(inp, a: str, b: str) -> tuple[np.ndarray, np.ndarray]:

@@ -5,7 +5,7 @@
 keys its checkpoint folder; :func:`train_folds` trains each fold (:func:`train_fold`, resuming
 from its checkpoint in the work dir) or merges the one a ``--fold`` job already trained
 (:mod:`latentbids.model.folds`), and under ``--fold N`` keeps the trained fold's record.  Wired
-by :mod:`latentbids.workflows.group`.
+by :mod:`latentbids.workflows.group.training`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pandas as pd
 
 from latentbids.errors import UsageError
 
-LOGGER = logging.getLogger("latentbids.workflows.group")
+LOGGER = logging.getLogger("latentbids.workflows.group.training")
 
 SCALE_MAX_VOLUMES = 128
 

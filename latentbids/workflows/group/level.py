@@ -1,9 +1,10 @@
 """The group level end to end: gather the GM maps, train or encode, interpret, in that order.
 
-:func:`run_group` is what the CLI calls (as :func:`latentbids.workflows.participant_level.run_participant_level`
-at participant level): it gathers the participant-level GM maps (:mod:`~latentbids.workflows.group_inputs`),
+:func:`run_group` is what the CLI calls (as :func:`latentbids.workflows.participant.level.run_participant_level`
+at participant level): it gathers the participant-level GM maps (:mod:`~latentbids.workflows.group.inputs`),
 refuses an analysis the data cannot support before any training, trains and encodes
-(:mod:`~latentbids.workflows.group`) and reads the latent space (:mod:`~latentbids.workflows.group_analysis`).
+(:mod:`~latentbids.workflows.group.training`) and reads the latent space
+(:mod:`~latentbids.workflows.group.analysis.run`).
 It returns a typed :class:`GroupOutcome`; the CLI turns that into the exit code.
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 from dataclasses import dataclass
 
 from latentbids.settings.group import GroupSettings
-from latentbids.workflows.group_result import FoldJobResult, GroupLevelResult
+from latentbids.workflows.group.result import FoldJobResult, GroupLevelResult
 
 LOGGER = logging.getLogger("latentbids")
 
@@ -69,10 +70,10 @@ def run_group(settings: GroupSettings, template, atlas) -> GroupOutcome:
     """
     from latentbids.bids.derivatives import write_run_config
     from latentbids.utils.staging import StagedFolder
-    from latentbids.workflows.group import run_group_level
-    from latentbids.workflows.group_analysis import publish_report, run_group_analysis, validate_analysis_request
-    from latentbids.workflows.group_inputs import collect_gm_maps
-    from latentbids.workflows.group_model import given_model
+    from latentbids.workflows.group.analysis.run import publish_report, run_group_analysis, validate_analysis_request
+    from latentbids.workflows.group.inputs import collect_gm_maps
+    from latentbids.workflows.group.model_folder import given_model
+    from latentbids.workflows.group.training import train_and_encode
 
     name = settings.model_name  # an unusable name was refused when the settings were built
     bundle = given_model(settings.given_model, template) if settings.given_model else None  # checked whole, first
@@ -82,7 +83,7 @@ def run_group(settings: GroupSettings, template, atlas) -> GroupOutcome:
     LOGGER.info("Group level on %d GM map(s) from %d subject(s)", len(records), records["participant_id"].nunique())
     out = settings.output_dir
     with StagedFolder(out / "group" / name) as staged:
-        result = run_group_level(settings, records, template, atlas, outputs=staged, bundle=bundle)
+        result = train_and_encode(settings, records, template, atlas, outputs=staged, bundle=bundle)
         if not isinstance(result, GroupLevelResult):  # another torchrun process, or one --fold job
             if isinstance(result, FoldJobResult):
                 LOGGER.info("Group level --fold %s finished; the fold is kept in %s", result.fold, result.fold_record)

@@ -24,7 +24,7 @@ from latentbids.interfaces.anat import (
 )
 from latentbids.interfaces.measures import QualityMetrics, RegionalStats, ResampleExistingGM, TissueVolumes
 from latentbids.settings import AnatSettings
-from latentbids.workflows.template_files import TemplateFiles
+from latentbids.workflows.participant.template_files import TemplateFiles
 
 ANAT_OUTPUTS = [
     "t1w_preproc", "brain_mask", "csf", "gm", "wm", "dseg", "forward", "inverse", "warped",

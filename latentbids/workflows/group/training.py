@@ -1,13 +1,14 @@
 """Group level: train the autoencoder on every participant's GM map and write what it learned.
 
-:func:`run_group_level` is the contract the CLI calls.  It wires :mod:`latentbids.model`:
+:func:`train_and_encode` is what :func:`latentbids.workflows.group.level.run_group` calls.  It wires
+:mod:`latentbids.model`:
 
 1. fit the template grid (plus every atlas voxel) to the network (``--sloppy``: a 4 mm grid);
 2. read every GM map once into the memory-mapped cache in the work dir;
 3. split subjects (stratified k-fold by ``group``, or fit-all) and train one model per fold,
    checkpointing each epoch in the work dir (an interrupted run resumes); a fold already trained by
    a job of its own (``--fold N``, :mod:`latentbids.model.folds`) is merged instead of trained;
-4. write the model folder ``models/<name>/`` (never over another model: :mod:`latentbids.workflows.group_model`),
+4. write the model folder ``models/<name>/`` (never over another model: :mod:`latentbids.workflows.group.model_folder`),
    then encode each subject with its weights, by the fold that held it out: latent TSV, reconstruction,
    error map and regional error under ``sub-<l>/[ses-<s>/]anat/``, named by the model (``desc-aeK32``);
 5. write the group latent tables and training curves into ``group/<name>/`` (staged by the caller and
@@ -20,8 +21,8 @@ With ``--fold N`` only step 3 runs, for fold N, and the fold is kept in the work
 ``torchrun`` (:mod:`latentbids.model.distributed`) every process trains (step 3) and process 0 alone
 does the rest.  Jobs that share the work dir build the GM cache once, under a lock.
 
-The stages live in :mod:`~latentbids.workflows.group_grid` (1-2),
-:mod:`~latentbids.workflows.group_folds` (3) and :mod:`~latentbids.workflows.group_outputs` (4-5);
+The stages live in :mod:`~latentbids.workflows.group.grid` (1-2),
+:mod:`~latentbids.workflows.group.folds` (3) and :mod:`~latentbids.workflows.group.outputs` (4-5);
 this module checks the request and runs them in order.
 """
 
@@ -38,9 +39,9 @@ from latentbids.bids.tables import NA_REP, is_missing
 from latentbids.errors import MissingInputError, UsageError
 from latentbids.model.names import bundle_name
 from latentbids.settings.group import GroupSettings
-from latentbids.workflows.group_folds import fold_identity, make_folds, train_folds
-from latentbids.workflows.group_grid import grid_facts, load_cache, working_grid
-from latentbids.workflows.group_model import (
+from latentbids.workflows.group.folds import fold_identity, make_folds, train_folds
+from latentbids.workflows.group.grid import grid_facts, load_cache, working_grid
+from latentbids.workflows.group.model_folder import (
     bundle_folds,
     bundle_grid,
     bundle_roles,
@@ -50,16 +51,16 @@ from latentbids.workflows.group_model import (
     model_curves,
     publish_model_folder,
 )
-from latentbids.workflows.group_outputs import (
+from latentbids.workflows.group.outputs import (
     encode_folds,
     group_table,
     model_meta,
     write_group_tables,
     write_model_folder,
 )
-from latentbids.workflows.group_result import FoldJobResult, GroupLevelResult
+from latentbids.workflows.group.result import FoldJobResult, GroupLevelResult
 
-LOGGER = logging.getLogger("latentbids.workflows.group")
+LOGGER = logging.getLogger("latentbids.workflows.group.training")
 
 
 def _check_records(records: pd.DataFrame) -> pd.DataFrame:
@@ -95,7 +96,7 @@ def _check_records(records: pd.DataFrame) -> pd.DataFrame:
     return records
 
 
-def run_group_level(settings: GroupSettings, records: pd.DataFrame, template, atlas, outputs=None,
+def train_and_encode(settings: GroupSettings, records: pd.DataFrame, template, atlas, outputs=None,
                     bundle=None) -> GroupLevelResult | FoldJobResult | None:
     """Train the autoencoder (k-fold or fit-all), or take ``--model``'s, and write latents, reconstructions,
     errors and the model folder.
@@ -117,7 +118,7 @@ def run_group_level(settings: GroupSettings, records: pd.DataFrame, template, at
     Returns
     -------
     GroupLevelResult
-        Every file written and what the analysis reads (:mod:`latentbids.workflows.group_result`).
+        Every file written and what the analysis reads (:mod:`latentbids.workflows.group.result`).
     FoldJobResult
         With ``--fold N``: the fold trained and kept in the work dir.
     None
@@ -162,7 +163,7 @@ def _train(settings: GroupSettings, records, cached, grid, template, device, dis
 
 def _run(settings: GroupSettings, records: pd.DataFrame, template, atlas, dist, device, bundle,
          outputs) -> GroupLevelResult | FoldJobResult | None:
-    """The body of :func:`run_group_level`; ``None`` on a process other than 0 of several."""
+    """The body of :func:`train_and_encode`; ``None`` on a process other than 0 of several."""
     from latentbids.model import distributed
     from latentbids.model.folds import FoldStore
 

@@ -2,10 +2,10 @@
 
 ``init_participant_wf`` returns a Nipype workflow (``base_dir`` = the work dir) holding one
 ``single_subject_<label>_wf`` per job, so a failing subject only stops its own nodes;
-:mod:`latentbids.workflows.participant_run` runs it.  The factories are keyword-only and take the
+:mod:`latentbids.workflows.participant.run` runs it.  The factories are keyword-only and take the
 resolved settings (:mod:`latentbids.settings`), the grids as files
-(:mod:`latentbids.workflows.template_files`) and a ``precomputed`` mapping of what other pipelines
-already made (:mod:`latentbids.workflows.precomputed`), never the run configuration.
+(:mod:`latentbids.workflows.participant.template_files`) and a ``precomputed`` mapping of what other pipelines
+already made (:mod:`latentbids.workflows.participant.precomputed`), never the run configuration.
 
 Outputs per job (``sub-<l>/[ses-<s>/]anat/``), names from :mod:`latentbids.bids.naming`:
 
@@ -17,7 +17,7 @@ Outputs per job (``sub-<l>/[ses-<s>/]anat/``), names from :mod:`latentbids.bids.
 * ``sub-<l>[_ses-<s>].html`` at the output root.
 
 Every ``--output-spaces`` entry gets its template-space maps, transforms and regional table; the
-first one also drives the segmentation and the QC table (:mod:`latentbids.workflows.spaces`).
+first one also drives the segmentation and the QC table (:mod:`latentbids.workflows.participant.spaces`).
 Template-space sidecars carry ``SpatialReference`` (the grid's reference image).  Jobs with a
 reused GM map in ``precomputed`` (``-d/--derivatives``) take the reuse branch: resample + tables only.
 """
@@ -37,10 +37,10 @@ from latentbids.bids.sidecars import QC_COLUMNS, STATS_COLUMNS, VOLUMES_METADATA
 from latentbids.interfaces.bids import DerivativesSink
 from latentbids.interfaces.reports import ParticipantReport
 from latentbids.settings import AnatSettings, ParticipantSettings
-from latentbids.workflows.anat import init_anat_wf, init_reuse_wf
-from latentbids.workflows.precomputed import ReusedGM
-from latentbids.workflows.spaces import init_template_space_wf
-from latentbids.workflows.template_files import TemplateFiles
+from latentbids.workflows.participant.anat import init_anat_wf, init_reuse_wf
+from latentbids.workflows.participant.precomputed import ReusedGM
+from latentbids.workflows.participant.spaces import init_template_space_wf
+from latentbids.workflows.participant.template_files import TemplateFiles
 
 MASK_METADATA = {"Type": "Brain", "Description": "Brain mask on the template grid: the native brain mask carried "
                                                  "through the forward transform, thresholded at 0.5"}
@@ -68,7 +68,7 @@ def init_participant_wf(*, jobs: Sequence[T1wJob], grids: Sequence[TemplateFiles
         The resolved run (:func:`latentbids.settings.participant_settings`).
     precomputed : mapping, optional
         ``{job.label: {"gm_template": {space: ReusedGM}}}`` for jobs whose GM map is reused
-        (:func:`latentbids.workflows.precomputed.precomputed_for`).
+        (:func:`latentbids.workflows.participant.precomputed.precomputed_for`).
     name : str
         The workflow's name (also its folder in the work dir).
 

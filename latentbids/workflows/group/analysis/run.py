@@ -1,9 +1,9 @@
 """Group level, second half: interpret the latent space, write tables, maps, claims and the group report.
 
-:func:`run_group_analysis` runs after :func:`latentbids.workflows.group.run_group_level` has written the
+:func:`run_group_analysis` runs after :func:`latentbids.workflows.group.training.train_and_encode` has written the
 model and the latents.  Order (METHOD.md sections 4-7, claims of section 9):
 
-1. the cohort (:mod:`latentbids.workflows.analysis.inputs`): labels and contrasts, covariates, regional
+1. the cohort (:mod:`latentbids.workflows.group.analysis.inputs`): labels and contrasts, covariates, regional
    mean GM of the very maps the network was trained on, confounds, one row per subject for the tests;
 2. projections (PCA and PLS in every fold, t-SNE and UMAP on the reference fold) and PC1 claims;
 3. per contrast: LRCP over every fold, SAM, the latent vector and RUB, with their claims;
@@ -28,10 +28,10 @@ from latentbids.errors import UsageError
 from latentbids.settings.group import GroupSettings
 from latentbids.utils.atomic import write_json, write_text
 from latentbids.utils.progress import step
-from latentbids.workflows.analysis.writers import jsonable
-from latentbids.workflows.group_result import GroupLevelResult
+from latentbids.workflows.group.analysis.writers import jsonable
+from latentbids.workflows.group.result import GroupLevelResult
 
-LOGGER = logging.getLogger("latentbids.workflows.group_analysis")
+LOGGER = logging.getLogger("latentbids.workflows.group.analysis.run")
 
 #: SHAP needs at least this many maps
 MIN_SHAP_MAPS = 10
@@ -105,11 +105,11 @@ def run_group_analysis(run: GroupSettings, group_result: GroupLevelResult, atlas
     if not run.analysis.enabled:
         LOGGER.info("Latent-space analysis skipped (--skip-analysis)")
         return None
-    from latentbids.workflows.analysis import writers
-    from latentbids.workflows.analysis.contrast import run_contrast
-    from latentbids.workflows.analysis.inputs import build_inputs
-    from latentbids.workflows.analysis.projections import run_projections
-    from latentbids.workflows.analysis.shap_section import run_shap
+    from latentbids.workflows.group.analysis import writers
+    from latentbids.workflows.group.analysis.contrast import run_contrast
+    from latentbids.workflows.group.analysis.inputs import build_inputs
+    from latentbids.workflows.group.analysis.projections import run_projections
+    from latentbids.workflows.group.analysis.shap_section import run_shap
 
     settings, seed = run.analysis, run.seed
     inp = build_inputs(run, group_result, atlas)

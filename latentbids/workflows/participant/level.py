@@ -16,7 +16,7 @@ from latentbids.bids.input_checks import InputProblem
 from latentbids.bids.jobs import T1wJob
 from latentbids.errors import MissingInputError
 from latentbids.settings import ParticipantSettings
-from latentbids.workflows.participant_run import LOCKED, load_plugin, run_participant_wf
+from latentbids.workflows.participant.run import LOCKED, load_plugin, run_participant_wf
 
 LOGGER = logging.getLogger("latentbids")
 

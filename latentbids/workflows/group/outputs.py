@@ -6,7 +6,7 @@ the group latent table; :func:`model_meta` and :func:`write_model_folder` make t
 ``models/<name>/``; :func:`write_group_tables` writes the latent tables and training curves (TSV and
 figure) into the model's group folder ``group/<name>/`` (staged, swapped in whole at the end of the run:
 :class:`latentbids.utils.staging.StagedFolder`).  Process 0 alone runs these.  Wired by
-:mod:`latentbids.workflows.group`.
+:mod:`latentbids.workflows.group.training`.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from latentbids.bids.naming import bids_name, latent_columns
 from latentbids.bids.tables import is_missing
 from latentbids.reports.training_curves import training_curves_png
 from latentbids.utils.atomic import write_bytes, write_json, write_tsv
-from latentbids.workflows.group_folds import TrainedFold
-from latentbids.workflows.group_grid import WorkingGrid
+from latentbids.workflows.group.folds import TrainedFold
+from latentbids.workflows.group.grid import WorkingGrid
 
-LOGGER = logging.getLogger("latentbids.workflows.group")
+LOGGER = logging.getLogger("latentbids.workflows.group.training")
 
 
 @dataclass(frozen=True)
@@ -91,14 +91,14 @@ def encode_folds(trained: dict[str, TrainedFold], records: pd.DataFrame, data, r
     """Step 4: encode every map with every fold's model.
 
     Each map's output fold (the fold that held it out; fit-all: ``all``; a map the model never saw: the
-    model's default fold, :func:`latentbids.workflows.group_model.output_folds`) gives its per-subject
+    model's default fold, :func:`latentbids.workflows.group.model_folder.output_folds`) gives its per-subject
     derivatives (written here) and its row of the group latent table; the other folds' codes only feed
     the within-fold analysis (a fold's latent units are its own).  Returns the latent table's rows, the
     subjects' output paths and every (fold, map) row.
     """
     from latentbids.model.encoded_subject import encoded_subject
     from latentbids.model.encoding import iter_encode
-    from latentbids.workflows.group_model import output_folds
+    from latentbids.workflows.group.model_folder import output_folds
 
     folds = list(trained)
     output_of = output_folds(role, folds, folds[0])

@@ -24,7 +24,7 @@ from latentbids.analysis.cohort import (
 )
 from latentbids.bids.naming import bids_name, latent_columns_in
 from latentbids.bids.tables import is_missing
-from latentbids.workflows.group_result import GroupLevelResult
+from latentbids.workflows.group.result import GroupLevelResult
 
 
 @dataclass(frozen=True)
