@@ -54,6 +54,9 @@ class ClaimFamily:
     boilerplate : tuple, default=()
         The analysis behind the family in the methods boilerplate, as text and ``("cite", key)`` pieces
         (``()``: the family adds no phrase).
+    regional : bool, default=False
+        Its items are regions of an atlas: the atlas is part of each claim (:attr:`Claim.atlas`), and a run
+        with several atlases makes the family's claims once per atlas.
     """
 
     name: str
@@ -64,6 +67,7 @@ class ClaimFamily:
     order: int
     section: str
     boilerplate: tuple = ()
+    regional: bool = False
 
 
 #: the group report's sections, in page order (``latentbids.reports.group.SECTIONS`` holds their titles)
@@ -179,16 +183,16 @@ register_family(ClaimFamily(
 register_family(ClaimFamily(
     REGION, "regions whose mean GM separates the classes",
     "max-statistic label permutation over the regions (Welch |t|)",
-    "contrast", rules.region_sentences, 30, "lrcp"))
+    "contrast", rules.region_sentences, 30, "lrcp", regional=True))
 register_family(ClaimFamily(
     LRCP, "LRCP-positive regions (the latent space encodes them and they separate the classes)",
     "the region's own family-wise test + a family-wise tie to a relevant unit, in any fold (Welch |t|)",
-    "contrast", rules.lrcp_sentences, 50, "lrcp", ("latent-region correspondence (LRCP)",)))
+    "contrast", rules.lrcp_sentences, 50, "lrcp", ("latent-region correspondence (LRCP)",), regional=True))
 register_family(ClaimFamily(
     SAM, "regions whose voxels separate the classes (SAM)",
     "bound and max-statistic permutation p of the whole SAM pipeline",
     "contrast", rules.sam_sentences, 40, "agnostic",
-    ("statistical agnostic bounds and mapping ", ("cite", "sam"))))
+    ("statistical agnostic bounds and mapping ", ("cite", "sam")), regional=True))
 register_family(ClaimFamily(
     LATENT_VECTOR, "the whole latent vector separates the classes (held out, over the autoencoder's folds)",
     "held-out balanced accuracy over the folds, label permutation of the whole cross-validation",
@@ -204,7 +208,7 @@ register_family(ClaimFamily(
 register_family(ClaimFamily(
     SAR, "the top SHAP regions predict the reconstruction error (SAR, held-out half)",
     "SAR on the half that did not select the regions",
-    "cohort", rules.sar_sentences, 40, "shap"))
+    "cohort", rules.sar_sentences, 40, "shap", regional=True))
 register_family(ClaimFamily(
     SHAP, "SHAP explanations of the reconstruction error",
     "CV R^2 floor and permutation null, Holm over the models",
@@ -216,7 +220,7 @@ register_family(ClaimFamily(
 register_family(ClaimFamily(
     SHAP_REGIONS, "the top SHAP regions, chosen on one half, predict the reconstruction error of the other half",
     "held-out R^2 of the top SHAP regions against permuted test-half errors",
-    "cohort", rules.shap_regions_sentences, 30, "shap"))
+    "cohort", rules.shap_regions_sentences, 30, "shap", regional=True))
 
 
 @dataclass(frozen=True)
@@ -263,6 +267,9 @@ class Claim:
         Fold of the claim (unit, latent-vector and RUB claims); ``""`` when not fold-specific.
     note : str, default=""
         The verdict explained in words (a reason for NaN, the test that decided), or ``""``.
+    atlas : str, default=""
+        The atlas whose region ``item`` names (a regional family, :attr:`ClaimFamily.regional`); ``""`` for a
+        claim about units, the latent vector or the cohort.
     """
 
     contrast: str
@@ -277,6 +284,7 @@ class Claim:
     exploratory: bool = False
     fold: str = ""
     note: str = ""
+    atlas: str = ""
 
     def __post_init__(self):
         if self.family not in CLAIM_FAMILIES:
@@ -358,3 +366,21 @@ class ClaimsList:
                 r[key] = math.nan if r.get(key) is None else float(r[key])
             claims.append(Claim(**r))
         return cls(claims)
+
+
+def with_atlas(claims, atlas: str) -> list[Claim]:
+    """``claims`` with :attr:`Claim.atlas` set to ``atlas`` on those of a regional family (the others as they are).
+
+    Parameters
+    ----------
+    claims : iterable of Claim
+    atlas : str
+        The atlas's BIDS name (``AAL``, ``AAL3`` ...).
+
+    Returns
+    -------
+    list of Claim
+    """
+    from dataclasses import replace
+
+    return [replace(c, atlas=atlas) if CLAIM_FAMILIES[c.family].regional else c for c in claims]

@@ -189,7 +189,7 @@ def build_boilerplate(config, templates=(), atlas=None, analyses=None) -> Boiler
     mask = (["brain extraction with HD-BET ", _cite("hdbet"), f" ({an.hdbet_mode} mode)"]
             if an.brain_extraction == "hdbet" else
             ["a brain mask obtained by registering the template's mask to the T1w image"])
-    atlas_name = getattr(atlas, "name", config.spatial.atlas)
+    atlas_name = getattr(atlas, "name", None) or config.spatial.atlas[0]
     atlas_cite = "aal3" if str(atlas_name).upper().startswith("AAL3") or atlas_name == "AAL-3v2" else "aal"
     anat = ["Each T1-weighted image was reoriented to RAS and corrected for intensity non-uniformity with N4 ",
             _cite("n4"), f" (antspyx {v['antspyx']}, ANTsX ", _cite("antsx"), "), followed by ", *mask,
@@ -233,6 +233,14 @@ def _group_paragraph(config, v: dict, analyses=None) -> list:
                      f"{mo.batch_size}, seed {ex.random_seed})."]
     if config.analysis.enabled and not mo.fold:
         paragraph += list(DEFAULT_ANALYSES if analyses is None else analyses)
+        others = list(config.spatial.atlas[1:])
+        if others:
+            eta = config.analysis.eta / len(others)
+            paragraph += [f" The regional analyses were repeated through the {', '.join(others)} "
+                          f"atlas{'es' if len(others) > 1 else ''} as a sensitivity analysis of the same latent space "
+                          f"(the {config.spatial.atlas[0]} atlas, declared first, carries the headline; each further "
+                          f"atlas at eta = {eta:g}), and a GM-weighted overlap table reports which regional findings "
+                          "hold across the parcellations."]
     return paragraph
 
 

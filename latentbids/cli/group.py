@@ -31,4 +31,5 @@ def run_group_cli(config, run) -> int:
     from latentbids.workflows.group.level import run_group
 
     settings = group_settings(config, run)
-    return exit_code(run_group(settings, run.templates[0], run.atlas), settings.output_dir)
+    outcome = run_group(settings, run.templates[0], run.atlas, run.atlases[1:])
+    return exit_code(outcome, settings.output_dir)

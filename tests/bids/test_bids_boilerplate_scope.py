@@ -32,6 +32,14 @@ def test_group_run_describes_what_it_did():
     assert "was trained" in skipped and "SHAP" not in skipped and "t-SNE" not in skipped
 
 
+def test_sensitivity_atlases_are_named_with_their_error_rate():
+    one = _text(execution={"analysis_level": "group"})
+    assert "sensitivity analysis" not in one and "AAL atlas" in one
+    three = _text(execution={"analysis_level": "group"}, spatial={"atlas": ["AAL", "AAL3", "HCPEx"]})
+    assert "repeated through the AAL3, HCPEx atlases as a sensitivity analysis" in three
+    assert "the AAL atlas, declared first, carries the headline; each further atlas at eta = 0.025" in three
+
+
 def test_output_lock_is_removed_and_still_excludes(tmp_path):
     """The dataset_description lock leaves no 0-byte file, and jobs racing for it still take turns."""
     from latentbids.utils.locks import locked

@@ -302,3 +302,48 @@ def test_pc1_is_unchanged_when_every_subject_has_a_duplicate_second_session(trai
     double = run_projections(build_inputs(run, doubled, atlas), settings, 7).result.pc1
     pd.testing.assert_frame_equal(single, double, check_exact=False, atol=1e-6)
     assert (single["n"].max() == 40)
+
+
+def quadrant_atlas(template) -> Atlas:
+    """A second parcellation: 4 quadrants (LeftFront = the planted region), a coarser cut of the same brain."""
+    mask = np.asarray(template.mask.dataobj) > 0
+    x, y = np.indices(mask.shape)[:2]
+    hx, hy = mask.shape[0] // 2, mask.shape[1] // 2
+    lab = np.zeros(mask.shape, dtype=np.int16)
+    for k, sel in enumerate(((x < hx) & (y < hy), (x >= hx) & (y < hy), (x < hx) & (y >= hy), (x >= hx) & (y >= hy))):
+        lab[mask & sel] = k + 1
+    labels = pd.DataFrame({"index": [1, 2, 3, 4], "name": ["LeftFront", "RightFront", "LeftBack", "RightBack"]})
+    return Atlas(name="quadrants", img=nib.Nifti1Image(lab, template.affine), labels=labels, source="synthetic")
+
+
+@pytest.mark.slow
+def test_a_second_atlas_reads_the_same_latents_and_says_what_survives(trained):
+    """The planted region is found in the primary atlas (octants) and in the sensitivity atlas (quadrants:
+    LeftFront is the same voxels); the agreement table says it holds; the sensitivity claims are written
+    under the atlas's own name at eta / 1 and never enter the primary's claims; the sham labels add none."""
+    tmp, tpl, atlas, rec, config, result = trained
+    res = run_group_analysis(group_settings(config), result, atlas, [quadrant_atlas(tpl)])
+    assert not res.failures, res.failures
+    primary = res.claims.frame()
+    assert set(primary.loc[primary["family"].isin(["region", "lrcp", "sam"]), "atlas"]) == {"octants"}
+    assert "quadrants" not in set(primary["atlas"])  # sensitivity claims stay out of the primary's verdicts
+    found = primary[primary["supported"] & (primary["family"] == "region")]["item"].tolist()
+    assert found == ["Region1"]
+    sens = pd.read_csv(res.files["atlas-quadrants_claims"], sep="\t")
+    assert "atlas-quadrants" in Path(res.files["atlas-quadrants_claims"]).name
+    assert set(sens["atlas"]) == {"quadrants"} and set(sens["family"]) <= {"region", "lrcp", "sam"}
+    supported = sens[sens["supported"].astype(bool)]
+    assert set(supported["item"]) == {"LeftFront"} and set(supported["contrast"]) == {"CN vs AD"}
+    table = pd.read_csv(res.files["atlas_agreement"], sep="\t")
+    region = table[(table["family"] == "region") & (table["atlas"] == "octants")]
+    assert region["holds"].astype(bool).all() and set(region["other_atlas"]) == {"quadrants"}
+    assert any(v.startswith("Atlas check, region Region1") and "holds in quadrants" in v for v in res.verdicts)
+
+    config.analysis.label_column = "sham"  # labels with no effect behind them: no atlas adds a claim
+    try:
+        null = run_group_analysis(group_settings(config), result, atlas, [quadrant_atlas(tpl)])
+    finally:
+        config.analysis = type(config.analysis)()
+    sens = pd.read_csv(null.files["atlas-quadrants_claims"], sep="\t")
+    assert len(sens) and not sens["supported"].astype(bool).any()
+    assert not any(v.startswith("Atlas check") for v in null.verdicts)

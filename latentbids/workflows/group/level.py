@@ -46,7 +46,7 @@ class GroupOutcome:
         return dict(getattr(self.analysis, "failures", None) or {})
 
 
-def run_group(settings: GroupSettings, template, atlas) -> GroupOutcome:
+def run_group(settings: GroupSettings, template, atlas, sensitivity_atlases=()) -> GroupOutcome:
     """Run the group level with ``settings`` on ``template``'s grid with ``atlas``.
 
     The model's group set (``group/<model>/``: latent tables, curves, analysis, claims, maps, report) is
@@ -62,7 +62,10 @@ def run_group(settings: GroupSettings, template, atlas) -> GroupOutcome:
     template : latentbids.resources.Template
         The grid the GM maps lie on.
     atlas : latentbids.resources.Atlas
-        The atlas of the regional errors and of the analysis.
+        The primary atlas: the regional errors, the analysis and its headline.
+    sensitivity_atlases : sequence of latentbids.resources.Atlas
+        The further ``--atlas`` ones: the same latent space read through them, each with its own regional
+        claims, and the agreement table (:mod:`latentbids.workflows.group.analysis.atlases`).
 
     Returns
     -------
@@ -88,7 +91,7 @@ def run_group(settings: GroupSettings, template, atlas) -> GroupOutcome:
             if isinstance(result, FoldJobResult):
                 LOGGER.info("Group level --fold %s finished; the fold is kept in %s", result.fold, result.fold_record)
             return GroupOutcome(result)
-        analysis = run_group_analysis(settings, result, atlas)  # None with --skip-analysis
+        analysis = run_group_analysis(settings, result, atlas, sensitivity_atlases)  # None: --skip-analysis
         staged.commit(before_swap=lambda: (out / f"group_{result.model_name}.html").unlink(missing_ok=True))
     report = publish_report(out, result.model_name)
     result = _published(result, staged)

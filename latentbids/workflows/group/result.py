@@ -33,6 +33,8 @@ class GroupLevelResult:
         Atlas labels on the box (0 = background).
     atlas_image : nibabel.Nifti1Image
         The atlas on the working grid (for figures).
+    grid_fit : latentbids.model.grid.GridFit
+        The network box on the working grid (crops another atlas to the box the data lie in).
     resolution : float
         Voxel size of the working grid, mm.
     res : str
@@ -79,6 +81,7 @@ class GroupLevelResult:
     mask_box: np.ndarray
     atlas_box: np.ndarray
     atlas_image: object
+    grid_fit: object
     resolution: float
     res: str
     space: str

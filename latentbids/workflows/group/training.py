@@ -219,6 +219,7 @@ def _encode_and_write(settings: GroupSettings, records, cached, grid, atlas, bun
         data=cached.data,
         mask_box=grid.mask_box > 0,
         atlas_box=grid.fit.crop(grid.atlas_work.astype(np.float32)).astype(np.int64),
+        grid_fit=grid.fit,
         atlas_image=nib.Nifti1Image(grid.atlas_work, grid.affine),
         resolution=float(grid.resolution),
         res=grid.res,

@@ -20,7 +20,7 @@ import logging
 import traceback
 from pathlib import Path
 
-from latentbids.analysis.claims import ClaimsList
+from latentbids.analysis.claims import ClaimsList, with_atlas
 from latentbids.analysis.headline import headline
 from latentbids.analysis.results import AnalysisResult
 from latentbids.analysis.verdicts import cohort_verdicts, contrast_verdicts
@@ -95,10 +95,12 @@ class _Sections:
             return None
 
 
-def run_group_analysis(run: GroupSettings, group_result: GroupLevelResult, atlas) -> AnalysisResult | None:
+def run_group_analysis(run: GroupSettings, group_result: GroupLevelResult, atlas,
+                       sensitivity_atlases=()) -> AnalysisResult | None:
     """Interpret the latent space of a finished group-level training (see the module docstring).
 
-    ``run`` is the group level's settings (its ``analysis`` says what is run and recorded).  Returns the
+    ``run`` is the group level's settings (its ``analysis`` says what is run and recorded); ``atlas`` the
+    primary atlas, ``sensitivity_atlases`` the further ``--atlas`` ones (:mod:`.atlases`).  Returns the
     :class:`~latentbids.analysis.results.AnalysisResult` (``failures`` non-empty when a section failed),
     or None with ``--skip-analysis``.
     """
@@ -131,7 +133,7 @@ def run_group_analysis(run: GroupSettings, group_result: GroupLevelResult, atlas
         notes.extend(got.notes)
         if got.result is None:  # skipped: the note says why
             continue
-        claims.extend(got.claims)
+        claims.extend(with_atlas(got.claims, inp.atlas_bids_name))
         contrasts.append(got.result)
         files.update(writers.write_contrast(inp, got.result, claims, settings))
     if not inp.contrasts:
@@ -142,15 +144,16 @@ def run_group_analysis(run: GroupSettings, group_result: GroupLevelResult, atlas
         got = sec.run("shap", run_shap, inp, settings, seed, max(1, run.nprocs))
         if got is not None:
             shap = got.result
-            claims.extend(got.claims)
+            claims.extend(with_atlas(got.claims, inp.atlas_bids_name))
             notes.extend(got.notes)
             files.update(writers.write_shap(inp, shap, claims, settings))
     else:
         sec.skipped["shap"] = f"{len(inp.records)} maps: SHAP needs at least {MIN_SHAP_MAPS}"
 
+    atlas_verdicts = _atlas_sensitivity(sec, inp, sensitivity_atlases, group_result, settings, seed, claims, files)
     files.update(writers.write_claims(inp, claims))
     verdicts = [v for c in contrasts for v in contrast_verdicts(claims, c.name, c.n, c.n_per_class, settings.eta)]
-    verdicts += cohort_verdicts(claims)
+    verdicts += cohort_verdicts(claims) + atlas_verdicts
     verdicts += [f"The {name} analysis failed ({why}); see the log. Nothing it would have written is presented."
                  for name, why in sec.failures.items()]
     n_subjects = int(inp.records["participant_id"].nunique())
@@ -169,6 +172,26 @@ def run_group_analysis(run: GroupSettings, group_result: GroupLevelResult, atlas
     if inp.analysis_dir == inp.published_dir:  # written in place (library use): the root copy too
         publish_report(inp.out_dir, inp.model_name)
     return result
+
+
+def _atlas_sensitivity(sec, inp, atlases, group_result, settings, seed, claims, files) -> list[str]:
+    """The further atlases' regional claims and the agreement table (:mod:`.atlases`); its verdict sentences."""
+    if not atlases:
+        return []
+    if not inp.contrasts:
+        sec.skipped["atlases"] = "no contrast: the further atlases have no regional claim to make"
+        return []
+    from latentbids.workflows.group.analysis import writers
+    from latentbids.workflows.group.analysis.atlases import run_atlas_sensitivity
+    from latentbids.workflows.group.analysis.contrast import run_contrast
+
+    got = sec.run("atlases", run_atlas_sensitivity, inp, atlases, group_result, settings, seed, claims, run_contrast,
+                  writers.write_contrast, writers.write_claims)
+    if got is None:
+        return []
+    files.update(got.tables["files"])
+    files.update(writers.write_agreement(inp, got.tables["agreement"], got.tables["verdicts"]))
+    return [f"Atlas check, {finding}: {verdict}." for finding, verdict in got.tables["verdicts"]["verdict"].items()]
 
 
 def report_name(model_name: str) -> str:

@@ -159,12 +159,14 @@ def write_shap(inp, section, claims, settings) -> dict:
     return files
 
 
-def write_claims(inp, claims) -> dict:
-    path = write_tsv(claims.frame(), inp.path("claims", ".tsv"))
+def write_claims(inp, claims, atlas: bool = False) -> dict:
+    """The claims list (TSV + sidecar); ``atlas``: a sensitivity atlas's own list (``atlas-<name>`` in the name)."""
+    path = write_tsv(claims.frame(), inp.path("claims", ".tsv", atlas))
     write_json(path.with_suffix(".json"), {
         "Description": ("Every statement of significance of this analysis, supported or not, with its test: the "
                         "report, its headline and the maps are generated from this list"),
         "contrast": {"Description": "the contrast 'A vs B', or empty for claims about the whole cohort"},
+        "atlas": {"Description": "the atlas whose region the claim names (regional families), else empty"},
         "family": {"Description": "unit, region, lrcp, sam, latent_vector, rub, sar, shap, pc1 or shap_regions"},
         "p": {"Description": "the p-value the verdict used (family-wise adjusted where a correction applies)"},
         "bound": {"Description": "the worst-case value the verdict used (statistic minus its margin), if any"},
@@ -172,6 +174,20 @@ def write_claims(inp, claims) -> dict:
         "exploratory": {"Description": "true for orientation-only statements (never supported)"},
     })
     return {"claims": str(path)}
+
+
+def write_agreement(inp, table: pd.DataFrame, verdicts: pd.DataFrame) -> dict:
+    """The atlas agreement table and one verdict per finding (``desc-atlasagreement``, ``desc-atlasverdicts``)."""
+    agreement = write_tsv(table, inp.path("atlases", ".tsv", desc="agreement"))
+    write_json(agreement.with_suffix(".json"), {
+        "Description": ("For every supported regional claim of every atlas (the primary first, then the sensitivity "
+                        "atlases), the regions of each other atlas that overlap it (GM-weighted voxel overlap) and "
+                        "whether they carry a supported claim of the same family and contrast"),
+        "holds": {"Description": "true: an overlapping region of the other atlas is supported too; false: none is; "
+                                 "empty: the other atlas cannot answer (not tested there, or no overlapping region)"},
+    })
+    summary = write_tsv(verdicts.reset_index(), inp.path("atlases", ".tsv", desc="verdicts"))
+    return {"atlas_agreement": str(agreement), "atlas_verdicts": str(summary)}
 
 
 def settings_dict(settings) -> dict:

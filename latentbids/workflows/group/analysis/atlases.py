@@ -1,0 +1,143 @@
+"""The atlas caution (issue 21): the same latent space read through the other ``--atlas`` parcellations.
+
+Why: a regional verdict is a statement about one parcellation.  The primary atlas (the first ``--atlas``,
+declared before the data are seen) carries the headline; every further atlas is a sensitivity analysis
+of the very same latent codes and GM maps: its regional means, LRCP and SAM per contrast, each with
+claims that name the atlas, written under file names that carry it (``atlas-<name>``).  Family-wise
+control accounts for the extra atlases: each sensitivity atlas is tested at ``eta / (number of
+sensitivity atlases)``, so the chance that any of them adds a false regional claim stays at or below
+``eta`` on top of the primary's own ``eta``.  The agreement table then says, for every supported regional
+claim of any atlas, what the regions of each other atlas that overlap it (GM-weighted voxel overlap)
+say, with one sentence per finding (:mod:`latentbids.analysis.atlas_agreement`).
+
+The autoencoder, its latents and projections are computed once; SHAP and the latent-vector tests do not
+depend on the atlas's regions in the way the regional families do and run on the primary atlas only.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+import pandas as pd
+
+from latentbids.analysis.atlas_agreement import agreement_table, finding_verdicts
+from latentbids.analysis.claims import CLAIM_FAMILIES, ClaimsList, with_atlas
+from latentbids.analysis.cohort import regional_means
+from latentbids.analysis.results import SectionResult
+
+LOGGER = logging.getLogger("latentbids.workflows.group")
+
+
+def contrast_regional_families() -> tuple[str, ...]:
+    """The claim families whose items are regions and that each contrast makes (re-read per atlas)."""
+    return tuple(n for n, f in CLAIM_FAMILIES.items() if f.regional and f.scope == "contrast")
+
+
+def atlas_on_box(atlas, group_result) -> np.ndarray:
+    """``atlas``'s labels on the network box the GM data lie in (nearest neighbour), int64 ``(X, Y, Z)``."""
+    from latentbids.resources import resample_atlas
+
+    on_grid = np.asarray(resample_atlas(atlas, group_result.atlas_image).dataobj)
+    return group_result.grid_fit.crop(on_grid.astype(np.float32)).astype(np.int64)
+
+
+def inputs_for_atlas(inp, atlas, group_result):
+    """The analysis inputs of the primary atlas, re-read through ``atlas``: its regional means and labels."""
+    import nibabel as nib
+
+    from latentbids.resources import resample_atlas
+
+    box = atlas_on_box(atlas, group_result)
+    labels = atlas.labels
+    G, _ = regional_means(group_result.data, box, labels["index"].to_numpy(), group_result.mask_box)
+    present = np.isfinite(G).all(axis=0)
+    image = nib.Nifti1Image(np.asarray(resample_atlas(atlas, group_result.atlas_image).dataobj),
+                            group_result.atlas_image.affine)
+    return dataclasses.replace(inp, G=G[:, present], regions=labels[present].reset_index(drop=True), atlas_box=box,
+                               atlas_image=image, atlas_bids_name=atlas.bids_name)
+
+
+def regional_claims_frame(claims, inputs_by_atlas: dict) -> pd.DataFrame:
+    """The regional claims of every atlas as :func:`~latentbids.analysis.atlas_agreement.agreement_table` reads
+    them (atlas, contrast, family, region_index, region, supported)."""
+    families = contrast_regional_families()
+    rows = []
+    for c in claims:
+        if c.family not in families or not c.atlas or c.exploratory:
+            continue
+        regions = inputs_by_atlas[c.atlas].regions
+        index = dict(zip(regions["name"].astype(str), regions["index"].astype(int)))
+        if c.item not in index:
+            continue
+        rows.append({"atlas": c.atlas, "contrast": c.contrast, "family": c.family, "region_index": index[c.item],
+                     "region": c.item, "supported": bool(c.supported)})
+    return pd.DataFrame(rows, columns=["atlas", "contrast", "family", "region_index", "region", "supported"])
+
+
+def _mean_map(data) -> np.ndarray:
+    """The mean GM map of the cohort on the box, one map read at a time (``data`` may be memory-mapped)."""
+    total = np.zeros(data.shape[1:], dtype=np.float64)
+    for i in range(len(data)):
+        total += np.asarray(data[i], dtype=np.float64)
+    return (total / max(1, len(data))).astype(np.float32)
+
+
+def run_atlas_sensitivity(inp, atlases, group_result, settings, seed: int, primary_claims, run_contrast,
+                          write_contrast, write_claims) -> SectionResult:
+    """Every further atlas: LRCP and SAM per contrast at ``eta / n``, their files, and the agreement table.
+
+    Parameters
+    ----------
+    inp : AnalysisInputs
+        The primary atlas's inputs.
+    atlases : sequence of latentbids.resources.Atlas
+        The sensitivity atlases (the primary excluded), in ``--atlas`` order.
+    group_result : GroupLevelResult
+    settings : AnalysisConfig
+        ``[analysis]``; its ``eta`` is divided by ``len(atlases)`` here.
+    seed : int
+    primary_claims : ClaimsList
+        The primary atlas's claims (its regional ones already carry its name).
+    run_contrast, write_contrast, write_claims : callable
+        The contrast section and the writers (passed in, so this module stays one job: the atlases).
+
+    Returns
+    -------
+    SectionResult
+        ``result``: ``{atlas: [ContrastResult, ...]}``; ``tables``: ``agreement`` (one row per supported
+        regional finding x other atlas) and ``verdicts`` (one sentence per finding); ``claims``: the
+        sensitivity atlases' regional claims (they never enter the primary's verdicts or headline);
+        ``notes``.
+    """
+    families = contrast_regional_families()
+    eta = float(settings.eta) / max(1, len(atlases))
+    sensitivity = dataclasses.replace(settings, eta=eta)
+    inputs = {inp.atlas_bids_name: inp}
+    results, made, files = {}, [], {}
+    for atlas in atlases:
+        one = inputs_for_atlas(inp, atlas, group_result)
+        inputs[atlas.bids_name] = one
+        atlas_claims = ClaimsList()
+        results[atlas.bids_name] = []
+        for a, b in inp.contrasts:
+            section = run_contrast(one, sensitivity, seed, a, b)
+            if section.result is None:
+                continue
+            regional = [c for c in with_atlas(section.claims, atlas.bids_name) if c.family in families]
+            atlas_claims.extend(regional)
+            results[atlas.bids_name].append(section.result)
+            written = write_contrast(one, section.result, atlas_claims, sensitivity)
+            files.update({f"atlas-{atlas.bids_name}_{k}": v for k, v in written.items()})
+        written = write_claims(one, atlas_claims, atlas=True)
+        files.update({f"atlas-{atlas.bids_name}_{k}": v for k, v in written.items()})
+        made.extend(atlas_claims)
+        LOGGER.info("Atlas %s (sensitivity, eta %.4g): %d supported regional claim(s)", atlas.bids_name, eta,
+                    sum(c.supported for c in atlas_claims))
+    claims = regional_claims_frame(list(primary_claims) + made, inputs)
+    labels = {name: one.atlas_box for name, one in inputs.items()}
+    weights = _mean_map(group_result.data) * group_result.mask_box
+    table = agreement_table(labels, claims, weights=weights) if len(claims) else pd.DataFrame()
+    verdicts = finding_verdicts(table) if len(table) else pd.DataFrame(columns=["verdict"])
+    return SectionResult(result=results, tables={"agreement": table, "verdicts": verdicts, "files": files},
+                         claims=made, notes=())
