@@ -338,6 +338,9 @@ def test_a_second_atlas_reads_the_same_latents_and_says_what_survives(trained):
     region = table[(table["family"] == "region") & (table["atlas"] == "octants")]
     assert region["holds"].astype(bool).all() and set(region["other_atlas"]) == {"quadrants"}
     assert any(v.startswith("Atlas check, region Region1") and "holds in quadrants" in v for v in res.verdicts)
+    # no unit is supported in the reference fold of this small sloppy model: no reference map, and it says why
+    assert not any("voxel" in k for k in res.files)
+    assert any("no latent unit supported in fold 1, so no atlas-free reference map" in n for n in res.notes)
 
     config.analysis.label_column = "sham"  # labels with no effect behind them: no atlas adds a claim
     try:
@@ -347,3 +350,35 @@ def test_a_second_atlas_reads_the_same_latents_and_says_what_survives(trained):
     sens = pd.read_csv(null.files["atlas-quadrants_claims"], sep="\t")
     assert len(sens) and not sens["supported"].astype(bool).any()
     assert not any(v.startswith("Atlas check") for v in null.verdicts)
+
+
+@pytest.mark.slow
+def test_the_atlas_free_reference_maps_the_voxels_a_relevant_unit_tracks(trained, tmp_path):
+    """Given a relevant unit (the one whose code tracks the planted region's GM most), the reference map is
+    family-wise over voxels and units, lands in the planted region, and each atlas's regions are summarised."""
+    from latentbids.analysis.claims import Claim
+    from latentbids.workflows.group.analysis.atlases import inputs_for_atlas
+    from latentbids.workflows.group.analysis.contrast import contrast_rows
+    from latentbids.workflows.group.analysis.inputs import build_inputs
+    from latentbids.workflows.group.analysis.voxel_reference import run_voxel_reference, write_voxel_reference
+
+    tmp, tpl, atlas, rec, config, result = trained
+    run = group_settings(config)
+    inp = dataclasses.replace(build_inputs(run, result, atlas), analysis_dir=tmp_path)
+    rows, _ = contrast_rows(inp, "CN", "AD")
+    Z = inp.fold_Z[inp.reference_fold][0][rows]
+    region1 = inp.G[rows][:, list(inp.regions["name"]).index("Region1")]
+    unit = int(np.argmax([abs(np.corrcoef(Z[:, k], region1)[0, 1]) for k in range(Z.shape[1])]))
+    claims = ClaimsList([Claim("CN vs AD", "unit", f"z{unit}", "Welch |t|", 1.0, 0.01, np.nan, "test", True,
+                               fold=inp.reference_fold)])
+    contrast = type("C", (), {"labels": ("CN", "AD"), "name": "CN vs AD", "desc": "CNvsAD"})()
+    inputs = {"octants": inp, "quadrants": inputs_for_atlas(inp, quadrant_atlas(tpl), result)}
+    section = run_voxel_reference(inp, run.analysis, 3, contrast, claims, inputs)
+    assoc = section.result
+    assert assoc is not None and assoc.n_units == 1 and assoc.supported.any()
+    quadrants = section.tables["quadrants"].set_index("region")
+    assert quadrants["fraction_supported"].idxmax() == "LeftFront"  # the planted quadrant
+    files = write_voxel_reference(inp, contrast, section)
+    stat = nib.load(files["CNvsAD_voxel_association"]).get_fdata()
+    assert stat.shape == tpl.shape and int((stat > 0).sum()) == int(assoc.supported.sum())
+    assert "atlas-quadrants" in Path(files["CNvsAD_voxel_regions_quadrants"]).name

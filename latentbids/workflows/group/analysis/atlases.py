@@ -139,5 +139,6 @@ def run_atlas_sensitivity(inp, atlases, group_result, settings, seed: int, prima
     weights = _mean_map(group_result.data) * group_result.mask_box
     table = agreement_table(labels, claims, weights=weights) if len(claims) else pd.DataFrame()
     verdicts = finding_verdicts(table) if len(table) else pd.DataFrame(columns=["verdict"])
-    return SectionResult(result=results, tables={"agreement": table, "verdicts": verdicts, "files": files},
+    return SectionResult(result=results, tables={"agreement": table, "verdicts": verdicts, "files": files,
+                                                 "inputs": inputs},
                          claims=made, notes=())

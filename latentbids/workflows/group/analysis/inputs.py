@@ -60,9 +60,11 @@ class AnalysisInputs:
     atlas_bids_name: str
     atlas_image: object
     atlas_box: np.ndarray
-    data: object  # (N, X, Y, Z) volumes on the working grid (memory-mapped cache)
+    data: object  # (N, X, Y, Z) volumes on the network box (memory-mapped cache)
     latent_table: pd.DataFrame
     curves_png: str
+    mask_box: np.ndarray | None = None  # the brain mask on the box (bool)
+    grid_fit: object = None  # the box on the working grid (latentbids.model.grid.GridFit)
 
     def ids(self, rows=None) -> pd.DataFrame:
         ids = self.records[["participant_id", "session_id"]]
@@ -80,11 +82,12 @@ class AnalysisInputs:
         return self.published_dir / path.relative_to(self.analysis_dir) if path.is_relative_to(self.analysis_dir) \
             else path
 
-    def path(self, suffix: str, ext: str, atlas: bool = False, **extra) -> Path:
-        """A file of ``group/<model>/`` with the space/res (and atlas) entities of the working grid."""
+    def path(self, suffix: str, ext: str, atlas: bool | str = False, **extra) -> Path:
+        """A file of ``group/<model>/`` with the space/res (and atlas) entities of the working grid; ``atlas``
+        True names this inputs' atlas, a string another one."""
         ent = {"space": self.space}
         if atlas:
-            ent["atlas"] = self.atlas_bids_name
+            ent["atlas"] = atlas if isinstance(atlas, str) else self.atlas_bids_name
         ent["res"] = self.res
         ent.update(extra)
         return self.analysis_dir / bids_name(suffix, ext, **ent)
@@ -166,4 +169,5 @@ def build_inputs(run, group_result: GroupLevelResult, atlas) -> AnalysisInputs:
         atlas_bids_name=atlas.bids_name,
         atlas_image=group_result.atlas_image, atlas_box=group_result.atlas_box, data=group_result.data,
         latent_table=group_result.latent_table, curves_png=str(group_result.curves_png or ""),
+        mask_box=np.asarray(group_result.mask_box, dtype=bool), grid_fit=group_result.grid_fit,
     )

@@ -150,7 +150,10 @@ def run_group_analysis(run: GroupSettings, group_result: GroupLevelResult, atlas
     else:
         sec.skipped["shap"] = f"{len(inp.records)} maps: SHAP needs at least {MIN_SHAP_MAPS}"
 
-    atlas_verdicts = _atlas_sensitivity(sec, inp, sensitivity_atlases, group_result, settings, seed, claims, files)
+    atlas_inputs = {inp.atlas_bids_name: inp}
+    atlas_verdicts = _atlas_sensitivity(sec, inp, sensitivity_atlases, group_result, settings, seed, claims, files,
+                                        atlas_inputs)
+    notes += _voxel_references(sec, inp, settings, seed, contrasts, claims, atlas_inputs, files)
     files.update(writers.write_claims(inp, claims))
     verdicts = [v for c in contrasts for v in contrast_verdicts(claims, c.name, c.n, c.n_per_class, settings.eta)]
     verdicts += cohort_verdicts(claims) + atlas_verdicts
@@ -174,8 +177,23 @@ def run_group_analysis(run: GroupSettings, group_result: GroupLevelResult, atlas
     return result
 
 
-def _atlas_sensitivity(sec, inp, atlases, group_result, settings, seed, claims, files) -> list[str]:
-    """The further atlases' regional claims and the agreement table (:mod:`.atlases`); its verdict sentences."""
+def _voxel_references(sec, inp, settings, seed, contrasts, claims, atlas_inputs, files) -> list[str]:
+    """Each contrast's atlas-free reference map (:mod:`.voxel_reference`); its notes."""
+    from latentbids.workflows.group.analysis.voxel_reference import run_voxel_reference, write_voxel_reference
+
+    notes = []
+    for result in contrasts:
+        got = sec.run(f"voxel reference {result.name}", run_voxel_reference, inp, settings, seed, result, claims,
+                      atlas_inputs)
+        if got is not None:
+            notes.extend(got.notes)
+            files.update(write_voxel_reference(inp, result, got))
+    return notes
+
+
+def _atlas_sensitivity(sec, inp, atlases, group_result, settings, seed, claims, files, atlas_inputs) -> list[str]:
+    """The further atlases' regional claims and the agreement table (:mod:`.atlases`); its verdict sentences
+    (``atlas_inputs`` gains each further atlas's inputs)."""
     if not atlases:
         return []
     if not inp.contrasts:
@@ -190,6 +208,7 @@ def _atlas_sensitivity(sec, inp, atlases, group_result, settings, seed, claims, 
     if got is None:
         return []
     files.update(got.tables["files"])
+    atlas_inputs.update(got.tables["inputs"])
     files.update(writers.write_agreement(inp, got.tables["agreement"], got.tables["verdicts"]))
     return [f"Atlas check, {finding}: {verdict}." for finding, verdict in got.tables["verdicts"]["verdict"].items()]
 
