@@ -274,7 +274,7 @@ class RunConfig:
     def apply_sloppy(self) -> None:
         """With ``--sloppy``, take :data:`SLOPPY` for every key the user did not set; a key the user set
         keeps its value, and one log line names those kept.  The one place ``--sloppy`` changes a setting
-        (the group level's coarser working grid aside: :mod:`latentbids.workflows.group.grid`); idempotent."""
+        (and :data:`SLOPPY_GRID_MM`, the group level's coarser working grid); idempotent."""
         if not self.execution.sloppy:
             return
         kept = []
@@ -316,6 +316,9 @@ SLOPPY_ANALYSIS = {"n_permutations": 100, "sam_permutations": 20, "shap_permutat
                    "sar_resamples": 5}
 #: section -> what ``--sloppy`` sets there for every key the user did not set (:meth:`RunConfig.apply_sloppy`)
 SLOPPY = {"anat": SLOPPY_ANAT, "model": SLOPPY_MODEL, "analysis": SLOPPY_ANALYSIS}
+#: ``--sloppy`` at group level, beyond the keys: the network works on a block-average of the template at about
+#: this voxel size (mm); resolved into ``GroupSettings.working_grid_mm``
+SLOPPY_GRID_MM = 4.0
 
 
 def load_toml(path: str | os.PathLike) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from latentbids.config import SLOPPY_GRID_MM
 from latentbids.errors import UsageError
 from latentbids.model.train_settings import TrainSettings
 from latentbids.settings.run import RunSettings, Selection, resolve_config, selection_of
@@ -48,7 +49,10 @@ class GroupSettings:
     selection : Selection
         ``--participant-label`` and ``--session-label`` (which GM maps are gathered), and the dataset.
     seed, deterministic, sloppy : int, bool, bool
-        ``--random-seed``, ``--deterministic``; ``--sloppy`` (the group's coarser working grid).
+        ``--random-seed``, ``--deterministic``, ``--sloppy`` (recorded in the model folder).
+    working_grid_mm : float
+        The network's grid: 0 for the template's, else a block-average at about this voxel size
+        (``--sloppy``: :data:`latentbids.config.SLOPPY_GRID_MM`).
     model_name : str
         The name the outputs carry (``models/<name>/``, ``desc-<name>``), checked once here.
     given_model : Path or None
@@ -76,6 +80,7 @@ class GroupSettings:
     seed: int
     deterministic: bool
     sloppy: bool
+    working_grid_mm: float
     model_name: str
     given_model: Path | None
     input_map: str
@@ -147,6 +152,7 @@ def group_settings(config, run: RunSettings | None = None) -> GroupSettings:
         output_dir=Path(ex.output_dir).absolute(), work_dir=Path(ex.work_dir), run_id=ex.run_id, nprocs=int(ex.nprocs),
         omp_nthreads=int(ex.omp_nthreads), device=device, selection=selection_of(config), seed=int(ex.random_seed),
         deterministic=bool(ex.deterministic), sloppy=bool(ex.sloppy),
+        working_grid_mm=SLOPPY_GRID_MM if ex.sloppy else 0.0,
         model_name=expected_model_name(mc.model or None, mc.model_name, int(mc.latent_dim)),
         given_model=Path(mc.model) if mc.model else None, input_map=str(mc.input_map),
         scale_percentile=float(mc.scale_percentile), compile=str(mc.compile),

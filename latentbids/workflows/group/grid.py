@@ -18,10 +18,6 @@ import pandas as pd
 
 from latentbids.utils.locks import locked
 
-#: ``--sloppy`` settings: a 4 mm grid, tiny channels and a few epochs (seconds on 2 CPU cores).
-#: ``--sloppy``: the network works on a block-average of the template at about this resolution (mm)
-SLOPPY_RESOLUTION_MM = 4.0
-
 
 @dataclass(frozen=True, eq=False)
 class WorkingGrid:
@@ -39,16 +35,17 @@ class WorkingGrid:
     res: str  # the ``res-`` entity of the working grid in file names (bids.naming.grid_res_entity)
 
 
-def working_grid(template, atlas, sloppy, levels: int) -> WorkingGrid:
-    """Step 1: the working grid (``sloppy``: a 4 mm block-average of the template), its mask united
-    with the atlas (so every region is kept) and the network box fitted to ``levels`` levels."""
+def working_grid(template, atlas, grid_mm: float, levels: int) -> WorkingGrid:
+    """Step 1: the working grid (``grid_mm`` > 0: a block-average of the template at about that voxel size,
+    ``--sloppy``'s :data:`latentbids.config.SLOPPY_GRID_MM`; 0: the template grid), its mask united with the
+    atlas (so every region is kept) and the network box fitted to ``levels`` levels."""
     from latentbids.bids.naming import grid_res_entity
     from latentbids.model.grid import block_reduce, downsample_affine, downsample_shape, fit_grid
     from latentbids.resources import resample_atlas
 
     factor = 1
-    if sloppy and template.resolution < SLOPPY_RESOLUTION_MM:
-        factor = max(1, int(round(SLOPPY_RESOLUTION_MM / template.resolution)))
+    if grid_mm and template.resolution < grid_mm:
+        factor = max(1, int(round(grid_mm / template.resolution)))
     work_res = template.resolution * factor
     work_shape = downsample_shape(template.shape, factor)
     work_affine = downsample_affine(template.affine, factor)

@@ -173,7 +173,7 @@ def _run(settings: GroupSettings, records: pd.DataFrame, template, atlas, dist, 
     model_dir = bundle.path if bundle is not None else settings.output_dir / "models" / model_name
 
     grid = (bundle_grid(bundle, atlas) if bundle is not None
-            else working_grid(template, atlas, settings.sloppy, len(settings.train.channels)))  # 1. grid
+            else working_grid(template, atlas, settings.working_grid_mm, len(settings.train.channels)))  # 1. grid
     LOGGER.info("Group level: %d maps, grid %s -> box %s (factor %d), device %s",
                 len(records), grid.shape, grid.fit.size, grid.factor, device)
     cached = load_cache(records, settings.work_dir, template, grid, settings.nprocs)  # 2. the GM cache
