@@ -184,6 +184,11 @@ class AnalysisResult:
         Path of ``analysis.json``.
     report : pathlib.Path or None, default=None
         Path of the HTML report.
+    atlas_agreement : pandas.DataFrame or None, default=None
+        With several atlases: one row per supported regional finding x other atlas
+        (:func:`~latentbids.analysis.atlas_agreement.agreement_table`); None with one atlas.
+    atlas_verdicts : tuple of str, default=()
+        One sentence per regional finding across the other atlases ("holds in ...", "only in ...").
     """
 
     model_name: str
@@ -192,7 +197,7 @@ class AnalysisResult:
     reference_fold: str
     label_column: str
     n_subjects: int
-    settings: object  # the effective AnalysisConfig (sloppy caps applied)
+    settings: object  # the effective AnalysisConfig, frozen (sloppy caps applied)
     confounds: tuple[str, ...]
     claims: ClaimsList
     headline: str
@@ -206,3 +211,5 @@ class AnalysisResult:
     files: dict = field(default_factory=dict)
     analysis_json: Path | None = None
     report: Path | None = None
+    atlas_agreement: object = None
+    atlas_verdicts: tuple[str, ...] = ()

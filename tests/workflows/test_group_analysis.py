@@ -338,6 +338,9 @@ def test_a_second_atlas_reads_the_same_latents_and_says_what_survives(trained):
     region = table[(table["family"] == "region") & (table["atlas"] == "octants")]
     assert region["holds"].astype(bool).all() and set(region["other_atlas"]) == {"quadrants"}
     assert any(v.startswith("Atlas check, region Region1") and "holds in quadrants" in v for v in res.verdicts)
+    assert res.atlas_agreement is not None and len(res.atlas_agreement) and res.atlas_verdicts
+    html = Path(res.report).read_text()
+    assert "<h3>Across atlases</h3>" in html and "holds in quadrants" in html
     # no unit is supported in the reference fold of this small sloppy model: no reference map, and it says why
     assert not any("voxel" in k for k in res.files)
     assert any("no latent unit supported in fold 1, so no atlas-free reference map" in n for n in res.notes)

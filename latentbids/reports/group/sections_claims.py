@@ -121,7 +121,23 @@ def section_lrcp(report, page) -> str:
             parts.append(f"<p>Ranking stability across folds: Kendall tau {_fmt(stab['kendall_tau'])}, top-"
                          f"{stab['top_k']} overlap {_fmt(stab['top_k_overlap'])} (over regions scoring above 0)."
                          "</p>")
+    parts.append(_across_atlases(a))
     return "\n".join(parts)
+
+
+def _across_atlases(a) -> str:
+    """With several atlases: what each regional finding becomes in the other parcellations."""
+    table = a.atlas_agreement
+    if table is None:
+        return ""
+    head = ("<h3>Across atlases</h3><p class='note'>The first atlas carries the headline; the others read the same "
+            "latent space as a sensitivity analysis (each at eta / their number). A finding that holds in one atlas "
+            "only is a statement about where that atlas drew its lines until shown otherwise.</p>")
+    if not len(table):
+        return head + "<p>No atlas supports a regional claim: nothing to compare.</p>"
+    cols = [c for c in ("atlas", "contrast", "family", "region", "other_atlas", "overlaps", "holds", "verdict")
+            if c in table]
+    return head + _ul(a.atlas_verdicts) + _table(table[cols], what="rows")
 
 
 def section_shap(report, page) -> str:

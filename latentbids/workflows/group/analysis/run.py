@@ -151,8 +151,8 @@ def run_group_analysis(run: GroupSettings, group_result: GroupLevelResult, atlas
         sec.skipped["shap"] = f"{len(inp.records)} maps: SHAP needs at least {MIN_SHAP_MAPS}"
 
     atlas_inputs = {inp.atlas_bids_name: inp}
-    atlas_verdicts = _atlas_sensitivity(sec, inp, sensitivity_atlases, group_result, settings, seed, claims, files,
-                                        atlas_inputs)
+    atlas_verdicts, agreement = _atlas_sensitivity(sec, inp, sensitivity_atlases, group_result, settings, seed,
+                                                   claims, files, atlas_inputs)
     notes += _voxel_references(sec, inp, settings, seed, contrasts, claims, atlas_inputs, files)
     files.update(writers.write_claims(inp, claims))
     verdicts = [v for c in contrasts for v in contrast_verdicts(claims, c.name, c.n, c.n_per_class, settings.eta)]
@@ -167,7 +167,8 @@ def run_group_analysis(run: GroupSettings, group_result: GroupLevelResult, atlas
                                                                        settings.eta),
         verdicts=tuple(verdicts), contrasts=tuple(contrasts), projections=projections, shap=shap, notes=tuple(notes),
         skipped=dict(sec.skipped), failures=dict(sec.failures), files=files,
-        analysis_json=inp.analysis_dir / "analysis.json", report=inp.analysis_dir / report_name(inp.model_name))
+        analysis_json=inp.analysis_dir / "analysis.json", report=inp.analysis_dir / report_name(inp.model_name),
+        atlas_agreement=agreement, atlas_verdicts=tuple(atlas_verdicts))
     _write_summary(result, inp, seed)
     sec.run("report", _write_report, run.run_id, inp, result)
     if sec.failures.get("report"):
@@ -191,14 +192,14 @@ def _voxel_references(sec, inp, settings, seed, contrasts, claims, atlas_inputs,
     return notes
 
 
-def _atlas_sensitivity(sec, inp, atlases, group_result, settings, seed, claims, files, atlas_inputs) -> list[str]:
-    """The further atlases' regional claims and the agreement table (:mod:`.atlases`); its verdict sentences
-    (``atlas_inputs`` gains each further atlas's inputs)."""
+def _atlas_sensitivity(sec, inp, atlases, group_result, settings, seed, claims, files, atlas_inputs):
+    """The further atlases' regional claims and the agreement table (:mod:`.atlases`): its verdict sentences
+    and the table (None without further atlases); ``atlas_inputs`` gains each further atlas's inputs."""
     if not atlases:
-        return []
+        return [], None
     if not inp.contrasts:
         sec.skipped["atlases"] = "no contrast: the further atlases have no regional claim to make"
-        return []
+        return [], None
     from latentbids.workflows.group.analysis import writers
     from latentbids.workflows.group.analysis.atlases import run_atlas_sensitivity
     from latentbids.workflows.group.analysis.contrast import run_contrast
@@ -206,11 +207,13 @@ def _atlas_sensitivity(sec, inp, atlases, group_result, settings, seed, claims, 
     got = sec.run("atlases", run_atlas_sensitivity, inp, atlases, group_result, settings, seed, claims, run_contrast,
                   writers.write_contrast, writers.write_claims)
     if got is None:
-        return []
+        return [], None
     files.update(got.tables["files"])
     atlas_inputs.update(got.tables["inputs"])
     files.update(writers.write_agreement(inp, got.tables["agreement"], got.tables["verdicts"]))
-    return [f"Atlas check, {finding}: {verdict}." for finding, verdict in got.tables["verdicts"]["verdict"].items()]
+    verdicts = got.tables["verdicts"]["verdict"]
+    sentences = [f"Atlas check, {finding}: {verdict}." for finding, verdict in verdicts.items()]
+    return sentences, got.tables["agreement"]
 
 
 def report_name(model_name: str) -> str:
