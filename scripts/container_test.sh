@@ -130,7 +130,9 @@ build_image() {
   # The dependency stage stays tagged (the next build's layer cache); what this build replaced
   # (the previous image, an outdated dependency stage) is left untagged and removed, not to fill the disk.
   podman build --quiet "${args[@]}" --target deps -t "$DEPS_IMAGE" . >/dev/null
-  podman image prune --force >/dev/null
+  # Cleanup only: an image still held by a build that was killed (buildah's stale working container) is
+  # left for later instead of failing a test whose image is built and tagged.
+  podman image prune --force >/dev/null 2>&1 || log "image prune skipped (an old image is still held by a stale build container)"
 }
 
 main() {
