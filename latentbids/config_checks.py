@@ -152,7 +152,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("execution", "device"): Rule(normalise=_device),
     ("execution", "random_seed"): Rule(low=0, high=2**32 - 1),  # numpy's seed range
     ("spatial", "output_spaces"): Rule(normalise=lambda v: v if v else _fail("at least one space")),
-    ("spatial", "atlas"): Rule(normalise=lambda v: _atlas_list(v)),
+    ("spatial", "atlas"): Rule(normalise=_atlas_list),
     ("anat", "brain_extraction"): Rule(choices=("hdbet", "template")),
     ("anat", "hdbet_mode"): Rule(choices=("fast", "accurate")),
     ("anat", "registration"): Rule(choices=REGISTRATIONS),

@@ -34,26 +34,16 @@ def contrast_regional_families() -> tuple[str, ...]:
     return tuple(n for n, f in CLAIM_FAMILIES.items() if f.regional and f.scope == "contrast")
 
 
-def atlas_on_box(atlas, group_result) -> np.ndarray:
-    """``atlas``'s labels on the network box the GM data lie in (nearest neighbour), int64 ``(X, Y, Z)``."""
-    from latentbids.resources import resample_atlas
-
-    on_grid = np.asarray(resample_atlas(atlas, group_result.atlas_image).dataobj)
-    return group_result.grid_fit.crop(on_grid.astype(np.float32)).astype(np.int64)
-
-
 def inputs_for_atlas(inp, atlas, group_result):
-    """The analysis inputs of the primary atlas, re-read through ``atlas``: its regional means and labels."""
-    import nibabel as nib
-
+    """The analysis inputs of the primary atlas, re-read through ``atlas``: its labels on the working grid (one
+    nearest-neighbour resampling) and on the network box the GM data lie in, its regional means."""
     from latentbids.resources import resample_atlas
 
-    box = atlas_on_box(atlas, group_result)
+    image = resample_atlas(atlas, group_result.atlas_image)
+    box = group_result.grid_fit.crop(np.asarray(image.dataobj).astype(np.float32)).astype(np.int64)
     labels = atlas.labels
     G, _ = regional_means(group_result.data, box, labels["index"].to_numpy(), group_result.mask_box)
     present = np.isfinite(G).all(axis=0)
-    image = nib.Nifti1Image(np.asarray(resample_atlas(atlas, group_result.atlas_image).dataobj),
-                            group_result.atlas_image.affine)
     return dataclasses.replace(inp, G=G[:, present], regions=labels[present].reset_index(drop=True), atlas_box=box,
                                atlas_image=image, atlas_bids_name=atlas.bids_name)
 
