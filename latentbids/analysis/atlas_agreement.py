@@ -16,6 +16,7 @@ claims of the atlases up on their common voxel grid:
 - :func:`finding_verdicts`: one sentence per supported finding across all other atlases ("holds in AAL3
   and HCPEx", "only in AAL: the effect straddles a boundary of AAL3 (...)", "partly: ...").
 - :func:`agreement_matrix`: finding x atlas, for a figure.
+- :func:`shap_atlas_verdicts`: the SHAP statements (about the cohort, not one region) across atlases.
 
 No test is added here: every ``supported`` comes from its own family-wise test in its own atlas, so a
 finding that "holds in AAL3" is two supported claims that overlap, not a new claim.
@@ -308,4 +309,59 @@ def agreement_matrix(table: pd.DataFrame) -> pd.DataFrame:
     for r in table.itertuples(index=False):
         out.loc[r.finding, r.atlas] = True
         out.loc[r.finding, r.other_atlas] = np.nan if pd.isna(r.holds) else bool(r.holds)
+    return out
+
+
+def _number(x) -> str:
+    return f"{x:.2f}" if np.isfinite(x) else "not fitted"
+
+
+def shap_atlas_verdicts(claims, atlases) -> list[str]:
+    """One sentence per SHAP statement supported in some atlas, saying in which atlases it holds.
+
+    SHAP's claims are about the whole cohort, not about one region: a surrogate model of the reconstruction
+    error from an atlas's regional GM (family ``shap``, one per model) and the held-out test of its top
+    regions (``shap_regions``, a set of regions).  Their counterpart in another atlas is the same statement
+    made from that atlas's regions, so they are compared by model, not by overlap.
+
+    Parameters
+    ----------
+    claims : iterable of Claim
+        Every atlas's claims; a ``shap`` claim without an atlas is the primary's.
+    atlases : sequence of str
+        The atlas names, the primary first.
+
+    Returns
+    -------
+    list of str
+        E.g. ``"Atlas check, SHAP surrogate pooled: supported in AAL (CV R^2 0.14) and AAL3 (0.12), not in
+        HCPEx (0.06)."``; empty when no atlas supports any.
+    """
+    atlases = list(atlases)
+    if not atlases:
+        return []
+    by = {}
+    for c in claims:
+        if c.family not in ("shap", "shap_regions") or c.exploratory:
+            continue
+        atlas = c.atlas or atlases[0]
+        by.setdefault((c.family, c.item if c.family == "shap" else ""), {})[atlas] = c
+    out = []
+    for (family, item), per_atlas in by.items():
+        if not any(c.supported for c in per_atlas.values()):
+            continue
+        order = [a for a in atlases if a in per_atlas]
+        if family == "shap":
+            held = [f"{a} (CV R^2 {_number(per_atlas[a].statistic)})" for a in order if per_atlas[a].supported]
+            lost = [f"{a} ({_number(per_atlas[a].statistic)})" for a in order if not per_atlas[a].supported]
+            what = f"SHAP surrogate {item}"
+        else:
+            held = [f"{a} ({per_atlas[a].item})" for a in order if per_atlas[a].supported]
+            lost = [f"{a} ({per_atlas[a].item})" for a in order if not per_atlas[a].supported]
+            what = "top SHAP regions, held out"
+        text = f"Atlas check, {what}: supported in {_join(held)}"
+        text += f"; not in {_join(lost)}" if lost else ""
+        missing = [a for a in atlases if a not in per_atlas]
+        text += f"; not made in {_join(missing)}" if missing else ""
+        out.append(text + ".")
     return out

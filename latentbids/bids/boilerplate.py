@@ -236,7 +236,7 @@ def _group_paragraph(config, v: dict, analyses=None) -> list:
         others = list(config.spatial.atlas[1:])
         if others:
             eta = config.analysis.eta / len(others)
-            paragraph += [f" The regional analyses were repeated through the {', '.join(others)} "
+            paragraph += [f" The regional analyses and SHAP were repeated through the {', '.join(others)} "
                           f"atlas{'es' if len(others) > 1 else ''} as a sensitivity analysis of the same latent space "
                           f"(the {config.spatial.atlas[0]} atlas, declared first, carries the headline; each further "
                           f"atlas at eta = {eta:g}), and a GM-weighted overlap table reports which regional findings "

@@ -188,3 +188,37 @@ def test_bad_inputs_are_usage_errors():
     empty = aa.agreement_table({"AAL": AAL}, _claims({"AAL": {1}}, atlases=("AAL",)))
     assert empty.empty and list(empty.columns) == list(aa.TABLE_COLUMNS)
     assert aa.finding_verdicts(empty).empty and aa.agreement_matrix(empty).empty
+
+
+def _shap(atlas, family, item, supported, statistic=0.2):
+    from latentbids.analysis.claims import Claim
+
+    return Claim("", family, item, "stat", statistic, 0.01, np.nan, "test", supported, atlas=atlas)
+
+
+def test_shap_statements_are_compared_by_model_not_by_overlap():
+    """A SHAP claim is about the cohort: the same model made from each atlas's regions; the primary's model
+    claims carry no atlas; a statement supported nowhere says nothing."""
+    claims = [_shap("", "shap", "pooled", True, 0.21), _shap("", "shap", "CN", False),
+              _shap("AAL3", "shap", "pooled", True, 0.18), _shap("AAL3", "shap", "CN", False),
+              _shap("HCPEx", "shap", "pooled", False, float("nan")), _shap("HCPEx", "shap", "CN", False),
+              _shap("AAL", "shap_regions", "Left, Right", True), _shap("AAL3", "shap_regions", "L1, R3", False)]
+    lines = aa.shap_atlas_verdicts(claims, ["AAL", "AAL3", "HCPEx"])
+    assert lines == [
+        "Atlas check, SHAP surrogate pooled: supported in AAL (CV R^2 0.21) and AAL3 (CV R^2 0.18); "
+        "not in HCPEx (not fitted).",
+        "Atlas check, top SHAP regions, held out: supported in AAL (Left, Right); not in AAL3 (L1, R3); "
+        "not made in HCPEx."]
+    assert aa.shap_atlas_verdicts([c for c in claims if not c.supported], ["AAL", "AAL3", "HCPEx"]) == []
+
+
+def test_the_agreement_figure_codes_each_cell_and_draws():
+    from latentbids.reports.group.figure_atlases import atlas_agreement_codes, atlas_agreement_figure
+
+    claims = _claims({"AAL": {1}, "AAL3": {1}, "HCPEx": set()}, atlases=("AAL", "AAL3", "HCPEx"))
+    table = aa.agreement_table(ATLASES, claims)
+    codes = atlas_agreement_codes(table)
+    # own atlas 3, holds 2, does not hold 1
+    assert codes.loc["lrcp Left (AAL, CN vs AD)"].tolist() == [3, 2, 1]
+    assert codes.loc["lrcp L1 (AAL3, CN vs AD)"].tolist() == [2, 3, 1]
+    assert isinstance(atlas_agreement_figure(table), str) and atlas_agreement_figure(table.iloc[:0]) is None

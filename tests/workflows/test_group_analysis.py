@@ -331,9 +331,19 @@ def test_a_second_atlas_reads_the_same_latents_and_says_what_survives(trained):
     assert found == ["Region1"]
     sens = pd.read_csv(res.files["atlas-quadrants_claims"], sep="\t")
     assert "atlas-quadrants" in Path(res.files["atlas-quadrants_claims"]).name
-    assert set(sens["atlas"]) == {"quadrants"} and set(sens["family"]) <= {"region", "lrcp", "sam"}
-    supported = sens[sens["supported"].astype(bool)]
+    assert set(sens["atlas"]) == {"quadrants"}
+    assert set(sens["family"]) == {"region", "lrcp", "sam", "shap", "shap_regions", "sar"}  # SHAP per atlas too
+    supported = sens[sens["supported"].astype(bool) & (sens["contrast"].fillna("") != "")]
     assert set(supported["item"]) == {"LeftFront"} and set(supported["contrast"]) == {"CN vs AD"}
+    sens_files = {k for k in res.files if k.startswith("atlas-quadrants_")}
+    assert {"atlas-quadrants_shap_fits", "atlas-quadrants_CNvsAD_lrcp_consensus"} <= sens_files
+    assert all("atlas-quadrants" in Path(res.files[k]).name for k in sens_files)
+    # the latent vector's tests do not depend on the atlas: made once, in the primary
+    assert not any(k.endswith("_tests") for k in sens_files) and "CNvsAD_tests" in res.files
+    assert set(sens["family"]).isdisjoint({"latent_vector", "unit", "rub"})
+    shap_fits = pd.read_csv(res.files["atlas-quadrants_shap_fits"], sep="\t")
+    primary_fits = pd.read_csv(res.files["shap_fits"], sep="\t")
+    assert len(shap_fits) and shap_fits["model"].tolist() == primary_fits["model"].tolist()
     table = pd.read_csv(res.files["atlas_agreement"], sep="\t")
     region = table[(table["family"] == "region") & (table["atlas"] == "octants")]
     assert region["holds"].astype(bool).all() and set(region["other_atlas"]) == {"quadrants"}
@@ -341,6 +351,7 @@ def test_a_second_atlas_reads_the_same_latents_and_says_what_survives(trained):
     assert res.atlas_agreement is not None and len(res.atlas_agreement) and res.atlas_verdicts
     html = Path(res.report).read_text()
     assert "<h3>Across atlases</h3>" in html and "holds in quadrants" in html
+    assert 'alt="Atlas agreement: where each regional finding holds"' in html and "failed to render" not in html
     # no unit is supported in the reference fold of this small sloppy model: no reference map, and it says why
     assert not any("voxel" in k for k in res.files)
     assert any("no latent unit supported in fold 1, so no atlas-free reference map" in n for n in res.notes)
@@ -351,8 +362,13 @@ def test_a_second_atlas_reads_the_same_latents_and_says_what_survives(trained):
     finally:
         config.analysis = type(config.analysis)()
     sens = pd.read_csv(null.files["atlas-quadrants_claims"], sep="\t")
-    assert len(sens) and not sens["supported"].astype(bool).any()
-    assert not any(v.startswith("Atlas check") for v in null.verdicts)
+    about_labels = sens["contrast"].fillna("") != ""
+    assert about_labels.sum() and not sens.loc[about_labels, "supported"].astype(bool).any()
+    assert not any(v.startswith("Atlas check") and " vs " in v for v in null.verdicts)
+    # SHAP explains the reconstruction error, not the labels: the sham labels leave its statements as they were
+    top = [v for v in res.verdicts if v.startswith("Atlas check, top SHAP regions")]
+    assert top and "quadrants (LeftFront" in top[0]  # the planted region's GM drives the error in both atlases
+    assert top == [v for v in null.verdicts if v.startswith("Atlas check, top SHAP regions")]
 
 
 @pytest.mark.slow
@@ -385,3 +401,25 @@ def test_the_atlas_free_reference_maps_the_voxels_a_relevant_unit_tracks(trained
     stat = nib.load(files["CNvsAD_voxel_association"]).get_fdata()
     assert stat.shape == tpl.shape and int((stat > 0).sum()) == int(assoc.supported.sum())
     assert "atlas-quadrants" in Path(files["CNvsAD_voxel_regions_quadrants"]).name
+
+
+def test_a_sensitivity_atlas_can_reject_wherever_the_primary_could():
+    """eta / n per sensitivity atlas, and every permutation count raised until its smallest p reaches it as
+    far as the primary's reached eta; a count the primary could not use either is not inflated beyond that."""
+    from latentbids.config import AnalysisConfig
+    from latentbids.workflows.group.analysis.atlases import PERMUTATION_TESTS, sensitivity_settings
+
+    primary = AnalysisConfig(sam_permutations=20, shap_permutations=5)  # --sloppy's counts
+    for n in (1, 2, 3):
+        s, notes = sensitivity_settings(primary, n)
+        assert s.eta == pytest.approx(primary.eta / n)
+        for key, tests in PERMUTATION_TESTS.items():
+            b, b_s = getattr(primary, key), getattr(s, key)
+            if tests / (b + 1) <= primary.eta:  # the primary can reject: so can the sensitivity atlas
+                assert tests / (b_s + 1) <= s.eta + 1e-12, (key, n, b_s)
+            else:  # it cannot: the sensitivity atlas is as far from it, no further
+                assert tests / (b_s + 1) <= tests / (b + 1) / n + 1e-12
+        assert (n == 1) == (not notes)
+    s, notes = sensitivity_settings(primary, 2)
+    assert (s.sam_permutations, s.shap_permutations, s.n_permutations) == (39, 11, primary.n_permutations)
+    assert notes == ["sam_permutations 20 -> 39 (eta / 2 = 0.025)", "shap_permutations 5 -> 11 (eta / 2 = 0.025)"]

@@ -26,6 +26,7 @@ from latentbids.analysis.claims import (
 )
 from latentbids.analysis.power import detectable_loss
 from latentbids.analysis.verdicts import contrast_verdicts
+from latentbids.reports.group.figure_atlases import atlas_agreement_figure
 from latentbids.reports.group.figure_lrcp import lrcp_bar_figure, lrcp_heatmap_figure
 from latentbids.reports.group.figures import shap_beeswarm_figure
 from latentbids.reports.group.format import _esc, _fmt, _kv_table, _nc, _table
@@ -121,23 +122,25 @@ def section_lrcp(report, page) -> str:
             parts.append(f"<p>Ranking stability across folds: Kendall tau {_fmt(stab['kendall_tau'])}, top-"
                          f"{stab['top_k']} overlap {_fmt(stab['top_k_overlap'])} (over regions scoring above 0)."
                          "</p>")
-    parts.append(_across_atlases(a))
+    parts.append(_across_atlases(a, page))
     return "\n".join(parts)
 
 
-def _across_atlases(a) -> str:
-    """With several atlases: what each regional finding becomes in the other parcellations."""
+def _across_atlases(a, page) -> str:
+    """With several atlases: what each finding becomes in the other parcellations (sentences, figure, table)."""
     table = a.atlas_agreement
     if table is None:
         return ""
     head = ("<h3>Across atlases</h3><p class='note'>The first atlas carries the headline; the others read the same "
             "latent space as a sensitivity analysis (each at eta / their number). A finding that holds in one atlas "
             "only is a statement about where that atlas drew its lines until shown otherwise.</p>")
+    sentences = _ul(a.atlas_verdicts) if a.atlas_verdicts else ""
     if not len(table):
-        return head + "<p>No atlas supports a regional claim: nothing to compare.</p>"
+        return head + sentences + "<p>No atlas supports a regional claim: no region to compare.</p>"
     cols = [c for c in ("atlas", "contrast", "family", "region", "other_atlas", "overlaps", "holds", "verdict")
             if c in table]
-    return head + _ul(a.atlas_verdicts) + _table(table[cols], what="rows")
+    figure = page.figure(atlas_agreement_figure, table, alt="Atlas agreement: where each regional finding holds")
+    return head + sentences + figure + _table(table[cols], what="rows")
 
 
 def section_shap(report, page) -> str:

@@ -7,6 +7,7 @@ fold at ``eta / n_folds``.  SAM and the regions' own test use GM and labels only
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -40,9 +41,14 @@ def _voxels(inp, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return X, inp.atlas_box.ravel()[vox]
 
 
-def run_contrast(inp, settings, seed: int, a: str, b: str) -> SectionResult:
-    """Test one contrast: ``result`` (a :class:`ContrastResult`) and its ``claims``; when it is skipped,
-    ``result`` is None and ``notes`` says why."""
+def run_contrast_regions(inp, settings, seed: int, a: str, b: str) -> SectionResult:
+    """The regional half of one contrast: LRCP over every fold and SAM, with their claims.
+
+    What a sensitivity atlas re-reads (:mod:`.atlases`): it depends on the atlas's regions, while the
+    latent vector's tests (:func:`run_contrast`) do not and are made once, in the primary atlas.  ``result``
+    is a :class:`ContrastResult` without latent-vector tests; when the contrast is skipped, ``result`` is
+    None and ``notes`` says why.
+    """
     rows, y = contrast_rows(inp, a, b)
     name = f"{a} vs {b}"
     if min((y == 0).sum(), (y == 1).sum()) < 2:
@@ -60,6 +66,29 @@ def run_contrast(inp, settings, seed: int, a: str, b: str) -> SectionResult:
     with step(LOGGER, f"{name}: LRCP, {K} units x {len(index)} regions x {len(Z)} folds, {perms} permutations"):
         lrcp.fit(Z, G, y, region_index=index, region_names=names, unit_names=latent_columns(K),
                  n_confounds=inp.C.shape[1])
+    X, voxel_labels = _voxels(inp, rows)
+    with step(LOGGER, f"{name}: SAM, {X.shape[1]} voxels, {settings.sam_permutations} permutations"):
+        sam = sam_regions(X, voxel_labels, y, index, top_voxels=settings.sam_top_voxels, eta=settings.eta,
+                          bound=settings.bound, n_permutations=settings.sam_permutations, random_state=seed)
+    sam.insert(1, "region", sam["region_index"].map(dict(zip(index, names))))
+    claims = lrcp_claims(lrcp, name) + sam_claims(sam, name, settings.sam_permutations)
+    result = ContrastResult(name=name, desc=contrast_name(a, b), labels=(a, b), n=len(rows),
+                            n_per_class={a: int((y == 0).sum()), b: int((y == 1).sum())}, lrcp=lrcp, sam=sam,
+                            vectors={}, reference_fold=inp.reference_fold, held_out=None)
+    return SectionResult(result=result, claims=tuple(claims))
+
+
+def run_contrast(inp, settings, seed: int, a: str, b: str) -> SectionResult:
+    """Test one contrast: its regions (:func:`run_contrast_regions`), then the whole latent vector, held out
+    over the folds and per fold with its bounds and RUB.  ``result`` is a :class:`ContrastResult` and
+    ``claims`` its claims; when the contrast is skipped, ``result`` is None and ``notes`` says why."""
+    regional = run_contrast_regions(inp, settings, seed, a, b)
+    if regional.result is None:
+        return regional
+    rows, y = contrast_rows(inp, a, b)
+    name = regional.result.name
+    Z = {fold: inp.adjust(inp.fold_Z[fold][0], rows) for fold in inp.folds}
+    perms = settings.n_permutations
     with step(LOGGER, f"{name}: latent vector, held out over {len(Z)} folds, {perms} permutations"):
         held_out = held_out_test(Z, {fold: inp.fold_Z[fold][1][rows] for fold in inp.folds}, y,
                                  eta=settings.eta, n_permutations=perms, random_state=seed)
@@ -68,14 +97,7 @@ def run_contrast(inp, settings, seed: int, a: str, b: str) -> SectionResult:
         vectors = {fold: latent_vector_test(Zf, y, eta=eta_fold, bound=settings.bound, n_permutations=perms,
                                             random_state=seed, dropout=settings.rub_dropout)
                    for fold, Zf in Z.items()}
-    X, voxel_labels = _voxels(inp, rows)
-    with step(LOGGER, f"{name}: SAM, {X.shape[1]} voxels, {settings.sam_permutations} permutations"):
-        sam = sam_regions(X, voxel_labels, y, index, top_voxels=settings.sam_top_voxels, eta=settings.eta,
-                          bound=settings.bound, n_permutations=settings.sam_permutations, random_state=seed)
-    sam.insert(1, "region", sam["region_index"].map(dict(zip(index, names))))
-    claims = (lrcp_claims(lrcp, name) + sam_claims(sam, name, settings.sam_permutations)
-              + [held_out_claim(held_out, name, settings.eta)] + vector_claims(vectors, name, settings.eta))
-    result = ContrastResult(name=name, desc=contrast_name(a, b), labels=(a, b), n=len(rows),
-                            n_per_class={a: int((y == 0).sum()), b: int((y == 1).sum())}, lrcp=lrcp, sam=sam,
-                            vectors=vectors, reference_fold=inp.reference_fold, held_out=held_out)
+    claims = (list(regional.claims) + [held_out_claim(held_out, name, settings.eta)]
+              + vector_claims(vectors, name, settings.eta))
+    result = dataclasses.replace(regional.result, vectors=vectors, held_out=held_out)
     return SectionResult(result=result, claims=tuple(claims))

@@ -8,7 +8,9 @@ model and the latents.  Order (METHOD.md sections 4-7, claims of section 9):
 2. projections (PCA and PLS in every fold, t-SNE and UMAP on the reference fold) and PC1 claims;
 3. per contrast: LRCP over every fold, SAM, the latent vector and RUB, with their claims;
 4. SHAP explanations of the held-out reconstruction error, with the SHAP and SAR claims;
-5. the claims list, the verdicts generated from it, ``analysis.json`` and the HTML report.
+5. the further ``--atlas`` parcellations (:mod:`.atlases`): regional claims and SHAP per atlas, the agreement
+   table; then each contrast's atlas-free reference map (:mod:`.voxel_reference`);
+6. the claims list, the verdicts generated from it, ``analysis.json`` and the HTML report.
 
 Each section is guarded: a failure is logged with its traceback, named in the report, and turns the exit
 code to 1, while the other sections and everything written before still stand.
@@ -151,8 +153,10 @@ def run_group_analysis(run: GroupSettings, group_result: GroupLevelResult, atlas
         sec.skipped["shap"] = f"{len(inp.records)} maps: SHAP needs at least {MIN_SHAP_MAPS}"
 
     atlas_inputs = {inp.atlas_bids_name: inp}
-    atlas_verdicts, agreement = _atlas_sensitivity(sec, inp, sensitivity_atlases, group_result, settings, seed,
-                                                   claims, files, atlas_inputs)
+    atlas_verdicts, agreement, atlas_notes = _atlas_sensitivity(
+        sec, inp, sensitivity_atlases, group_result, settings, seed, claims, files, atlas_inputs,
+        with_shap=shap is not None, n_jobs=max(1, run.nprocs))
+    notes += atlas_notes
     notes += _voxel_references(sec, inp, settings, seed, contrasts, claims, atlas_inputs, files)
     files.update(writers.write_claims(inp, claims))
     verdicts = [v for c in contrasts for v in contrast_verdicts(claims, c.name, c.n, c.n_per_class, settings.eta)]
@@ -192,28 +196,28 @@ def _voxel_references(sec, inp, settings, seed, contrasts, claims, atlas_inputs,
     return notes
 
 
-def _atlas_sensitivity(sec, inp, atlases, group_result, settings, seed, claims, files, atlas_inputs):
-    """The further atlases' regional claims and the agreement table (:mod:`.atlases`): its verdict sentences
-    and the table (None without further atlases); ``atlas_inputs`` gains each further atlas's inputs."""
+def _atlas_sensitivity(sec, inp, atlases, group_result, settings, seed, claims, files, atlas_inputs, *,
+                       with_shap: bool, n_jobs: int):
+    """The further atlases' claims and the agreement table (:mod:`.atlases`): its verdict sentences, the table
+    (None without further atlases) and its notes; ``atlas_inputs`` gains each further atlas's inputs."""
     if not atlases:
-        return [], None
-    if not inp.contrasts:
-        sec.skipped["atlases"] = "no contrast: the further atlases have no regional claim to make"
-        return [], None
+        return [], None, []
+    if not inp.contrasts and not with_shap:
+        sec.skipped["atlases"] = "no contrast and no SHAP: the further atlases have no claim to make"
+        return [], None, []
     from latentbids.workflows.group.analysis import writers
     from latentbids.workflows.group.analysis.atlases import run_atlas_sensitivity
-    from latentbids.workflows.group.analysis.contrast import run_contrast
 
-    got = sec.run("atlases", run_atlas_sensitivity, inp, atlases, group_result, settings, seed, claims, run_contrast,
-                  writers.write_contrast, writers.write_claims)
+    got = sec.run("atlases", run_atlas_sensitivity, inp, atlases, group_result, settings, seed, claims,
+                  with_shap=with_shap, n_jobs=n_jobs)
     if got is None:
-        return [], None
+        return [], None, []
     files.update(got.tables["files"])
     atlas_inputs.update(got.tables["inputs"])
     files.update(writers.write_agreement(inp, got.tables["agreement"], got.tables["verdicts"]))
     verdicts = got.tables["verdicts"]["verdict"]
     sentences = [f"Atlas check, {finding}: {verdict}." for finding, verdict in verdicts.items()]
-    return sentences, got.tables["agreement"]
+    return sentences + list(got.tables["shap_verdicts"]), got.tables["agreement"], list(got.notes)
 
 
 def report_name(model_name: str) -> str:

@@ -70,7 +70,8 @@ def write_projections(inp, result, table: pd.DataFrame, seed: int) -> dict:
 
 
 def write_contrast(inp, res, claims, settings) -> dict:
-    """Tables of one contrast, its LRCP maps (finding and exploratory) and the LRCP sidecar."""
+    """Tables of one contrast, its LRCP maps (finding and exploratory) and the LRCP sidecar (and the latent
+    vector's tests, when ``res`` has them: a sensitivity atlas's contrast has not)."""
     m, d = res.lrcp, res.desc
     ent = {"desc": d}
     held = {k: v for k, v in (res.held_out or {}).items() if k not in ("splits",)}
@@ -87,8 +88,9 @@ def write_contrast(inp, res, claims, settings) -> dict:
         "lrcp_regions": write_tsv(m.folds_, inp.path("lrcpregions", ".tsv", True, **ent)),
         "lrcp_consensus": write_tsv(m.consensus_, inp.path("lrcpconsensus", ".tsv", True, **ent)),
         "sam": write_tsv(res.sam, inp.path("sam", ".tsv", True, **ent)),
-        "tests": write_tsv(pd.DataFrame(tests), inp.path("agnostic", ".tsv", True, **ent)),
     }
+    if tests:  # a sensitivity atlas re-reads the regions only: the latent vector's tests are the primary's
+        files["tests"] = write_tsv(pd.DataFrame(tests), inp.path("agnostic", ".tsv", True, **ent))
     files = {k: str(v) for k, v in files.items()}
     scores = m.consensus_.set_index("region_index")["mean_score"]
     supported = set(claims.supported_items(LRCP, res.name))
