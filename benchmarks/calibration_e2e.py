@@ -68,9 +68,9 @@ def _config(folder: Path, epochs: int) -> Path:
     return path
 
 
-def _simulate(root: Path, n: int, seed: int, effect: str | None) -> None:
+def _simulate(root: Path, n: int, seed: int, effect: str | None, extra=()) -> None:
     cmd = [str(BIN / "latentbids-simulate"), str(root), "--n-subjects", str(n), "--seed", str(seed), "--gm-only",
-           "--group-ready", "--resolution", "4"]
+           "--group-ready", "--resolution", "4", *extra]
     if effect:
         cmd += ["--effect", effect]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -88,12 +88,12 @@ def _relabel(root: Path, labels: tuple, share, rng) -> None:
     table.to_csv(root / "participants.tsv", sep="\t", index=False)
 
 
-def _group(root: Path, work: Path, config: Path, nprocs: int) -> tuple[dict, float]:
+def _group(root: Path, work: Path, config: Path, nprocs: int, extra=()) -> tuple[dict, float]:
     out = root / "derivatives" / "latentbids"
     t0 = time.perf_counter()
     proc = subprocess.run([str(BIN / "latentbids"), str(root), str(out), "group", "-w", str(work),
                            "--skip-bids-validation", "--output-spaces", GRID, "--config-file", str(config),
-                           "--nprocs", str(nprocs)], capture_output=True, text=True)
+                           "--nprocs", str(nprocs), *extra], capture_output=True, text=True)
     seconds = time.perf_counter() - t0
     if proc.returncode not in (0, 1):
         raise RuntimeError(f"latentbids group exited {proc.returncode}: {proc.stderr[-2000:]}")

@@ -37,9 +37,14 @@ CLAIM_COLUMNS = ("atlas", "contrast", "family", "region_index", "region", "suppo
 #: a region of B with more than this share of itself inside A's region is a counterpart of it, however
 #: little of A it covers (a fine atlas splits a coarse region into many small pieces)
 INSIDE_SHARE = 0.5
+#: a region of B with at least this share of A's region and this share of itself inside it is "nearly the same
+#: region": when it is not supported, the atlases differ in their test (power at each atlas's eta, chance), not
+#: in where they drew the boundary
+SAME_REGION = 0.8
 #: the columns of :func:`agreement_table`
 TABLE_COLUMNS = ("finding", "atlas", "contrast", "family", "region_index", "region", "other_atlas", "overlaps",
-                 "n_overlaps", "supported_overlaps", "holds", "supported_share", "outside_share", "verdict")
+                 "n_overlaps", "supported_overlaps", "holds", "supported_share", "outside_share", "same_region",
+                 "verdict")
 
 
 # ------------------------------------------------------------------------------------------ overlap
@@ -135,7 +140,7 @@ def _finding(row) -> str:
 def _compare(row, other: str, of_a, of_b, tested: dict, names: dict, min_overlap: float) -> dict:
     """One row of the agreement table: the claim ``row`` of atlas A read in atlas ``other``."""
     out = {"other_atlas": other, "overlaps": "", "n_overlaps": 0, "supported_overlaps": "", "holds": pd.NA,
-           "supported_share": np.nan, "outside_share": np.nan}
+           "supported_share": np.nan, "outside_share": np.nan, "same_region": ""}
     status = tested.get((row.contrast, row.family))
     if row.region_index not in of_a.index:
         return {**out, "verdict": f"not comparable: {row.region} has no (GM-weighted) voxel on the common grid"}
@@ -146,7 +151,9 @@ def _compare(row, other: str, of_a, of_b, tested: dict, names: dict, min_overlap
     counterparts = regions[(regions >= min_overlap) | (inside.drop(index=0, errors="ignore") > INSIDE_SHARE)]
     counterparts = counterparts.sort_values(ascending=False, kind="stable")
     label = [f"{names.get(b, f'label {b}')} ({s:.2f})" for b, s in counterparts.items()]
-    out.update(overlaps="; ".join(label), n_overlaps=len(label), outside_share=float(share.get(0, 0.0)))
+    same = [b for b, s in counterparts.items() if s >= SAME_REGION and inside.get(b, 0.0) >= SAME_REGION]
+    out.update(overlaps="; ".join(label), n_overlaps=len(label), outside_share=float(share.get(0, 0.0)),
+               same_region=names.get(same[0], f"label {same[0]}") if same else "")
     if status is None:
         return {**out, "verdict": f"not tested in {other}: no {row.family} claims for {row.contrast}"}
     supported = [b for b in regions.index if status.get(b) is True]
@@ -162,6 +169,10 @@ def _compare(row, other: str, of_a, of_b, tested: dict, names: dict, min_overlap
     if untested == len(label):
         return {**out, "verdict": f"not comparable: the overlapping regions of {other} ({out['overlaps']}) "
                                   f"have no {row.family} claim"}
+    if same and status.get(same[0]) is False:
+        return {**out, "holds": False,
+                "verdict": f"not in {other}: {label[counterparts.index.get_loc(same[0])]} is nearly the same region "
+                           "and not supported (a difference of the test, its power or chance, not of the boundary)"}
     none = "none supported" if len(label) > 1 else "not supported"
     note = f", {untested} untested" if untested else ""
     share_note = (f"; supported regions cover only {out['supported_share']:.2f} of it"
@@ -192,14 +203,15 @@ def agreement_table(atlases: Mapping, claims: pd.DataFrame, weights=None, min_ov
 
     Returns
     -------
-    DataFrame, shape (n_supported_findings * (n_atlases - 1), 14)
+    DataFrame, shape (n_supported_findings * (n_atlases - 1), 15)
         Columns :data:`TABLE_COLUMNS`: the finding (id ``"family region (atlas, contrast)"``) and its
         claim; ``other_atlas``; ``overlaps`` (its counterparts in B as ``"name (0.62); name (0.30)"``,
         largest first, the share of A's region each covers) and ``n_overlaps``; ``supported_overlaps``
         (those supported in B); ``holds`` (nullable bool: a counterpart carries a supported claim of the
         same contrast and family in B; NA when B cannot answer); ``supported_share`` (share of A's region
         covered by supported regions of B, any overlap); ``outside_share`` (share in B's background);
-        ``verdict`` (one line).  ``attrs["atlases"]`` keeps the atlas order.
+        ``same_region`` (the region of B that is nearly the same region, :data:`SAME_REGION` of each inside the
+        other, else empty); ``verdict`` (one line).  ``attrs["atlases"]`` keeps the atlas order.
     """
     if not atlases:
         raise UsageError("agreement_table needs at least one atlas")
@@ -249,8 +261,11 @@ def _sentence(atlas: str, rows: pd.DataFrame) -> str:
                         for r in lost.itertuples())
     if len(held) and not len(lost):
         text = f"holds in {_join(held['other_atlas'])}"
+    elif len(lost) and not len(held) and lost["same_region"].ne("").all():
+        text = (f"not replicated in {_join(lost['other_atlas'])}, where nearly the same region is not supported "
+                f"({details}): a difference of the test (power at each atlas's eta, or chance), not of the boundary")
     elif len(lost) and not len(held):
-        split = lost.loc[lost["n_overlaps"] > 1, "other_atlas"]
+        split = lost.loc[(lost["n_overlaps"] > 1) & lost["same_region"].eq(""), "other_atlas"]
         why = f": the effect straddles a boundary of {_join(split)}" if len(split) else ""
         text = f"only in {atlas}{why} ({details})"
     elif len(lost):
@@ -267,25 +282,43 @@ def finding_verdicts(table: pd.DataFrame) -> pd.DataFrame:
 
     Parameters
     ----------
-    table : DataFrame, shape (n_rows, 14)
+    table : DataFrame, shape (n_rows, 15)
         The output of :func:`agreement_table`.
 
     Returns
     -------
-    DataFrame, shape (n_findings, 8)
+    DataFrame, shape (n_findings, 9)
         Indexed by ``finding`` (in the order of the table): ``atlas``, ``contrast``, ``family``,
         ``region_index``, ``region``, ``n_holds`` (atlases where it holds), ``n_compared`` (atlases that
-        could answer), ``verdict`` ("holds in AAL3 and HCPEx", "only in AAL: the effect straddles a boundary
+        could answer), ``depends_on_atlas`` (``no``, ``partly``, ``yes``, ``not replicated`` or ``not
+        comparable``: see :func:`_dependence`), ``verdict`` ("holds in AAL3 and HCPEx", "only in AAL: the effect straddles a boundary
         of AAL3 (AAL3: X (0.55); Y (0.45), none supported)", "partly: holds in AAL3, not in HCPEx (...)").
     """
-    cols = ["atlas", "contrast", "family", "region_index", "region", "n_holds", "n_compared", "verdict"]
+    cols = ["atlas", "contrast", "family", "region_index", "region", "n_holds", "n_compared", "depends_on_atlas",
+            "verdict"]
     out = []
     for finding, rows in table.groupby("finding", sort=False):
         first = rows.iloc[0]
         out.append({"finding": finding, **{c: first[c] for c in cols[:5]},
                     "n_holds": int(rows["holds"].eq(True).fillna(False).sum()),
-                    "n_compared": int(rows["holds"].notna().sum()), "verdict": _sentence(first["atlas"], rows)})
+                    "n_compared": int(rows["holds"].notna().sum()), "depends_on_atlas": _dependence(rows),
+                    "verdict": _sentence(first["atlas"], rows)})
     return pd.DataFrame(out, columns=["finding", *cols]).set_index("finding")
+
+
+def _dependence(rows: pd.DataFrame) -> str:
+    """Does the finding depend on the atlas?  ``no`` (it holds in every other atlas that can answer), ``yes``
+    (in none, and at least one splits or dilutes the region), ``partly`` (in some), ``not replicated`` (in none,
+    each having nearly the same region: the test differs, not the boundary), ``not comparable`` (none can answer)."""
+    holds = rows["holds"].dropna().astype(bool)
+    if not len(holds):
+        return "not comparable"
+    if holds.all():
+        return "no"
+    if holds.any():
+        return "partly"
+    lost = rows[rows["holds"].eq(False).fillna(False)]
+    return "not replicated" if lost["same_region"].ne("").all() else "yes"
 
 
 def agreement_matrix(table: pd.DataFrame) -> pd.DataFrame:
@@ -293,7 +326,7 @@ def agreement_matrix(table: pd.DataFrame) -> pd.DataFrame:
 
     Parameters
     ----------
-    table : DataFrame, shape (n_rows, 14)
+    table : DataFrame, shape (n_rows, 15)
         The output of :func:`agreement_table`.
 
     Returns

@@ -222,3 +222,31 @@ def test_the_agreement_figure_codes_each_cell_and_draws():
     assert codes.loc["lrcp Left (AAL, CN vs AD)"].tolist() == [3, 2, 1]
     assert codes.loc["lrcp L1 (AAL3, CN vs AD)"].tolist() == [2, 3, 1]
     assert isinstance(atlas_agreement_figure(table), str) and atlas_agreement_figure(table.iloc[:0]) is None
+
+
+def test_nearly_the_same_region_unsupported_is_a_difference_of_the_test_not_of_the_boundary():
+    """AALb's Left2 (x < 5) is 5/6 of AAL's Left and lies wholly inside it: nearly the same region.  A finding in
+    Left that Left2 does not carry says the two tests differ (power at eta/n, chance), not the boundary; a region
+    split in two (AAL3's Mid across Left/Right) still says it straddles a boundary."""
+    aalb = np.where(X < 5, 1, 2)
+    names = {**NAMES, "AALb": {1: "Left2", 2: "Right2"}}
+    claims = pd.DataFrame([{"atlas": a, "contrast": "CN vs AD", "family": "lrcp", "region_index": i, "region": n,
+                            "supported": (a, i) in {("AAL", 1), ("AAL3", 2)}}
+                           for a in ("AAL", "AALb", "AAL3") for i, n in names[a].items()])
+    table = aa.agreement_table({"AAL": AAL, "AALb": aalb, "AAL3": AAL3}, claims)
+    row = _row(table, "AAL", "Left", "AALb")
+    assert row["same_region"] == "Left2" and not row["holds"]
+    assert row["verdict"] == ("not in AALb: Left2 (0.83) is nearly the same region and not supported (a difference "
+                              "of the test, its power or chance, not of the boundary)")
+    assert _row(table, "AAL", "Left", "AAL3")["same_region"] == ""  # L1 is 4/6 of Left: not the same region
+    verdicts = aa.finding_verdicts(table)
+    assert verdicts.loc["lrcp Left (AAL, CN vs AD)", "depends_on_atlas"] == "partly"  # holds in AAL3 (L1, Mid)
+    assert verdicts.loc["lrcp Mid (AAL3, CN vs AD)", "depends_on_atlas"] == "partly"  # AAL's Left holds it
+    only_b = aa.agreement_table({"AAL": AAL, "AALb": aalb}, claims[claims["atlas"] != "AAL3"])
+    v = aa.finding_verdicts(only_b).loc["lrcp Left (AAL, CN vs AD)"]
+    assert v["depends_on_atlas"] == "not replicated"
+    assert v["verdict"].startswith("not replicated in AALb, where nearly the same region is not supported")
+    split = aa.finding_verdicts(aa.agreement_table({"AAL": AAL, "AAL3": AAL3}, _claims({"AAL3": {2}})))
+    assert split.loc["lrcp Mid (AAL3, CN vs AD)", "depends_on_atlas"] == "yes"
+    held = aa.finding_verdicts(aa.agreement_table({"AAL": AAL, "AAL3": AAL3}, _claims({"AAL": {1}, "AAL3": {1}})))
+    assert set(held["depends_on_atlas"]) == {"no"}
