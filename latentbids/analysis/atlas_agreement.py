@@ -17,6 +17,7 @@ claims of the atlases up on their common voxel grid:
   and HCPEx", "only in AAL: the effect straddles a boundary of AAL3 (...)", "partly: ...").
 - :func:`agreement_matrix`: finding x atlas, for a figure.
 - :func:`shap_atlas_verdicts`: the SHAP statements (about the cohort, not one region) across atlases.
+- :func:`dependence_summary`: the primary's findings counted by whether they depend on the atlas.
 
 No test is added here: every ``supported`` comes from its own family-wise test in its own atlas, so a
 finding that "holds in AAL3" is two supported claims that overlap, not a new claim.
@@ -291,8 +292,9 @@ def finding_verdicts(table: pd.DataFrame) -> pd.DataFrame:
         Indexed by ``finding`` (in the order of the table): ``atlas``, ``contrast``, ``family``,
         ``region_index``, ``region``, ``n_holds`` (atlases where it holds), ``n_compared`` (atlases that
         could answer), ``depends_on_atlas`` (``no``, ``partly``, ``yes``, ``not replicated`` or ``not
-        comparable``: see :func:`_dependence`), ``verdict`` ("holds in AAL3 and HCPEx", "only in AAL: the effect straddles a boundary
-        of AAL3 (AAL3: X (0.55); Y (0.45), none supported)", "partly: holds in AAL3, not in HCPEx (...)").
+        comparable``: see :func:`_dependence`), ``verdict`` ("holds in AAL3 and HCPEx", "only in AAL: the
+        effect straddles a boundary of AAL3 (AAL3: X (0.55); Y (0.45), none supported)", "partly: holds in AAL3,
+        not in HCPEx (...)").
     """
     cols = ["atlas", "contrast", "family", "region_index", "region", "n_holds", "n_compared", "depends_on_atlas",
             "verdict"]
@@ -398,3 +400,34 @@ def shap_atlas_verdicts(claims, atlases) -> list[str]:
         text += f"; not made in {_join(missing)}" if missing else ""
         out.append(text + ".")
     return out
+
+
+def dependence_summary(verdicts: pd.DataFrame, primary: str) -> str | None:
+    """One sentence counting the primary atlas's findings by ``depends_on_atlas`` (None without any).
+
+    Parameters
+    ----------
+    verdicts : DataFrame
+        The output of :func:`finding_verdicts`.
+    primary : str
+        The primary atlas (the one the headline speaks for).
+
+    Returns
+    -------
+    str or None
+        E.g. ``"Atlas check, AAL's 6 regional findings: 4 hold in every other atlas, 1 partly, 1 in AAL only
+        (it depends on the atlas)."``
+    """
+    if verdicts is None or not len(verdicts) or "depends_on_atlas" not in verdicts:
+        return None
+    mine = verdicts[verdicts["atlas"] == primary]["depends_on_atlas"].value_counts()
+    if not mine.sum():
+        return None
+    words = (("no", "hold in every other atlas"), ("partly", "partly"),
+             ("yes", f"in {primary} only (the finding depends on the atlas)"),
+             ("not replicated", "not replicated where another atlas has nearly the same region"),
+             ("not comparable", "not comparable"))
+    parts = [f"{int(mine[key])} {'holds' + text[4:] if key == 'no' and mine[key] == 1 else text}"
+             for key, text in words if mine.get(key, 0)]
+    n = int(mine.sum())
+    return f"Atlas check, {primary}'s {n} regional finding{'s' if n > 1 else ''}: {', '.join(parts)}."

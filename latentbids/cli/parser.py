@@ -183,8 +183,8 @@ def _resource_options(parser: argparse.ArgumentParser) -> None:
     spa.add_argument("--atlas", dest="atlas", nargs="+", metavar="NAME|PATH",
                      help="AAL, AAL3, HCPEx, AAL-SPM8/SPM12 (nilearn cache) or a label NIfTI in template space; "
                           "several: the first is the primary atlas (the headline speaks for it), the others a "
-                          "sensitivity analysis of the same latent space, each with its own regional and SHAP claims at "
-                          "eta / their number")
+                          "sensitivity analysis of the same latent space, each with its own regional and SHAP "
+                          "claims at eta / their number")
     spa.add_argument("--atlas-labels", dest="atlas_labels", metavar="TSV",
                      help="'index name' table for an --atlas PATH (several paths: each PATH's own .tsv)")
     spa.add_argument("--templateflow-home", dest="templateflow_home", metavar="DIR",

@@ -250,3 +250,12 @@ def test_nearly_the_same_region_unsupported_is_a_difference_of_the_test_not_of_t
     assert split.loc["lrcp Mid (AAL3, CN vs AD)", "depends_on_atlas"] == "yes"
     held = aa.finding_verdicts(aa.agreement_table({"AAL": AAL, "AAL3": AAL3}, _claims({"AAL": {1}, "AAL3": {1}})))
     assert set(held["depends_on_atlas"]) == {"no"}
+
+
+def test_the_primary_findings_are_counted_by_their_dependence_on_the_atlas():
+    claims = _claims({"AAL": {1, 2}, "AAL3": {1}}, atlases=("AAL", "AAL3"))
+    verdicts = aa.finding_verdicts(aa.agreement_table({"AAL": AAL, "AAL3": AAL3}, claims))
+    # Left holds (L1); Right's counterparts R3 and Mid are not supported: Right depends on AAL
+    assert aa.dependence_summary(verdicts, "AAL") == ("Atlas check, AAL's 2 regional findings: 1 holds in every "
+                                                      "other atlas, 1 in AAL only (the finding depends on the atlas).")
+    assert aa.dependence_summary(verdicts, "HCPEx") is None and aa.dependence_summary(verdicts.iloc[:0], "AAL") is None

@@ -348,6 +348,10 @@ def test_a_second_atlas_reads_the_same_latents_and_says_what_survives(trained):
     region = table[(table["family"] == "region") & (table["atlas"] == "octants")]
     assert region["holds"].astype(bool).all() and set(region["other_atlas"]) == {"quadrants"}
     assert any(v.startswith("Atlas check, region Region1") and "holds in quadrants" in v for v in res.verdicts)
+    summary = [v for v in res.verdicts if v.startswith("Atlas check, octants's")]
+    assert len(summary) == 1 and summary[0].endswith("hold in every other atlas.")  # the planted region's findings
+    verdict_table = pd.read_csv(res.files["atlas_verdicts"], sep="\t")
+    assert set(verdict_table.loc[verdict_table["atlas"] == "octants", "depends_on_atlas"]) == {"no"}
     assert res.atlas_agreement is not None and len(res.atlas_agreement) and res.atlas_verdicts
     html = Path(res.report).read_text()
     assert "<h3>Across atlases</h3>" in html and "holds in quadrants" in html

@@ -22,7 +22,12 @@ import logging
 import numpy as np
 import pandas as pd
 
-from latentbids.analysis.atlas_agreement import agreement_table, finding_verdicts, shap_atlas_verdicts
+from latentbids.analysis.atlas_agreement import (
+    agreement_table,
+    dependence_summary,
+    finding_verdicts,
+    shap_atlas_verdicts,
+)
 from latentbids.analysis.claims import CLAIM_FAMILIES, ClaimsList, with_atlas
 from latentbids.analysis.cohort import regional_means
 from latentbids.analysis.results import SectionResult
@@ -131,9 +136,10 @@ def run_atlas_sensitivity(inp, atlases, group_result, settings, seed: int, prima
     -------
     SectionResult
         ``result``: ``{atlas: [ContrastResult, ...]}``; ``tables``: ``agreement`` (one row per supported
-        regional finding x other atlas), ``verdicts`` (one sentence per finding), ``shap`` (``{atlas:
-        ShapSection}``), ``files`` and ``inputs`` (per atlas); ``claims``: the sensitivity atlases' claims,
-        each naming its atlas (they never enter the primary's verdicts or headline); ``notes``.
+        regional finding x other atlas), ``verdicts`` (one sentence per finding), ``summary`` (the primary's
+        findings counted by their dependence on the atlas, a list of at most one sentence), ``shap`` (``{atlas:
+        ShapSection}``) and ``shap_verdicts``, ``files`` and ``inputs`` (per atlas); ``claims``: the sensitivity
+        atlases' claims, each naming its atlas (they never enter the primary's verdicts or headline); ``notes``.
     """
     from latentbids.workflows.group.analysis import writers
     from latentbids.workflows.group.analysis.contrast import run_contrast_regions
@@ -176,6 +182,8 @@ def run_atlas_sensitivity(inp, atlases, group_result, settings, seed: int, prima
     table = agreement_table(labels, claims, weights=weights) if len(claims) else pd.DataFrame()
     verdicts = finding_verdicts(table) if len(table) else pd.DataFrame(columns=["verdict"])
     shap_lines = shap_atlas_verdicts(list(primary_claims) + made, list(inputs)) if with_shap else []
+    summary = dependence_summary(verdicts, inp.atlas_bids_name)
     return SectionResult(result=results, tables={"agreement": table, "verdicts": verdicts, "files": files,
-                                                 "inputs": inputs, "shap": shaps, "shap_verdicts": shap_lines},
+                                                 "inputs": inputs, "shap": shaps, "shap_verdicts": shap_lines,
+                                                 "summary": [summary] if summary else []},
                          claims=made, notes=tuple(notes))

@@ -217,7 +217,8 @@ def _atlas_sensitivity(sec, inp, atlases, group_result, settings, seed, claims, 
     files.update(writers.write_agreement(inp, got.tables["agreement"], got.tables["verdicts"]))
     verdicts = got.tables["verdicts"]["verdict"]
     sentences = [f"Atlas check, {finding}: {verdict}." for finding, verdict in verdicts.items()]
-    return sentences + list(got.tables["shap_verdicts"]), got.tables["agreement"], list(got.notes)
+    summary = list(got.tables.get("summary") or [])
+    return summary + sentences + list(got.tables["shap_verdicts"]), got.tables["agreement"], list(got.notes)
 
 
 def report_name(model_name: str) -> str:
