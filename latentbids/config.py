@@ -230,6 +230,9 @@ class AnalysisConfig(_Section):
     shap_min_r2: float = 0.1  # below this cross-validated R^2 no SHAP claim is made
     sar_top_m: int = 5  # SHAP's top regions tested by SAR (chosen on one half, tested on the other)
     shap_region_permutations: int = 999  # permutations of the test half's errors: held-out R^2 test of the top regions
+    # with several --atlas: SHAP from each sensitivity atlas's regions too (false: the primary's only; its cost grows
+    # with the regions, BENCHMARKS.md "The atlas caution")
+    shap_every_atlas: bool = True
     rub_dropout: float = 0.95  # dropout rate of RUB's PAC-Bayes (Gibbs) classifier (METHOD.md 6)
     pc1_min_abs_r: float = 0.5  # "PC1 tracks X" needs |r| >= this and a Bonferroni p <= eta
 

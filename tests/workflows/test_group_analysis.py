@@ -361,6 +361,7 @@ def test_a_second_atlas_reads_the_same_latents_and_says_what_survives(trained):
     assert any("no latent unit supported in fold 1, so no atlas-free reference map" in n for n in res.notes)
 
     config.analysis.label_column = "sham"  # labels with no effect behind them: no atlas adds a claim
+    config.analysis.shap_every_atlas = False  # and SHAP from the primary's regions only
     try:
         null = run_group_analysis(group_settings(config), result, atlas, [quadrant_atlas(tpl)])
     finally:
@@ -369,10 +370,12 @@ def test_a_second_atlas_reads_the_same_latents_and_says_what_survives(trained):
     about_labels = sens["contrast"].fillna("") != ""
     assert about_labels.sum() and not sens.loc[about_labels, "supported"].astype(bool).any()
     assert not any(v.startswith("Atlas check") and " vs " in v for v in null.verdicts)
-    # SHAP explains the reconstruction error, not the labels: the sham labels leave its statements as they were
+    # SHAP per atlas: the planted region drives the error through either atlas's regions; turned off, none
     top = [v for v in res.verdicts if v.startswith("Atlas check, top SHAP regions")]
     assert top and "quadrants (LeftFront" in top[0]  # the planted region's GM drives the error in both atlases
-    assert top == [v for v in null.verdicts if v.startswith("Atlas check, top SHAP regions")]
+    assert not any(v.startswith("Atlas check, top SHAP") for v in null.verdicts)
+    assert not set(sens["family"]) & {"shap", "shap_regions", "sar"} and "shap_fits" in null.files
+    assert not any(k.startswith("atlas-quadrants_shap") for k in null.files)
 
 
 @pytest.mark.slow

@@ -155,7 +155,7 @@ def run_group_analysis(run: GroupSettings, group_result: GroupLevelResult, atlas
     atlas_inputs = {inp.atlas_bids_name: inp}
     atlas_verdicts, agreement, atlas_notes = _atlas_sensitivity(
         sec, inp, sensitivity_atlases, group_result, settings, seed, claims, files, atlas_inputs,
-        with_shap=shap is not None, n_jobs=max(1, run.nprocs))
+        with_shap=shap is not None and settings.shap_every_atlas, n_jobs=max(1, run.nprocs))
     notes += atlas_notes
     notes += _voxel_references(sec, inp, settings, seed, contrasts, claims, atlas_inputs, files)
     files.update(writers.write_claims(inp, claims))
