@@ -430,3 +430,24 @@ def test_a_sensitivity_atlas_can_reject_wherever_the_primary_could():
     s, notes = sensitivity_settings(primary, 2)
     assert (s.sam_permutations, s.shap_permutations, s.n_permutations) == (39, 11, primary.n_permutations)
     assert notes == ["sam_permutations 20 -> 39 (eta / 2 = 0.025)", "shap_permutations 5 -> 11 (eta / 2 = 0.025)"]
+
+
+@pytest.mark.slow
+def test_a_sensitivity_atlas_whose_shap_fails_keeps_its_regional_claims_and_the_agreement(trained, monkeypatch):
+    from latentbids.workflows.group.analysis import shap_section
+
+    tmp, tpl, atlas, rec, config, result = trained
+    real = shap_section.run_shap
+
+    def flaky(inp, *args, **kwargs):
+        if inp.atlas_bids_name == "quadrants":
+            raise MemoryError("simulated")
+        return real(inp, *args, **kwargs)
+
+    monkeypatch.setattr(shap_section, "run_shap", flaky)
+    res = run_group_analysis(group_settings(config), result, atlas, [quadrant_atlas(tpl)])
+    assert res.failures == {"shap atlas-quadrants": "MemoryError: simulated"}
+    assert any("The shap atlas-quadrants analysis failed" in v for v in res.verdicts)
+    sens = pd.read_csv(res.files["atlas-quadrants_claims"], sep="\t")
+    assert set(sens["family"]) == {"region", "lrcp", "sam"} and "shap_fits" in res.files
+    assert any(v.startswith("Atlas check, region Region1") for v in res.verdicts)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import traceback
 
 import numpy as np
 import pandas as pd
@@ -138,7 +139,8 @@ def run_atlas_sensitivity(inp, atlases, group_result, settings, seed: int, prima
         ``result``: ``{atlas: [ContrastResult, ...]}``; ``tables``: ``agreement`` (one row per supported
         regional finding x other atlas), ``verdicts`` (one sentence per finding), ``summary`` (the primary's
         findings counted by their dependence on the atlas, a list of at most one sentence), ``shap`` (``{atlas:
-        ShapSection}``) and ``shap_verdicts``, ``files`` and ``inputs`` (per atlas); ``claims``: the sensitivity
+        ShapSection}``) and ``shap_verdicts``, ``files`` and ``inputs`` (per atlas), ``failures`` (section name ->
+        why, for an atlas whose SHAP failed: its other claims stand); ``claims``: the sensitivity
         atlases' claims, each naming its atlas (they never enter the primary's verdicts or headline); ``notes``.
     """
     from latentbids.workflows.group.analysis import writers
@@ -150,7 +152,7 @@ def run_atlas_sensitivity(inp, atlases, group_result, settings, seed: int, prima
     notes = [f"Sensitivity atlases ({len(atlases)}) tested at eta / {len(atlases)}; permutations raised for it: "
              + "; ".join(raised)] if raised else []
     inputs = {inp.atlas_bids_name: inp}
-    results, made, files, shaps = {}, [], {}, {}
+    results, made, files, shaps, failures = {}, [], {}, {}, {}
     for atlas in atlases:
         one = inputs_for_atlas(inp, atlas, group_result)
         inputs[atlas.bids_name] = one
@@ -166,11 +168,15 @@ def run_atlas_sensitivity(inp, atlases, group_result, settings, seed: int, prima
             written = writers.write_contrast(one, section.result, atlas_claims, sensitivity)
             files.update({f"atlas-{atlas.bids_name}_{k}": v for k, v in written.items()})
         if with_shap:
-            section = run_shap(one, sensitivity, seed, n_jobs)
-            atlas_claims.extend(_label_all(section.claims, atlas.bids_name))
-            shaps[atlas.bids_name] = section.result
-            written = writers.write_shap(one, section.result, atlas_claims, sensitivity)
-            files.update({f"atlas-{atlas.bids_name}_{k}": v for k, v in written.items()})
+            try:  # one atlas's SHAP failing costs its SHAP only, not the regional claims or the agreement table
+                section = run_shap(one, sensitivity, seed, n_jobs)
+                atlas_claims.extend(_label_all(section.claims, atlas.bids_name))
+                shaps[atlas.bids_name] = section.result
+                written = writers.write_shap(one, section.result, atlas_claims, sensitivity)
+                files.update({f"atlas-{atlas.bids_name}_{k}": v for k, v in written.items()})
+            except Exception as exc:  # noqa: BLE001 - logged, and a failure of the run (exit code 1)
+                LOGGER.error("SHAP of atlas %s failed: %s\n%s", atlas.bids_name, exc, traceback.format_exc())
+                failures[f"shap atlas-{atlas.bids_name}"] = f"{type(exc).__name__}: {exc}"
         written = writers.write_claims(one, atlas_claims, atlas=True)
         files.update({f"atlas-{atlas.bids_name}_{k}": v for k, v in written.items()})
         made.extend(atlas_claims)
@@ -185,5 +191,5 @@ def run_atlas_sensitivity(inp, atlases, group_result, settings, seed: int, prima
     summary = dependence_summary(verdicts, inp.atlas_bids_name)
     return SectionResult(result=results, tables={"agreement": table, "verdicts": verdicts, "files": files,
                                                  "inputs": inputs, "shap": shaps, "shap_verdicts": shap_lines,
-                                                 "summary": [summary] if summary else []},
+                                                 "summary": [summary] if summary else [], "failures": failures},
                          claims=made, notes=tuple(notes))

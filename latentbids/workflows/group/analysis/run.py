@@ -213,6 +213,7 @@ def _atlas_sensitivity(sec, inp, atlases, group_result, settings, seed, claims, 
     if got is None:
         return [], None, []
     files.update(got.tables["files"])
+    sec.failures.update(got.tables.get("failures") or {})
     atlas_inputs.update(got.tables["inputs"])
     files.update(writers.write_agreement(inp, got.tables["agreement"], got.tables["verdicts"]))
     verdicts = got.tables["verdicts"]["verdict"]
