@@ -142,7 +142,9 @@ def main(argv=None) -> int:
     p.add_argument("--summarize", type=Path, nargs="+", metavar="TSV")
     args = p.parse_args(argv)
     if args.summarize:
-        summarize(pd.concat([pd.read_csv(t, sep="\t") for t in args.summarize], ignore_index=True))
+        # keep_default_na=False: the kind "null" and the empty region lists are text, not missing values
+        summarize(pd.concat([pd.read_csv(t, sep="\t", keep_default_na=False) for t in args.summarize],
+                            ignore_index=True))
         return 0
     summarize(run(args))
     return 0
