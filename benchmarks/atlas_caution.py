@@ -67,7 +67,8 @@ def _claims(maps, y, atlas_labels: dict, eta: float, n_perm: int, seed: int) -> 
 
 
 def run_shape(shape: str, n: int, percent: float, seed: int, n_perm: int, eta: float, tmp: Path) -> dict:
-    from latentbids.analysis.atlas_agreement import agreement_table, finding_verdicts
+    from latentbids.analysis.atlas_agreement import agreement_table
+    from latentbids.analysis.atlas_verdicts import finding_verdicts
     from latentbids.resources import get_atlas, resample_atlas
     from latentbids.simulate.cohort import simulate_cohort
 

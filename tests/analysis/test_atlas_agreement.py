@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from latentbids.analysis import atlas_agreement as aa
+from latentbids.analysis import atlas_verdicts as av
 from latentbids.errors import UsageError
 
 X = np.arange(12)[:, None, None] * np.ones((1, 2, 1), dtype=int)
@@ -70,10 +71,10 @@ def test_an_effect_inside_one_region_of_both_atlases_holds_both_ways():
     assert fwd["supported_overlaps"] == "L1 (0.67)"
     assert fwd["supported_share"] == pytest.approx(4 / 6) and back["supported_share"] == pytest.approx(1.0)
     assert fwd["verdict"] == "holds in AAL3: L1 (0.67) supported"
-    verdicts = aa.finding_verdicts(table)
+    verdicts = av.finding_verdicts(table)
     assert verdicts.loc["lrcp Left (AAL, CN vs AD)", "verdict"] == "holds in AAL3"
     assert verdicts["n_holds"].tolist() == [1, 1] and verdicts["n_compared"].tolist() == [1, 1]
-    matrix = aa.agreement_matrix(table)
+    matrix = av.agreement_matrix(table)
     assert list(matrix.columns) == ["AAL", "AAL3"] and matrix.to_numpy().tolist() == [[True, True], [True, True]]
 
 
@@ -84,10 +85,10 @@ def test_an_effect_straddling_a_boundary_is_only_in_the_atlas_whose_region_follo
     assert pd.notna(row["holds"]) and not row["holds"]
     assert row["overlaps"] == "Left (0.50); Right (0.50)" and row["supported_share"] == 0.0
     assert row["verdict"] == "not in AAL: Left (0.50); Right (0.50), none supported"
-    sentence = aa.finding_verdicts(table).loc["lrcp Mid (AAL3, CN vs AD)", "verdict"]
+    sentence = av.finding_verdicts(table).loc["lrcp Mid (AAL3, CN vs AD)", "verdict"]
     assert sentence == ("only in AAL3: the effect straddles a boundary of AAL "
                         "(AAL: Left (0.50); Right (0.50), none supported)")
-    assert aa.agreement_matrix(table).loc["lrcp Mid (AAL3, CN vs AD)"].tolist() == [False, True]
+    assert av.agreement_matrix(table).loc["lrcp Mid (AAL3, CN vs AD)"].tolist() == [False, True]
 
 
 def test_a_claim_without_counterpart_is_its_own_row_in_each_direction():
@@ -100,7 +101,7 @@ def test_a_claim_without_counterpart_is_its_own_row_in_each_direction():
     assert right["overlaps"] == "R3 (0.67); Mid (0.33)"
     l1 = _row(table, "AAL3", "L1", "AAL")
     assert l1["verdict"] == "not in AAL: Left (1.00), not supported"
-    verdicts = aa.finding_verdicts(table)
+    verdicts = av.finding_verdicts(table)
     assert verdicts.loc["lrcp L1 (AAL3, CN vs AD)", "verdict"] == "only in AAL3 (AAL: Left (1.00), not supported)"
     assert (verdicts["n_holds"] == 0).all()
 
@@ -114,10 +115,10 @@ def test_three_atlases_partly_and_the_primary_comes_first():
     assert _row(table, "AAL3", "L1", "HCPEx")["supported_share"] == pytest.approx(0.25)
     claims = _claims({"AAL": {1}, "AAL3": {1}, "HCPEx": set()}, atlases=("AAL", "AAL3", "HCPEx"))
     table = aa.agreement_table(ATLASES, claims)
-    sentence = aa.finding_verdicts(table).loc["lrcp Left (AAL, CN vs AD)", "verdict"]
+    sentence = av.finding_verdicts(table).loc["lrcp Left (AAL, CN vs AD)", "verdict"]
     assert sentence == ("partly: holds in AAL3, not in HCPEx "
                         "(HCPEx: H1 (0.50); H2 (0.50), none supported)")
-    matrix = aa.agreement_matrix(table)
+    matrix = av.agreement_matrix(table)
     assert list(matrix.columns) == ["AAL", "AAL3", "HCPEx"]
     assert matrix.loc["lrcp Left (AAL, CN vs AD)"].tolist() == [True, True, False]
 
@@ -129,9 +130,9 @@ def test_an_atlas_that_cannot_answer_gives_na_not_false():
     hcp = _row(table, "AAL", "Right", "HCPEx")
     assert pd.isna(hcp["holds"]) and hcp["verdict"] == "not tested in HCPEx: no lrcp claims for CN vs AD"
     assert hcp["overlaps"] == "H2 (0.67)" and hcp["outside_share"] == pytest.approx(2 / 6)
-    v = aa.finding_verdicts(table).loc["lrcp Right (AAL, CN vs AD)"]
+    v = av.finding_verdicts(table).loc["lrcp Right (AAL, CN vs AD)"]
     assert v["n_compared"] == 1 and v["verdict"].endswith("; not tested in HCPEx: no lrcp claims for CN vs AD")
-    assert pd.isna(aa.agreement_matrix(table).loc["lrcp Right (AAL, CN vs AD)", "HCPEx"])
+    assert pd.isna(av.agreement_matrix(table).loc["lrcp Right (AAL, CN vs AD)", "HCPEx"])
     # a region of the other atlas that is absent from the grid: not comparable either
     only_bg = {"AAL": AAL, "Cortex": np.where(X < 6, 1, 0)}
     names = {"atlas": "Cortex", "contrast": "CN vs AD", "family": "lrcp", "region_index": 1, "region": "C1",
@@ -187,7 +188,7 @@ def test_bad_inputs_are_usage_errors():
         aa.overlap_matrix(AAL, AAL3, weights=np.ones(3))
     empty = aa.agreement_table({"AAL": AAL}, _claims({"AAL": {1}}, atlases=("AAL",)))
     assert empty.empty and list(empty.columns) == list(aa.TABLE_COLUMNS)
-    assert aa.finding_verdicts(empty).empty and aa.agreement_matrix(empty).empty
+    assert av.finding_verdicts(empty).empty and av.agreement_matrix(empty).empty
 
 
 def _shap(atlas, family, item, supported, statistic=0.2):
@@ -203,13 +204,13 @@ def test_shap_statements_are_compared_by_model_not_by_overlap():
               _shap("AAL3", "shap", "pooled", True, 0.18), _shap("AAL3", "shap", "CN", False),
               _shap("HCPEx", "shap", "pooled", False, float("nan")), _shap("HCPEx", "shap", "CN", False),
               _shap("AAL", "shap_regions", "Left, Right", True), _shap("AAL3", "shap_regions", "L1, R3", False)]
-    lines = aa.shap_atlas_verdicts(claims, ["AAL", "AAL3", "HCPEx"])
+    lines = av.shap_atlas_verdicts(claims, ["AAL", "AAL3", "HCPEx"])
     assert lines == [
         "Atlas check, SHAP surrogate pooled: supported in AAL (CV R^2 0.21) and AAL3 (CV R^2 0.18); "
         "not in HCPEx (not fitted).",
         "Atlas check, top SHAP regions, held out: supported in AAL (Left, Right); not in AAL3 (L1, R3); "
         "not made in HCPEx."]
-    assert aa.shap_atlas_verdicts([c for c in claims if not c.supported], ["AAL", "AAL3", "HCPEx"]) == []
+    assert av.shap_atlas_verdicts([c for c in claims if not c.supported], ["AAL", "AAL3", "HCPEx"]) == []
 
 
 def test_the_agreement_figure_codes_each_cell_and_draws():
@@ -239,23 +240,23 @@ def test_nearly_the_same_region_unsupported_is_a_difference_of_the_test_not_of_t
     assert row["verdict"] == ("not in AALb: Left2 (0.83) is nearly the same region and not supported (a difference "
                               "of the test, its power or chance, not of the boundary)")
     assert _row(table, "AAL", "Left", "AAL3")["same_region"] == ""  # L1 is 4/6 of Left: not the same region
-    verdicts = aa.finding_verdicts(table)
+    verdicts = av.finding_verdicts(table)
     assert verdicts.loc["lrcp Left (AAL, CN vs AD)", "depends_on_atlas"] == "partly"  # holds in AAL3 (L1, Mid)
     assert verdicts.loc["lrcp Mid (AAL3, CN vs AD)", "depends_on_atlas"] == "partly"  # AAL's Left holds it
     only_b = aa.agreement_table({"AAL": AAL, "AALb": aalb}, claims[claims["atlas"] != "AAL3"])
-    v = aa.finding_verdicts(only_b).loc["lrcp Left (AAL, CN vs AD)"]
+    v = av.finding_verdicts(only_b).loc["lrcp Left (AAL, CN vs AD)"]
     assert v["depends_on_atlas"] == "not replicated"
     assert v["verdict"].startswith("not replicated in AALb, where nearly the same region is not supported")
-    split = aa.finding_verdicts(aa.agreement_table({"AAL": AAL, "AAL3": AAL3}, _claims({"AAL3": {2}})))
+    split = av.finding_verdicts(aa.agreement_table({"AAL": AAL, "AAL3": AAL3}, _claims({"AAL3": {2}})))
     assert split.loc["lrcp Mid (AAL3, CN vs AD)", "depends_on_atlas"] == "yes"
-    held = aa.finding_verdicts(aa.agreement_table({"AAL": AAL, "AAL3": AAL3}, _claims({"AAL": {1}, "AAL3": {1}})))
+    held = av.finding_verdicts(aa.agreement_table({"AAL": AAL, "AAL3": AAL3}, _claims({"AAL": {1}, "AAL3": {1}})))
     assert set(held["depends_on_atlas"]) == {"no"}
 
 
 def test_the_primary_findings_are_counted_by_their_dependence_on_the_atlas():
     claims = _claims({"AAL": {1, 2}, "AAL3": {1}}, atlases=("AAL", "AAL3"))
-    verdicts = aa.finding_verdicts(aa.agreement_table({"AAL": AAL, "AAL3": AAL3}, claims))
+    verdicts = av.finding_verdicts(aa.agreement_table({"AAL": AAL, "AAL3": AAL3}, claims))
     # Left holds (L1); Right's counterparts R3 and Mid are not supported: Right depends on AAL
-    assert aa.dependence_summary(verdicts, "AAL") == ("Atlas check, AAL's 2 regional findings: 1 holds in every "
+    assert av.dependence_summary(verdicts, "AAL") == ("Atlas check, AAL's 2 regional findings: 1 holds in every "
                                                       "other atlas, 1 in AAL only (the finding depends on the atlas).")
-    assert aa.dependence_summary(verdicts, "HCPEx") is None and aa.dependence_summary(verdicts.iloc[:0], "AAL") is None
+    assert av.dependence_summary(verdicts, "HCPEx") is None and av.dependence_summary(verdicts.iloc[:0], "AAL") is None

@@ -56,7 +56,8 @@ def cohort(tmp_path_factory):
 
 @pytest.mark.slow
 def test_a_planted_aal3_region_is_found_in_every_atlas_and_the_table_says_it_holds(cohort):
-    from latentbids.analysis.atlas_agreement import agreement_table, finding_verdicts
+    from latentbids.analysis.atlas_agreement import agreement_table
+    from latentbids.analysis.atlas_verdicts import finding_verdicts
 
     maps, y, labels, truth = cohort
     claims = _region_claims(maps, y, labels, 0.05)

@@ -15,7 +15,7 @@ STATES = ((3, "the finding's own atlas", "#1f4e79"), (2, "holds (an overlapping 
 def atlas_agreement_codes(table: pd.DataFrame) -> pd.DataFrame:
     """Finding x atlas state codes of :data:`STATES` from an agreement table (its own atlas 3, holds 2, does not
     hold 1, cannot answer 0), in the table's atlas order."""
-    from latentbids.analysis.atlas_agreement import agreement_matrix
+    from latentbids.analysis.atlas_verdicts import agreement_matrix
 
     matrix = agreement_matrix(table)
     codes = pd.DataFrame(0, index=matrix.index, columns=matrix.columns, dtype=int)

@@ -23,12 +23,8 @@ import traceback
 import numpy as np
 import pandas as pd
 
-from latentbids.analysis.atlas_agreement import (
-    agreement_table,
-    dependence_summary,
-    finding_verdicts,
-    shap_atlas_verdicts,
-)
+from latentbids.analysis.atlas_agreement import agreement_table
+from latentbids.analysis.atlas_verdicts import dependence_summary, finding_verdicts, shap_atlas_verdicts
 from latentbids.analysis.claims import CLAIM_FAMILIES, ClaimsList, with_atlas
 from latentbids.analysis.cohort import regional_means
 from latentbids.analysis.results import SectionResult
