@@ -52,7 +52,7 @@ def finding_verdicts(table: pd.DataFrame) -> pd.DataFrame:
     Parameters
     ----------
     table : DataFrame, shape (n_rows, 15)
-        The output of :func:`agreement_table`.
+        The output of :func:`~latentbids.analysis.atlas_agreement.agreement_table`.
 
     Returns
     -------
@@ -97,7 +97,7 @@ def agreement_matrix(table: pd.DataFrame) -> pd.DataFrame:
     Parameters
     ----------
     table : DataFrame, shape (n_rows, 15)
-        The output of :func:`agreement_table`.
+        The output of :func:`~latentbids.analysis.atlas_agreement.agreement_table`.
 
     Returns
     -------
