@@ -28,9 +28,15 @@ def _sentence(atlas: str, rows: pd.DataFrame) -> str:
     na = rows[rows["holds"].isna()]
     details = "; ".join(f"{r.other_atlas}: {r.overlaps}, {'none' if r.n_overlaps > 1 else 'not'} supported"
                         for r in lost.itertuples())
+    same = lost["same_region"].ne("")
+    if same.any() and not same.all():  # say which misses are a difference of the test, not of the boundary
+        details += "; nearly the same region in " + _join(
+            [f"{r.other_atlas} ({r.same_region})" for r in lost[same].itertuples()]) + ": a difference of the test"
+    elif same.any() and len(held):
+        details += ": nearly the same region, so a difference of the test, not of the boundary"
     if len(held) and not len(lost):
         text = f"holds in {_join(held['other_atlas'])}"
-    elif len(lost) and not len(held) and lost["same_region"].ne("").all():
+    elif len(lost) and not len(held) and same.all():
         text = (f"not replicated in {_join(lost['other_atlas'])}, where nearly the same region is not supported "
                 f"({details}): a difference of the test (power at each atlas's eta, or chance), not of the boundary")
     elif len(lost) and not len(held):

@@ -242,6 +242,8 @@ def test_nearly_the_same_region_unsupported_is_a_difference_of_the_test_not_of_t
     assert _row(table, "AAL", "Left", "AAL3")["same_region"] == ""  # L1 is 4/6 of Left: not the same region
     verdicts = av.finding_verdicts(table)
     assert verdicts.loc["lrcp Left (AAL, CN vs AD)", "depends_on_atlas"] == "partly"  # holds in AAL3 (L1, Mid)
+    assert verdicts.loc["lrcp Left (AAL, CN vs AD)", "verdict"].endswith(
+        "none supported: nearly the same region, so a difference of the test, not of the boundary)")
     assert verdicts.loc["lrcp Mid (AAL3, CN vs AD)", "depends_on_atlas"] == "partly"  # AAL's Left holds it
     only_b = aa.agreement_table({"AAL": AAL, "AALb": aalb}, claims[claims["atlas"] != "AAL3"])
     v = av.finding_verdicts(only_b).loc["lrcp Left (AAL, CN vs AD)"]
