@@ -35,7 +35,8 @@ def atlas_agreement_figure(table: pd.DataFrame | None, max_rows: int = 40) -> st
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
-    codes = atlas_agreement_codes(table).iloc[:max_rows]
+    every = atlas_agreement_codes(table)
+    codes = every.iloc[:max_rows]
     n_rows, n_cols = codes.shape
     fig = _new_figure(2.2 + 1.1 * n_cols + 0.04 * max(len(str(f)) for f in codes.index), 1.4 + 0.28 * n_rows)
     ax = fig.add_subplot(1, 1, 1)
@@ -50,7 +51,7 @@ def atlas_agreement_figure(table: pd.DataFrame | None, max_rows: int = 40) -> st
     ax.tick_params(which="minor", length=0)
     ax.legend(handles=[Patch(color=colour, label=label) for _, label, colour in STATES], loc="upper center",
               bbox_to_anchor=(0.5, -0.02), ncol=2, fontsize=7, frameon=False)
-    more = len(atlas_agreement_codes(table)) - n_rows if n_rows == max_rows else 0
+    more = len(every) - n_rows
     ax.set_title("Where each supported regional finding holds" + (f" (first {n_rows}; {more} more in the table)"
                                                                  if more > 0 else ""), fontsize=9)
     return _png(fig)

@@ -30,15 +30,26 @@ def contrast_rows(inp, a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
     return rows, (inp.labels.iloc[rows] == b).to_numpy().astype(int)
 
 
-def _voxels(inp, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every atlas voxel of the contrast's maps (confounds regressed out), and each voxel's label."""
-    vox = np.flatnonzero(inp.atlas_box.ravel() > 0)
-    X = np.stack([np.asarray(inp.data[int(r)], dtype=np.float32).ravel()[vox] for r in rows])
+def voxel_matrix(inp, rows: np.ndarray, voxels: np.ndarray) -> np.ndarray:
+    """GM of the flat box ``voxels`` in the maps of ``rows`` (one map read at a time), confounds regressed out:
+    what SAM (atlas voxels) and the atlas-free reference (brain voxels) test."""
+    X = np.stack([np.asarray(inp.data[int(r)], dtype=np.float32).ravel()[voxels] for r in rows])
     if inp.C.shape[1]:
         from latentbids.analysis.stats import residualize
 
         X = residualize(X, inp.C[rows]).astype(np.float32, copy=False)
-    return X, inp.atlas_box.ravel()[vox]
+    return X
+
+
+def _fold_codes(inp, rows: np.ndarray) -> dict:
+    """Every fold's codes of ``rows`` (confounds regressed out)."""
+    return {fold: inp.adjust(inp.fold_Z[fold][0], rows) for fold in inp.folds}
+
+
+def _voxels(inp, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every atlas voxel of the contrast's maps (confounds regressed out), and each voxel's label."""
+    vox = np.flatnonzero(inp.atlas_box.ravel() > 0)
+    return voxel_matrix(inp, rows, vox), inp.atlas_box.ravel()[vox]
 
 
 def run_contrast_regions(inp, settings, seed: int, a: str, b: str) -> SectionResult:
@@ -56,7 +67,7 @@ def run_contrast_regions(inp, settings, seed: int, a: str, b: str) -> SectionRes
     G = inp.adjust(inp.G, rows)
     index = inp.regions["index"].to_numpy()
     names = inp.regions["name"].tolist()
-    Z = {fold: inp.adjust(inp.fold_Z[fold][0], rows) for fold in inp.folds}
+    Z = _fold_codes(inp, rows)
     K = next(iter(Z.values())).shape[1]
     lrcp = LRCP(correlation=settings.correlation, correction=settings.correction, alpha=settings.alpha,
                 eta=settings.eta, statistic=settings.statistic, family_correction=settings.family_correction,
@@ -87,7 +98,7 @@ def run_contrast(inp, settings, seed: int, a: str, b: str) -> SectionResult:
         return regional
     rows, y = contrast_rows(inp, a, b)
     name = regional.result.name
-    Z = {fold: inp.adjust(inp.fold_Z[fold][0], rows) for fold in inp.folds}
+    Z = _fold_codes(inp, rows)
     perms = settings.n_permutations
     with step(LOGGER, f"{name}: latent vector, held out over {len(Z)} folds, {perms} permutations"):
         held_out = held_out_test(Z, {fold: inp.fold_Z[fold][1][rows] for fold in inp.folds}, y,

@@ -40,8 +40,7 @@ def run_voxel_reference(inp, settings, seed: int, result, claims, atlas_inputs: 
     Returns a :class:`SectionResult` (``result``: the VoxelAssociation or None; ``tables``: ``regions`` per
     atlas; ``notes``: one line per atlas, or why nothing ran); no claims.
     """
-    from latentbids.analysis.stats import residualize
-    from latentbids.workflows.group.analysis.contrast import contrast_rows
+    from latentbids.workflows.group.analysis.contrast import contrast_rows, voxel_matrix
 
     a, b = result.labels
     ref = inp.reference_fold
@@ -53,9 +52,7 @@ def run_voxel_reference(inp, settings, seed: int, result, claims, atlas_inputs: 
     rows, _ = contrast_rows(inp, a, b)
     Z = inp.adjust(Zall, rows)[:, units]
     vox = np.flatnonzero(np.asarray(inp.mask_box).ravel() > 0)
-    X = np.stack([np.asarray(inp.data[int(r)], dtype=np.float32).ravel()[vox] for r in rows])
-    if inp.C.shape[1]:
-        X = residualize(X, inp.C[rows]).astype(np.float32, copy=False)
+    X = voxel_matrix(inp, rows, vox)
     with step(LOGGER, f"{result.name}: atlas-free reference, {len(units)} unit(s) x {len(vox)} voxels, "
                       f"{settings.n_permutations} permutations"):
         assoc = voxel_association(Z, X, n_permutations=settings.n_permutations, random_state=seed, eta=settings.eta)
